@@ -1,0 +1,19 @@
+//! The `weir` command line.
+
+use clap::Parser;
+
+use crate::telemetry::LogFormat;
+
+/// weir runs WebAssembly plugins (filters, enrichers, keyed aggregators) over
+/// Kafka streams and writes the results to Kafka and PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter in `RUST_LOG` syntax, for example `info` or `weir=debug,rdkafka=warn`.
+    #[arg(long, env = "WEIR_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// Log line format.
+    #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,13 @@
+//! weir: a stream-processing host that runs user-supplied WebAssembly
+//! components between Kafka and PostgreSQL.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the `weir` command line (arguments only; the work lives in the
+//!   modules it calls).
+//! - [`telemetry`]: logging set-up shared by every command.
+
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod telemetry;

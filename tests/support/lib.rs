@@ -1,0 +1,74 @@
+//! What weir's end-to-end tests share: where the local stack is, fresh
+//! names, and Kafka's own tools.
+//!
+//! The endpoints come from the environment `cargo xtask test` sets
+//! (`WEIR_BOOTSTRAP`, `WEIR_REGISTRY_URL`, `WEIR_DATABASE_URL`,
+//! `WEIR_STATE_DIR`), with the stack's defaults when run by plain `cargo test`.
+
+#![deny(missing_docs)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Where the local stack's services answer.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// Kafka bootstrap servers.
+    pub bootstrap: String,
+    /// The schema registry's Confluent API base URL.
+    pub registry_url: String,
+    /// PostgreSQL connection URL of the `weir` database.
+    pub database_url: String,
+    /// The stack's state folder (Kafka's classpath lives there).
+    pub state_dir: PathBuf,
+}
+
+impl Stack {
+    /// The stack named by the environment, or the local defaults.
+    pub fn from_env() -> Self {
+        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        let default_state = concat!(env!("CARGO_MANIFEST_DIR"), "/../.weir");
+        Self {
+            bootstrap: var("WEIR_BOOTSTRAP", "127.0.0.1:9092"),
+            registry_url: var("WEIR_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
+            database_url: var("WEIR_DATABASE_URL", "postgres://weir:weir@127.0.0.1:5432/weir"),
+            state_dir: PathBuf::from(var("WEIR_STATE_DIR", default_state)),
+        }
+    }
+
+    /// Runs one of Kafka's own command-line tools (by main class) against the
+    /// stack's broker, with the jars the stack runs Kafka from; returns its
+    /// standard output.
+    pub fn kafka_tool(&self, main_class: &str, args: &[&str]) -> Result<String> {
+        let kafka_dir = self.state_dir.join("kafka");
+        let classpath = std::fs::read_to_string(kafka_dir.join("classpath")).with_context(|| {
+            format!(
+                "Kafka's classpath is not in {}: start the stack with `cargo xtask stack up`",
+                kafka_dir.display()
+            )
+        })?;
+        let output = Command::new("java")
+            .arg("-cp")
+            .arg(classpath.trim())
+            .arg("-Dlog4j2.level=WARN")
+            .arg(main_class)
+            .args(args)
+            .output()
+            .with_context(|| format!("cannot run java for {main_class}"))?;
+        if !output.status.success() {
+            bail!(
+                "{main_class} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8(output.stdout)?)
+    }
+}
+
+/// A name no other test run uses, for topics, groups, subjects and tables.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}

@@ -1,0 +1,61 @@
+//! weir's developer entry points.
+//!
+//! # Layout
+//!
+//! - [`stack`]: the local stack (Kafka, schema registry, PostgreSQL) started
+//!   from Maven Central artifacts and the machine's PostgreSQL binaries, no Docker.
+//! - [`workflow`]: the two commands a new user runs, `demo` and `test`.
+
+mod stack;
+mod workflow;
+
+use clap::{Parser, Subcommand};
+
+/// weir's developer entry points: the local stack, the demo, the test suite.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start, stop or inspect the local stack: Kafka, the schema registry, PostgreSQL.
+    Stack {
+        #[command(subcommand)]
+        action: StackAction,
+    },
+    /// Run the stock demo end to end, starting the local stack first.
+    Demo,
+    /// Run every check and test, starting the local stack first.
+    Test {
+        /// Stop the local stack when the tests are done (CI does this).
+        #[arg(long)]
+        stop_stack: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StackAction {
+    /// Start every service that is not running yet and wait until each answers.
+    Up,
+    /// Stop the services this stack started (by PID).
+    Down,
+    /// Tell, for each service, whether it is up and where.
+    Status,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let stack = stack::Stack::locate()?;
+    match cli.command {
+        Command::Stack { action } => match action {
+            StackAction::Up => stack.up(),
+            StackAction::Down => stack.down(),
+            StackAction::Status => stack.print_status(),
+        },
+        Command::Demo => workflow::demo(&stack),
+        Command::Test { stop_stack } => workflow::test(&stack, stop_stack),
+    }
+}

@@ -1,0 +1,226 @@
+//! PostgreSQL 15 from the machine's Debian binaries: a throwaway cluster in
+//! the state folder, a `weir` role, a `weir` database and the registry's database.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+use nix::unistd::{Uid, User, chown};
+
+use super::process::ProcessSlot;
+use super::tools;
+use super::{Dirs, Service};
+
+pub const PORT: u16 = 5432;
+pub const USER: &str = "weir";
+pub const PASSWORD: &str = "weir";
+pub const DATABASE: &str = "weir";
+/// The schema registry keeps its schemas here.
+pub const REGISTRY_DATABASE: &str = "registry";
+/// The major version the stack looks for first.
+const PREFERRED_MAJOR: &str = "15";
+
+pub struct Postgres {
+    slot: ProcessSlot,
+}
+
+impl Postgres {
+    pub fn new(dirs: &Dirs) -> Self {
+        Self {
+            slot: ProcessSlot::new("postgres", &dirs.state),
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.slot.dir().join("data")
+    }
+
+    fn socket_dir(&self) -> PathBuf {
+        self.slot.dir().join("socket")
+    }
+
+    /// A command that runs one of PostgreSQL's programs as the account that
+    /// owns the cluster: PostgreSQL refuses to run as root, so when we are
+    /// root the server and its tools run as the `postgres` account.
+    fn pg_command(&self, program: &str) -> Result<Command> {
+        let mut command = Command::new(bin_dir()?.join(program));
+        if let Some(owner) = cluster_owner()? {
+            command.uid(owner.uid.as_raw()).gid(owner.gid.as_raw());
+        }
+        Ok(command)
+    }
+
+    fn init_cluster(&self) -> Result<()> {
+        if self.data_dir().join("PG_VERSION").exists() {
+            return Ok(());
+        }
+        println!("postgres: creating a cluster in {}", self.data_dir().display());
+        for dir in [self.slot.dir().to_path_buf(), self.data_dir(), self.socket_dir()] {
+            fs::create_dir_all(&dir)?;
+        }
+        fs::set_permissions(self.data_dir(), fs::Permissions::from_mode(0o700))?;
+        if let Some(owner) = cluster_owner()? {
+            for dir in [self.data_dir(), self.socket_dir()] {
+                chown(&dir, Some(owner.uid), Some(owner.gid))
+                    .with_context(|| format!("cannot give {} to `postgres`", dir.display()))?;
+            }
+        }
+        let password_file = self.slot.dir().join("initdb-password");
+        fs::write(&password_file, PASSWORD)?;
+        fs::set_permissions(&password_file, fs::Permissions::from_mode(0o644))?;
+        let result = tools::run(
+            self.pg_command("initdb")?
+                .arg("--pgdata")
+                .arg(self.data_dir())
+                .args(["--username=postgres", "--encoding=UTF8", "--no-locale"])
+                // Local socket connections are the administrator's; TCP needs a password.
+                .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+                .arg(format!("--pwfile={}", password_file.display())),
+            "initdb",
+        );
+        fs::remove_file(&password_file).ok();
+        result.map(drop)
+    }
+
+    /// Creates the `weir` role and databases if they do not exist yet.
+    fn create_role_and_databases(&self) -> Result<()> {
+        let script = format!(
+            "SELECT 'CREATE ROLE {USER} LOGIN PASSWORD ''{PASSWORD}'''\n\
+               WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{USER}')\\gexec\n\
+             SELECT 'CREATE DATABASE {DATABASE} OWNER {USER}'\n\
+               WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{DATABASE}')\\gexec\n\
+             SELECT 'CREATE DATABASE {REGISTRY_DATABASE} OWNER {USER}'\n\
+               WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{REGISTRY_DATABASE}')\\gexec\n"
+        );
+        let script_file = self.slot.dir().join("setup.sql");
+        fs::write(&script_file, script)?;
+        fs::set_permissions(&script_file, fs::Permissions::from_mode(0o644))?;
+        tools::run(
+            self.pg_command("psql")?
+                .arg("--host")
+                .arg(self.socket_dir())
+                .args(["--port", &PORT.to_string(), "--username=postgres", "--dbname=postgres"])
+                .args(["--quiet", "--no-psqlrc", "--set=ON_ERROR_STOP=1"])
+                .arg("--file")
+                .arg(&script_file),
+            "creating the weir role and databases",
+        )?;
+        Ok(())
+    }
+}
+
+impl Service for Postgres {
+    fn slot(&self) -> &ProcessSlot {
+        &self.slot
+    }
+
+    fn ports(&self) -> &'static [u16] {
+        &[PORT]
+    }
+
+    fn endpoint(&self) -> String {
+        format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{PORT}/{DATABASE}")
+    }
+
+    fn describe(&self) -> String {
+        let version = bin_dir()
+            .ok()
+            .and_then(|dir| Some(dir.parent()?.file_name()?.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "?".to_owned());
+        format!("PostgreSQL {version}, role and database `{DATABASE}`")
+    }
+
+    fn prepare(&self) -> Result<()> {
+        self.init_cluster()
+    }
+
+    fn command(&self) -> Result<Command> {
+        let mut command = self.pg_command("postgres")?;
+        command
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-c", "listen_addresses=127.0.0.1", "-p", &PORT.to_string()])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", self.socket_dir().display()))
+            .args(["-c", "max_connections=200"]);
+        Ok(command)
+    }
+
+    fn probe(&self) -> std::result::Result<String, String> {
+        let output = Command::new(bin_dir().map_err(|e| e.to_string())?.join("pg_isready"))
+            .args(["--host=127.0.0.1", &format!("--port={PORT}"), "--timeout=1"])
+            .output()
+            .map_err(|error| error.to_string())?;
+        if output.status.success() {
+            Ok("accepting connections".to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        }
+    }
+
+    fn on_ready(&self) -> Result<()> {
+        self.create_role_and_databases()
+    }
+
+    /// SIGINT is PostgreSQL's "fast" shutdown: sessions end, data is flushed.
+    fn stop_signal(&self) -> Signal {
+        Signal::SIGINT
+    }
+
+    fn start_timeout(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+}
+
+/// PostgreSQL's server programs: `$WEIR_PG_BIN`, else Debian's
+/// `/usr/lib/postgresql/<major>/bin`, version 15 first, else the newest.
+fn bin_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("WEIR_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let root = PathBuf::from("/usr/lib/postgresql");
+    let preferred = root.join(PREFERRED_MAJOR).join("bin");
+    if preferred.join("initdb").is_file() {
+        return Ok(preferred);
+    }
+    let mut majors: Vec<(u32, PathBuf)> = fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let major = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((major, bin))
+        })
+        .collect();
+    majors.sort();
+    match majors.pop() {
+        Some((_, bin)) => Ok(bin),
+        None => bail!(
+            "PostgreSQL's server programs were not found in /usr/lib/postgresql/*/bin. Install \
+             them (on Debian: `apt-get install postgresql-15`) or set WEIR_PG_BIN to the folder \
+             holding initdb and postgres."
+        ),
+    }
+}
+
+/// The account the cluster runs as when we are root (`postgres`); `None`
+/// when we are not root and run it as ourselves.
+fn cluster_owner() -> Result<Option<User>> {
+    if !Uid::effective().is_root() {
+        return Ok(None);
+    }
+    match User::from_name("postgres")? {
+        Some(user) => Ok(Some(user)),
+        None => bail!(
+            "running as root, but there is no `postgres` account to run PostgreSQL as \
+             (PostgreSQL refuses to run as root). Create one (`useradd --system postgres`) \
+             or run the stack as an ordinary user."
+        ),
+    }
+}
