@@ -77,9 +77,15 @@ async fn kafka_round_trip_through_a_consumer_group() -> Result<()> {
         *per_partition.entry(message.partition()).or_default() += 1;
         received.insert(value, key);
     }
-    assert_eq!(received, sent, "every message comes back once, with its key");
+    assert_eq!(
+        received, sent,
+        "every message comes back once, with its key"
+    );
     // Keys spread over partitions, so the group really consumed several.
-    assert!(per_partition.len() > 1, "messages in one partition only: {per_partition:?}");
+    assert!(
+        per_partition.len() > 1,
+        "messages in one partition only: {per_partition:?}"
+    );
     consumer.commit_consumer_state(CommitMode::Sync)?;
 
     let mut assignment = TopicPartitionList::new();
@@ -88,13 +94,21 @@ async fn kafka_round_trip_through_a_consumer_group() -> Result<()> {
     }
     let committed = consumer.committed_offsets(assignment, Duration::from_secs(10))?;
     for element in committed.elements() {
-        let expected = per_partition.get(&element.partition()).copied().unwrap_or(0);
+        let expected = per_partition
+            .get(&element.partition())
+            .copied()
+            .unwrap_or(0);
         let offset = match element.offset() {
             Offset::Offset(offset) => offset,
             Offset::Invalid if expected == 0 => 0,
             other => anyhow::bail!("partition {}: committed {other:?}", element.partition()),
         };
-        assert_eq!(offset, expected, "committed offset of partition {}", element.partition());
+        assert_eq!(
+            offset,
+            expected,
+            "committed offset of partition {}",
+            element.partition()
+        );
     }
 
     admin.delete_topics(&[&topic], &options).await?;
@@ -120,7 +134,10 @@ fn broker_is_kafka_4_3() -> Result<()> {
         .and_then(|_| words.next())
         .with_context(|| format!("no finalized level in: {line}"))?;
     println!("broker metadata.version (Kafka release): {finalized}");
-    ensure!(finalized.starts_with("4.3"), "expected a Kafka 4.3 broker, got {finalized}");
+    ensure!(
+        finalized.starts_with("4.3"),
+        "expected a Kafka 4.3 broker, got {finalized}"
+    );
     Ok(())
 }
 
@@ -142,18 +159,35 @@ async fn registry_round_trip_through_the_confluent_api() -> Result<()> {
     let subject = format!("{}-value", unique("weir_smoke"));
     let content_type = "application/vnd.schemaregistry.v1+json";
     let register = |schema: &str| {
-        http.post(format!("{}/subjects/{subject}/versions", stack.registry_url))
-            .header("Content-Type", content_type)
-            .json(&json!({ "schema": schema }))
-            .send()
+        http.post(format!(
+            "{}/subjects/{subject}/versions",
+            stack.registry_url
+        ))
+        .header("Content-Type", content_type)
+        .json(&json!({ "schema": schema }))
+        .send()
     };
 
-    let response: Json = register(SESSION_SCHEMA).await?.error_for_status()?.json().await?;
-    let id = response["id"].as_i64().with_context(|| format!("no id in {response}"))?;
+    let response: Json = register(SESSION_SCHEMA)
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = response["id"]
+        .as_i64()
+        .with_context(|| format!("no id in {response}"))?;
     println!("schema registry returned id {id} for subject {subject}");
 
-    let again: Json = register(SESSION_SCHEMA).await?.error_for_status()?.json().await?;
-    assert_eq!(again["id"].as_i64(), Some(id), "registering the same schema again keeps its id");
+    let again: Json = register(SESSION_SCHEMA)
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(
+        again["id"].as_i64(),
+        Some(id),
+        "registering the same schema again keeps its id"
+    );
 
     let fetched: Json = http
         .get(format!("{}/schemas/ids/{id}", stack.registry_url))
@@ -162,13 +196,18 @@ async fn registry_round_trip_through_the_confluent_api() -> Result<()> {
         .error_for_status()?
         .json()
         .await?;
-    let fetched_text = fetched["schema"].as_str().context("no schema in the answer")?;
+    let fetched_text = fetched["schema"]
+        .as_str()
+        .context("no schema in the answer")?;
     let sent = Schema::parse_str(SESSION_SCHEMA)?;
     let fetched = Schema::parse_str(fetched_text)?;
     assert_eq!(fetched.canonical_form(), sent.canonical_form());
 
     let versions: Json = http
-        .get(format!("{}/subjects/{subject}/versions", stack.registry_url))
+        .get(format!(
+            "{}/subjects/{subject}/versions",
+            stack.registry_url
+        ))
         .send()
         .await?
         .error_for_status()?
@@ -183,19 +222,28 @@ async fn registry_round_trip_through_the_confluent_api() -> Result<()> {
         .error_for_status()?
         .json()
         .await?;
-    assert!(config["compatibilityLevel"].is_string(), "global config: {config}");
+    assert!(
+        config["compatibilityLevel"].is_string(),
+        "global config: {config}"
+    );
 
     // A record written with the registered schema reads back with the fetched one.
     let mut record = Record::new(&sent).context("the schema is a record")?;
     record.put("session_id", "s-1");
     record.put("event_count", 42_i64);
-    record.put("user_segment", Value::Union(1, Box::new(Value::String("loyal".into()))));
+    record.put(
+        "user_segment",
+        Value::Union(1, Box::new(Value::String("loyal".into()))),
+    );
     let bytes = to_avro_datum(&sent, record)?;
     let decoded = from_avro_datum(&fetched, &mut bytes.as_slice(), None)?;
     let Value::Record(fields) = decoded else {
         anyhow::bail!("decoded {decoded:?}")
     };
-    assert_eq!(fields[0], ("session_id".into(), Value::String("s-1".into())));
+    assert_eq!(
+        fields[0],
+        ("session_id".into(), Value::String("s-1".into()))
+    );
     assert_eq!(fields[1], ("event_count".into(), Value::Long(42)));
 
     http.delete(format!("{}/subjects/{subject}", stack.registry_url))
@@ -213,7 +261,9 @@ async fn postgres_round_trip_with_upserts() -> Result<()> {
         .max_connections(2)
         .connect(&stack.database_url)
         .await?;
-    let version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await?;
+    let version: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&pool)
+        .await?;
     println!("PostgreSQL server version {version}");
 
     let table = unique("weir_smoke");
@@ -227,7 +277,11 @@ async fn postgres_round_trip_with_upserts() -> Result<()> {
            ON CONFLICT (session_id) DO UPDATE SET event_count = EXCLUDED.event_count"#
     );
     for (session, count) in [("s-1", 1_i64), ("s-2", 5), ("s-1", 3)] {
-        sqlx::query(&upsert).bind(session).bind(count).execute(&pool).await?;
+        sqlx::query(&upsert)
+            .bind(session)
+            .bind(count)
+            .execute(&pool)
+            .await?;
     }
     let rows = sqlx::query(&format!(
         r#"SELECT session_id, event_count FROM "{table}" ORDER BY session_id"#

@@ -28,12 +28,16 @@ pub struct Stack {
 impl Stack {
     /// The stack named by the environment, or the local defaults.
     pub fn from_env() -> Self {
-        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
         let default_state = concat!(env!("CARGO_MANIFEST_DIR"), "/../.weir");
         Self {
             bootstrap: var("WEIR_BOOTSTRAP", "127.0.0.1:9092"),
             registry_url: var("WEIR_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
-            database_url: var("WEIR_DATABASE_URL", "postgres://weir:weir@127.0.0.1:5432/weir"),
+            database_url: var(
+                "WEIR_DATABASE_URL",
+                "postgres://weir:weir@127.0.0.1:5432/weir",
+            ),
             state_dir: PathBuf::from(var("WEIR_STATE_DIR", default_state)),
         }
     }
@@ -43,12 +47,13 @@ impl Stack {
     /// standard output.
     pub fn kafka_tool(&self, main_class: &str, args: &[&str]) -> Result<String> {
         let kafka_dir = self.state_dir.join("kafka");
-        let classpath = std::fs::read_to_string(kafka_dir.join("classpath")).with_context(|| {
-            format!(
-                "Kafka's classpath is not in {}: start the stack with `cargo xtask stack up`",
-                kafka_dir.display()
-            )
-        })?;
+        let classpath =
+            std::fs::read_to_string(kafka_dir.join("classpath")).with_context(|| {
+                format!(
+                    "Kafka's classpath is not in {}: start the stack with `cargo xtask stack up`",
+                    kafka_dir.display()
+                )
+            })?;
         let output = Command::new("java")
             .arg("-cp")
             .arg(classpath.trim())

@@ -9,6 +9,8 @@
 mod stack;
 mod workflow;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// weir's developer entry points: the local stack, the demo, the test suite.
@@ -46,8 +48,19 @@ enum StackAction {
     Status,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The message chain says what failed and how to fix it; a
+            // backtrace would only bury it.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let stack = stack::Stack::locate()?;
     match cli.command {
         Command::Stack { action } => match action {

@@ -42,11 +42,21 @@ fn run_checks(stack: &Stack) -> Result<()> {
     step("format", || cargo(&["fmt", "--all", "--check"], stack))?;
     step("lints", || {
         cargo(
-            &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
             stack,
         )
     })?;
-    step("tests", || cargo(&["test", "--workspace", "--locked"], stack))?;
+    step("tests", || {
+        cargo(&["test", "--workspace", "--locked"], stack)
+    })?;
     Ok(())
 }
 

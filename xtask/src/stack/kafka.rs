@@ -145,9 +145,13 @@ impl Kafka {
         if self.data_dir().join("meta.properties").exists() {
             return Ok(());
         }
-        println!("kafka: formatting KRaft storage in {}", self.data_dir().display());
+        println!(
+            "kafka: formatting KRaft storage in {}",
+            self.data_dir().display()
+        );
         let output = tools::run(
-            self.java_command(&[], "kafka.tools.StorageTool")?.arg("random-uuid"),
+            self.java_command(&[], "kafka.tools.StorageTool")?
+                .arg("random-uuid"),
             "generating a Kafka cluster id",
         )?;
         let cluster_id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
@@ -189,7 +193,12 @@ impl Service for Kafka {
     }
 
     fn command(&self) -> Result<Command> {
-        let jvm_options = ["-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true"];
+        let jvm_options = [
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+        ];
         let mut command = self.java_command(&jvm_options, "kafka.Kafka")?;
         command.arg(self.config_file());
         Ok(command)

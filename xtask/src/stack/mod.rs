@@ -174,15 +174,24 @@ impl Stack {
             let name = slot_name(service);
             let (state, detail) = match (service.slot().running_pid(), service.probe()) {
                 (Some(pid), Ok(detail)) => ("up", format!("pid {pid}, {detail}")),
-                (Some(pid), Err(error)) => ("starting", format!("pid {pid}, not answering: {error}")),
-                (None, Ok(_)) => ("foreign", "answering, but not started by this stack".to_owned()),
+                (Some(pid), Err(error)) => {
+                    ("starting", format!("pid {pid}, not answering: {error}"))
+                }
+                (None, Ok(_)) => (
+                    "foreign",
+                    "answering, but not started by this stack".to_owned(),
+                ),
                 (None, Err(_)) => ("down", String::new()),
             };
             println!(
                 "  {name:<9} {state:<8} {:<48} {}{}",
                 service.endpoint(),
                 service.describe(),
-                if detail.is_empty() { String::new() } else { format!(" [{detail}]") }
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{detail}]")
+                }
             );
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! the state folder, a `weir` role, a `weir` database and the registry's database.
 
 use std::fs;
+use std::hash::{Hash, Hasher};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -27,21 +28,41 @@ const PREFERRED_MAJOR: &str = "15";
 
 pub struct Postgres {
     slot: ProcessSlot,
+    /// Holds the cluster's data and socket folders.
+    cluster_dir: PathBuf,
 }
 
 impl Postgres {
     pub fn new(dirs: &Dirs) -> Self {
+        let slot_dir = dirs.state.join("postgres");
+        let cluster_dir = if reachable_by_cluster_owner(&dirs.state) {
+            slot_dir
+        } else {
+            // Running as root in a folder the `postgres` account cannot enter
+            // (under /root, or a private temporary folder): the cluster goes
+            // to a world-traversable place, one per state folder.
+            let mut hasher = std::hash::DefaultHasher::new();
+            dirs.state.hash(&mut hasher);
+            PathBuf::from(format!("/var/tmp/weir-postgres-{:016x}", hasher.finish()))
+        };
         Self {
-            slot: ProcessSlot::new("postgres", &dirs.state),
+            // The data folder is on the server's command line: it tells our
+            // postmaster from any other process that might reuse its PID.
+            slot: ProcessSlot::with_marker(
+                "postgres",
+                &dirs.state,
+                cluster_dir.join("data").display().to_string(),
+            ),
+            cluster_dir,
         }
     }
 
     fn data_dir(&self) -> PathBuf {
-        self.slot.dir().join("data")
+        self.cluster_dir.join("data")
     }
 
     fn socket_dir(&self) -> PathBuf {
-        self.slot.dir().join("socket")
+        self.cluster_dir.join("socket")
     }
 
     /// A command that runs one of PostgreSQL's programs as the account that
@@ -59,8 +80,22 @@ impl Postgres {
         if self.data_dir().join("PG_VERSION").exists() {
             return Ok(());
         }
-        println!("postgres: creating a cluster in {}", self.data_dir().display());
-        for dir in [self.slot.dir().to_path_buf(), self.data_dir(), self.socket_dir()] {
+        println!(
+            "postgres: creating a cluster in {}",
+            self.data_dir().display()
+        );
+        if self.cluster_dir != self.slot.dir() {
+            println!(
+                "postgres: the `postgres` account cannot enter the state folder, so the \
+                 cluster lives in {} (its PID file and log stay in the state folder)",
+                self.cluster_dir.display()
+            );
+        }
+        for dir in [
+            self.slot.dir().to_path_buf(),
+            self.data_dir(),
+            self.socket_dir(),
+        ] {
             fs::create_dir_all(&dir)?;
         }
         fs::set_permissions(self.data_dir(), fs::Permissions::from_mode(0o700))?;
@@ -70,7 +105,7 @@ impl Postgres {
                     .with_context(|| format!("cannot give {} to `postgres`", dir.display()))?;
             }
         }
-        let password_file = self.slot.dir().join("initdb-password");
+        let password_file = self.cluster_dir.join("initdb-password");
         fs::write(&password_file, PASSWORD)?;
         fs::set_permissions(&password_file, fs::Permissions::from_mode(0o644))?;
         let result = tools::run(
@@ -97,14 +132,19 @@ impl Postgres {
              SELECT 'CREATE DATABASE {REGISTRY_DATABASE} OWNER {USER}'\n\
                WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{REGISTRY_DATABASE}')\\gexec\n"
         );
-        let script_file = self.slot.dir().join("setup.sql");
+        let script_file = self.cluster_dir.join("setup.sql");
         fs::write(&script_file, script)?;
         fs::set_permissions(&script_file, fs::Permissions::from_mode(0o644))?;
         tools::run(
             self.pg_command("psql")?
                 .arg("--host")
                 .arg(self.socket_dir())
-                .args(["--port", &PORT.to_string(), "--username=postgres", "--dbname=postgres"])
+                .args([
+                    "--port",
+                    &PORT.to_string(),
+                    "--username=postgres",
+                    "--dbname=postgres",
+                ])
                 .args(["--quiet", "--no-psqlrc", "--set=ON_ERROR_STOP=1"])
                 .arg("--file")
                 .arg(&script_file),
@@ -146,7 +186,10 @@ impl Service for Postgres {
             .arg(self.data_dir())
             .args(["-c", "listen_addresses=127.0.0.1", "-p", &PORT.to_string()])
             .arg("-c")
-            .arg(format!("unix_socket_directories={}", self.socket_dir().display()))
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.socket_dir().display()
+            ))
             .args(["-c", "max_connections=200"]);
         Ok(command)
     }
@@ -207,6 +250,21 @@ fn bin_dir() -> Result<PathBuf> {
              holding initdb and postgres."
         ),
     }
+}
+
+/// True unless we are root and the `postgres` account cannot enter `dir`
+/// (every folder above it needs search permission for that account).
+fn reachable_by_cluster_owner(dir: &std::path::Path) -> bool {
+    let Ok(Some(owner)) = cluster_owner() else {
+        return true;
+    };
+    Command::new("test")
+        .arg("-x")
+        .arg(dir)
+        .uid(owner.uid.as_raw())
+        .gid(owner.gid.as_raw())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// The account the cluster runs as when we are root (`postgres`); `None`

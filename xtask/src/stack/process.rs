@@ -19,16 +19,22 @@ pub struct ProcessSlot {
     name: &'static str,
     dir: PathBuf,
     /// A string that appears in the command line of the process we started
-    /// (the state directory path), so a recycled PID is never mistaken for ours.
+    /// (by default the state folder's path), so a recycled PID is never
+    /// mistaken for ours.
     marker: String,
 }
 
 impl ProcessSlot {
     pub fn new(name: &'static str, state_dir: &Path) -> Self {
+        Self::with_marker(name, state_dir, state_dir.display().to_string())
+    }
+
+    /// A slot whose process is recognised by `marker` in its command line.
+    pub fn with_marker(name: &'static str, state_dir: &Path, marker: String) -> Self {
         Self {
             name,
             dir: state_dir.join(name),
-            marker: state_dir.display().to_string(),
+            marker,
         }
     }
 
@@ -143,10 +149,19 @@ pub fn port_holder(port: u16) -> String {
     match output {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
-            let users: Vec<&str> = text
+            // `users:(("postgres",pid=6818,fd=5),("postgres",pid=6818,fd=6))`
+            // -> `postgres (pid 6818)`
+            let mut users: Vec<String> = text
                 .lines()
-                .filter_map(|line| line.split_once("users:").map(|(_, users)| users.trim()))
+                .filter_map(|line| line.split_once("users:"))
+                .flat_map(|(_, users)| users.split("(\"").skip(1))
+                .filter_map(|user| {
+                    let (name, rest) = user.split_once("\",pid=")?;
+                    let pid = rest.split([',', ')']).next()?;
+                    Some(format!("{name} (pid {pid})"))
+                })
                 .collect();
+            users.dedup();
             if users.is_empty() {
                 "an unknown process (ss shows no owner; try `ss -ltnp` as root)".to_owned()
             } else {

@@ -51,7 +51,9 @@ impl Registry {
             return Ok(());
         }
         tools::ensure_maven()?;
-        println!("registry: fetching Apicurio Registry {VERSION} from Maven Central (first run only)");
+        println!(
+            "registry: fetching Apicurio Registry {VERSION} from Maven Central (first run only)"
+        );
         let downloads = self.dirs.cache.join("downloads");
         tools::run(
             maven()
@@ -65,7 +67,10 @@ impl Registry {
         let archive = downloads.join(format!("apicurio-registry-app-{VERSION}-all.tar.gz"));
         // Unpack beside the final folder and rename, so an interrupted run
         // never leaves a half-unpacked registry that looks installed.
-        let unpacking = self.dirs.cache.join(format!("apicurio-registry-{VERSION}.partial"));
+        let unpacking = self
+            .dirs
+            .cache
+            .join(format!("apicurio-registry-{VERSION}.partial"));
         let _ = fs::remove_dir_all(&unpacking);
         fs::create_dir_all(&unpacking)?;
         tools::run(
@@ -125,7 +130,10 @@ impl Service for Registry {
                 postgres::REGISTRY_DATABASE
             ))
             .arg(format!("-Dapicurio.datasource.username={}", postgres::USER))
-            .arg(format!("-Dapicurio.datasource.password={}", postgres::PASSWORD))
+            .arg(format!(
+                "-Dapicurio.datasource.password={}",
+                postgres::PASSWORD
+            ))
             .arg("-jar")
             .arg(self.runner_jar());
         Ok(command)

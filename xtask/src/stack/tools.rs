@@ -15,13 +15,16 @@ pub fn java() -> Result<PathBuf> {
         Some(home) => Path::new(&home).join("bin/java"),
         None => PathBuf::from("java"),
     };
-    let output = Command::new(&java).arg("-version").output().map_err(|error| {
-        anyhow::anyhow!(
-            "Java is missing ({} could not be run: {error}). Install a JDK {MIN_JAVA} or newer \
+    let output = Command::new(&java)
+        .arg("-version")
+        .output()
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "Java is missing ({} could not be run: {error}). Install a JDK {MIN_JAVA} or newer \
              (on Debian: `apt-get install openjdk-17-jre-headless`) or set JAVA_HOME.",
-            java.display()
-        )
-    })?;
+                java.display()
+            )
+        })?;
     let banner = String::from_utf8_lossy(&output.stderr);
     let major = java_major_version(&banner)
         .with_context(|| format!("cannot read the Java version from: {banner}"))?;
@@ -90,7 +93,10 @@ mod tests {
     fn reads_java_major_versions() {
         let modern = "openjdk version \"17.0.15\" 2025-04-15\nOpenJDK Runtime";
         assert_eq!(java_major_version(modern), Some(17));
-        assert_eq!(java_major_version("openjdk version \"25\" 2025-09-16"), Some(25));
+        assert_eq!(
+            java_major_version("openjdk version \"25\" 2025-09-16"),
+            Some(25)
+        );
         assert_eq!(java_major_version("java version \"1.8.0_392\""), Some(8));
         assert_eq!(java_major_version("no version here"), None);
     }
