@@ -1,5 +1,6 @@
 //! The two commands of the README: `cargo xtask demo` and `cargo xtask test`.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -38,21 +39,28 @@ pub fn test(stack: &Stack, stop_stack: bool) -> Result<()> {
 }
 
 fn run_checks(stack: &Stack) -> Result<()> {
+    let plugins = stack.repo().join("plugins");
     step("stack", || stack.up())?;
-    step("format", || cargo(&["fmt", "--all", "--check"], stack))?;
+    step("format", || {
+        cargo(&["fmt", "--all", "--check"], stack, None)?;
+        cargo(&["fmt", "--all", "--check"], stack, Some(&plugins))
+    })?;
+    // The host's tests load the real compiled plugins, so they build first.
+    step("plugins", || {
+        cargo(&["build", "--release", "--locked"], stack, Some(&plugins))
+    })?;
     step("lints", || {
-        cargo(
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--locked",
-                "--",
-                "-D",
-                "warnings",
-            ],
-            stack,
-        )
+        let clippy = [
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ];
+        cargo(&clippy, stack, None)?;
+        cargo(&clippy, stack, Some(&plugins))
     })?;
     // `--show-output` keeps what passing tests print: the broker's version,
     // the registry's schema id, measured figures.
@@ -60,6 +68,7 @@ fn run_checks(stack: &Stack) -> Result<()> {
         cargo(
             &["test", "--workspace", "--locked", "--", "--show-output"],
             stack,
+            None,
         )
     })?;
     Ok(())
@@ -73,12 +82,31 @@ fn step(name: &str, run: impl FnOnce() -> Result<()>) -> Result<()> {
     result
 }
 
-/// Runs the same cargo that runs us, with the stack's endpoints in the environment.
-fn cargo(args: &[&str], stack: &Stack) -> Result<()> {
+/// Runs the same cargo that runs us, with the stack's endpoints and the
+/// plugin folder in the environment, in `dir` (the plugins workspace has its
+/// own `.cargo/config.toml`, which cargo finds from the working folder).
+fn cargo(args: &[&str], stack: &Stack, dir: Option<&Path>) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo).args(args).envs(stack.env()).status()?;
+    let mut command = Command::new(cargo);
+    command
+        .args(args)
+        .envs(stack.env())
+        .env("WEIR_PLUGIN_DIR", plugin_dir(stack));
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let status = command.status()?;
     if !status.success() {
         bail!("`cargo {}` failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// Where the plugins workspace puts its release components.
+fn plugin_dir(stack: &Stack) -> PathBuf {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => stack.repo().join("plugins/target"),
+    };
+    target.join("wasm32-wasip2/release")
 }

@@ -197,6 +197,11 @@ impl Stack {
         Ok(())
     }
 
+    /// The checkout.
+    pub fn repo(&self) -> &std::path::Path {
+        &self.dirs.repo
+    }
+
     /// The endpoints as environment variables, for tests and the demo.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

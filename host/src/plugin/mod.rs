@@ -1,0 +1,27 @@
+//! Plugins: the WIT contract's host side and the runtime that runs them.
+//!
+//! - [`bindings`]: the one `bindgen!` of the contract, per world.
+//! - [`runtime`]: the engine, loading (compile, check world and version,
+//!   pre-instantiate).
+//! - [`worker`]: one instance per worker with its limits; trap isolation.
+//! - [`imports`]: the host imports (logging, config, lookup, metrics) and WASI.
+//! - [`context`], [`limits`]: what a stage hands its instances.
+//! - [`error`]: load errors and per-record failures (rejections vs traps).
+
+pub mod bindings;
+pub mod context;
+pub mod error;
+pub mod imports;
+pub mod limits;
+pub mod runtime;
+mod stderr;
+pub mod worker;
+
+pub use bindings::aggregating::Group;
+pub use bindings::transforming::Emitted;
+pub use bindings::types::{Header, PluginError, Record, Value};
+pub use context::{LookupTables, StageContext};
+pub use error::{Failure, LoadError};
+pub use limits::StageLimits;
+pub use runtime::{CONTRACT_VERSION, Plugin, PluginKind, Runtime, RuntimeOptions};
+pub use worker::{GroupResult, Verdict, Worker};

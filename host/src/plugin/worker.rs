@@ -1,0 +1,474 @@
+//! One plugin instance in its own [`Store`], with the stage's limits, and the
+//! rule for traps: discard the store, re-instantiate, retry the batch record
+//! by record to isolate the poison records, and go on with the rest.
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+
+use super::bindings::aggregating::{Group, Outcome};
+use super::bindings::filtering::Decision;
+use super::bindings::transforming::Emitted;
+use super::bindings::types::{PluginError, Record, Value};
+use super::bindings::{aggregator_world, filter_world, transform_world};
+use super::context::StageContext;
+use super::error::{Failure, LoadError};
+use super::imports::HostState;
+use super::limits::StageLimits;
+use super::runtime::{EPOCH_TICK, Plugin, PluginKind, Pre};
+
+/// What a filter decided for one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Pass it on.
+    Keep,
+    /// Leave it out.
+    Drop,
+    /// Dead-letter it.
+    Failed(Failure),
+}
+
+/// An aggregator's result for one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupResult {
+    /// The key's state after the events that went through (the old state if none did).
+    pub state: Option<Vec<u8>>,
+    /// The newest output row, if the state changed.
+    pub row: Option<Vec<Value>>,
+    /// Events that did not go through: their index in the group, and why.
+    pub failures: Vec<(usize, Failure)>,
+}
+
+enum Instance {
+    Filter(filter_world::Filter),
+    Transform(transform_world::Transform),
+    Aggregator(aggregator_world::Aggregator),
+}
+
+/// A plugin instance for one worker of a stage.
+pub struct Worker {
+    plugin: Arc<Plugin>,
+    context: Arc<StageContext>,
+    store: Store<HostState>,
+    instance: Instance,
+    restarts: u64,
+}
+
+impl Worker {
+    /// Instantiates `plugin` for the stage `context` and calls its `init`.
+    pub fn new(plugin: Arc<Plugin>, context: Arc<StageContext>) -> Result<Self, LoadError> {
+        let (store, instance) = instantiate(&plugin, &context)?;
+        Ok(Self {
+            plugin,
+            context,
+            store,
+            instance,
+            restarts: 0,
+        })
+    }
+
+    /// The plugin this worker runs.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// How many times a trap made this worker re-instantiate its plugin.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    /// Runs a filter over `batch`: one verdict per record.
+    pub fn filter(&mut self, batch: &[Record]) -> Vec<Verdict> {
+        self.isolating(batch, Self::call_filter, Verdict::Failed)
+    }
+
+    /// Runs a transform over `batch`: per record, what it became or why not.
+    pub fn transform(&mut self, batch: &[Record]) -> Vec<Result<Vec<Emitted>, Failure>> {
+        self.isolating(batch, Self::call_transform, Err)
+    }
+
+    /// Runs an aggregator over `groups` (one per key, events in offset order).
+    pub fn aggregate(&mut self, groups: &[Group]) -> Vec<GroupResult> {
+        // `None`: the group failed as a whole (an error or a trap).
+        let outcomes = self.isolating(
+            groups,
+            |worker, groups| {
+                Ok(worker
+                    .call_aggregate(groups)?
+                    .into_iter()
+                    .map(Result::ok)
+                    .collect())
+            },
+            |_| None,
+        );
+        groups
+            .iter()
+            .zip(outcomes)
+            .map(|(group, outcome)| match outcome {
+                Some(outcome) => from_outcome(group, outcome),
+                // Find the events responsible, and apply the others.
+                None => self.aggregate_event_by_event(group),
+            })
+            .collect()
+    }
+
+    /// The aggregator's state version.
+    pub fn state_version(&mut self) -> Result<u32, Failure> {
+        self.prepare_call();
+        let result = match &self.instance {
+            Instance::Aggregator(bindings) => bindings
+                .weir_plugin_aggregating()
+                .call_state_version(&mut self.store),
+            _ => return Err(self.not_an_aggregator()),
+        };
+        result.map_err(|error| self.trapped(error))
+    }
+
+    /// The aggregator's output schema (Avro, JSON text).
+    pub fn output_schema(&mut self) -> Result<String, Failure> {
+        self.prepare_call();
+        let result = match &self.instance {
+            Instance::Aggregator(bindings) => bindings
+                .weir_plugin_aggregating()
+                .call_output_schema(&mut self.store),
+            _ => return Err(self.not_an_aggregator()),
+        };
+        result.map_err(|error| self.trapped(error))
+    }
+
+    /// Converts state written by `from_version` into the plugin's own version.
+    pub fn migrate(&mut self, from_version: u32, state: &[u8]) -> Result<Vec<u8>, Failure> {
+        self.prepare_call();
+        let result = match &self.instance {
+            Instance::Aggregator(bindings) => bindings.weir_plugin_aggregating().call_migrate(
+                &mut self.store,
+                from_version,
+                state,
+            ),
+            _ => return Err(self.not_an_aggregator()),
+        };
+        match result {
+            Ok(Ok(state)) => Ok(state),
+            Ok(Err(error)) => Err(Failure::Rejected(error)),
+            Err(error) => Err(self.trapped(error)),
+        }
+    }
+
+    /// Calls `call` on all `items`; if it traps, renews the instance and
+    /// calls it on each item alone, so only the items that trap fail.
+    fn isolating<T, R>(
+        &mut self,
+        items: &[T],
+        call: impl Fn(&mut Self, &[T]) -> Result<Vec<R>, String>,
+        failed: impl Fn(Failure) -> R,
+    ) -> Vec<R> {
+        let trap = match call(self, items) {
+            Ok(results) => return results,
+            Err(trap) => trap,
+        };
+        if items.len() == 1 {
+            return vec![failed(Failure::Trapped(trap))];
+        }
+        tracing::debug!(
+            pipeline = %self.context.pipeline,
+            stage = %self.context.stage,
+            plugin = %self.plugin.name,
+            batch = items.len(),
+            error = %trap,
+            "Batch trapped; retrying record by record."
+        );
+        items
+            .iter()
+            .map(|item| match call(self, std::slice::from_ref(item)) {
+                Ok(mut results) => results.pop().expect("one result for one item"),
+                Err(trap) => failed(Failure::Trapped(trap)),
+            })
+            .collect()
+    }
+
+    fn call_filter(&mut self, batch: &[Record]) -> Result<Vec<Verdict>, String> {
+        self.prepare_call();
+        let Instance::Filter(bindings) = &self.instance else {
+            unreachable!("a filter call on a {} plugin", self.plugin.kind.world());
+        };
+        let result = bindings
+            .weir_plugin_filtering()
+            .call_filter(&mut self.store, batch);
+        let decisions = self.checked(result, batch.len())?;
+        Ok(decisions
+            .into_iter()
+            .map(|decision| match decision {
+                Decision::Keep => Verdict::Keep,
+                Decision::Drop => Verdict::Drop,
+                Decision::Reject(error) => Verdict::Failed(Failure::Rejected(error)),
+            })
+            .collect())
+    }
+
+    fn call_transform(
+        &mut self,
+        batch: &[Record],
+    ) -> Result<Vec<Result<Vec<Emitted>, Failure>>, String> {
+        self.prepare_call();
+        let Instance::Transform(bindings) = &self.instance else {
+            unreachable!("a transform call on a {} plugin", self.plugin.kind.world());
+        };
+        let result = bindings
+            .weir_plugin_transforming()
+            .call_transform(&mut self.store, batch);
+        let results = self.checked(result, batch.len())?;
+        Ok(results
+            .into_iter()
+            .map(|result| result.map_err(Failure::Rejected))
+            .collect())
+    }
+
+    fn call_aggregate(
+        &mut self,
+        groups: &[Group],
+    ) -> Result<Vec<Result<Outcome, PluginError>>, String> {
+        self.prepare_call();
+        let Instance::Aggregator(bindings) = &self.instance else {
+            unreachable!("an aggregate call on a {} plugin", self.plugin.kind.world());
+        };
+        let result = bindings
+            .weir_plugin_aggregating()
+            .call_aggregate(&mut self.store, groups);
+        self.checked(result, groups.len())
+    }
+
+    /// Applies a failed group's events one at a time, carrying the state
+    /// forward, so each bad event is found and every good one counts.
+    fn aggregate_event_by_event(&mut self, group: &Group) -> GroupResult {
+        let mut result = GroupResult {
+            state: group.state.clone(),
+            row: None,
+            failures: Vec::new(),
+        };
+        for (index, event) in group.events.iter().enumerate() {
+            let single = Group {
+                key: group.key.clone(),
+                state: result.state.clone(),
+                events: vec![event.clone()],
+            };
+            let outcome = match self.call_aggregate(std::slice::from_ref(&single)) {
+                Ok(mut outcomes) => outcomes.pop().expect("one outcome for one group"),
+                Err(trap) => {
+                    result.failures.push((index, Failure::Trapped(trap)));
+                    continue;
+                }
+            };
+            match outcome {
+                Ok(outcome) => {
+                    if let Some(rejection) = outcome.rejected.into_iter().next() {
+                        result
+                            .failures
+                            .push((index, Failure::Rejected(rejection.error)));
+                    }
+                    result.state = Some(outcome.state);
+                    if outcome.row.is_some() {
+                        result.row = outcome.row;
+                    }
+                }
+                Err(error) => result.failures.push((index, Failure::Rejected(error))),
+            }
+        }
+        result
+    }
+
+    /// Sets the per-call deadline and fuel.
+    fn prepare_call(&mut self) {
+        arm(
+            &mut self.store,
+            &self.context.limits,
+            self.plugin.fuel_metering,
+        );
+    }
+
+    /// A call's result, or the trap as a message (the instance is renewed).
+    /// A plugin answering with the wrong number of results broke the
+    /// contract, which counts as a trap too.
+    fn checked<R>(
+        &mut self,
+        result: wasmtime::Result<Vec<R>>,
+        expected: usize,
+    ) -> Result<Vec<R>, String> {
+        match result {
+            Ok(results) if results.len() == expected => Ok(results),
+            Ok(results) => {
+                let message = format!(
+                    "returned {} results for {expected} inputs (the contract asks for one each)",
+                    results.len()
+                );
+                self.renew();
+                Err(message)
+            }
+            Err(error) => match self.trapped(error) {
+                Failure::Trapped(message) => Err(message),
+                Failure::Rejected(error) => Err(error.message),
+            },
+        }
+    }
+
+    /// Describes a trap in words a plugin author can act on, then renews the
+    /// instance: after a trap a store must not be used again.
+    fn trapped(&mut self, error: wasmtime::Error) -> Failure {
+        let limits = &self.context.limits;
+        let trap = error.downcast_ref::<wasmtime::Trap>().copied();
+        // The root cause is the trap itself; the wasm backtrace above it is
+        // for debugging and goes to the debug log only.
+        let cause = error.root_cause().to_string();
+        tracing::debug!(
+            pipeline = %self.context.pipeline,
+            stage = %self.context.stage,
+            plugin = %self.plugin.name,
+            error = %format!("{error:?}"),
+            "Plugin trapped."
+        );
+        let mut message = match trap {
+            Some(wasmtime::Trap::Interrupt) => {
+                format!(
+                    "exceeded its call deadline of {} ms",
+                    limits.call_timeout_ms
+                )
+            }
+            Some(wasmtime::Trap::OutOfFuel) => {
+                format!(
+                    "ran out of fuel ({} units per call)",
+                    limits.fuel.unwrap_or(u64::MAX)
+                )
+            }
+            // The store limiter turns a refused memory.grow into a trap.
+            _ if cause.starts_with("forcing trap when growing memory") => {
+                format!(
+                    "exceeded its memory limit of {} MiB ({cause})",
+                    limits.memory_mib
+                )
+            }
+            Some(trap) => format!("trapped: {trap}"),
+            None => cause,
+        };
+        let output = self.store.data().output.take();
+        if !output.is_empty() {
+            message = format!("{message}; plugin output: {output}");
+        }
+        self.renew();
+        Failure::Trapped(message)
+    }
+
+    fn not_an_aggregator(&self) -> Failure {
+        Failure::Trapped(format!(
+            "plugin `{}` is a {} plugin, not an aggregator",
+            self.plugin.name,
+            self.plugin.kind.world()
+        ))
+    }
+
+    /// Discards the store and instantiates the plugin afresh.
+    fn renew(&mut self) {
+        self.restarts += 1;
+        match instantiate(&self.plugin, &self.context) {
+            Ok((store, instance)) => {
+                self.store = store;
+                self.instance = instance;
+            }
+            // It started before with the same configuration; if it cannot
+            // now, the next calls trap on the old store and say why.
+            Err(error) => tracing::error!(
+                pipeline = %self.context.pipeline,
+                stage = %self.context.stage,
+                plugin = %self.plugin.name,
+                error = %error,
+                "Plugin could not be re-instantiated after a trap."
+            ),
+        }
+    }
+}
+
+fn from_outcome(group: &Group, outcome: Outcome) -> GroupResult {
+    let failures = outcome
+        .rejected
+        .into_iter()
+        .map(|rejection| (rejection.index as usize, Failure::Rejected(rejection.error)))
+        .collect();
+    GroupResult {
+        state: Some(outcome.state).or_else(|| group.state.clone()),
+        row: outcome.row,
+        failures,
+    }
+}
+
+/// A new store with the stage's limits, the plugin instantiated in it, `init` called.
+fn instantiate(
+    plugin: &Plugin,
+    context: &Arc<StageContext>,
+) -> Result<(Store<HostState>, Instance), LoadError> {
+    let state = HostState::new(Arc::clone(context), Arc::from(plugin.name.as_str()));
+    let mut store = Store::new(&plugin.engine, state);
+    store.limiter(|state| &mut state.limits);
+    arm(&mut store, &context.limits, plugin.fuel_metering);
+    let start = |store: &Store<HostState>, error: wasmtime::Error| {
+        let output = store.data().output.take();
+        let reason = if output.is_empty() {
+            format!("{error:#}")
+        } else {
+            format!("{error:#}; plugin output: {output}")
+        };
+        LoadError::Start {
+            plugin: plugin.name.clone(),
+            reason,
+        }
+    };
+    let (instance, init) = match &plugin.pre {
+        Pre::Filter(pre) => {
+            let bindings = pre.instantiate(&mut store).map_err(|e| start(&store, e))?;
+            let init = bindings
+                .weir_plugin_filtering()
+                .call_init(&mut store)
+                .map_err(|e| start(&store, e))?;
+            (Instance::Filter(bindings), init)
+        }
+        Pre::Transform(pre) => {
+            let bindings = pre.instantiate(&mut store).map_err(|e| start(&store, e))?;
+            let init = bindings
+                .weir_plugin_transforming()
+                .call_init(&mut store)
+                .map_err(|e| start(&store, e))?;
+            (Instance::Transform(bindings), init)
+        }
+        Pre::Aggregator(pre) => {
+            let bindings = pre.instantiate(&mut store).map_err(|e| start(&store, e))?;
+            let init = bindings
+                .weir_plugin_aggregating()
+                .call_init(&mut store)
+                .map_err(|e| start(&store, e))?;
+            (Instance::Aggregator(bindings), init)
+        }
+    };
+    init.map_err(|error| LoadError::Config {
+        plugin: plugin.name.clone(),
+        error,
+    })?;
+    debug_assert!(matches!(
+        (&instance, plugin.kind),
+        (Instance::Filter(_), PluginKind::Filter)
+            | (Instance::Transform(_), PluginKind::Transform)
+            | (Instance::Aggregator(_), PluginKind::Aggregator)
+    ));
+    Ok((store, instance))
+}
+
+/// Arms `store` for the next call: the epoch deadline and the fuel budget.
+fn arm(store: &mut Store<HostState>, limits: &StageLimits, fuel_metering: bool) {
+    let ticks = limits
+        .call_timeout()
+        .as_millis()
+        .div_ceil(EPOCH_TICK.as_millis())
+        .max(1);
+    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+    if fuel_metering {
+        store
+            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+            .expect("fuel metering is on");
+    }
+}

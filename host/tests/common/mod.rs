@@ -1,0 +1,56 @@
+//! Shared by the runtime tests: where the compiled plugins are, and records.
+
+#![allow(dead_code, reason = "each test file uses a different part")]
+
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+
+use weir::plugin::{Plugin, Record, Runtime};
+
+/// One runtime for a test binary: plugins compile once per name.
+pub static RUNTIME: LazyLock<Runtime> =
+    LazyLock::new(|| Runtime::new().expect("the plugin runtime starts"));
+
+/// The folder the plugins workspace builds components into.
+pub fn plugin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WEIR_PLUGIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/target"))
+        });
+    target.join("wasm32-wasip2/release")
+}
+
+/// The compiled component of plugin crate `name`.
+pub fn plugin_path(name: &str) -> PathBuf {
+    let path = plugin_dir().join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the plugins first (`cargo xtask test` does, or \
+         `cargo build --release` in plugins/)",
+        path.display()
+    );
+    path
+}
+
+/// Loads plugin crate `name` into the shared runtime.
+pub fn load(name: &str) -> Arc<Plugin> {
+    RUNTIME
+        .load_file(name, &plugin_path(name))
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// A record on partition 0 with `key` and a JSON (or any) `value`.
+pub fn record(offset: i64, key: &str, value: &str) -> Record {
+    Record {
+        key: Some(key.as_bytes().to_vec()),
+        value: value.as_bytes().to_vec(),
+        timestamp: 1_700_000_000_000 + offset,
+        headers: Vec::new(),
+        partition: 0,
+        offset,
+    }
+}

@@ -1,0 +1,465 @@
+//! The plugin runtime with real compiled components: the stock plugins on
+//! known inputs, and plugins that break in every way a plugin can.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{RUNTIME, load, plugin_path, record};
+use serde_json::{Value as Json, json};
+use weir::plugin::{
+    Failure, Group, LoadError, LookupTables, PluginKind, Runtime, RuntimeOptions, StageContext,
+    StageLimits, Value, Verdict, Worker,
+};
+
+fn stage(config: Json) -> Arc<StageContext> {
+    let mut context = StageContext::new("test", "stage");
+    context.config_json = config.to_string();
+    Arc::new(context)
+}
+
+fn rejected_code(verdict: &Verdict) -> Option<&str> {
+    match verdict {
+        Verdict::Failed(Failure::Rejected(error)) => Some(&error.code),
+        _ => None,
+    }
+}
+
+#[test]
+fn field_filter_keeps_drops_and_rejects_by_its_predicates() {
+    let plugin = load("field-filter");
+    assert_eq!(plugin.kind, PluginKind::Filter);
+    let config = json!({"keep_if": [
+        {"field": "session_id", "present": true},
+        {"field": "event_type", "in": ["page_view", "purchase"], "otherwise": "reject"},
+        {"field": "device.type", "equals": "mobile"},
+    ]});
+    let mut worker = Worker::new(plugin, stage(config)).expect("starts");
+    let batch = [
+        record(
+            0,
+            "s1",
+            r#"{"session_id":"s1","event_type":"page_view","device":{"type":"mobile"}}"#,
+        ),
+        record(
+            1,
+            "s1",
+            r#"{"event_type":"page_view","device":{"type":"mobile"}}"#,
+        ),
+        record(2, "s1", r#"{"session_id":null,"event_type":"page_view"}"#),
+        record(
+            3,
+            "s1",
+            r#"{"session_id":"s1","event_type":"teleport","device":{"type":"mobile"}}"#,
+        ),
+        record(
+            4,
+            "s1",
+            r#"{"session_id":"s1","event_type":"purchase","device":{"type":"desktop"}}"#,
+        ),
+        record(5, "s1", "not json at all"),
+        record(
+            6,
+            "s1",
+            r#"{"session_id":"s1","event_type":"purchase","device":{"type":"mobile"}}"#,
+        ),
+    ];
+    let verdicts = worker.filter(&batch);
+    assert_eq!(verdicts.len(), batch.len());
+    assert_eq!(verdicts[0], Verdict::Keep);
+    assert_eq!(verdicts[1], Verdict::Drop, "no session_id");
+    assert_eq!(verdicts[2], Verdict::Drop, "null session_id");
+    assert_eq!(
+        rejected_code(&verdicts[3]),
+        Some("predicate-failed"),
+        "unknown event_type"
+    );
+    assert_eq!(verdicts[4], Verdict::Drop, "not mobile");
+    assert_eq!(rejected_code(&verdicts[5]), Some("malformed-json"));
+    assert_eq!(verdicts[6], Verdict::Keep);
+    assert_eq!(worker.restarts(), 0, "no trap, no restart");
+}
+
+#[test]
+fn catalog_enrich_copies_fields_from_lookup_tables() {
+    let plugin = load("catalog-enrich");
+    assert_eq!(plugin.kind, PluginKind::Transform);
+    let mut lookups = LookupTables::default();
+    lookups.insert(
+        "users",
+        HashMap::from([("user_00042".to_owned(), r#"{"segment":"vip"}"#.to_owned())]),
+    );
+    lookups.insert(
+        "products",
+        HashMap::from([(
+            "prod_0007".to_owned(),
+            r#"{"category":"electronics","brand":"Voltix"}"#.to_owned(),
+        )]),
+    );
+    let mut context = StageContext::new("test", "enrich");
+    context.lookups = Arc::new(lookups);
+    context.config_json = json!({"enrich": [
+        {"table": "users", "key_field": "user_id", "fields": {"user_segment": "segment"}},
+        {"table": "products", "key_field": "product_id",
+         "fields": {"product_category": "category", "product_brand": "brand"}},
+    ]})
+    .to_string();
+    let mut worker = Worker::new(plugin, Arc::new(context)).expect("starts");
+    let batch = [
+        record(
+            0,
+            "s1",
+            r#"{"event_type":"product_viewed","user_id":"user_00042","product_id":"prod_0007"}"#,
+        ),
+        record(
+            1,
+            "s1",
+            r#"{"event_type":"session_start","user_id":"user_00042","user_segment":"new"}"#,
+        ),
+        record(
+            2,
+            "s1",
+            r#"{"event_type":"page_view","user_id":"user_99999"}"#,
+        ),
+        record(3, "s1", "{broken"),
+    ];
+    let results = worker.transform(&batch);
+    let value = |index: usize| -> Json {
+        let emitted = results[index].as_ref().expect("transformed");
+        assert_eq!(emitted.len(), 1);
+        assert_eq!(
+            emitted[0].key.as_deref(),
+            Some(&b"s1"[..]),
+            "the key is kept"
+        );
+        serde_json::from_slice(&emitted[0].value).expect("JSON out")
+    };
+    assert_eq!(
+        value(0),
+        json!({"event_type":"product_viewed","user_id":"user_00042","product_id":"prod_0007",
+               "user_segment":"vip","product_category":"electronics","product_brand":"Voltix"})
+    );
+    assert_eq!(
+        value(1)["user_segment"],
+        "new",
+        "an event's own segment is kept"
+    );
+    assert_eq!(
+        value(2),
+        json!({"event_type":"page_view","user_id":"user_99999"}),
+        "a miss passes unchanged"
+    );
+    match &results[3] {
+        Err(Failure::Rejected(error)) => assert_eq!(error.code, "malformed-json"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn session_stats_computes_the_reference_columns() {
+    let plugin = load("session-stats");
+    assert_eq!(plugin.kind, PluginKind::Aggregator);
+    let mut worker = Worker::new(plugin, stage(json!({}))).expect("starts");
+    assert_eq!(worker.state_version(), Ok(1));
+    let schema: Json =
+        serde_json::from_str(&worker.output_schema().expect("schema")).expect("JSON");
+    let names: Vec<&str> = schema["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .map(|field| field["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "USER_ID",
+            "USER_SEGMENT",
+            "SESSION_STATE",
+            "EVENTS_COUNT",
+            "PAGES_VIEWED",
+            "PRODUCTS_VIEWED",
+            "ITEMS_IN_CART",
+            "CART_VALUE",
+            "PURCHASE_COUNT"
+        ]
+    );
+
+    let events = [
+        r#"{"event_type":"session_start","user_id":"user_00001","user_segment":"vip","session_state":"browsing"}"#,
+        r#"{"event_type":"page_view","user_id":"user_00001","session_state":"browsing"}"#,
+        r#"{"event_type":"product_viewed","user_id":"user_00001","session_state":"shopping","price":12.5}"#,
+        r#"{"event_type":"add_to_cart","user_id":"user_00001","session_state":"shopping","cart_total":99.5,"cart_item_count":2}"#,
+        r#"{"event_type":"cart_viewed","user_id":"user_00001","session_state":"checkout","cart_total":45.0,"cart_item_count":1}"#,
+        r#"{"event_type":"purchase","user_id":"user_00001","session_state":"completed","total":107.46}"#,
+        r#"{"event_type":"session_end","user_id":null,"user_segment":null}"#,
+    ];
+    let group = Group {
+        key: b"sess_1".to_vec(),
+        state: None,
+        events: events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| record(i as i64, "sess_1", e))
+            .collect(),
+    };
+    let results = worker.aggregate(&[group]);
+    assert_eq!(results.len(), 1);
+    assert!(results[0].failures.is_empty(), "{:?}", results[0].failures);
+    // Hand-computed from the rules: newest non-null user, segment and state;
+    // 7 events, 1 page view, 1 product view, the largest cart (2 items,
+    // 99.5), 1 purchase.
+    assert_eq!(
+        results[0].row.as_deref(),
+        Some(
+            &[
+                Value::Text("user_00001".into()),
+                Value::Text("vip".into()),
+                Value::Text("completed".into()),
+                Value::Long(7),
+                Value::Long(1),
+                Value::Long(1),
+                Value::Long(2),
+                Value::Double(99.5),
+                Value::Long(1),
+            ][..]
+        )
+    );
+
+    // The state carries over: one more event on top of it, and a bad one.
+    let next = Group {
+        key: b"sess_1".to_vec(),
+        state: results[0].state.clone(),
+        events: vec![
+            record(
+                7,
+                "sess_1",
+                r#"{"event_type":"page_view","session_state":"browsing"}"#,
+            ),
+            record(
+                8,
+                "sess_1",
+                r#"{"event_type":"page_view","cart_total":"lots"}"#,
+            ),
+        ],
+    };
+    let results = worker.aggregate(&[next]);
+    let row = results[0].row.as_ref().expect("changed");
+    assert_eq!(row[2], Value::Text("browsing".into()));
+    assert_eq!(row[3], Value::Long(8), "the bad event is not counted");
+    assert_eq!(row[4], Value::Long(2));
+    assert_eq!(results[0].failures.len(), 1);
+    assert_eq!(results[0].failures[0].0, 1);
+    assert!(
+        matches!(&results[0].failures[0].1, Failure::Rejected(e) if e.code == "malformed-json")
+    );
+}
+
+#[test]
+fn a_panicking_plugin_fails_only_the_poison_records() {
+    let mut worker = Worker::new(load("panicking-filter"), stage(json!({}))).expect("starts");
+    let batch: Vec<_> = (0..20)
+        .map(|i| {
+            let value = if i == 3 || i == 17 { "POISON" } else { "fine" };
+            record(i, "k", value)
+        })
+        .collect();
+    let verdicts = worker.filter(&batch);
+    for (i, verdict) in verdicts.iter().enumerate() {
+        if i == 3 || i == 17 {
+            match verdict {
+                Verdict::Failed(Failure::Trapped(message)) => assert!(
+                    message.contains(&format!("poison record at offset {i}")),
+                    "the trap carries the panic message: {message}"
+                ),
+                other => panic!("record {i}: expected a trap, got {other:?}"),
+            }
+        } else {
+            assert_eq!(verdict, &Verdict::Keep, "record {i}");
+        }
+    }
+    assert!(worker.restarts() >= 2, "each trap renews the instance");
+    // The worker goes on with fresh instances.
+    assert_eq!(
+        worker.filter(&[record(20, "k", "fine")]),
+        vec![Verdict::Keep]
+    );
+}
+
+#[test]
+fn a_plugin_that_loops_forever_hits_its_deadline() {
+    let mut context = StageContext::new("test", "loop");
+    context.limits = StageLimits {
+        call_timeout_ms: 200,
+        ..StageLimits::default()
+    };
+    let mut worker = Worker::new(load("looping-filter"), Arc::new(context)).expect("starts");
+    let batch = [
+        record(0, "k", "fine"),
+        record(1, "k", "LOOP"),
+        record(2, "k", "fine"),
+    ];
+    let started = Instant::now();
+    let verdicts = worker.filter(&batch);
+    let elapsed = started.elapsed();
+    assert_eq!(verdicts[0], Verdict::Keep);
+    assert_eq!(
+        verdicts[1],
+        Verdict::Failed(Failure::Trapped(
+            "exceeded its call deadline of 200 ms".into()
+        ))
+    );
+    assert_eq!(verdicts[2], Verdict::Keep);
+    // Two interrupted calls (the batch, then the record alone), nothing more.
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+#[test]
+fn a_plugin_that_allocates_without_bound_hits_its_memory_cap() {
+    let mut context = StageContext::new("test", "hungry");
+    context.limits = StageLimits {
+        memory_mib: 32,
+        ..StageLimits::default()
+    };
+    let mut worker = Worker::new(load("hungry-filter"), Arc::new(context)).expect("starts");
+    let verdicts = worker.filter(&[record(0, "k", "HUNGRY"), record(1, "k", "fine")]);
+    match &verdicts[0] {
+        Verdict::Failed(Failure::Trapped(message)) => {
+            assert!(
+                message.starts_with("exceeded its memory limit of 32 MiB"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_eq!(verdicts[1], Verdict::Keep);
+}
+
+#[test]
+fn fuel_limits_the_work_of_one_call() {
+    let runtime = Runtime::with_options(RuntimeOptions {
+        fuel_metering: true,
+    })
+    .expect("runtime");
+    let plugin = runtime
+        .load_file("looping-filter", &plugin_path("looping-filter"))
+        .expect("loads");
+    let mut context = StageContext::new("test", "fuel");
+    context.limits = StageLimits {
+        fuel: Some(5_000_000),
+        ..StageLimits::default()
+    };
+    let mut worker = Worker::new(plugin, Arc::new(context)).expect("starts");
+    let verdicts = worker.filter(&[record(0, "k", "LOOP"), record(1, "k", "fine")]);
+    assert_eq!(
+        verdicts[0],
+        Verdict::Failed(Failure::Trapped(
+            "ran out of fuel (5000000 units per call)".into()
+        ))
+    );
+    assert_eq!(verdicts[1], Verdict::Keep);
+}
+
+#[test]
+fn an_aggregator_that_traps_loses_only_the_poison_events() {
+    let mut worker = Worker::new(load("panicking-counter"), stage(json!({}))).expect("starts");
+    let group = |key: &str, values: &[&str]| Group {
+        key: key.as_bytes().to_vec(),
+        state: None,
+        events: values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| record(i as i64, key, v))
+            .collect(),
+    };
+    let groups = [
+        group("a", &["x", "x", "x"]),
+        group("b", &["x", "POISON", "x", "x"]),
+    ];
+    let results = worker.aggregate(&groups);
+    assert_eq!(results[0].row, Some(vec![Value::Long(3)]));
+    assert!(results[0].failures.is_empty());
+    assert_eq!(
+        results[1].row,
+        Some(vec![Value::Long(3)]),
+        "three good events of b count"
+    );
+    assert_eq!(results[1].failures.len(), 1);
+    assert_eq!(results[1].failures[0].0, 1);
+    assert!(matches!(&results[1].failures[0].1, Failure::Trapped(m) if m.contains("poison event")));
+}
+
+#[test]
+fn a_component_of_another_world_is_refused_by_name() {
+    let error = RUNTIME
+        .load_file("greeter", &plugin_path("wrong-world"))
+        .expect_err("not a weir plugin");
+    assert!(matches!(error, LoadError::NoWorld { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("plugin `greeter` exports `elsewhere:greeter/greet@1.0.0`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("world `filter`, `transform` or `aggregator`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_component_of_an_incompatible_contract_is_refused() {
+    let error = RUNTIME
+        .load_file("future", &plugin_path("future-contract"))
+        .expect_err("built for 0.2.0");
+    assert!(
+        matches!(error, LoadError::IncompatibleVersion { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "plugin `future` was built against weir:plugin@0.2.0; this weir runs weir:plugin@0.1.0 \
+         and versions compatible with it. Rebuild the plugin against weir:plugin@0.1.0"
+    );
+}
+
+#[test]
+fn a_plugin_of_the_wrong_kind_or_with_bad_config_is_refused() {
+    let plugin = load("session-stats");
+    let error = plugin
+        .expect_kind(PluginKind::Filter)
+        .expect_err("an aggregator");
+    assert_eq!(
+        error.to_string(),
+        "plugin `session-stats` is a aggregator plugin, but this stage needs a filter plugin"
+    );
+    let error = Worker::new(
+        load("field-filter"),
+        stage(json!({"keep_if": [{"field": "x"}]})),
+    )
+    .err()
+    .expect("a predicate without a test");
+    assert!(
+        matches!(&error, LoadError::Config { error, .. } if error.code == "bad-config"),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("needs exactly one of `present`, `equals` or `in`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_component_is_refused() {
+    let error = RUNTIME
+        .load("junk", b"\0asm but not really")
+        .expect_err("junk");
+    assert!(matches!(error, LoadError::Compile { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("plugin `junk` is not a valid WebAssembly component")
+    );
+}

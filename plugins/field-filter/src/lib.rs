@@ -1,0 +1,183 @@
+//! `field-filter`: keeps the JSON records that satisfy every predicate of its
+//! configuration, drops (or rejects) the others.
+//!
+//! ```toml
+//! [[stages.config.keep_if]]
+//! field = "session_id"
+//! present = true
+//!
+//! [[stages.config.keep_if]]
+//! field = "event_type"
+//! in = ["session_start", "page_view", "search", "product_viewed",
+//!       "add_to_cart", "cart_viewed", "purchase", "session_end"]
+//! otherwise = "reject"   # send to the dead-letter topic instead of dropping
+//! ```
+//!
+//! A predicate names a `field` (dots reach into objects: `device.type`) and
+//! exactly one test: `present` (true: the field exists and is not null;
+//! false: it does not), `equals` (a JSON value), or `in` (a list of JSON
+//! values). A value that is not a JSON object is always rejected.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+use serde_json::value::RawValue;
+use weir_plugin_sdk::{Config, Decision, Filter, PluginError, Record, export_filter, plugin_error};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Every predicate must hold for a record to be kept.
+    #[serde(default)]
+    keep_if: Vec<PredicateConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredicateConfig {
+    field: String,
+    present: Option<bool>,
+    equals: Option<Json>,
+    #[serde(rename = "in")]
+    one_of: Option<Vec<Json>>,
+    #[serde(default)]
+    otherwise: Otherwise,
+}
+
+/// What happens to a record that fails a predicate.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Otherwise {
+    #[default]
+    Drop,
+    Reject,
+}
+
+#[derive(Debug)]
+enum Test {
+    Present(bool),
+    Equals(Json),
+    OneOf(Vec<Json>),
+}
+
+#[derive(Debug)]
+struct Predicate {
+    path: Vec<String>,
+    test: Test,
+    otherwise: Otherwise,
+}
+
+impl Predicate {
+    fn from_config(config: PredicateConfig) -> Result<Self, PluginError> {
+        let field = config.field;
+        let test = match (config.present, config.equals, config.one_of) {
+            (Some(present), None, None) => Test::Present(present),
+            (None, Some(value), None) => Test::Equals(value),
+            (None, None, Some(values)) => Test::OneOf(values),
+            _ => {
+                return Err(plugin_error(
+                    "bad-config",
+                    format!(
+                        "predicate on `{field}` needs exactly one of `present`, `equals` or `in`"
+                    ),
+                ));
+            }
+        };
+        if field.is_empty() {
+            return Err(plugin_error(
+                "bad-config",
+                "a predicate has an empty `field`",
+            ));
+        }
+        Ok(Self {
+            path: field.split('.').map(str::to_owned).collect(),
+            test,
+            otherwise: config.otherwise,
+        })
+    }
+
+    /// `Ok(true)` when the record passes; an error when the JSON is malformed.
+    fn holds(&self, top: &HashMap<&str, &RawValue>) -> Result<bool, serde_json::Error> {
+        let value = lookup(top, &self.path)?;
+        Ok(match &self.test {
+            Test::Present(wanted) => value.as_ref().is_some_and(|v| !v.is_null()) == *wanted,
+            Test::Equals(expected) => value.as_ref() == Some(expected),
+            Test::OneOf(allowed) => value.is_some_and(|value| allowed.contains(&value)),
+        })
+    }
+}
+
+/// The value at `path`, parsed only along the way (siblings stay raw).
+fn lookup(
+    top: &HashMap<&str, &RawValue>,
+    path: &[String],
+) -> Result<Option<Json>, serde_json::Error> {
+    let Some(raw) = top.get(path[0].as_str()) else {
+        return Ok(None);
+    };
+    let mut raw: &RawValue = raw;
+    for segment in &path[1..] {
+        let Ok(object) = serde_json::from_str::<HashMap<&str, &RawValue>>(raw.get()) else {
+            return Ok(None);
+        };
+        match object.get(segment.as_str()) {
+            Some(inner) => raw = inner,
+            None => return Ok(None),
+        }
+    }
+    serde_json::from_str(raw.get()).map(Some)
+}
+
+pub struct FieldFilter {
+    predicates: Vec<Predicate>,
+}
+
+impl FieldFilter {
+    /// The rule itself, without the host (shared by the plugin and its tests).
+    pub fn from_json(config: &str) -> Result<Self, PluginError> {
+        Self::new(&Config::from_json(config)?)
+    }
+}
+
+impl Filter for FieldFilter {
+    fn new(config: &Config) -> Result<Self, PluginError> {
+        let settings: Settings = config.parse()?;
+        let predicates = settings
+            .keep_if
+            .into_iter()
+            .map(Predicate::from_config)
+            .collect::<Result<_, _>>()?;
+        Ok(Self { predicates })
+    }
+
+    fn filter(&self, record: &Record) -> Decision {
+        let top: HashMap<&str, &RawValue> = match serde_json::from_slice(&record.value) {
+            Ok(top) => top,
+            Err(error) => {
+                return Decision::Reject(plugin_error(
+                    "malformed-json",
+                    format!("value is not a JSON object: {error}"),
+                ));
+            }
+        };
+        for predicate in &self.predicates {
+            match predicate.holds(&top) {
+                Ok(true) => {}
+                Ok(false) if predicate.otherwise == Otherwise::Drop => return Decision::Drop,
+                Ok(false) => {
+                    return Decision::Reject(plugin_error(
+                        "predicate-failed",
+                        format!("field `{}` fails its test", predicate.path.join(".")),
+                    ));
+                }
+                Err(error) => {
+                    return Decision::Reject(plugin_error("malformed-json", error.to_string()));
+                }
+            }
+        }
+        Decision::Keep
+    }
+}
+
+export_filter!(FieldFilter);

@@ -1,0 +1,176 @@
+//! What the export macros expand to call: turning WIT batches into calls of
+//! the plugin traits. Not part of the public API.
+
+use std::sync::OnceLock;
+
+use crate::bindings::aggregating::{Group, Outcome, Rejection};
+use crate::{
+    Aggregator, Config, Decision, Emitted, Filter, PluginError, Record, Transform, plugin_error,
+};
+
+/// Builds the plugin from the host's configuration, once per instance.
+pub fn init<P>(
+    slot: &OnceLock<P>,
+    new: impl FnOnce(&Config) -> Result<P, PluginError>,
+) -> Result<(), PluginError> {
+    if slot.get().is_none() {
+        let plugin = new(&Config::from_host()?)?;
+        // A guest is single-threaded: nobody else can have set it meanwhile.
+        let _ = slot.set(plugin);
+    }
+    Ok(())
+}
+
+/// The plugin built by `init`. The host always calls `init` first; a call
+/// before it is a host bug, and trapping says so.
+pub fn instance<P>(slot: &OnceLock<P>) -> &P {
+    slot.get().expect("weir called the plugin before `init`")
+}
+
+pub fn filter<P: Filter>(plugin: &P, batch: Vec<Record>) -> Vec<Decision> {
+    batch.iter().map(|record| plugin.filter(record)).collect()
+}
+
+pub fn transform<P: Transform>(
+    plugin: &P,
+    batch: Vec<Record>,
+) -> Vec<Result<Vec<Emitted>, PluginError>> {
+    batch
+        .iter()
+        .map(|record| plugin.transform(record))
+        .collect()
+}
+
+pub fn aggregate<P: Aggregator>(
+    plugin: &P,
+    groups: Vec<Group>,
+) -> Vec<Result<Outcome, PluginError>> {
+    groups
+        .into_iter()
+        .map(|group| aggregate_group(plugin, group))
+        .collect()
+}
+
+fn aggregate_group<P: Aggregator>(plugin: &P, group: Group) -> Result<Outcome, PluginError> {
+    let mut state = match &group.state {
+        None => P::State::default(),
+        Some(bytes) => decode_state::<P>(bytes)?,
+    };
+    let mut rejected = Vec::new();
+    for (index, event) in group.events.iter().enumerate() {
+        if let Err(error) = plugin.apply(&mut state, event) {
+            let index = u32::try_from(index).expect("a batch holds fewer than 2^32 events");
+            rejected.push(Rejection { index, error });
+        }
+    }
+    let new_state = encode_state::<P>(&state)?;
+    // A row goes out only when the state changed.
+    let changed = group.state.as_deref() != Some(new_state.as_slice());
+    let row = changed.then(|| plugin.row(&group.key, &state));
+    Ok(Outcome {
+        state: new_state,
+        row,
+        rejected,
+    })
+}
+
+pub fn migrate<P: Aggregator>(from_version: u32, state: Vec<u8>) -> Result<Vec<u8>, PluginError> {
+    if from_version == P::STATE_VERSION {
+        return Ok(state);
+    }
+    encode_state::<P>(&P::migrate(from_version, &state)?)
+}
+
+fn decode_state<P: Aggregator>(bytes: &[u8]) -> Result<P::State, PluginError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        plugin_error(
+            "bad-state",
+            format!("cannot decode the key's state: {error}"),
+        )
+    })
+}
+
+fn encode_state<P: Aggregator>(state: &P::State) -> Result<Vec<u8>, PluginError> {
+    serde_json::to_vec(state).map_err(|error| {
+        plugin_error(
+            "bad-state",
+            format!("cannot encode the key's state: {error}"),
+        )
+    })
+}
+
+/// Exports a [`Filter`](crate::Filter) implementation as the plugin's `filter` world.
+#[macro_export]
+macro_rules! export_filter {
+    ($plugin:ty) => {
+        const _: () = {
+            static PLUGIN: ::std::sync::OnceLock<$plugin> = ::std::sync::OnceLock::new();
+            struct WeirExport;
+            impl $crate::bindings::filtering::Guest for WeirExport {
+                fn init() -> ::core::result::Result<(), $crate::PluginError> {
+                    $crate::glue::init(&PLUGIN, <$plugin as $crate::Filter>::new)
+                }
+                fn filter(batch: ::std::vec::Vec<$crate::Record>) -> ::std::vec::Vec<$crate::Decision> {
+                    $crate::glue::filter($crate::glue::instance(&PLUGIN), batch)
+                }
+            }
+            $crate::bindings::filter_world::export_filter_world!(WeirExport with_types_in $crate::bindings::filter_world);
+        };
+    };
+}
+
+/// Exports a [`Transform`](crate::Transform) implementation as the plugin's `transform` world.
+#[macro_export]
+macro_rules! export_transform {
+    ($plugin:ty) => {
+        const _: () = {
+            static PLUGIN: ::std::sync::OnceLock<$plugin> = ::std::sync::OnceLock::new();
+            struct WeirExport;
+            impl $crate::bindings::transforming::Guest for WeirExport {
+                fn init() -> ::core::result::Result<(), $crate::PluginError> {
+                    $crate::glue::init(&PLUGIN, <$plugin as $crate::Transform>::new)
+                }
+                fn transform(
+                    batch: ::std::vec::Vec<$crate::Record>,
+                ) -> ::std::vec::Vec<::core::result::Result<::std::vec::Vec<$crate::Emitted>, $crate::PluginError>> {
+                    $crate::glue::transform($crate::glue::instance(&PLUGIN), batch)
+                }
+            }
+            $crate::bindings::transform_world::export_transform_world!(WeirExport with_types_in $crate::bindings::transform_world);
+        };
+    };
+}
+
+/// Exports an [`Aggregator`](crate::Aggregator) implementation as the plugin's `aggregator` world.
+#[macro_export]
+macro_rules! export_aggregator {
+    ($plugin:ty) => {
+        const _: () = {
+            static PLUGIN: ::std::sync::OnceLock<$plugin> = ::std::sync::OnceLock::new();
+            struct WeirExport;
+            impl $crate::bindings::aggregating::Guest for WeirExport {
+                fn init() -> ::core::result::Result<(), $crate::PluginError> {
+                    $crate::glue::init(&PLUGIN, <$plugin as $crate::Aggregator>::new)
+                }
+                fn state_version() -> u32 {
+                    <$plugin as $crate::Aggregator>::STATE_VERSION
+                }
+                fn output_schema() -> ::std::string::String {
+                    <$plugin as $crate::Aggregator>::OUTPUT_SCHEMA.to_owned()
+                }
+                fn aggregate(
+                    groups: ::std::vec::Vec<$crate::bindings::aggregating::Group>,
+                ) -> ::std::vec::Vec<::core::result::Result<$crate::Outcome, $crate::PluginError>> {
+                    $crate::glue::aggregate($crate::glue::instance(&PLUGIN), groups)
+                }
+                fn migrate(
+                    from_version: u32,
+                    state: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, $crate::PluginError> {
+                    $crate::glue::migrate::<$plugin>(from_version, state)
+                }
+            }
+            $crate::bindings::aggregator_world::export_aggregator_world!(WeirExport with_types_in $crate::bindings::aggregator_world);
+        };
+    };
+}
