@@ -169,7 +169,9 @@ fn oracle(stream: &[(String, Record)]) -> (HashMap<String, OracleRow>, BTreeSet<
 fn partitioned(events: &[(String, String)]) -> Vec<Vec<(String, Record)>> {
     let mut partitions: Vec<Vec<(String, Record)>> = vec![Vec::new(); PARTITIONS as usize];
     for (key, value) in events {
-        let partition = key.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        let partition = key
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
             % PARTITIONS as u32;
         let list = &mut partitions[partition as usize];
         let mut record = record(list.len() as i64, key, value);
@@ -211,7 +213,10 @@ fn session_stats_matches_the_oracle_on_60k_events() {
             for (group, result) in groups.iter().zip(worker.aggregate(&groups)) {
                 let key = String::from_utf8(group.key.clone()).expect("UTF-8 key");
                 for (index, failure) in &result.failures {
-                    assert!(matches!(failure, Failure::Rejected(e) if e.code == "malformed-json"), "{failure}");
+                    assert!(
+                        matches!(failure, Failure::Rejected(e) if e.code == "malformed-json"),
+                        "{failure}"
+                    );
                     rejected.insert((key.clone(), group.events[*index].offset));
                 }
                 if let Some(state) = result.state {
@@ -226,15 +231,30 @@ fn session_stats_matches_the_oracle_on_60k_events() {
 
     let (expected, expected_bad) = oracle(&partitions.concat());
     assert!(expected.len() > 1_000, "{} sessions", expected.len());
-    assert!(expected_bad.len() > 300, "{} bad events", expected_bad.len());
-    assert_eq!(rejected, expected_bad, "exactly the bad events are rejected");
-    assert_eq!(rows.len(), expected.len(), "one row per session with a good event");
+    assert!(
+        expected_bad.len() > 300,
+        "{} bad events",
+        expected_bad.len()
+    );
+    assert_eq!(
+        rejected, expected_bad,
+        "exactly the bad events are rejected"
+    );
+    assert_eq!(
+        rows.len(),
+        expected.len(),
+        "one row per session with a good event"
+    );
     let mut mismatches = 0;
     for (key, oracle_row) in &expected {
         if rows.get(key) != Some(&oracle_row.as_values()) {
             mismatches += 1;
             if mismatches <= 5 {
-                eprintln!("{key}: plugin {:?}\n      oracle {:?}", rows.get(key), oracle_row);
+                eprintln!(
+                    "{key}: plugin {:?}\n      oracle {:?}",
+                    rows.get(key),
+                    oracle_row
+                );
             }
         }
     }

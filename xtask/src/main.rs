@@ -5,7 +5,9 @@
 //! - [`stack`]: the local stack (Kafka, schema registry, PostgreSQL) started
 //!   from Maven Central artifacts and the machine's PostgreSQL binaries, no Docker.
 //! - [`workflow`]: the two commands a new user runs, `demo` and `test`.
+//! - [`guests`]: building the plugins written in JavaScript and Python.
 
+mod guests;
 mod stack;
 mod workflow;
 

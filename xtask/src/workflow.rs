@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
+use crate::guests;
 use crate::stack::Stack;
 
 /// Brings up the stack the demo runs on and shows where everything is.
@@ -47,7 +48,22 @@ fn run_checks(stack: &Stack) -> Result<()> {
     })?;
     // The host's tests load the real compiled plugins, so they build first.
     step("plugins", || {
-        cargo(&["build", "--release", "--locked"], stack, Some(&plugins))
+        cargo(&["build", "--release", "--locked"], stack, Some(&plugins))?;
+        let out = plugin_dir(stack);
+        let wit = stack.repo().join("wit");
+        let testing = plugins.join("testing");
+        guests::build_js(
+            &testing.join("js-filter"),
+            &wit,
+            &out.join("js_filter.wasm"),
+        )?;
+        guests::build_python(
+            &testing.join("python-filter"),
+            &wit,
+            "filter",
+            &out.join("python_filter.wasm"),
+            stack.cache(),
+        )
     })?;
     step("lints", || {
         let clippy = [

@@ -197,6 +197,11 @@ impl Stack {
         Ok(())
     }
 
+    /// The download cache (outside the checkout).
+    pub fn cache(&self) -> &std::path::Path {
+        &self.dirs.cache
+    }
+
     /// The checkout.
     pub fn repo(&self) -> &std::path::Path {
         &self.dirs.repo

@@ -1,0 +1,46 @@
+//! The contract from other languages: the same trivial filter built with
+//! componentize-js (JavaScript) and componentize-py (Python) runs in the
+//! runtime like a Rust plugin.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::{load, record};
+use weir::plugin::{Failure, PluginKind, StageContext, Verdict, Worker};
+
+fn check_purchase_filter(name: &str) {
+    let started = Instant::now();
+    let plugin = load(name);
+    let compiled = started.elapsed();
+    assert_eq!(plugin.kind, PluginKind::Filter);
+    assert_eq!(plugin.contract_version.to_string(), "0.1.0");
+    let mut worker =
+        Worker::new(plugin, Arc::new(StageContext::new("test", name))).expect("starts");
+    let batch = [
+        record(0, "s1", r#"{"event_type":"purchase","total":12.5}"#),
+        record(1, "s1", r#"{"event_type":"page_view"}"#),
+        record(2, "s1", "{not json"),
+        record(3, "s2", r#"{"event_type":"purchase"}"#),
+    ];
+    let verdicts = worker.filter(&batch);
+    assert_eq!(verdicts[0], Verdict::Keep);
+    assert_eq!(verdicts[1], Verdict::Drop);
+    match &verdicts[2] {
+        Verdict::Failed(Failure::Rejected(error)) => assert_eq!(error.code, "malformed-json"),
+        other => panic!("{name}: expected a rejection, got {other:?}"),
+    }
+    assert_eq!(verdicts[3], Verdict::Keep);
+    println!("{name}: loaded in {compiled:.1?}, filtered a batch correctly");
+}
+
+#[test]
+fn a_javascript_filter_runs() {
+    check_purchase_filter("js-filter");
+}
+
+#[test]
+fn a_python_filter_runs() {
+    check_purchase_filter("python-filter");
+}
