@@ -103,6 +103,9 @@ fn encode_state<P: Aggregator>(state: &P::State) -> Result<Vec<u8>, PluginError>
 #[macro_export]
 macro_rules! export_filter {
     ($plugin:ty) => {
+        // Only a WebAssembly build exports the world: built natively (for
+        // unit tests or the native benchmark baseline) a plugin is a plain library.
+        #[cfg(target_family = "wasm")]
         const _: () = {
             static PLUGIN: ::std::sync::OnceLock<$plugin> = ::std::sync::OnceLock::new();
             struct WeirExport;
@@ -123,6 +126,9 @@ macro_rules! export_filter {
 #[macro_export]
 macro_rules! export_transform {
     ($plugin:ty) => {
+        // Only a WebAssembly build exports the world: built natively (for
+        // unit tests or the native benchmark baseline) a plugin is a plain library.
+        #[cfg(target_family = "wasm")]
         const _: () = {
             static PLUGIN: ::std::sync::OnceLock<$plugin> = ::std::sync::OnceLock::new();
             struct WeirExport;
@@ -145,6 +151,9 @@ macro_rules! export_transform {
 #[macro_export]
 macro_rules! export_aggregator {
     ($plugin:ty) => {
+        // Only a WebAssembly build exports the world: built natively (for
+        // unit tests or the native benchmark baseline) a plugin is a plain library.
+        #[cfg(target_family = "wasm")]
         const _: () = {
             static PLUGIN: ::std::sync::OnceLock<$plugin> = ::std::sync::OnceLock::new();
             struct WeirExport;

@@ -1,0 +1,31 @@
+//! weir's benchmarks. They print figures; they assert nothing (machines are
+//! noisy): read the numbers, compare ratios measured side by side in one run.
+//!
+//! - [`plugins`]: the stock plugins through the Wasm runtime against the same
+//!   code compiled natively, per batch size, and the boundary's own cost.
+//! - [`events`]: the e-commerce event stream the benchmarks run on.
+
+mod events;
+mod plugins;
+
+use clap::{Parser, Subcommand};
+
+/// weir's benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "weir-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Stock plugins: Wasm against native, per batch size; boundary cost.
+    Plugins(plugins::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Plugins(args) => plugins::run(&args),
+    }
+}
