@@ -29,7 +29,11 @@ pub fn generate(count: usize, live: usize, seed: u64) -> Vec<Event> {
     let mut events = Vec::with_capacity(count);
     while events.len() < count {
         while sessions.len() < live {
-            sessions.push((format!("sess_{:012x}", next), format!("user_{:05}", rng.random_range(0..5000)), 0));
+            sessions.push((
+                format!("sess_{:012x}", next),
+                format!("user_{:05}", rng.random_range(0..5000)),
+                0,
+            ));
             next += 1;
         }
         let index = rng.random_range(0..sessions.len());
@@ -59,7 +63,8 @@ pub fn generate(count: usize, live: usize, seed: u64) -> Vec<Event> {
         let (product, name, price) = PRODUCTS[rng.random_range(0..PRODUCTS.len())];
         match event_type {
             "session_start" => {
-                event["user_segment"] = json!(["new", "returning", "vip", "churned"][rng.random_range(0..4)]);
+                event["user_segment"] =
+                    json!(["new", "returning", "vip", "churned"][rng.random_range(0..4)]);
                 event["will_purchase"] = json!(rng.random_bool(0.2));
             }
             "page_view" => {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::{Map, Value as Json, json};
 use weir::plugin::{self as host, LookupTables, Runtime, StageContext, Worker};
-use weir_plugin_sdk::{self as sdk, Filter};
+use weir_plugin_sdk as sdk;
 
 use crate::events::{self, Event};
 
@@ -61,13 +61,23 @@ fn lookup_tables() -> LookupTables {
     tables.insert(
         "users",
         (0..5000)
-            .map(|i| (format!("user_{i:05}"), json!({"segment": "returning"}).to_string()))
+            .map(|i| {
+                (
+                    format!("user_{i:05}"),
+                    json!({"segment": "returning"}).to_string(),
+                )
+            })
             .collect(),
     );
     tables.insert(
         "products",
         (1..=6)
-            .map(|i| (format!("prod_{i:04}"), json!({"category": "sports", "brand": "Stride"}).to_string()))
+            .map(|i| {
+                (
+                    format!("prod_{i:04}"),
+                    json!({"category": "sports", "brand": "Stride"}).to_string(),
+                )
+            })
             .collect(),
     );
     tables
@@ -86,13 +96,13 @@ impl catalog_enrich::Lookup for NativeLookup {
 pub fn run(args: &Args) -> Result<()> {
     let events = events::generate(args.events, args.sessions, 42);
     let bytes: usize = events.iter().map(|e| e.value.len()).sum();
-    let host_records: Vec<host::Record> = events.iter().enumerate().map(|(i, e)| host_record(i, e)).collect();
-    let guest_records: Vec<sdk::Record> = events.iter().enumerate().map(|(i, e)| guest_record(i, e)).collect();
     let plugin_dir = args.plugin_dir.clone().unwrap_or_else(default_plugin_dir);
     let runtime = Runtime::new().map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let load = |name: &str| -> Result<Arc<host::Plugin>> {
         let path = plugin_dir.join(format!("{}.wasm", name.replace('-', "_")));
-        Ok(runtime.load_file(name, &path).with_context(|| "build the plugins first: `cargo build --release` in plugins/")?)
+        runtime
+            .load_file(name, &path)
+            .context("build the plugins first: `cargo build --release` in plugins/")
     };
 
     println!(
@@ -111,148 +121,206 @@ pub fn run(args: &Args) -> Result<()> {
     let field_filter = load("field-filter")?;
     let enrich = load("catalog-enrich")?;
     let stats = load("session-stats")?;
-    let native_filter = field_filter::FieldFilter::from_json(&filter_config().to_string()).map_err(plugin_error)?;
-    let native_enrich = catalog_enrich::CatalogEnrich::from_json(&enrich_config().to_string()).map_err(plugin_error)?;
+    let native_filter =
+        field_filter::FieldFilter::from_json(&filter_config().to_string()).map_err(plugin_error)?;
+    let native_enrich = catalog_enrich::CatalogEnrich::from_json(&enrich_config().to_string())
+        .map_err(plugin_error)?;
     let native_lookup = NativeLookup(lookup_tables());
-
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|only| only == name);
-    for &batch in args.batches.iter().filter(|_| wanted("noop-filter")) {
-        let mut worker = worker(&noop, json!({}), LookupTables::default())?;
-        let wasm = median(args.runs, || {
-            timed(|| {
-                for chunk in host_records.chunks(batch) {
-                    black_box(worker.filter(chunk));
-                }
-            })
-        });
-        report("noop-filter", batch, events.len(), wasm, None);
-    }
-    for &batch in args.batches.iter().filter(|_| wanted("field-filter")) {
-        let mut worker = worker(&field_filter, filter_config(), LookupTables::default())?;
-        let wasm = median(args.runs, || {
-            timed(|| {
-                for chunk in host_records.chunks(batch) {
-                    black_box(worker.filter(chunk));
-                }
-            })
-        });
-        let native = median(args.runs, || {
-            timed(|| {
-                for chunk in guest_records.chunks(batch) {
-                    black_box(chunk.iter().map(|r| native_filter.filter(r)).collect::<Vec<_>>());
-                }
-            })
-        });
-        report("field-filter", batch, events.len(), wasm, Some(native));
-    }
-    for &batch in args.batches.iter().filter(|_| wanted("catalog-enrich")) {
-        let mut worker = worker(&enrich, enrich_config(), lookup_tables())?;
-        let wasm = median(args.runs, || {
-            timed(|| {
-                for chunk in host_records.chunks(batch) {
-                    black_box(worker.transform(chunk));
-                }
-            })
-        });
-        let native = median(args.runs, || {
-            timed(|| {
-                for chunk in guest_records.chunks(batch) {
-                    black_box(
-                        chunk
-                            .iter()
-                            .map(|r| native_enrich.enrich(&r.value, &native_lookup))
-                            .collect::<Vec<_>>(),
-                    );
-                }
-            })
-        });
-        report("catalog-enrich", batch, events.len(), wasm, Some(native));
-    }
-    for &batch in args.batches.iter().filter(|_| wanted("session-stats")) {
-        let mut worker = worker(&stats, json!({}), LookupTables::default())?;
-        let host_batches = grouped(&host_records, batch, |r| r.key.clone().unwrap_or_default());
-        let guest_batches = grouped(&guest_records, batch, |r| r.key.clone().unwrap_or_default());
-        let wasm = median(args.runs, || {
-            let mut batches = host_batches.clone();
-            let mut states: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-            timed(|| {
-                for batch in &mut batches {
-                    let groups: Vec<host::Group> = batch
-                        .drain(..)
-                        .map(|(key, events)| host::Group { state: states.remove(&key), key, events })
-                        .collect();
-                    let results = worker.aggregate(&groups);
-                    for (group, result) in groups.into_iter().zip(results) {
-                        if let Some(state) = result.state {
-                            states.insert(group.key, state);
+
+    for &size in &args.batches {
+        // Batches are built outside the timed loops: the host builds them
+        // while reading from Kafka, whatever runs the plugin.
+        let host_batches: Vec<host::Batch> = events.chunks(size).map(host_batch).collect();
+        let guest_batches: Vec<sdk::Batch> = events.chunks(size).map(guest_batch).collect();
+
+        if wanted("noop-filter") {
+            let mut worker = worker(&noop, json!({}), LookupTables::default())?;
+            let wasm = median(args.runs, || {
+                timed(|| {
+                    host_batches
+                        .iter()
+                        .for_each(|b| drop(black_box(worker.filter(b))))
+                })
+            });
+            report("noop-filter", size, events.len(), wasm, None);
+        }
+        if wanted("field-filter") {
+            let mut worker = worker(&field_filter, filter_config(), LookupTables::default())?;
+            let wasm = median(args.runs, || {
+                timed(|| {
+                    host_batches
+                        .iter()
+                        .for_each(|b| drop(black_box(worker.filter(b))))
+                })
+            });
+            let native = median(args.runs, || {
+                timed(|| {
+                    for batch in &guest_batches {
+                        black_box(sdk::glue::filter(&native_filter, batch));
+                    }
+                })
+            });
+            report("field-filter", size, events.len(), wasm, Some(native));
+        }
+        if wanted("catalog-enrich") {
+            let mut worker = worker(&enrich, enrich_config(), lookup_tables())?;
+            let wasm = median(args.runs, || {
+                timed(|| {
+                    host_batches
+                        .iter()
+                        .for_each(|b| drop(black_box(worker.transform(b))))
+                })
+            });
+            // Natively the plugin's own code runs with a map in place of the
+            // host import, writing its output the way it does in Wasm.
+            let native = median(args.runs, || {
+                timed(|| {
+                    for batch in &guest_batches {
+                        let mut out = Vec::new();
+                        for record in sdk::batch::records(batch) {
+                            let (event, _) = native_enrich
+                                .enrich(record.value, &native_lookup)
+                                .map_err(plugin_error)
+                                .expect("the benchmark stream is valid");
+                            serde_json::to_writer(&mut out, &event).expect("serialises");
                         }
-                        black_box(result.row);
+                        black_box(out);
                     }
-                }
-            })
-        });
-        let native = median(args.runs, || {
-            let mut batches = guest_batches.clone();
-            let mut states: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-            timed(|| {
-                for batch in &mut batches {
-                    let groups: Vec<sdk::bindings::aggregating::Group> = batch
-                        .drain(..)
-                        .map(|(key, events)| sdk::bindings::aggregating::Group {
-                            state: states.remove(&key),
-                            key,
-                            events,
-                        })
-                        .collect();
-                    let keys: Vec<Vec<u8>> = groups.iter().map(|g| g.key.clone()).collect();
-                    let outcomes = sdk::glue::aggregate(&session_stats::SessionStats, groups);
-                    for (key, outcome) in keys.into_iter().zip(outcomes) {
-                        let outcome = outcome.expect("no rejections in the benchmark stream");
-                        states.insert(key, outcome.state);
-                        black_box(outcome.row);
+                })
+            });
+            report("catalog-enrich", size, events.len(), wasm, Some(native));
+        }
+        if wanted("session-stats") {
+            let mut worker = worker(&stats, json!({}), LookupTables::default())?;
+            let host_grouped: Vec<(host::Batch, Vec<host::Group>)> =
+                events.chunks(size).map(host_groups).collect();
+            let guest_grouped: Vec<(sdk::Batch, Vec<sdk::bindings::aggregating::Group>)> =
+                events.chunks(size).map(guest_groups).collect();
+            let wasm = median(args.runs, || {
+                let mut grouped = host_grouped.clone();
+                let mut states: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+                timed(|| {
+                    for (batch, groups) in &mut grouped {
+                        for group in groups.iter_mut() {
+                            group.state = states.remove(&group.key);
+                        }
+                        let results = worker.aggregate(batch, groups);
+                        for (group, result) in groups.iter().zip(results) {
+                            if let Some(state) = result.state {
+                                states.insert(group.key.clone(), state);
+                            }
+                            black_box(result.row);
+                        }
                     }
-                }
-            })
-        });
-        report("session-stats", batch, events.len(), wasm, Some(native));
+                })
+            });
+            let native = median(args.runs, || {
+                let mut grouped = guest_grouped.clone();
+                let mut states: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+                timed(|| {
+                    for (batch, groups) in &mut grouped {
+                        for group in groups.iter_mut() {
+                            group.state = states.remove(&group.key);
+                        }
+                        let keys: Vec<Vec<u8>> = groups.iter().map(|g| g.key.clone()).collect();
+                        let outcomes = sdk::glue::aggregate(
+                            &session_stats::SessionStats,
+                            batch,
+                            std::mem::take(groups),
+                        );
+                        for (key, outcome) in keys.into_iter().zip(outcomes) {
+                            let outcome = outcome.expect("no rejections in the benchmark stream");
+                            states.insert(key, outcome.state);
+                            black_box(outcome.row);
+                        }
+                    }
+                })
+            });
+            report("session-stats", size, events.len(), wasm, Some(native));
+        }
     }
     Ok(())
 }
 
-fn host_record(offset: usize, event: &Event) -> host::Record {
-    host::Record {
-        key: Some(event.key.as_bytes().to_vec()),
-        value: event.value.as_bytes().to_vec(),
+fn host_batch(events: &[Event]) -> host::Batch {
+    let mut builder = host::BatchBuilder::default();
+    for (offset, event) in events.iter().enumerate() {
+        builder.push(host_ref(offset, event));
+    }
+    builder.build()
+}
+
+fn host_ref(offset: usize, event: &Event) -> host::RecordRef<'_> {
+    host::RecordRef {
+        key: Some(event.key.as_bytes()),
+        value: event.value.as_bytes(),
         timestamp: 1_764_000_000_000,
-        headers: Vec::new(),
         partition: 0,
         offset: offset as i64,
     }
 }
 
-fn guest_record(offset: usize, event: &Event) -> sdk::Record {
-    sdk::Record {
-        key: Some(event.key.as_bytes().to_vec()),
-        value: event.value.as_bytes().to_vec(),
-        timestamp: 1_764_000_000_000,
-        headers: Vec::new(),
-        partition: 0,
-        offset: offset as i64,
+fn guest_batch(events: &[Event]) -> sdk::Batch {
+    let mut builder = sdk::BatchBuilder::default();
+    for (offset, event) in events.iter().enumerate() {
+        builder.push(
+            Some(event.key.as_bytes()),
+            event.value.as_bytes(),
+            offset as i64,
+        );
     }
+    builder.build()
 }
 
-/// Each batch's records grouped by key, offset order kept within a key.
-fn grouped<R: Clone>(records: &[R], batch: usize, key: impl Fn(&R) -> Vec<u8>) -> Vec<Vec<(Vec<u8>, Vec<R>)>> {
-    records
-        .chunks(batch)
-        .map(|chunk| {
-            let mut groups: BTreeMap<Vec<u8>, Vec<R>> = BTreeMap::new();
-            for record in chunk {
-                groups.entry(key(record)).or_default().push(record.clone());
-            }
-            groups.into_iter().collect()
-        })
-        .collect()
+/// The batch with each key's events together, and one group per key.
+fn by_key(events: &[Event]) -> Vec<(&str, Vec<&Event>)> {
+    let mut groups: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+    for event in events {
+        groups.entry(&event.key).or_default().push(event);
+    }
+    groups.into_iter().collect()
+}
+
+fn host_groups(events: &[Event]) -> (host::Batch, Vec<host::Group>) {
+    let mut builder = host::BatchBuilder::default();
+    let mut groups = Vec::new();
+    for (key, events) in by_key(events) {
+        let first = builder.len() as u32;
+        for event in &events {
+            builder.push(host_ref(builder.len(), event));
+        }
+        groups.push(host::Group {
+            key: key.as_bytes().to_vec(),
+            state: None,
+            first,
+            count: events.len() as u32,
+        });
+    }
+    (builder.build(), groups)
+}
+
+fn guest_groups(events: &[Event]) -> (sdk::Batch, Vec<sdk::bindings::aggregating::Group>) {
+    let mut builder = sdk::BatchBuilder::default();
+    let mut groups = Vec::new();
+    let mut next = 0u32;
+    for (key, events) in by_key(events) {
+        for event in &events {
+            builder.push(
+                Some(event.key.as_bytes()),
+                event.value.as_bytes(),
+                i64::from(next),
+            );
+            next += 1;
+        }
+        groups.push(sdk::bindings::aggregating::Group {
+            key: key.as_bytes().to_vec(),
+            state: None,
+            first: next - events.len() as u32,
+            count: events.len() as u32,
+        });
+    }
+    (builder.build(), groups)
 }
 
 fn worker(plugin: &Arc<host::Plugin>, config: Json, lookups: LookupTables) -> Result<Worker> {
@@ -297,6 +365,8 @@ fn plugin_error(error: sdk::PluginError) -> anyhow::Error {
 fn default_plugin_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/target")));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/target"))
+        });
     target.join("wasm32-wasip2/release")
 }

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{load, record};
+use common::{batch, load};
 use weir::plugin::{Failure, PluginKind, StageContext, Verdict, Worker};
 
 fn check_purchase_filter(name: &str) {
@@ -18,13 +18,13 @@ fn check_purchase_filter(name: &str) {
     assert_eq!(plugin.contract_version.to_string(), "0.1.0");
     let mut worker =
         Worker::new(plugin, Arc::new(StageContext::new("test", name))).expect("starts");
-    let batch = [
-        record(0, "s1", r#"{"event_type":"purchase","total":12.5}"#),
-        record(1, "s1", r#"{"event_type":"page_view"}"#),
-        record(2, "s1", "{not json"),
-        record(3, "s2", r#"{"event_type":"purchase"}"#),
-    ];
-    let verdicts = worker.filter(&batch);
+    let records = batch(&[
+        ("s1", r#"{"event_type":"purchase","total":12.5}"#),
+        ("s1", r#"{"event_type":"page_view"}"#),
+        ("s1", "{not json"),
+        ("s2", r#"{"event_type":"purchase"}"#),
+    ]);
+    let verdicts = worker.filter(&records);
     assert_eq!(verdicts[0], Verdict::Keep);
     assert_eq!(verdicts[1], Verdict::Drop);
     match &verdicts[2] {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{RUNTIME, load, plugin_path, record};
+use common::{RUNTIME, batch, load, plugin_path};
 use serde_json::{Value as Json, json};
 use weir::plugin::{
     Failure, Group, LoadError, LookupTables, PluginKind, Runtime, RuntimeOptions, StageContext,
@@ -37,37 +37,32 @@ fn field_filter_keeps_drops_and_rejects_by_its_predicates() {
         {"field": "device.type", "equals": "mobile"},
     ]});
     let mut worker = Worker::new(plugin, stage(config)).expect("starts");
-    let batch = [
-        record(
-            0,
+    let records = batch(&[
+        (
             "s1",
             r#"{"session_id":"s1","event_type":"page_view","device":{"type":"mobile"}}"#,
         ),
-        record(
-            1,
+        (
             "s1",
             r#"{"event_type":"page_view","device":{"type":"mobile"}}"#,
         ),
-        record(2, "s1", r#"{"session_id":null,"event_type":"page_view"}"#),
-        record(
-            3,
+        ("s1", r#"{"session_id":null,"event_type":"page_view"}"#),
+        (
             "s1",
             r#"{"session_id":"s1","event_type":"teleport","device":{"type":"mobile"}}"#,
         ),
-        record(
-            4,
+        (
             "s1",
             r#"{"session_id":"s1","event_type":"purchase","device":{"type":"desktop"}}"#,
         ),
-        record(5, "s1", "not json at all"),
-        record(
-            6,
+        ("s1", "not json at all"),
+        (
             "s1",
             r#"{"session_id":"s1","event_type":"purchase","device":{"type":"mobile"}}"#,
         ),
-    ];
-    let verdicts = worker.filter(&batch);
-    assert_eq!(verdicts.len(), batch.len());
+    ]);
+    let verdicts = worker.filter(&records);
+    assert_eq!(verdicts.len(), records.records.len());
     assert_eq!(verdicts[0], Verdict::Keep);
     assert_eq!(verdicts[1], Verdict::Drop, "no session_id");
     assert_eq!(verdicts[2], Verdict::Drop, "null session_id");
@@ -107,25 +102,19 @@ fn catalog_enrich_copies_fields_from_lookup_tables() {
     ]})
     .to_string();
     let mut worker = Worker::new(plugin, Arc::new(context)).expect("starts");
-    let batch = [
-        record(
-            0,
+    let records = batch(&[
+        (
             "s1",
             r#"{"event_type":"product_viewed","user_id":"user_00042","product_id":"prod_0007"}"#,
         ),
-        record(
-            1,
+        (
             "s1",
             r#"{"event_type":"session_start","user_id":"user_00042","user_segment":"new"}"#,
         ),
-        record(
-            2,
-            "s1",
-            r#"{"event_type":"page_view","user_id":"user_99999"}"#,
-        ),
-        record(3, "s1", "{broken"),
-    ];
-    let results = worker.transform(&batch);
+        ("s1", r#"{"event_type":"page_view","user_id":"user_99999"}"#),
+        ("s1", "{broken"),
+    ]);
+    let results = worker.transform(&records);
     let value = |index: usize| -> Json {
         let emitted = results[index].as_ref().expect("transformed");
         assert_eq!(emitted.len(), 1);
@@ -195,16 +184,14 @@ fn session_stats_computes_the_reference_columns() {
         r#"{"event_type":"purchase","user_id":"user_00001","session_state":"completed","total":107.46}"#,
         r#"{"event_type":"session_end","user_id":null,"user_segment":null}"#,
     ];
+    let events: Vec<(&str, &str)> = events.iter().map(|event| ("sess_1", *event)).collect();
     let group = Group {
         key: b"sess_1".to_vec(),
         state: None,
-        events: events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| record(i as i64, "sess_1", e))
-            .collect(),
+        first: 0,
+        count: 7,
     };
-    let results = worker.aggregate(&[group]);
+    let results = worker.aggregate(&batch(&events), &[group]);
     assert_eq!(results.len(), 1);
     assert!(results[0].failures.is_empty(), "{:?}", results[0].failures);
     // Hand-computed from the rules: newest non-null user, segment and state;
@@ -231,20 +218,20 @@ fn session_stats_computes_the_reference_columns() {
     let next = Group {
         key: b"sess_1".to_vec(),
         state: results[0].state.clone(),
-        events: vec![
-            record(
-                7,
-                "sess_1",
-                r#"{"event_type":"page_view","session_state":"browsing"}"#,
-            ),
-            record(
-                8,
-                "sess_1",
-                r#"{"event_type":"page_view","cart_total":"lots"}"#,
-            ),
-        ],
+        first: 0,
+        count: 2,
     };
-    let results = worker.aggregate(&[next]);
+    let events = batch(&[
+        (
+            "sess_1",
+            r#"{"event_type":"page_view","session_state":"browsing"}"#,
+        ),
+        (
+            "sess_1",
+            r#"{"event_type":"page_view","cart_total":"lots"}"#,
+        ),
+    ]);
+    let results = worker.aggregate(&events, &[next]);
     let row = results[0].row.as_ref().expect("changed");
     assert_eq!(row[2], Value::Text("browsing".into()));
     assert_eq!(row[3], Value::Long(8), "the bad event is not counted");
@@ -259,13 +246,10 @@ fn session_stats_computes_the_reference_columns() {
 #[test]
 fn a_panicking_plugin_fails_only_the_poison_records() {
     let mut worker = Worker::new(load("panicking-filter"), stage(json!({}))).expect("starts");
-    let batch: Vec<_> = (0..20)
-        .map(|i| {
-            let value = if i == 3 || i == 17 { "POISON" } else { "fine" };
-            record(i, "k", value)
-        })
+    let records: Vec<(&str, &str)> = (0..20)
+        .map(|i| ("k", if i == 3 || i == 17 { "POISON" } else { "fine" }))
         .collect();
-    let verdicts = worker.filter(&batch);
+    let verdicts = worker.filter(&batch(&records));
     for (i, verdict) in verdicts.iter().enumerate() {
         if i == 3 || i == 17 {
             match verdict {
@@ -281,10 +265,7 @@ fn a_panicking_plugin_fails_only_the_poison_records() {
     }
     assert!(worker.restarts() >= 2, "each trap renews the instance");
     // The worker goes on with fresh instances.
-    assert_eq!(
-        worker.filter(&[record(20, "k", "fine")]),
-        vec![Verdict::Keep]
-    );
+    assert_eq!(worker.filter(&batch(&[("k", "fine")])), vec![Verdict::Keep]);
 }
 
 #[test]
@@ -295,13 +276,9 @@ fn a_plugin_that_loops_forever_hits_its_deadline() {
         ..StageLimits::default()
     };
     let mut worker = Worker::new(load("looping-filter"), Arc::new(context)).expect("starts");
-    let batch = [
-        record(0, "k", "fine"),
-        record(1, "k", "LOOP"),
-        record(2, "k", "fine"),
-    ];
+    let records = batch(&[("k", "fine"), ("k", "LOOP"), ("k", "fine")]);
     let started = Instant::now();
-    let verdicts = worker.filter(&batch);
+    let verdicts = worker.filter(&records);
     let elapsed = started.elapsed();
     assert_eq!(verdicts[0], Verdict::Keep);
     assert_eq!(
@@ -323,7 +300,7 @@ fn a_plugin_that_allocates_without_bound_hits_its_memory_cap() {
         ..StageLimits::default()
     };
     let mut worker = Worker::new(load("hungry-filter"), Arc::new(context)).expect("starts");
-    let verdicts = worker.filter(&[record(0, "k", "HUNGRY"), record(1, "k", "fine")]);
+    let verdicts = worker.filter(&batch(&[("k", "HUNGRY"), ("k", "fine")]));
     match &verdicts[0] {
         Verdict::Failed(Failure::Trapped(message)) => {
             assert!(
@@ -351,7 +328,7 @@ fn fuel_limits_the_work_of_one_call() {
         ..StageLimits::default()
     };
     let mut worker = Worker::new(plugin, Arc::new(context)).expect("starts");
-    let verdicts = worker.filter(&[record(0, "k", "LOOP"), record(1, "k", "fine")]);
+    let verdicts = worker.filter(&batch(&[("k", "LOOP"), ("k", "fine")]));
     assert_eq!(
         verdicts[0],
         Verdict::Failed(Failure::Trapped(
@@ -364,20 +341,22 @@ fn fuel_limits_the_work_of_one_call() {
 #[test]
 fn an_aggregator_that_traps_loses_only_the_poison_events() {
     let mut worker = Worker::new(load("panicking-counter"), stage(json!({}))).expect("starts");
-    let group = |key: &str, values: &[&str]| Group {
+    let group = |key: &str, first: u32, count: u32| Group {
         key: key.as_bytes().to_vec(),
         state: None,
-        events: values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| record(i as i64, key, v))
-            .collect(),
+        first,
+        count,
     };
-    let groups = [
-        group("a", &["x", "x", "x"]),
-        group("b", &["x", "POISON", "x", "x"]),
-    ];
-    let results = worker.aggregate(&groups);
+    let events = batch(&[
+        ("a", "x"),
+        ("a", "x"),
+        ("a", "x"),
+        ("b", "x"),
+        ("b", "POISON"),
+        ("b", "x"),
+        ("b", "x"),
+    ]);
+    let results = worker.aggregate(&events, &[group("a", 0, 3), group("b", 3, 4)]);
     assert_eq!(results[0].row, Some(vec![Value::Long(3)]));
     assert!(results[0].failures.is_empty());
     assert_eq!(
@@ -386,7 +365,7 @@ fn an_aggregator_that_traps_loses_only_the_poison_events() {
         "three good events of b count"
     );
     assert_eq!(results[1].failures.len(), 1);
-    assert_eq!(results[1].failures[0].0, 1);
+    assert_eq!(results[1].failures[0].0, 4, "the index in the batch");
     assert!(matches!(&results[1].failures[0].1, Failure::Trapped(m) if m.contains("poison event")));
 }
 

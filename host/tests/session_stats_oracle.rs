@@ -8,11 +8,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use common::{load, record};
+use common::load;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value as Json, json};
-use weir::plugin::{Failure, Group, Record, StageContext, Value, Worker};
+use weir::plugin::{BatchBuilder, Failure, Group, RecordRef, StageContext, Value, Worker};
 
 const EVENTS: usize = 60_000;
 const PARTITIONS: i32 = 4;
@@ -113,12 +113,15 @@ impl OracleRow {
 
 /// Folds the events of each key in offset order. Returns the rows and the
 /// (key, offset) of every event a correct plugin must reject.
-fn oracle(stream: &[(String, Record)]) -> (HashMap<String, OracleRow>, BTreeSet<(String, i64)>) {
+fn oracle(stream: &[Event]) -> (HashMap<String, OracleRow>, BTreeSet<(String, i64)>) {
     let mut rows: HashMap<String, OracleRow> = HashMap::new();
     let mut bad = BTreeSet::new();
-    for (key, record) in stream {
-        let Ok(Json::Object(event)) = serde_json::from_slice::<Json>(&record.value) else {
-            bad.insert((key.clone(), record.offset));
+    for Event {
+        key, value, offset, ..
+    } in stream
+    {
+        let Ok(Json::Object(event)) = serde_json::from_str::<Json>(value) else {
+            bad.insert((key.clone(), *offset));
             continue;
         };
         let text = |name: &str| match event.get(name) {
@@ -142,7 +145,7 @@ fn oracle(stream: &[(String, Record)]) -> (HashMap<String, OracleRow>, BTreeSet<
             integer("cart_item_count"),
             number("cart_total"),
         ) else {
-            bad.insert((key.clone(), record.offset));
+            bad.insert((key.clone(), *offset));
             continue;
         };
         let row = rows.entry(key.clone()).or_default();
@@ -165,18 +168,30 @@ fn oracle(stream: &[(String, Record)]) -> (HashMap<String, OracleRow>, BTreeSet<
     (rows, bad)
 }
 
+/// One generated event where the source put it.
+#[derive(Debug, Clone)]
+struct Event {
+    key: String,
+    value: String,
+    partition: i32,
+    offset: i64,
+}
+
 /// Keys go to partitions by a stable hash; offsets count per partition.
-fn partitioned(events: &[(String, String)]) -> Vec<Vec<(String, Record)>> {
-    let mut partitions: Vec<Vec<(String, Record)>> = vec![Vec::new(); PARTITIONS as usize];
+fn partitioned(events: &[(String, String)]) -> Vec<Vec<Event>> {
+    let mut partitions: Vec<Vec<Event>> = vec![Vec::new(); PARTITIONS as usize];
     for (key, value) in events {
-        let partition = key
+        let hash = key
             .bytes()
-            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
-            % PARTITIONS as u32;
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let partition = (hash % PARTITIONS as u32) as i32;
         let list = &mut partitions[partition as usize];
-        let mut record = record(list.len() as i64, key, value);
-        record.partition = partition as i32;
-        list.push((key.clone(), record));
+        list.push(Event {
+            key: key.clone(),
+            value: value.clone(),
+            partition,
+            offset: list.len() as i64,
+        });
     }
     partitions
 }
@@ -196,28 +211,42 @@ fn session_stats_matches_the_oracle_on_60k_events() {
     let mut rows: HashMap<String, Vec<Value>> = HashMap::new();
     let mut rejected: BTreeSet<(String, i64)> = BTreeSet::new();
     for partition in &partitions {
-        for batch in partition.chunks(BATCH) {
-            // Group by key, keeping offset order within each key.
-            let mut groups: BTreeMap<&str, Vec<Record>> = BTreeMap::new();
-            for (key, record) in batch {
-                groups.entry(key).or_default().push(record.clone());
+        for chunk in partition.chunks(BATCH) {
+            // The host's batching: records of one key together, offset order
+            // kept within a key, one group per key.
+            let mut by_key: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+            for event in chunk {
+                by_key.entry(&event.key).or_default().push(event);
             }
-            let groups: Vec<Group> = groups
-                .into_iter()
-                .map(|(key, events)| Group {
+            let mut builder = BatchBuilder::default();
+            let mut groups = Vec::new();
+            for (key, events) in by_key {
+                let first = builder.len() as u32;
+                for event in &events {
+                    builder.push(RecordRef {
+                        key: Some(event.key.as_bytes()),
+                        value: event.value.as_bytes(),
+                        timestamp: 0,
+                        partition: event.partition,
+                        offset: event.offset,
+                    });
+                }
+                groups.push(Group {
                     key: key.as_bytes().to_vec(),
                     state: states.get(key).cloned(),
-                    events,
-                })
-                .collect();
-            for (group, result) in groups.iter().zip(worker.aggregate(&groups)) {
+                    first,
+                    count: events.len() as u32,
+                });
+            }
+            let batch = builder.build();
+            for (group, result) in groups.iter().zip(worker.aggregate(&batch, &groups)) {
                 let key = String::from_utf8(group.key.clone()).expect("UTF-8 key");
                 for (index, failure) in &result.failures {
                     assert!(
                         matches!(failure, Failure::Rejected(e) if e.code == "malformed-json"),
                         "{failure}"
                     );
-                    rejected.insert((key.clone(), group.events[*index].offset));
+                    rejected.insert((key.clone(), batch.records[*index].offset));
                 }
                 if let Some(state) = result.state {
                     states.insert(key.clone(), state);

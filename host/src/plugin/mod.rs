@@ -1,6 +1,7 @@
 //! Plugins: the WIT contract's host side and the runtime that runs them.
 //!
 //! - [`bindings`]: the one `bindgen!` of the contract, per world.
+//! - [`batch`]: building the batches that cross the boundary.
 //! - [`runtime`]: the engine, loading (compile, check world and version,
 //!   pre-instantiate).
 //! - [`worker`]: one instance per worker with its limits; trap isolation.
@@ -8,6 +9,7 @@
 //! - [`context`], [`limits`]: what a stage hands its instances.
 //! - [`error`]: load errors and per-record failures (rejections vs traps).
 
+pub mod batch;
 pub mod bindings;
 pub mod context;
 pub mod error;
@@ -17,11 +19,11 @@ pub mod runtime;
 mod stderr;
 pub mod worker;
 
+pub use batch::{BatchBuilder, BatchExt, RecordRef};
 pub use bindings::aggregating::Group;
-pub use bindings::transforming::Emitted;
-pub use bindings::types::{Header, PluginError, Record, Value};
+pub use bindings::types::{Batch, PluginError, Value};
 pub use context::{LookupTables, StageContext};
 pub use error::{Failure, LoadError};
 pub use limits::StageLimits;
 pub use runtime::{CONTRACT_VERSION, Plugin, PluginKind, Runtime, RuntimeOptions};
-pub use worker::{GroupResult, Verdict, Worker};
+pub use worker::{GroupResult, OutputRecord, Verdict, Worker};

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
+use super::batch::{BatchExt, slice};
 use super::bindings::aggregating::{Group, Outcome};
 use super::bindings::filtering::Decision;
-use super::bindings::transforming::Emitted;
-use super::bindings::types::{PluginError, Record, Value};
+use super::bindings::transforming::Transformed;
+use super::bindings::types::{Batch, PluginError, Value};
 use super::bindings::{aggregator_world, filter_world, transform_world};
 use super::context::StageContext;
 use super::error::{Failure, LoadError};
@@ -28,6 +29,17 @@ pub enum Verdict {
     Failed(Failure),
 }
 
+/// A record a transform emitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputRecord {
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value.
+    pub value: Vec<u8>,
+    /// Its headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
 /// An aggregator's result for one key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupResult {
@@ -35,7 +47,7 @@ pub struct GroupResult {
     pub state: Option<Vec<u8>>,
     /// The newest output row, if the state changed.
     pub row: Option<Vec<Value>>,
-    /// Events that did not go through: their index in the group, and why.
+    /// Events that did not go through: their index in the batch, and why.
     pub failures: Vec<(usize, Failure)>,
 }
 
@@ -78,36 +90,39 @@ impl Worker {
     }
 
     /// Runs a filter over `batch`: one verdict per record.
-    pub fn filter(&mut self, batch: &[Record]) -> Vec<Verdict> {
+    pub fn filter(&mut self, batch: &Batch) -> Vec<Verdict> {
         self.isolating(batch, Self::call_filter, Verdict::Failed)
     }
 
     /// Runs a transform over `batch`: per record, what it became or why not.
-    pub fn transform(&mut self, batch: &[Record]) -> Vec<Result<Vec<Emitted>, Failure>> {
+    pub fn transform(&mut self, batch: &Batch) -> Vec<Result<Vec<OutputRecord>, Failure>> {
         self.isolating(batch, Self::call_transform, Err)
     }
 
-    /// Runs an aggregator over `groups` (one per key, events in offset order).
-    pub fn aggregate(&mut self, groups: &[Group]) -> Vec<GroupResult> {
+    /// Runs an aggregator over `groups` of `batch` (one group per key, each
+    /// a run of consecutive records in offset order).
+    pub fn aggregate(&mut self, batch: &Batch, groups: &[Group]) -> Vec<GroupResult> {
         // `None`: the group failed as a whole (an error or a trap).
-        let outcomes = self.isolating(
-            groups,
-            |worker, groups| {
-                Ok(worker
-                    .call_aggregate(groups)?
-                    .into_iter()
-                    .map(Result::ok)
-                    .collect())
-            },
-            |_| None,
-        );
+        let outcomes: Vec<Option<Outcome>> = match self.call_aggregate(batch, groups) {
+            Ok(results) => results.into_iter().map(Result::ok).collect(),
+            Err(_) if groups.len() == 1 => vec![None],
+            Err(_) => groups
+                .iter()
+                .map(|group| {
+                    self.call_aggregate(batch, std::slice::from_ref(group))
+                        .ok()
+                        .and_then(|mut results| results.pop())
+                        .and_then(Result::ok)
+                })
+                .collect(),
+        };
         groups
             .iter()
             .zip(outcomes)
             .map(|(group, outcome)| match outcome {
-                Some(outcome) => from_outcome(group, outcome),
+                Some(outcome) => self.group_result(group, outcome),
                 // Find the events responsible, and apply the others.
-                None => self.aggregate_event_by_event(group),
+                None => self.aggregate_event_by_event(batch, group),
             })
             .collect()
     }
@@ -154,39 +169,38 @@ impl Worker {
         }
     }
 
-    /// Calls `call` on all `items`; if it traps, renews the instance and
-    /// calls it on each item alone, so only the items that trap fail.
-    fn isolating<T, R>(
+    /// Calls `call` on the whole batch; if it traps, renews the instance and
+    /// calls it on each record alone, so only the records that trap fail.
+    fn isolating<R>(
         &mut self,
-        items: &[T],
-        call: impl Fn(&mut Self, &[T]) -> Result<Vec<R>, String>,
+        batch: &Batch,
+        call: impl Fn(&mut Self, &Batch) -> Result<Vec<R>, String>,
         failed: impl Fn(Failure) -> R,
     ) -> Vec<R> {
-        let trap = match call(self, items) {
+        let trap = match call(self, batch) {
             Ok(results) => return results,
             Err(trap) => trap,
         };
-        if items.len() == 1 {
+        if batch.records.len() == 1 {
             return vec![failed(Failure::Trapped(trap))];
         }
         tracing::debug!(
             pipeline = %self.context.pipeline,
             stage = %self.context.stage,
             plugin = %self.plugin.name,
-            batch = items.len(),
+            batch = batch.records.len(),
             error = %trap,
             "Batch trapped; retrying record by record."
         );
-        items
-            .iter()
-            .map(|item| match call(self, std::slice::from_ref(item)) {
-                Ok(mut results) => results.pop().expect("one result for one item"),
+        (0..batch.records.len())
+            .map(|index| match call(self, &batch.single(index)) {
+                Ok(mut results) => results.pop().expect("one result for one record"),
                 Err(trap) => failed(Failure::Trapped(trap)),
             })
             .collect()
     }
 
-    fn call_filter(&mut self, batch: &[Record]) -> Result<Vec<Verdict>, String> {
+    fn call_filter(&mut self, batch: &Batch) -> Result<Vec<Verdict>, String> {
         self.prepare_call();
         let Instance::Filter(bindings) = &self.instance else {
             unreachable!("a filter call on a {} plugin", self.plugin.kind.world());
@@ -194,7 +208,7 @@ impl Worker {
         let result = bindings
             .weir_plugin_filtering()
             .call_filter(&mut self.store, batch);
-        let decisions = self.checked(result, batch.len())?;
+        let decisions = self.checked(result, batch.records.len())?;
         Ok(decisions
             .into_iter()
             .map(|decision| match decision {
@@ -207,8 +221,8 @@ impl Worker {
 
     fn call_transform(
         &mut self,
-        batch: &[Record],
-    ) -> Result<Vec<Result<Vec<Emitted>, Failure>>, String> {
+        batch: &Batch,
+    ) -> Result<Vec<Result<Vec<OutputRecord>, Failure>>, String> {
         self.prepare_call();
         let Instance::Transform(bindings) = &self.instance else {
             unreachable!("a transform call on a {} plugin", self.plugin.kind.world());
@@ -216,48 +230,59 @@ impl Worker {
         let result = bindings
             .weir_plugin_transforming()
             .call_transform(&mut self.store, batch);
-        let results = self.checked(result, batch.len())?;
-        Ok(results
-            .into_iter()
-            .map(|result| result.map_err(Failure::Rejected))
-            .collect())
+        let transformed = self
+            .checked(result.map(|t| vec![t]), 1)?
+            .pop()
+            .expect("one result");
+        match split_transformed(transformed, batch.records.len()) {
+            Ok(results) => Ok(results),
+            Err(violation) => {
+                self.renew();
+                Err(violation)
+            }
+        }
     }
 
     fn call_aggregate(
         &mut self,
+        batch: &Batch,
         groups: &[Group],
     ) -> Result<Vec<Result<Outcome, PluginError>>, String> {
         self.prepare_call();
         let Instance::Aggregator(bindings) = &self.instance else {
             unreachable!("an aggregate call on a {} plugin", self.plugin.kind.world());
         };
-        let result = bindings
-            .weir_plugin_aggregating()
-            .call_aggregate(&mut self.store, groups);
+        let result =
+            bindings
+                .weir_plugin_aggregating()
+                .call_aggregate(&mut self.store, batch, groups);
         self.checked(result, groups.len())
     }
 
     /// Applies a failed group's events one at a time, carrying the state
     /// forward, so each bad event is found and every good one counts.
-    fn aggregate_event_by_event(&mut self, group: &Group) -> GroupResult {
+    fn aggregate_event_by_event(&mut self, batch: &Batch, group: &Group) -> GroupResult {
         let mut result = GroupResult {
             state: group.state.clone(),
             row: None,
             failures: Vec::new(),
         };
-        for (index, event) in group.events.iter().enumerate() {
+        let first = group.first as usize;
+        for index in first..first + group.count as usize {
             let single = Group {
                 key: group.key.clone(),
                 state: result.state.clone(),
-                events: vec![event.clone()],
+                first: 0,
+                count: 1,
             };
-            let outcome = match self.call_aggregate(std::slice::from_ref(&single)) {
-                Ok(mut outcomes) => outcomes.pop().expect("one outcome for one group"),
-                Err(trap) => {
-                    result.failures.push((index, Failure::Trapped(trap)));
-                    continue;
-                }
-            };
+            let outcome =
+                match self.call_aggregate(&batch.single(index), std::slice::from_ref(&single)) {
+                    Ok(mut outcomes) => outcomes.pop().expect("one outcome for one group"),
+                    Err(trap) => {
+                        result.failures.push((index, Failure::Trapped(trap)));
+                        continue;
+                    }
+                };
             match outcome {
                 Ok(outcome) => {
                     if let Some(rejection) = outcome.rejected.into_iter().next() {
@@ -274,6 +299,30 @@ impl Worker {
             }
         }
         result
+    }
+
+    fn group_result(&self, group: &Group, outcome: Outcome) -> GroupResult {
+        let range = group.first as usize..(group.first + group.count) as usize;
+        let mut failures = Vec::with_capacity(outcome.rejected.len());
+        for rejection in outcome.rejected {
+            let index = rejection.index as usize;
+            if range.contains(&index) {
+                failures.push((index, Failure::Rejected(rejection.error)));
+            } else {
+                tracing::error!(
+                    pipeline = %self.context.pipeline,
+                    stage = %self.context.stage,
+                    plugin = %self.plugin.name,
+                    index,
+                    "Plugin rejected an event outside the group it was given; ignored."
+                );
+            }
+        }
+        GroupResult {
+            state: Some(outcome.state),
+            row: outcome.row,
+            failures,
+        }
     }
 
     /// Sets the per-call deadline and fuel.
@@ -385,17 +434,65 @@ impl Worker {
     }
 }
 
-fn from_outcome(group: &Group, outcome: Outcome) -> GroupResult {
-    let failures = outcome
-        .rejected
-        .into_iter()
-        .map(|rejection| (rejection.index as usize, Failure::Rejected(rejection.error)))
-        .collect();
-    GroupResult {
-        state: Some(outcome.state).or_else(|| group.state.clone()),
-        row: outcome.row,
-        failures,
+/// Turns a transform's output buffer into records per input record,
+/// checking that it keeps to the contract.
+fn split_transformed(
+    transformed: Transformed,
+    inputs: usize,
+) -> Result<Vec<Result<Vec<OutputRecord>, Failure>>, String> {
+    let Transformed {
+        data,
+        records,
+        headers,
+        rejected,
+    } = transformed;
+    let span_ok = |start: u32, len: u32| {
+        (start as usize)
+            .checked_add(len as usize)
+            .is_some_and(|end| end <= data.len())
+    };
+    let mut outputs: Vec<(usize, OutputRecord)> = Vec::with_capacity(records.len());
+    for emitted in &records {
+        let source = emitted.source as usize;
+        let key_ok = emitted.key.is_none_or(|key| span_ok(key.start, key.len));
+        if source >= inputs || !key_ok || !span_ok(emitted.value.start, emitted.value.len) {
+            return Err(format!(
+                "emitted a record that points outside its batch (source {source} of {inputs})"
+            ));
+        }
+        outputs.push((
+            source,
+            OutputRecord {
+                key: emitted.key.map(|key| slice(&data, key).to_vec()),
+                value: slice(&data, emitted.value).to_vec(),
+                headers: Vec::new(),
+            },
+        ));
     }
+    for header in headers {
+        let Some((_, output)) = outputs.get_mut(header.record as usize) else {
+            return Err(format!(
+                "emitted a header for record {} it did not emit",
+                header.record
+            ));
+        };
+        output.headers.push((header.key, header.value));
+    }
+    let mut results: Vec<Result<Vec<OutputRecord>, Failure>> =
+        (0..inputs).map(|_| Ok(Vec::new())).collect();
+    for (source, output) in outputs {
+        if let Ok(list) = &mut results[source] {
+            list.push(output);
+        }
+    }
+    for rejection in rejected {
+        let index = rejection.index as usize;
+        if index >= inputs {
+            return Err(format!("rejected record {index} of a batch of {inputs}"));
+        }
+        results[index] = Err(Failure::Rejected(rejection.error));
+    }
+    Ok(results)
 }
 
 /// A new store with the stage's limits, the plugin instantiated in it, `init` called.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 
-use weir::plugin::{Plugin, Record, Runtime};
+use weir::plugin::{Batch, BatchBuilder, Plugin, RecordRef, Runtime};
 
 /// One runtime for a test binary: plugins compile once per name.
 pub static RUNTIME: LazyLock<Runtime> =
@@ -43,13 +43,21 @@ pub fn load(name: &str) -> Arc<Plugin> {
         .unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// A record on partition 0 with `key` and a JSON (or any) `value`.
-pub fn record(offset: i64, key: &str, value: &str) -> Record {
-    Record {
-        key: Some(key.as_bytes().to_vec()),
-        value: value.as_bytes().to_vec(),
+/// A batch of `(key, value)` records on partition 0, offsets counting from 0.
+pub fn batch(records: &[(&str, &str)]) -> Batch {
+    let mut builder = BatchBuilder::default();
+    for (offset, (key, value)) in records.iter().enumerate() {
+        builder.push(record(offset as i64, key, value));
+    }
+    builder.build()
+}
+
+/// One record on partition 0.
+pub fn record<'a>(offset: i64, key: &'a str, value: &'a str) -> RecordRef<'a> {
+    RecordRef {
+        key: Some(key.as_bytes()),
+        value: value.as_bytes(),
         timestamp: 1_700_000_000_000 + offset,
-        headers: Vec::new(),
         partition: 0,
         offset,
     }

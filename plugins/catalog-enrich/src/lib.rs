@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 use weir_plugin_sdk::{
-    Config, Emitted, PluginError, Record, Transform, export_transform, host, plugin_error,
+    Config, Emitter, PluginError, Record, Transform, export_transform, host, plugin_error,
 };
 
 #[derive(Debug, Deserialize)]
@@ -68,12 +68,13 @@ pub struct CatalogEnrich {
 }
 
 impl CatalogEnrich {
-    /// Enriches one JSON event; returns the new value and how many lookups missed.
+    /// Enriches one JSON event: returns it with the looked-up fields, and how
+    /// many lookups missed.
     pub fn enrich(
         &self,
         value: &[u8],
         lookup: &impl Lookup,
-    ) -> Result<(Vec<u8>, u64), PluginError> {
+    ) -> Result<(Map<String, Json>, u64), PluginError> {
         let mut event: Map<String, Json> = serde_json::from_slice(value).map_err(|error| {
             plugin_error(
                 "malformed-json",
@@ -101,8 +102,7 @@ impl CatalogEnrich {
                 }
             }
         }
-        let value = serde_json::to_vec(&event).expect("a JSON map always serialises");
-        Ok((value, misses))
+        Ok((event, misses))
     }
 
     /// Builds the plugin from JSON configuration text (tests use this).
@@ -127,16 +127,16 @@ impl Transform for CatalogEnrich {
         })
     }
 
-    fn transform(&self, record: &Record) -> Result<Vec<Emitted>, PluginError> {
-        let (value, misses) = self.enrich(&record.value, &HostLookup)?;
+    fn transform(&self, record: &Record<'_>, out: &mut Emitter) -> Result<(), PluginError> {
+        let (event, misses) = self.enrich(record.value, &HostLookup)?;
         if misses > 0 {
             host::counter_add("lookup_misses", misses);
         }
-        Ok(vec![Emitted {
-            key: record.key.clone(),
-            value,
-            headers: record.headers.clone(),
-        }])
+        out.emit_json(record.key, &event)?;
+        for (key, value) in record.headers() {
+            out.header(key, value);
+        }
+        Ok(())
     }
 }
 

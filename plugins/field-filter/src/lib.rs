@@ -151,8 +151,8 @@ impl Filter for FieldFilter {
         Ok(Self { predicates })
     }
 
-    fn filter(&self, record: &Record) -> Decision {
-        let top: HashMap<&str, &RawValue> = match serde_json::from_slice(&record.value) {
+    fn filter(&self, record: &Record<'_>) -> Decision {
+        let top: HashMap<&str, &RawValue> = match serde_json::from_slice(record.value) {
             Ok(top) => top,
             Err(error) => {
                 return Decision::Reject(plugin_error(

@@ -131,10 +131,10 @@ impl Aggregator for SessionStats {
         Ok(Self)
     }
 
-    fn apply(&self, state: &mut SessionState, event: &Record) -> Result<(), PluginError> {
+    fn apply(&self, state: &mut SessionState, event: &Record<'_>) -> Result<(), PluginError> {
         // `fold` parses the whole event before it touches the state, so a
         // rejected event leaves the state as it was.
-        state.fold(&event.value).map_err(|error| {
+        state.fold(event.value).map_err(|error| {
             plugin_error(
                 "malformed-json",
                 format!("value is not a session event: {error}"),

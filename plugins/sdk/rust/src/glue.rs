@@ -3,10 +3,11 @@
 
 use std::sync::OnceLock;
 
-use crate::bindings::aggregating::{Group, Outcome, Rejection};
-use crate::{
-    Aggregator, Config, Decision, Emitted, Filter, PluginError, Record, Transform, plugin_error,
-};
+use crate::batch::{self, Emitter};
+use crate::bindings::aggregating::{Group, Outcome};
+use crate::bindings::transforming::Transformed;
+use crate::bindings::types::{Batch, Rejection};
+use crate::{Aggregator, Config, Decision, Filter, PluginError, Transform, plugin_error};
 
 /// Builds the plugin from the host's configuration, once per instance.
 pub fn init<P>(
@@ -27,39 +28,55 @@ pub fn instance<P>(slot: &OnceLock<P>) -> &P {
     slot.get().expect("weir called the plugin before `init`")
 }
 
-pub fn filter<P: Filter>(plugin: &P, batch: Vec<Record>) -> Vec<Decision> {
-    batch.iter().map(|record| plugin.filter(record)).collect()
+pub fn filter<P: Filter>(plugin: &P, batch: &Batch) -> Vec<Decision> {
+    batch::records(batch)
+        .map(|record| plugin.filter(&record))
+        .collect()
 }
 
-pub fn transform<P: Transform>(
-    plugin: &P,
-    batch: Vec<Record>,
-) -> Vec<Result<Vec<Emitted>, PluginError>> {
-    batch
-        .iter()
-        .map(|record| plugin.transform(record))
-        .collect()
+pub fn transform<P: Transform>(plugin: &P, batch: &Batch) -> Transformed {
+    let mut out = Emitter::default();
+    for (index, record) in batch::records(batch).enumerate() {
+        out.begin(index as u32);
+        if let Err(error) = plugin.transform(&record, &mut out) {
+            out.reject(error);
+        }
+    }
+    out.finish()
 }
 
 pub fn aggregate<P: Aggregator>(
     plugin: &P,
+    batch: &Batch,
     groups: Vec<Group>,
 ) -> Vec<Result<Outcome, PluginError>> {
+    let records: Vec<_> = batch::records(batch).collect();
     groups
         .into_iter()
-        .map(|group| aggregate_group(plugin, group))
+        .map(|group| {
+            let first = group.first as usize;
+            let events = records
+                .get(first..first + group.count as usize)
+                .ok_or_else(|| plugin_error("bad-group", "a group points past the batch"))?;
+            aggregate_group(plugin, group, first, events)
+        })
         .collect()
 }
 
-fn aggregate_group<P: Aggregator>(plugin: &P, group: Group) -> Result<Outcome, PluginError> {
+fn aggregate_group<P: Aggregator>(
+    plugin: &P,
+    group: Group,
+    first: usize,
+    events: &[batch::Record<'_>],
+) -> Result<Outcome, PluginError> {
     let mut state = match &group.state {
         None => P::State::default(),
         Some(bytes) => decode_state::<P>(bytes)?,
     };
     let mut rejected = Vec::new();
-    for (index, event) in group.events.iter().enumerate() {
+    for (index, event) in events.iter().enumerate() {
         if let Err(error) = plugin.apply(&mut state, event) {
-            let index = u32::try_from(index).expect("a batch holds fewer than 2^32 events");
+            let index = u32::try_from(first + index).expect("a batch holds fewer than 2^32 events");
             rejected.push(Rejection { index, error });
         }
     }
@@ -113,8 +130,8 @@ macro_rules! export_filter {
                 fn init() -> ::core::result::Result<(), $crate::PluginError> {
                     $crate::glue::init(&PLUGIN, <$plugin as $crate::Filter>::new)
                 }
-                fn filter(batch: ::std::vec::Vec<$crate::Record>) -> ::std::vec::Vec<$crate::Decision> {
-                    $crate::glue::filter($crate::glue::instance(&PLUGIN), batch)
+                fn filter(batch: $crate::Batch) -> ::std::vec::Vec<$crate::Decision> {
+                    $crate::glue::filter($crate::glue::instance(&PLUGIN), &batch)
                 }
             }
             $crate::bindings::filter_world::export_filter_world!(WeirExport with_types_in $crate::bindings::filter_world);
@@ -136,10 +153,8 @@ macro_rules! export_transform {
                 fn init() -> ::core::result::Result<(), $crate::PluginError> {
                     $crate::glue::init(&PLUGIN, <$plugin as $crate::Transform>::new)
                 }
-                fn transform(
-                    batch: ::std::vec::Vec<$crate::Record>,
-                ) -> ::std::vec::Vec<::core::result::Result<::std::vec::Vec<$crate::Emitted>, $crate::PluginError>> {
-                    $crate::glue::transform($crate::glue::instance(&PLUGIN), batch)
+                fn transform(batch: $crate::Batch) -> $crate::bindings::transforming::Transformed {
+                    $crate::glue::transform($crate::glue::instance(&PLUGIN), &batch)
                 }
             }
             $crate::bindings::transform_world::export_transform_world!(WeirExport with_types_in $crate::bindings::transform_world);
@@ -168,9 +183,12 @@ macro_rules! export_aggregator {
                     <$plugin as $crate::Aggregator>::OUTPUT_SCHEMA.to_owned()
                 }
                 fn aggregate(
+                    batch: $crate::Batch,
                     groups: ::std::vec::Vec<$crate::bindings::aggregating::Group>,
-                ) -> ::std::vec::Vec<::core::result::Result<$crate::Outcome, $crate::PluginError>> {
-                    $crate::glue::aggregate($crate::glue::instance(&PLUGIN), groups)
+                ) -> ::std::vec::Vec<
+                    ::core::result::Result<$crate::bindings::aggregating::Outcome, $crate::PluginError>,
+                > {
+                    $crate::glue::aggregate($crate::glue::instance(&PLUGIN), &batch, groups)
                 }
                 fn migrate(
                     from_version: u32,

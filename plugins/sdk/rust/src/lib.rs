@@ -12,8 +12,8 @@
 //! ```ignore
 //! struct KeepPurchases;
 //! impl weir_plugin_sdk::Filter for KeepPurchases {
-//!     fn new(_config: &weir_plugin_sdk::Config) -> Result<Self, PluginError> { Ok(Self) }
-//!     fn filter(&self, record: &Record) -> Decision {
+//!     fn new(_config: &Config) -> Result<Self, PluginError> { Ok(Self) }
+//!     fn filter(&self, record: &Record<'_>) -> Decision {
 //!         if record.value.windows(10).any(|w| w == b"\"purchase\"") { Decision::Keep } else { Decision::Drop }
 //!     }
 //! }
@@ -24,10 +24,12 @@
 //!
 //! - [`bindings`]: the generated WIT bindings, one module per world.
 //! - [`host`]: the host's imports (logging, lookup tables, metrics) as plain functions.
-//! - this file: the plugin traits, [`Config`], and the glue the export macros call.
+//! - [`batch`]: records borrowed from a batch, building batches, emitting records.
+//! - this file: the plugin traits and [`Config`]; `glue` is what the export macros call.
 
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod bindings;
 pub mod host;
 
@@ -37,10 +39,9 @@ pub mod glue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use bindings::aggregating::{Outcome, Rejection};
+pub use batch::{BatchBuilder, Emitter, Record};
 pub use bindings::filtering::Decision;
-pub use bindings::transforming::Emitted;
-pub use bindings::types::{Header, PluginError, Record, Value};
+pub use bindings::types::{Batch, PluginError, Value};
 
 /// The stage's configuration from the pipeline file.
 #[derive(Debug, Clone)]
@@ -83,31 +84,21 @@ pub fn plugin_error(code: &str, message: impl Into<String>) -> PluginError {
     }
 }
 
-/// Parses a record's value as JSON into `T` (which may borrow from it);
-/// the error has code `malformed-json`.
-pub fn parse_json<'a, T: serde::Deserialize<'a>>(record: &'a Record) -> Result<T, PluginError> {
-    serde_json::from_slice(&record.value).map_err(|error| {
-        plugin_error(
-            "malformed-json",
-            format!("value is not the expected JSON: {error}"),
-        )
-    })
-}
-
 /// A filter: one decision per record.
 pub trait Filter: Sized + Send + Sync + 'static {
     /// Builds the plugin from its configuration (called once per instance).
     fn new(config: &Config) -> Result<Self, PluginError>;
     /// Keep, drop or reject `record`.
-    fn filter(&self, record: &Record) -> Decision;
+    fn filter(&self, record: &Record<'_>) -> Decision;
 }
 
 /// A transform: each record becomes zero or more records.
 pub trait Transform: Sized + Send + Sync + 'static {
     /// Builds the plugin from its configuration (called once per instance).
     fn new(config: &Config) -> Result<Self, PluginError>;
-    /// The records `record` becomes, or why it is bad data.
-    fn transform(&self, record: &Record) -> Result<Vec<Emitted>, PluginError>;
+    /// Emits what `record` becomes (zero or more records) into `out`, or
+    /// says why it is bad data (anything it emitted is then discarded).
+    fn transform(&self, record: &Record<'_>, out: &mut Emitter) -> Result<(), PluginError>;
 }
 
 /// A keyed aggregator whose state the host keeps.
@@ -122,9 +113,10 @@ pub trait Aggregator: Sized + Send + Sync + 'static {
 
     /// Builds the plugin from its configuration (called once per instance).
     fn new(config: &Config) -> Result<Self, PluginError>;
-    /// Folds one event into the key's state; an error rejects the event
-    /// (it goes to the dead-letter topic) and leaves the state untouched.
-    fn apply(&self, state: &mut Self::State, event: &Record) -> Result<(), PluginError>;
+    /// Folds one event into the key's state. An error rejects the event (it
+    /// goes to the dead-letter topic); it must leave the state untouched, so
+    /// check the event before changing anything.
+    fn apply(&self, state: &mut Self::State, event: &Record<'_>) -> Result<(), PluginError>;
     /// The output row for `key`, one value per output-schema field.
     fn row(&self, key: &[u8], state: &Self::State) -> Vec<Value>;
     /// Converts state written by an older (or newer) `from_version`.

@@ -9,7 +9,7 @@ impl Filter for HungryFilter {
         Ok(Self)
     }
 
-    fn filter(&self, record: &Record) -> Decision {
+    fn filter(&self, record: &Record<'_>) -> Decision {
         if record.value.windows(6).any(|window| window == b"HUNGRY") {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {

@@ -9,7 +9,7 @@ impl Filter for LoopingFilter {
         Ok(Self)
     }
 
-    fn filter(&self, record: &Record) -> Decision {
+    fn filter(&self, record: &Record<'_>) -> Decision {
         if record.value.windows(4).any(|window| window == b"LOOP") {
             let mut spins: u64 = 0;
             loop {

@@ -10,7 +10,7 @@ impl Filter for NoopFilter {
         Ok(Self)
     }
 
-    fn filter(&self, _record: &Record) -> Decision {
+    fn filter(&self, _record: &Record<'_>) -> Decision {
         Decision::Keep
     }
 }

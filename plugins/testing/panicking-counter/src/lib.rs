@@ -20,7 +20,7 @@ impl Aggregator for PanickingCounter {
         Ok(Self)
     }
 
-    fn apply(&self, state: &mut Count, event: &Record) -> Result<(), PluginError> {
+    fn apply(&self, state: &mut Count, event: &Record<'_>) -> Result<(), PluginError> {
         if event.value.windows(6).any(|window| window == b"POISON") {
             panic!("poison event at offset {}", event.offset);
         }

@@ -9,7 +9,7 @@ impl Filter for PanickingFilter {
         Ok(Self)
     }
 
-    fn filter(&self, record: &Record) -> Decision {
+    fn filter(&self, record: &Record<'_>) -> Decision {
         if record.value.windows(6).any(|window| window == b"POISON") {
             panic!("poison record at offset {}", record.offset);
         }

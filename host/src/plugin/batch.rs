@@ -1,0 +1,133 @@
+//! Batches as the contract carries them: all keys and values in one buffer
+//! plus per-record metadata, so a batch crosses into a plugin with one copy.
+
+use super::bindings::types::{Batch, RecordHeader, RecordInfo, Span};
+
+/// Builds a [`Batch`] record by record.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    data: Vec<u8>,
+    records: Vec<RecordInfo>,
+    headers: Vec<RecordHeader>,
+}
+
+/// One record to add to a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    /// The Kafka key.
+    pub key: Option<&'a [u8]>,
+    /// The value.
+    pub value: &'a [u8],
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// The partition it came from.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+}
+
+impl BatchBuilder {
+    /// An empty builder with room for `records` records of `bytes` bytes in all.
+    pub fn with_capacity(records: usize, bytes: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(bytes),
+            records: Vec::with_capacity(records),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Appends a record; returns its index in the batch.
+    pub fn push(&mut self, record: RecordRef<'_>) -> usize {
+        let key = record.key.map(|key| append(&mut self.data, key));
+        let value = append(&mut self.data, record.value);
+        self.records.push(RecordInfo {
+            key,
+            value,
+            timestamp: record.timestamp,
+            partition: record.partition,
+            offset: record.offset,
+        });
+        self.records.len() - 1
+    }
+
+    /// Adds a header to the record pushed last.
+    pub fn header(&mut self, key: &str, value: &[u8]) {
+        let record = self
+            .records
+            .len()
+            .checked_sub(1)
+            .expect("a header needs a record");
+        self.headers.push(RecordHeader {
+            record: index_u32(record),
+            key: key.to_owned(),
+            value: value.to_vec(),
+        });
+    }
+
+    /// Records so far.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The batch.
+    pub fn build(self) -> Batch {
+        Batch {
+            data: self.data,
+            records: self.records,
+            headers: self.headers,
+        }
+    }
+}
+
+/// Read access to a batch's records.
+pub trait BatchExt {
+    /// Record `index` as a [`RecordRef`].
+    fn record(&self, index: usize) -> RecordRef<'_>;
+    /// A batch holding only record `index` (with its headers).
+    fn single(&self, index: usize) -> Batch;
+}
+
+impl BatchExt for Batch {
+    fn record(&self, index: usize) -> RecordRef<'_> {
+        let info = &self.records[index];
+        RecordRef {
+            key: info.key.map(|span| slice(&self.data, span)),
+            value: slice(&self.data, info.value),
+            timestamp: info.timestamp,
+            partition: info.partition,
+            offset: info.offset,
+        }
+    }
+
+    fn single(&self, index: usize) -> Batch {
+        let mut builder = BatchBuilder::default();
+        builder.push(self.record(index));
+        for header in self.headers.iter().filter(|h| h.record as usize == index) {
+            builder.header(&header.key, &header.value);
+        }
+        builder.build()
+    }
+}
+
+/// Bytes of `data` under `span`.
+pub fn slice(data: &[u8], span: Span) -> &[u8] {
+    &data[span.start as usize..span.start as usize + span.len as usize]
+}
+
+fn append(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
+    let start = data.len();
+    data.extend_from_slice(bytes);
+    Span {
+        start: index_u32(start),
+        len: index_u32(bytes.len()),
+    }
+}
+
+fn index_u32(value: usize) -> u32 {
+    u32::try_from(value).expect("a batch stays below 4 GiB and 2^32 records")
+}
