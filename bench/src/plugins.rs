@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::{Map, Value as Json, json};
-use weir::plugin::{self as host, LookupTables, Runtime, StageContext, Worker};
+use weir::plugin::{self as host, LookupTables, Runtime, RuntimeOptions, StageContext, Worker};
 use weir_plugin_sdk as sdk;
 
 use crate::events::{self, Event};
@@ -97,7 +97,8 @@ pub fn run(args: &Args) -> Result<()> {
     let events = events::generate(args.events, args.sessions, 42);
     let bytes: usize = events.iter().map(|e| e.value.len()).sum();
     let plugin_dir = args.plugin_dir.clone().unwrap_or_else(default_plugin_dir);
-    let runtime = Runtime::new().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let options = RuntimeOptions::from_env().map_err(anyhow::Error::msg)?;
+    let runtime = Runtime::with_options(options).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let load = |name: &str| -> Result<Arc<host::Plugin>> {
         let path = plugin_dir.join(format!("{}.wasm", name.replace('-', "_")));
         runtime

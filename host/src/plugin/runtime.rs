@@ -59,6 +59,30 @@ pub struct RuntimeOptions {
     /// Meter fuel, so stages may set a fuel budget per call. Off by default:
     /// metering slows every plugin down.
     pub fuel_metering: bool,
+    /// Make plugin code visible to `perf`: `perfmap` or `jitdump` (from
+    /// `WEIR_WASM_PROFILER` when built with [`RuntimeOptions::from_env`]).
+    pub profiler: Option<wasmtime::ProfilingStrategy>,
+}
+
+impl RuntimeOptions {
+    /// Defaults, with the profiler named by `WEIR_WASM_PROFILER` (`perfmap`
+    /// or `jitdump`) if set.
+    pub fn from_env() -> Result<Self, String> {
+        let profiler = match std::env::var("WEIR_WASM_PROFILER").ok().as_deref() {
+            None | Some("") | Some("none") => None,
+            Some("perfmap") => Some(wasmtime::ProfilingStrategy::PerfMap),
+            Some("jitdump") => Some(wasmtime::ProfilingStrategy::JitDump),
+            Some(other) => {
+                return Err(format!(
+                    "WEIR_WASM_PROFILER={other} is not a profiler; use `perfmap` or `jitdump`"
+                ));
+            }
+        };
+        Ok(Self {
+            profiler,
+            ..Self::default()
+        })
+    }
 }
 
 /// The engine, the linker and the epoch ticker behind every plugin.
@@ -82,6 +106,9 @@ impl Runtime {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.consume_fuel(options.fuel_metering);
+        if let Some(profiler) = options.profiler {
+            config.profiler(profiler);
+        }
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling()));
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
