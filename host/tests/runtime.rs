@@ -317,6 +317,7 @@ fn a_plugin_that_allocates_without_bound_hits_its_memory_cap() {
 fn fuel_limits_the_work_of_one_call() {
     let runtime = Runtime::with_options(RuntimeOptions {
         fuel_metering: true,
+        ..RuntimeOptions::default()
     })
     .expect("runtime");
     let plugin = runtime
