@@ -1,7 +1,8 @@
 //! The `weir` command line.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
+use crate::generate::GenerateArgs;
 use crate::telemetry::LogFormat;
 
 /// weir runs WebAssembly plugins (filters, enrichers, keyed aggregators) over
@@ -16,4 +17,15 @@ pub struct Cli {
     /// Log line format.
     #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// weir's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate e-commerce events (the reference workload) into Kafka or a file.
+    Generate(GenerateArgs),
 }

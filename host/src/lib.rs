@@ -5,11 +5,13 @@
 //!
 //! - [`cli`]: the `weir` command line (arguments only; the work lives in the
 //!   modules it calls).
+//! - [`generate`]: the e-commerce event generator (`weir generate`).
 //! - [`plugin`]: the plugin contract's host side and the Wasm runtime.
 //! - [`telemetry`]: logging set-up shared by every command.
 
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod generate;
 pub mod plugin;
 pub mod telemetry;

@@ -1,13 +1,61 @@
 //! The `weir` binary: parses the command line, sets up logging, and hands
 //! over to the library.
 
-use clap::{CommandFactory, Parser};
-use weir::cli::Cli;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-fn main() -> anyhow::Result<()> {
+use clap::Parser;
+use weir::cli::{Cli, Command};
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    weir::telemetry::init(&cli.log, cli.log_format)?;
-    // No subcommand exists yet: show what the binary is.
-    Cli::command().print_help()?;
-    Ok(())
+    if let Err(error) = weir::telemetry::init(&cli.log, cli.log_format) {
+        eprintln!("error: --log {}: {error}", cli.log);
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Generate(args) => {
+            let stop = stop_on_signal();
+            weir::generate::run(&args, &stop)
+                .map(drop)
+                .map_err(anyhow::Error::from)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A flag raised by the first Ctrl-C or SIGTERM; a second one exits at once.
+fn stop_on_signal() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a signal-listening runtime");
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                if flag.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("Second signal: exiting now.");
+                    std::process::exit(130);
+                }
+                tracing::info!("Stopping after the events in flight (again to force).");
+            }
+        });
+    });
+    stop
 }

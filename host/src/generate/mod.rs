@@ -1,0 +1,164 @@
+//! `weir generate`: the e-commerce event generator of the reference system
+//! (semantics.md §1-2), writing JSON events keyed by `session_id` to Kafka
+//! or to a JSON Lines file.
+//!
+//! - [`catalog`]: users with fixed segments, products, devices, places.
+//! - [`session`]: the session state machine and the interleaving of live
+//!   sessions, with the reference generator's flaws fixed.
+//! - [`event`]: the events' JSON shape.
+//! - [`output`]: where events go (Kafka, a file).
+
+pub mod catalog;
+pub mod event;
+pub mod output;
+pub mod session;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+pub use output::OutputError;
+pub use session::{Counts, Generator};
+
+/// Options of `weir generate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateArgs {
+    /// Events per second; 0 writes as fast as possible.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Stop after this many events.
+    #[arg(long, conflicts_with = "duration")]
+    pub count: Option<u64>,
+    /// Stop after this long (for example `90s`, `10m`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Sessions live at once, their events interleaved.
+    #[arg(long, default_value_t = 5)]
+    pub sessions: usize,
+    /// Seed of the whole output, IDs and timestamps included (random when absent).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The simulated clock's start (RFC 3339). Default: 2026-01-01T00:00:00Z
+    /// with `--seed`, else now.
+    #[arg(long)]
+    pub start: Option<DateTime<Utc>>,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "WEIR_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    /// Kafka topic.
+    #[arg(long, default_value = "ecommerce.events")]
+    pub topic: String,
+    /// Write JSON Lines to this file instead of Kafka.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Seconds between progress lines.
+    #[arg(long, default_value_t = 5)]
+    pub progress_every: u64,
+}
+
+/// Why generation stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// An option is out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The output failed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+/// Runs the generator until `--count`, `--duration` or `stop` is set.
+pub fn run(args: &GenerateArgs, stop: &Arc<AtomicBool>) -> Result<Counts, GenerateError> {
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        return Err(GenerateError::Invalid(format!(
+            "--rate {} is not a rate: give events per second, or 0 for as fast as possible",
+            args.rate
+        )));
+    }
+    if args.sessions == 0 {
+        return Err(GenerateError::Invalid(
+            "--sessions must be at least 1".into(),
+        ));
+    }
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let start = args.start.unwrap_or_else(|| match args.seed {
+        Some(_) => Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        None => Utc::now(),
+    });
+    // The simulated clock runs at the requested rate; flat out it advances
+    // 10 ms per event (100 events/s of simulated shopping).
+    let step_micros = if args.rate > 0.0 {
+        (1e6 / args.rate) as i64
+    } else {
+        10_000
+    };
+    let mut generator = Generator::new(
+        StdRng::seed_from_u64(seed),
+        args.sessions,
+        start,
+        step_micros,
+    );
+    let mut output = match &args.output {
+        Some(path) => output::Output::file(path)?,
+        None => output::Output::kafka(&args.bootstrap, &args.topic)?,
+    };
+    tracing::info!(
+        seed,
+        rate = args.rate,
+        sessions = args.sessions,
+        target = %output.describe(),
+        "Generating events."
+    );
+
+    let began = Instant::now();
+    let mut last_report = (Instant::now(), 0u64);
+    loop {
+        let produced = generator.counts().events;
+        if stop.load(Ordering::Relaxed)
+            || args.count.is_some_and(|count| produced >= count)
+            || args.duration.is_some_and(|limit| began.elapsed() >= limit)
+        {
+            break;
+        }
+        let event = generator.next_event();
+        output.write(&event)?;
+        if args.rate > 0.0 {
+            // Pace against the start, so the rate holds over the whole run.
+            let due = Duration::from_secs_f64((produced + 1) as f64 / args.rate);
+            if let Some(ahead) = due.checked_sub(began.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
+        if last_report.0.elapsed() >= Duration::from_secs(args.progress_every.max(1)) {
+            let counts = generator.counts();
+            let rate =
+                (counts.events - last_report.1) as f64 / last_report.0.elapsed().as_secs_f64();
+            tracing::info!(
+                events = counts.events,
+                rate = rate.round(),
+                sessions = counts.sessions,
+                live = generator.live_sessions(),
+                purchases = counts.purchases,
+                "Generating."
+            );
+            last_report = (Instant::now(), counts.events);
+        }
+    }
+    output.finish()?;
+    let counts = generator.counts();
+    let elapsed = began.elapsed().as_secs_f64();
+    tracing::info!(
+        events = counts.events,
+        sessions = counts.sessions,
+        purchases = counts.purchases,
+        seconds = format!("{elapsed:.1}"),
+        rate = (counts.events as f64 / elapsed.max(1e-9)).round(),
+        "Done."
+    );
+    Ok(counts)
+}

@@ -1,0 +1,222 @@
+//! Where generated events go: a Kafka topic (keyed by `session_id`) or a
+//! JSON Lines file.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+
+use super::event::Event;
+
+/// An output failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Kafka refused or lost events.
+    #[error("Kafka at {bootstrap}, topic `{topic}`: {message}")]
+    Kafka {
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// Topic.
+        topic: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Counts deliveries the broker refused.
+#[derive(Default)]
+struct Deliveries {
+    failed: AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+#[derive(Clone, Default)]
+struct DeliveryContext(Arc<Deliveries>);
+
+impl rdkafka::ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if let Err((error, _)) = result {
+            self.0.failed.fetch_add(1, Ordering::Relaxed);
+            *self.0.last_error.lock().expect("lock") = Some(error.to_string());
+        }
+    }
+}
+
+/// An open output.
+pub struct Output(Target);
+
+enum Target {
+    /// JSON Lines.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Buffered writer.
+        writer: BufWriter<File>,
+    },
+    /// A Kafka topic.
+    Kafka {
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// Topic.
+        topic: String,
+        /// The producer (delivers from its own thread).
+        producer: ThreadedProducer<DeliveryContext>,
+        /// Delivery failures.
+        context: DeliveryContext,
+    },
+}
+
+impl Output {
+    /// A JSON Lines file (created or truncated).
+    pub fn file(path: &Path) -> Result<Self, OutputError> {
+        let file = File::create(path).map_err(|source| OutputError::File {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self(Target::File {
+            path: path.to_owned(),
+            writer: BufWriter::new(file),
+        }))
+    }
+
+    /// A Kafka topic, written idempotently (no duplicates on retries).
+    pub fn kafka(bootstrap: &str, topic: &str) -> Result<Self, OutputError> {
+        let context = DeliveryContext::default();
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "20")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", "120000")
+            .create_with_context(context.clone())
+            .map_err(|error| OutputError::Kafka {
+                bootstrap: bootstrap.to_owned(),
+                topic: topic.to_owned(),
+                message: error.to_string(),
+            })?;
+        Ok(Self(Target::Kafka {
+            bootstrap: bootstrap.to_owned(),
+            topic: topic.to_owned(),
+            producer,
+            context,
+        }))
+    }
+
+    /// Where events go, for logs.
+    pub fn describe(&self) -> String {
+        match &self.0 {
+            Target::File { path, .. } => path.display().to_string(),
+            Target::Kafka {
+                bootstrap, topic, ..
+            } => format!("kafka://{bootstrap}/{topic}"),
+        }
+    }
+
+    /// Writes one event (keyed by its session in Kafka).
+    pub fn write(&mut self, event: &Event) -> Result<(), OutputError> {
+        let value = serde_json::to_vec(event).expect("events always serialise");
+        match &mut self.0 {
+            Target::File { path, writer } => writer
+                .write_all(&value)
+                .and_then(|()| writer.write_all(b"\n"))
+                .map_err(|source| OutputError::File {
+                    path: path.clone(),
+                    source,
+                }),
+            Target::Kafka {
+                bootstrap,
+                topic,
+                producer,
+                context,
+            } => {
+                if context.0.failed.load(Ordering::Relaxed) > 0 {
+                    return Err(kafka_lost(bootstrap, topic, context));
+                }
+                let mut record = BaseRecord::to(topic.as_str())
+                    .key(event.session_id.as_bytes())
+                    .payload(&value);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => return Ok(()),
+                        // The local queue is full: wait for deliveries (backpressure).
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            record = back;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err((error, _)) => {
+                            return Err(OutputError::Kafka {
+                                bootstrap: bootstrap.clone(),
+                                topic: topic.clone(),
+                                message: error.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes: every event is in the file or acknowledged by the broker.
+    pub fn finish(self) -> Result<(), OutputError> {
+        match self.0 {
+            Target::File { path, mut writer } => writer
+                .flush()
+                .map_err(|source| OutputError::File { path, source }),
+            Target::Kafka {
+                bootstrap,
+                topic,
+                producer,
+                context,
+            } => {
+                producer
+                    .flush(Duration::from_secs(120))
+                    .map_err(|error| OutputError::Kafka {
+                        bootstrap: bootstrap.clone(),
+                        topic: topic.clone(),
+                        message: format!("events not acknowledged in time: {error}"),
+                    })?;
+                if context.0.failed.load(Ordering::Relaxed) > 0 {
+                    return Err(kafka_lost(&bootstrap, &topic, &context));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn kafka_lost(bootstrap: &str, topic: &str, context: &DeliveryContext) -> OutputError {
+    OutputError::Kafka {
+        bootstrap: bootstrap.to_owned(),
+        topic: topic.to_owned(),
+        message: format!(
+            "{} events were not delivered (last error: {})",
+            context.0.failed.load(Ordering::Relaxed),
+            context
+                .0
+                .last_error
+                .lock()
+                .expect("lock")
+                .as_deref()
+                .unwrap_or("unknown")
+        ),
+    }
+}
