@@ -28,4 +28,10 @@ pub struct Cli {
 pub enum Command {
     /// Generate e-commerce events (the reference workload) into Kafka or a file.
     Generate(GenerateArgs),
+    /// Check pipeline files without running them (no side effects).
+    Validate {
+        /// Pipeline files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }

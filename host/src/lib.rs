@@ -6,6 +6,7 @@
 //! - [`cli`]: the `weir` command line (arguments only; the work lives in the
 //!   modules it calls).
 //! - [`generate`]: the e-commerce event generator (`weir generate`).
+//! - [`pipeline`]: pipeline files and their validation (`weir validate`).
 //! - [`plugin`]: the plugin contract's host side and the Wasm runtime.
 //! - [`telemetry`]: logging set-up shared by every command.
 
@@ -13,5 +14,6 @@
 
 pub mod cli;
 pub mod generate;
+pub mod pipeline;
 pub mod plugin;
 pub mod telemetry;

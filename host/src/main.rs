@@ -21,6 +21,7 @@ fn main() -> ExitCode {
                 .map(drop)
                 .map_err(anyhow::Error::from)
         }
+        Command::Validate { files } => return validate(&files),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -28,6 +29,52 @@ fn main() -> ExitCode {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `weir validate`: every problem of every file, exit status 1 if any.
+fn validate(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        match weir::pipeline::load(file) {
+            Ok(pipeline) => {
+                let config = &pipeline.config;
+                let stages: Vec<&str> = config
+                    .stages
+                    .iter()
+                    .map(|s| s.name.get_ref().as_str())
+                    .collect();
+                println!(
+                    "{}: ok — pipeline `{}`: {} -> {} -> sinks:{}{}; dead letters to `{}`",
+                    file.display(),
+                    config.name.get_ref(),
+                    config.source.topic.get_ref(),
+                    stages.join(" -> "),
+                    config
+                        .sinks
+                        .kafka
+                        .as_ref()
+                        .map(|k| format!(" kafka `{}`", k.topic.get_ref()))
+                        .unwrap_or_default(),
+                    config
+                        .sinks
+                        .postgres
+                        .as_ref()
+                        .map(|p| format!(" postgres `{}`", p.table.get_ref()))
+                        .unwrap_or_default(),
+                    pipeline.dead_letter_topic(),
+                );
+            }
+            Err(errors) => {
+                failed = true;
+                eprintln!("{errors}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

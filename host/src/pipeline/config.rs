@@ -1,0 +1,166 @@
+//! What a pipeline file says: serde types, one per table of the file, each
+//! field documented. Parsing only checks shapes and types; the meaning is
+//! checked by [`super::validate`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::plugin::StageLimits;
+
+/// A pipeline file (`pipelines/*.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The pipeline's name: labels its logs and metrics, and names its
+    /// consumer group and dead-letter topic by default.
+    pub name: Spanned<String>,
+    /// Where records come from.
+    pub source: SourceConfig,
+    /// How records are grouped into batches.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Reference data loaded by the host for enrichment stages.
+    #[serde(default)]
+    pub lookups: Vec<LookupConfig>,
+    /// The plugins records go through, in order.
+    pub stages: Vec<StageConfig>,
+    /// Where results go.
+    pub sinks: SinksConfig,
+    /// Where records that cannot be processed go.
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+}
+
+/// The Kafka topic a pipeline reads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The topic.
+    pub topic: Spanned<String>,
+    /// The consumer group (default: `weir-<pipeline name>`).
+    pub group: Option<Spanned<String>>,
+    /// How record values are encoded.
+    #[serde(default)]
+    pub format: Format,
+}
+
+/// Value encodings a source understands.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// JSON objects; values that are not are dead-lettered before any stage.
+    #[default]
+    Json,
+    /// Any bytes, passed to the plugins as they are.
+    Bytes,
+}
+
+/// Batching.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// The most records in one batch (1 to 65 536).
+    pub max_records: Spanned<u64>,
+    /// The longest a batch waits to fill (for example `50ms`).
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// How often aggregators send their changed rows to the sinks.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_records: Spanned::new(0..0, 512),
+            max_wait: Duration::from_millis(50),
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A lookup table: rows keyed by one column, from PostgreSQL or a file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupConfig {
+    /// The table's name, as stages and plugins refer to it.
+    pub name: Spanned<String>,
+    /// A query run against the pipeline's PostgreSQL database.
+    pub query: Option<Spanned<String>>,
+    /// A JSON Lines file (relative to the pipeline file).
+    pub file: Option<Spanned<PathBuf>>,
+    /// The column (or JSON field) rows are keyed by.
+    pub key: Spanned<String>,
+}
+
+/// One stage: a plugin and what it is given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// The stage's name (logs, metrics, dead-letter headers).
+    pub name: Spanned<String>,
+    /// The plugin's component file (relative to the pipeline file).
+    pub plugin: Spanned<PathBuf>,
+    /// The plugin's configuration, handed to it as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// Resource limits of each plugin instance.
+    #[serde(default)]
+    pub limits: StageLimits,
+    /// Lookup tables the plugin may read.
+    #[serde(default)]
+    pub lookups: Vec<Spanned<String>>,
+    /// Aggregators: the JSON field that keys the state (default: the Kafka
+    /// record key).
+    pub key_field: Option<Spanned<String>>,
+    /// Aggregators: state of a key idle this long is evicted (its last row
+    /// stays in the sinks). For example `30m`.
+    #[serde(default, with = "humantime_serde::option")]
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The sinks; at least one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksConfig {
+    /// Avro to Kafka, in the Confluent wire format.
+    pub kafka: Option<KafkaSinkConfig>,
+    /// Upserts to a PostgreSQL table.
+    pub postgres: Option<PostgresSinkConfig>,
+}
+
+/// Avro rows to a Kafka topic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// The topic.
+    pub topic: Spanned<String>,
+    /// The schema registry subject (default: `<topic>-value`).
+    pub subject: Option<String>,
+}
+
+/// Upserts to a PostgreSQL table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkConfig {
+    /// The table (created by weir's migrations when missing).
+    pub table: Spanned<String>,
+    /// The primary-key column holding the aggregate's key.
+    #[serde(default = "default_key_column")]
+    pub key_column: String,
+}
+
+fn default_key_column() -> String {
+    "SESSION_ID".to_owned()
+}
+
+/// The dead-letter topic.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// The topic (default: `<pipeline name>.dlq`).
+    pub topic: Option<Spanned<String>>,
+}

@@ -1,0 +1,106 @@
+//! Pipeline files: the stock `pipelines/demo.toml` is valid, and each file
+//! of `pipelines/invalid/` fails with exactly the message beside it
+//! (`<name>.expected`). `WEIR_BLESS=1` rewrites the expected messages; read
+//! the diff before committing it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use weir::pipeline;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pipelines/invalid")
+}
+
+/// A folder holding a `plugin.wasm`, so fixtures fail only for their own reason.
+fn plugin_folder() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-pipelines-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp folder");
+    std::fs::write(dir.join("plugin.wasm"), b"").expect("plugin file");
+    dir
+}
+
+#[test]
+fn invalid_pipelines_fail_with_their_golden_messages() {
+    let base = plugin_folder();
+    let bless = std::env::var_os("WEIR_BLESS").is_some();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .expect("fixtures")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "at least ten invalid files");
+    let mut mismatches = Vec::new();
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(file).expect("fixture");
+        let errors = match pipeline::check(&name, &text, &base) {
+            Ok(_) => panic!("{name} passed validation"),
+            Err(errors) => errors.to_string(),
+        };
+        let expected_file = file.with_extension("expected");
+        if bless {
+            std::fs::write(&expected_file, format!("{errors}\n")).expect("bless");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_file).unwrap_or_else(|_| {
+            panic!(
+                "{} is missing (run with WEIR_BLESS=1)",
+                expected_file.display()
+            )
+        });
+        if expected.trim_end() != errors {
+            mismatches.push(format!(
+                "{name}\n--- expected\n{}\n--- got\n{errors}",
+                expected.trim_end()
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
+}
+
+#[test]
+fn the_demo_pipeline_is_valid() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(repo.join("pipelines/demo.toml")).expect("demo.toml");
+    // The plugins are wherever this build put them.
+    let text = text.replace(
+        "../plugins/target/wasm32-wasip2/release",
+        &common::plugin_dir().display().to_string(),
+    );
+    let pipeline = pipeline::check("demo.toml", &text, &repo.join("pipelines"))
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let stages: Vec<&str> = pipeline
+        .config
+        .stages
+        .iter()
+        .map(|s| s.name.get_ref().as_str())
+        .collect();
+    assert_eq!(stages, ["field-filter", "catalog-enrich", "session-stats"]);
+    assert_eq!(pipeline.group(), "weir-demo");
+    assert_eq!(pipeline.dead_letter_topic(), "demo.dlq");
+    assert_eq!(
+        pipeline
+            .config
+            .sinks
+            .kafka
+            .as_ref()
+            .unwrap()
+            .topic
+            .get_ref(),
+        "session_stats_avro"
+    );
+    assert_eq!(
+        pipeline
+            .config
+            .sinks
+            .postgres
+            .as_ref()
+            .unwrap()
+            .table
+            .get_ref(),
+        "sessions"
+    );
+}
