@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
 /// One service's folder in the state directory: its PID file and its log.
@@ -95,7 +96,13 @@ impl ProcessSlot {
         };
         kill(pid, signal).with_context(|| format!("cannot signal {} (pid {pid})", self.name))?;
         let deadline = Instant::now() + grace;
-        while self.running_pid().is_some() {
+        loop {
+            // A process this xtask started itself would linger as a zombie
+            // until we exit; reap it (for any other process this is a no-op).
+            let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+            if self.running_pid().is_none() {
+                break;
+            }
             if Instant::now() > deadline {
                 eprintln!(
                     "{} (pid {pid}) did not stop within {}s; killing it",
@@ -104,6 +111,7 @@ impl ProcessSlot {
                 );
                 let _ = kill(pid, Signal::SIGKILL);
                 sleep(Duration::from_millis(500));
+                let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
                 break;
             }
             sleep(Duration::from_millis(200));
