@@ -4,7 +4,9 @@
 //! - [`batch`]: building the batches that cross the boundary.
 //! - [`runtime`]: the engine, loading (compile, check world and version,
 //!   pre-instantiate).
-//! - [`worker`]: one instance per worker with its limits; trap isolation.
+//! - [`worker`]: one instance per worker with its limits; trap isolation
+//!   (with `instance`, making and arming instances, and `transformed`,
+//!   reading a transform's output buffer).
 //! - [`imports`]: the host imports (logging, config, lookup, metrics) and WASI.
 //! - [`context`], [`limits`]: what a stage hands its instances.
 //! - [`error`]: load errors and per-record failures (rejections vs traps).
@@ -14,9 +16,11 @@ pub mod bindings;
 pub mod context;
 pub mod error;
 pub mod imports;
+mod instance;
 pub mod limits;
 pub mod runtime;
 mod stderr;
+mod transformed;
 pub mod worker;
 
 pub use batch::{BatchBuilder, BatchExt, RecordRef};

@@ -6,17 +6,17 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use super::batch::{BatchExt, slice};
+use super::batch::BatchExt;
 use super::bindings::aggregating::{Group, Outcome};
 use super::bindings::filtering::Decision;
-use super::bindings::transforming::Transformed;
 use super::bindings::types::{Batch, PluginError, Value};
-use super::bindings::{aggregator_world, filter_world, transform_world};
 use super::context::StageContext;
 use super::error::{Failure, LoadError};
 use super::imports::HostState;
-use super::limits::StageLimits;
-use super::runtime::{EPOCH_TICK, Plugin, PluginKind, Pre};
+use super::instance::{Instance, arm, instantiate};
+use super::runtime::Plugin;
+pub use super::transformed::OutputRecord;
+use super::transformed::split_transformed;
 
 /// What a filter decided for one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,17 +29,6 @@ pub enum Verdict {
     Failed(Failure),
 }
 
-/// A record a transform emitted.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutputRecord {
-    /// Its key.
-    pub key: Option<Vec<u8>>,
-    /// Its value.
-    pub value: Vec<u8>,
-    /// Its headers.
-    pub headers: Vec<(String, Vec<u8>)>,
-}
-
 /// An aggregator's result for one key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupResult {
@@ -49,12 +38,6 @@ pub struct GroupResult {
     pub row: Option<Vec<Value>>,
     /// Events that did not go through: their index in the batch, and why.
     pub failures: Vec<(usize, Failure)>,
-}
-
-enum Instance {
-    Filter(filter_world::Filter),
-    Transform(transform_world::Transform),
-    Aggregator(aggregator_world::Aggregator),
 }
 
 /// A plugin instance for one worker of a stage.
@@ -431,141 +414,5 @@ impl Worker {
                 "Plugin could not be re-instantiated after a trap."
             ),
         }
-    }
-}
-
-/// Turns a transform's output buffer into records per input record,
-/// checking that it keeps to the contract.
-fn split_transformed(
-    transformed: Transformed,
-    inputs: usize,
-) -> Result<Vec<Result<Vec<OutputRecord>, Failure>>, String> {
-    let Transformed {
-        data,
-        records,
-        headers,
-        rejected,
-    } = transformed;
-    let span_ok = |start: u32, len: u32| {
-        (start as usize)
-            .checked_add(len as usize)
-            .is_some_and(|end| end <= data.len())
-    };
-    let mut outputs: Vec<(usize, OutputRecord)> = Vec::with_capacity(records.len());
-    for emitted in &records {
-        let source = emitted.source as usize;
-        let key_ok = emitted.key.is_none_or(|key| span_ok(key.start, key.len));
-        if source >= inputs || !key_ok || !span_ok(emitted.value.start, emitted.value.len) {
-            return Err(format!(
-                "emitted a record that points outside its batch (source {source} of {inputs})"
-            ));
-        }
-        outputs.push((
-            source,
-            OutputRecord {
-                key: emitted.key.map(|key| slice(&data, key).to_vec()),
-                value: slice(&data, emitted.value).to_vec(),
-                headers: Vec::new(),
-            },
-        ));
-    }
-    for header in headers {
-        let Some((_, output)) = outputs.get_mut(header.record as usize) else {
-            return Err(format!(
-                "emitted a header for record {} it did not emit",
-                header.record
-            ));
-        };
-        output.headers.push((header.key, header.value));
-    }
-    let mut results: Vec<Result<Vec<OutputRecord>, Failure>> =
-        (0..inputs).map(|_| Ok(Vec::new())).collect();
-    for (source, output) in outputs {
-        if let Ok(list) = &mut results[source] {
-            list.push(output);
-        }
-    }
-    for rejection in rejected {
-        let index = rejection.index as usize;
-        if index >= inputs {
-            return Err(format!("rejected record {index} of a batch of {inputs}"));
-        }
-        results[index] = Err(Failure::Rejected(rejection.error));
-    }
-    Ok(results)
-}
-
-/// A new store with the stage's limits, the plugin instantiated in it, `init` called.
-fn instantiate(
-    plugin: &Plugin,
-    context: &Arc<StageContext>,
-) -> Result<(Store<HostState>, Instance), LoadError> {
-    let state = HostState::new(Arc::clone(context), Arc::from(plugin.name.as_str()));
-    let mut store = Store::new(&plugin.engine, state);
-    store.limiter(|state| &mut state.limits);
-    arm(&mut store, &context.limits, plugin.fuel_metering);
-    let start = |store: &Store<HostState>, error: wasmtime::Error| {
-        let output = store.data().output.take();
-        let reason = if output.is_empty() {
-            format!("{error:#}")
-        } else {
-            format!("{error:#}; plugin output: {output}")
-        };
-        LoadError::Start {
-            plugin: plugin.name.clone(),
-            reason,
-        }
-    };
-    let (instance, init) = match &plugin.pre {
-        Pre::Filter(pre) => {
-            let bindings = pre.instantiate(&mut store).map_err(|e| start(&store, e))?;
-            let init = bindings
-                .weir_plugin_filtering()
-                .call_init(&mut store)
-                .map_err(|e| start(&store, e))?;
-            (Instance::Filter(bindings), init)
-        }
-        Pre::Transform(pre) => {
-            let bindings = pre.instantiate(&mut store).map_err(|e| start(&store, e))?;
-            let init = bindings
-                .weir_plugin_transforming()
-                .call_init(&mut store)
-                .map_err(|e| start(&store, e))?;
-            (Instance::Transform(bindings), init)
-        }
-        Pre::Aggregator(pre) => {
-            let bindings = pre.instantiate(&mut store).map_err(|e| start(&store, e))?;
-            let init = bindings
-                .weir_plugin_aggregating()
-                .call_init(&mut store)
-                .map_err(|e| start(&store, e))?;
-            (Instance::Aggregator(bindings), init)
-        }
-    };
-    init.map_err(|error| LoadError::Config {
-        plugin: plugin.name.clone(),
-        error,
-    })?;
-    debug_assert!(matches!(
-        (&instance, plugin.kind),
-        (Instance::Filter(_), PluginKind::Filter)
-            | (Instance::Transform(_), PluginKind::Transform)
-            | (Instance::Aggregator(_), PluginKind::Aggregator)
-    ));
-    Ok((store, instance))
-}
-
-/// Arms `store` for the next call: the epoch deadline and the fuel budget.
-fn arm(store: &mut Store<HostState>, limits: &StageLimits, fuel_metering: bool) {
-    let ticks = limits
-        .call_timeout()
-        .as_millis()
-        .div_ceil(EPOCH_TICK.as_millis())
-        .max(1);
-    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-    if fuel_metering {
-        store
-            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
-            .expect("fuel metering is on");
     }
 }
