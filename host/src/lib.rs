@@ -8,6 +8,7 @@
 //! - [`generate`]: the e-commerce event generator (`weir generate`).
 //! - [`pipeline`]: pipeline files and their validation (`weir validate`).
 //! - [`plugin`]: the plugin contract's host side and the Wasm runtime.
+//! - [`sink`]: where results go (PostgreSQL so far).
 //! - [`telemetry`]: logging set-up shared by every command.
 
 #![deny(missing_docs)]
@@ -16,4 +17,5 @@ pub mod cli;
 pub mod generate;
 pub mod pipeline;
 pub mod plugin;
+pub mod sink;
 pub mod telemetry;

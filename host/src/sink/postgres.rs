@@ -1,0 +1,249 @@
+//! The PostgreSQL sink: a table with the key column and one column per
+//! output field, created (and widened when new fields appear) by weir, and
+//! rows upserted in one statement per batch. Identifiers are quoted; values
+//! are always bound, never pasted into SQL.
+
+use std::collections::HashMap;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use super::schema::{ColumnType, RowSchema};
+use crate::plugin::Value;
+
+/// The PostgreSQL sink failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    /// Connecting, or a statement, failed.
+    #[error("PostgreSQL, table `{table}`: {source}")]
+    Database {
+        /// The table.
+        table: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+}
+
+/// Upserts rows into one table.
+pub struct PostgresSink {
+    pool: PgPool,
+    table: String,
+    key_column: String,
+    schema: RowSchema,
+    upsert: String,
+}
+
+/// `"name"`, with embedded quotes doubled: safe for any identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl PostgresSink {
+    /// Connects to `url` for `table`, whose rows are keyed by `key_column`
+    /// and shaped by `schema`.
+    pub async fn connect(
+        url: &str,
+        table: &str,
+        key_column: &str,
+        schema: RowSchema,
+    ) -> Result<Self, PostgresError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(url)
+            .await
+            .map_err(|source| PostgresError::Database {
+                table: table.to_owned(),
+                source,
+            })?;
+        let upsert = upsert_statement(table, key_column, &schema);
+        Ok(Self {
+            pool,
+            table: table.to_owned(),
+            key_column: key_column.to_owned(),
+            schema,
+            upsert,
+        })
+    }
+
+    /// Creates the table if it is missing and adds the columns it lacks (a
+    /// new plugin version may add output fields). Safe to run every start.
+    pub async fn migrate(&self) -> Result<(), PostgresError> {
+        let table = quote_ident(&self.table);
+        let mut columns = vec![format!(
+            "{} TEXT PRIMARY KEY",
+            quote_ident(&self.key_column)
+        )];
+        columns.extend(
+            self.schema
+                .columns
+                .iter()
+                .map(|c| format!("{} {}", quote_ident(&c.name), c.kind.postgres())),
+        );
+        let mut statements = vec![format!(
+            "CREATE TABLE IF NOT EXISTS {table} ({})",
+            columns.join(", ")
+        )];
+        statements.extend(self.schema.columns.iter().map(|c| {
+            format!(
+                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {} {}",
+                quote_ident(&c.name),
+                c.kind.postgres()
+            )
+        }));
+        for statement in statements {
+            sqlx::query(&statement)
+                .execute(&self.pool)
+                .await
+                .map_err(|source| self.error(source))?;
+        }
+        Ok(())
+    }
+
+    /// Upserts `rows` (key, row) in one statement. A key that appears more
+    /// than once keeps its last row. Returns the number of rows written.
+    pub async fn upsert(&self, rows: &[(String, Vec<Value>)]) -> Result<u64, PostgresError> {
+        // The last row of each key wins; PostgreSQL refuses to update one row
+        // twice in a statement.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+        for (index, (key, _)) in rows.iter().enumerate() {
+            last.insert(key, index);
+        }
+        let mut chosen: Vec<usize> = last.into_values().collect();
+        chosen.sort_unstable();
+
+        let mut query = sqlx::query(&self.upsert).bind(
+            chosen
+                .iter()
+                .map(|&i| rows[i].0.clone())
+                .collect::<Vec<String>>(),
+        );
+        for (column_index, column) in self.schema.columns.iter().enumerate() {
+            let values = chosen.iter().map(|&i| &rows[i].1[column_index]);
+            query = match column.kind {
+                ColumnType::Boolean => query.bind(
+                    values
+                        .map(|v| {
+                            if let Value::Boolean(b) = v {
+                                Some(*b)
+                            } else {
+                                None
+                            }
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                ColumnType::Long => query.bind(
+                    values
+                        .map(|v| {
+                            if let Value::Long(n) = v {
+                                Some(*n)
+                            } else {
+                                None
+                            }
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                ColumnType::Double => query.bind(
+                    values
+                        .map(|v| {
+                            if let Value::Double(x) = v {
+                                Some(*x)
+                            } else {
+                                None
+                            }
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                ColumnType::Text => query.bind(
+                    values
+                        .map(|v| {
+                            if let Value::Text(s) = v {
+                                Some(s.clone())
+                            } else {
+                                None
+                            }
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                ColumnType::Bytes => query.bind(
+                    values
+                        .map(|v| {
+                            if let Value::Bytes(b) = v {
+                                Some(b.clone())
+                            } else {
+                                None
+                            }
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            };
+        }
+        let result = query
+            .execute(&self.pool)
+            .await
+            .map_err(|source| self.error(source))?;
+        Ok(result.rows_affected())
+    }
+
+    /// The connection pool (for readers in tests and tools).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn error(&self, source: sqlx::Error) -> PostgresError {
+        PostgresError::Database {
+            table: self.table.clone(),
+            source,
+        }
+    }
+}
+
+/// `INSERT ... SELECT * FROM UNNEST($1::TEXT[], ...) ON CONFLICT (key) DO UPDATE ...`:
+/// one statement and one round trip for a whole batch, values bound as arrays.
+fn upsert_statement(table: &str, key_column: &str, schema: &RowSchema) -> String {
+    let key = quote_ident(key_column);
+    let names: Vec<String> = std::iter::once(key.clone())
+        .chain(schema.columns.iter().map(|c| quote_ident(&c.name)))
+        .collect();
+    let arrays: Vec<String> = std::iter::once("TEXT".to_owned())
+        .chain(schema.columns.iter().map(|c| c.kind.postgres().to_owned()))
+        .enumerate()
+        .map(|(i, kind)| format!("${}::{kind}[]", i + 1))
+        .collect();
+    let updates: Vec<String> = names[1..]
+        .iter()
+        .map(|name| format!("{name} = EXCLUDED.{name}"))
+        .collect();
+    let on_conflict = if updates.is_empty() {
+        "DO NOTHING".to_owned()
+    } else {
+        format!("DO UPDATE SET {}", updates.join(", "))
+    };
+    format!(
+        "INSERT INTO {} ({}) SELECT * FROM UNNEST({}) ON CONFLICT ({key}) {on_conflict}",
+        quote_ident(table),
+        names.join(", "),
+        arrays.join(", "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_and_values_bound() {
+        assert_eq!(quote_ident("SESSION_ID"), "\"SESSION_ID\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        let schema = RowSchema::parse(
+            r#"{"type":"record","name":"R","fields":[
+                {"name":"USER_ID","type":["null","string"]},{"name":"EVENTS","type":"long"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            upsert_statement("sessions", "SESSION_ID", &schema),
+            "INSERT INTO \"sessions\" (\"SESSION_ID\", \"USER_ID\", \"EVENTS\") \
+             SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[]) \
+             ON CONFLICT (\"SESSION_ID\") DO UPDATE SET \"USER_ID\" = EXCLUDED.\"USER_ID\", \
+             \"EVENTS\" = EXCLUDED.\"EVENTS\""
+        );
+    }
+}
