@@ -1,0 +1,81 @@
+//! A client of the Confluent schema registry REST API: registers a schema
+//! under a subject once and remembers its id.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Deserialize;
+
+/// The registry refused or could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No answer, or not the expected one.
+    #[error("schema registry at {url}: {message}")]
+    Http {
+        /// The registry URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Registers schemas and caches their ids (never one request per message).
+pub struct RegistryClient {
+    url: String,
+    http: reqwest::Client,
+    ids: Mutex<HashMap<(String, String), u32>>,
+}
+
+#[derive(Deserialize)]
+struct Registered {
+    id: u32,
+}
+
+impl RegistryClient {
+    /// A client of the registry whose Confluent API is at `url` (for the
+    /// local stack, `http://127.0.0.1:8081/apis/ccompat/v7`).
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            ids: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The id of `schema` under `subject`, registering it the first time
+    /// (the registry answers with the existing id for a schema it knows).
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        let cache_key = (subject.to_owned(), schema.to_owned());
+        if let Some(id) = self.ids.lock().expect("registry cache").get(&cache_key) {
+            return Ok(*id);
+        }
+        let error = |message: String| RegistryError::Http {
+            url: self.url.clone(),
+            message,
+        };
+        let response = self
+            .http
+            .post(format!("{}/subjects/{subject}/versions", self.url))
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .json(&serde_json::json!({ "schema": schema }))
+            .send()
+            .await
+            .map_err(|e| error(format!("cannot register under `{subject}`: {e}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(error(format!(
+                "registering under `{subject}` was refused ({status}): {body}"
+            )));
+        }
+        let Registered { id } = response
+            .json()
+            .await
+            .map_err(|e| error(format!("unexpected answer registering `{subject}`: {e}")))?;
+        self.ids
+            .lock()
+            .expect("registry cache")
+            .insert(cache_key, id);
+        Ok(id)
+    }
+}
