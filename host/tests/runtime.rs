@@ -443,3 +443,44 @@ fn a_file_that_is_not_a_component_is_refused() {
             .starts_with("plugin `junk` is not a valid WebAssembly component")
     );
 }
+
+#[test]
+fn compiled_plugins_are_cached_and_a_bad_cache_file_is_recompiled() {
+    let cache = std::env::temp_dir().join(format!("weir-plugin-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let runtime = Runtime::with_options(RuntimeOptions {
+        cache_dir: Some(cache.clone()),
+        ..RuntimeOptions::default()
+    })
+    .expect("runtime");
+    let path = plugin_path("field-filter");
+    runtime.load_file("field-filter", &path).expect("compiles");
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .expect("the cache folder exists")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "one compiled plugin: {files:?}");
+    assert!(files[0].extension().is_some_and(|e| e == "cwasm"));
+
+    // From the cache, the plugin works as before.
+    let config = json!({"keep_if": [{"field": "session_id", "present": true}]});
+    let plugin = runtime
+        .load_file("field-filter", &path)
+        .expect("from the cache");
+    let mut worker = Worker::new(plugin, stage(config.clone())).expect("starts");
+    let verdicts = worker.filter(&batch(&[("s", r#"{"session_id":"s"}"#), ("s", "{}")]));
+    assert_eq!(verdicts, vec![Verdict::Keep, Verdict::Drop]);
+
+    // A damaged cache file is not trusted: the plugin is compiled again.
+    std::fs::write(&files[0], b"not a compiled component").expect("damage");
+    let plugin = runtime
+        .load_file("field-filter", &path)
+        .expect("recompiled");
+    let mut worker = Worker::new(plugin, stage(config)).expect("starts");
+    assert_eq!(worker.filter(&batch(&[("s", "{}")])), vec![Verdict::Drop]);
+    assert!(
+        std::fs::metadata(&files[0]).expect("rewritten").len() > 1000,
+        "the cache file is rewritten"
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -3,12 +3,14 @@
 //! and loading — compile once, check the world and contract version, and
 //! pre-instantiate.
 
-use std::path::Path;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -62,11 +64,15 @@ pub struct RuntimeOptions {
     /// Make plugin code visible to `perf`: `perfmap` or `jitdump` (from
     /// `WEIR_WASM_PROFILER` when built with [`RuntimeOptions::from_env`]).
     pub profiler: Option<wasmtime::ProfilingStrategy>,
+    /// Keep compiled plugins here, keyed by the plugin's SHA-256 and the
+    /// engine's settings, so a restart or a hot swap of a known plugin skips
+    /// compiling it (seconds for JavaScript and Python plugins).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl RuntimeOptions {
     /// Defaults, with the profiler named by `WEIR_WASM_PROFILER` (`perfmap`
-    /// or `jitdump`) if set.
+    /// or `jitdump`) and the compiled-plugin cache in `WEIR_PLUGIN_CACHE`, if set.
     pub fn from_env() -> Result<Self, String> {
         let profiler = match std::env::var("WEIR_WASM_PROFILER").ok().as_deref() {
             None | Some("") | Some("none") => None,
@@ -80,6 +86,7 @@ impl RuntimeOptions {
         };
         Ok(Self {
             profiler,
+            cache_dir: std::env::var_os("WEIR_PLUGIN_CACHE").map(PathBuf::from),
             ..Self::default()
         })
     }
@@ -154,11 +161,7 @@ impl Runtime {
     /// Compiles `bytes`, detects the world it exports and its contract
     /// version, refuses what this host cannot run, and pre-instantiates it.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
-        let component =
-            Component::new(&self.engine, bytes).map_err(|error| LoadError::Compile {
-                plugin: name.to_owned(),
-                reason: format!("{error:#}"),
-            })?;
+        let component = self.compile(name, bytes)?;
         let (kind, version) = detect_world(name, &self.engine, &component)?;
         let link = |error: wasmtime::Error| LoadError::Link {
             plugin: name.to_owned(),
@@ -185,6 +188,71 @@ impl Runtime {
             pre,
         }))
     }
+}
+
+impl Runtime {
+    /// Compiles `bytes`, or takes the compiled form from the cache.
+    fn compile(&self, name: &str, bytes: &[u8]) -> Result<Component, LoadError> {
+        let cached = self.options.cache_dir.as_ref().map(|dir| {
+            let mut settings = std::hash::DefaultHasher::new();
+            self.engine
+                .precompile_compatibility_hash()
+                .hash(&mut settings);
+            let digest = Sha256::digest(bytes);
+            let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            dir.join(format!("{key}-{:016x}.cwasm", settings.finish()))
+        });
+        // Read into memory rather than mapped: a mapped file that someone
+        // truncates under us would crash the host.
+        if let Some((path, compiled)) = cached
+            .as_ref()
+            .and_then(|path| Some((path, std::fs::read(path).ok()?)))
+        {
+            // SAFETY: the bytes were written by `Component::serialize` of an
+            // engine with these settings, into weir's own cache folder, keyed
+            // by the plugin's SHA-256. wasmtime checks their header and
+            // refuses bytes from another version or configuration; on any
+            // error the plugin is compiled again below.
+            #[allow(unsafe_code, reason = "loading weir's own compiled-plugin cache")]
+            match unsafe { Component::deserialize(&self.engine, &compiled) } {
+                Ok(component) => return Ok(component),
+                Err(error) => tracing::warn!(
+                    plugin = name,
+                    path = %path.display(),
+                    error = %error,
+                    "Compiled plugin in the cache is unusable; compiling again."
+                ),
+            }
+        }
+        let component =
+            Component::new(&self.engine, bytes).map_err(|error| LoadError::Compile {
+                plugin: name.to_owned(),
+                reason: format!("{error:#}"),
+            })?;
+        if let Some(path) = cached
+            && let Err(error) = store_compiled(&component, &path)
+        {
+            tracing::warn!(
+                plugin = name,
+                path = %path.display(),
+                error = %error,
+                "Could not cache the compiled plugin; it will be compiled again next time."
+            );
+        }
+        Ok(component)
+    }
+}
+
+/// Writes a compiled component next to its final name and renames it into
+/// place, so a reader never sees half a file.
+fn store_compiled(component: &Component, path: &Path) -> std::io::Result<()> {
+    let serialized = component.serialize().map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    std::fs::write(&partial, serialized)?;
+    std::fs::rename(&partial, path)
 }
 
 impl Drop for Runtime {

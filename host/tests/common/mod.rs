@@ -5,11 +5,17 @@
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 
-use weir::plugin::{Batch, BatchBuilder, Plugin, RecordRef, Runtime};
+use weir::plugin::{Batch, BatchBuilder, Plugin, RecordRef, Runtime, RuntimeOptions};
 
-/// One runtime for a test binary: plugins compile once per name.
-pub static RUNTIME: LazyLock<Runtime> =
-    LazyLock::new(|| Runtime::new().expect("the plugin runtime starts"));
+/// One runtime for a test binary, caching compiled plugins beside them, so
+/// the large JavaScript and Python plugins compile once per build.
+pub static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
+    Runtime::with_options(RuntimeOptions {
+        cache_dir: Some(plugin_dir().join("compiled")),
+        ..RuntimeOptions::default()
+    })
+    .expect("the plugin runtime starts")
+});
 
 /// The folder the plugins workspace builds components into.
 pub fn plugin_dir() -> PathBuf {
