@@ -108,11 +108,7 @@ impl Output {
             .set("compression.type", "lz4")
             .set("message.timeout.ms", "120000")
             .create_with_context(context.clone())
-            .map_err(|error| OutputError::Kafka {
-                bootstrap: bootstrap.to_owned(),
-                topic: topic.to_owned(),
-                message: error.to_string(),
-            })?;
+            .map_err(|error| kafka_error(bootstrap, topic, error.to_string()))?;
         Ok(Self(Target::Kafka {
             bootstrap: bootstrap.to_owned(),
             topic: topic.to_owned(),
@@ -163,11 +159,7 @@ impl Output {
                             std::thread::sleep(Duration::from_millis(5));
                         }
                         Err((error, _)) => {
-                            return Err(OutputError::Kafka {
-                                bootstrap: bootstrap.clone(),
-                                topic: topic.clone(),
-                                message: error.to_string(),
-                            });
+                            return Err(kafka_error(bootstrap, topic, error.to_string()));
                         }
                     }
                 }
@@ -187,13 +179,13 @@ impl Output {
                 producer,
                 context,
             } => {
-                producer
-                    .flush(Duration::from_secs(120))
-                    .map_err(|error| OutputError::Kafka {
-                        bootstrap: bootstrap.clone(),
-                        topic: topic.clone(),
-                        message: format!("events not acknowledged in time: {error}"),
-                    })?;
+                producer.flush(Duration::from_secs(120)).map_err(|error| {
+                    kafka_error(
+                        &bootstrap,
+                        &topic,
+                        format!("events not acknowledged in time: {error}"),
+                    )
+                })?;
                 if context.0.failed.load(Ordering::Relaxed) > 0 {
                     return Err(kafka_lost(&bootstrap, &topic, &context));
                 }
@@ -203,11 +195,19 @@ impl Output {
     }
 }
 
-fn kafka_lost(bootstrap: &str, topic: &str, context: &DeliveryContext) -> OutputError {
+fn kafka_error(bootstrap: &str, topic: &str, message: String) -> OutputError {
     OutputError::Kafka {
         bootstrap: bootstrap.to_owned(),
         topic: topic.to_owned(),
-        message: format!(
+        message,
+    }
+}
+
+fn kafka_lost(bootstrap: &str, topic: &str, context: &DeliveryContext) -> OutputError {
+    kafka_error(
+        bootstrap,
+        topic,
+        format!(
             "{} events were not delivered (last error: {})",
             context.0.failed.load(Ordering::Relaxed),
             context
@@ -218,5 +218,5 @@ fn kafka_lost(bootstrap: &str, topic: &str, context: &DeliveryContext) -> Output
                 .as_deref()
                 .unwrap_or("unknown")
         ),
-    }
+    )
 }

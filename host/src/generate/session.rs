@@ -129,11 +129,6 @@ impl Generator {
         self.live.len()
     }
 
-    /// The catalogue (users with segments, products), for lookup tables.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
-    }
-
     /// The next event.
     pub fn next_event(&mut self) -> Event {
         self.clock += self.step;

@@ -87,12 +87,6 @@ impl Pipeline {
             None => format!("{}.dlq", self.config.name.get_ref()),
         }
     }
-
-    /// A stage's plugin file.
-    pub fn plugin_path(&self, stage: usize) -> PathBuf {
-        self.base_dir
-            .join(self.config.stages[stage].plugin.get_ref())
-    }
 }
 
 /// Reads and checks the pipeline file at `path`.

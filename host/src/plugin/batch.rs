@@ -27,15 +27,6 @@ pub struct RecordRef<'a> {
 }
 
 impl BatchBuilder {
-    /// An empty builder with room for `records` records of `bytes` bytes in all.
-    pub fn with_capacity(records: usize, bytes: usize) -> Self {
-        Self {
-            data: Vec::with_capacity(bytes),
-            records: Vec::with_capacity(records),
-            headers: Vec::new(),
-        }
-    }
-
     /// Appends a record; returns its index in the batch.
     pub fn push(&mut self, record: RecordRef<'_>) -> usize {
         let key = record.key.map(|key| append(&mut self.data, key));

@@ -62,11 +62,6 @@ impl Worker {
         })
     }
 
-    /// The plugin this worker runs.
-    pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
-    }
-
     /// How many times a trap made this worker re-instantiate its plugin.
     pub fn restarts(&self) -> u64 {
         self.restarts

@@ -117,63 +117,29 @@ impl PostgresSink {
                 .collect::<Vec<String>>(),
         );
         for (column_index, column) in self.schema.columns.iter().enumerate() {
+            // One array per column, NULL where the row's value is of no use here.
             let values = chosen.iter().map(|&i| &rows[i].1[column_index]);
             query = match column.kind {
-                ColumnType::Boolean => query.bind(
-                    values
-                        .map(|v| {
-                            if let Value::Boolean(b) = v {
-                                Some(*b)
-                            } else {
-                                None
-                            }
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                ColumnType::Long => query.bind(
-                    values
-                        .map(|v| {
-                            if let Value::Long(n) = v {
-                                Some(*n)
-                            } else {
-                                None
-                            }
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                ColumnType::Double => query.bind(
-                    values
-                        .map(|v| {
-                            if let Value::Double(x) = v {
-                                Some(*x)
-                            } else {
-                                None
-                            }
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                ColumnType::Text => query.bind(
-                    values
-                        .map(|v| {
-                            if let Value::Text(s) = v {
-                                Some(s.clone())
-                            } else {
-                                None
-                            }
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                ColumnType::Bytes => query.bind(
-                    values
-                        .map(|v| {
-                            if let Value::Bytes(b) = v {
-                                Some(b.clone())
-                            } else {
-                                None
-                            }
-                        })
-                        .collect::<Vec<_>>(),
-                ),
+                ColumnType::Boolean => query.bind(array(values, |v| match v {
+                    Value::Boolean(b) => Some(*b),
+                    _ => None,
+                })),
+                ColumnType::Long => query.bind(array(values, |v| match v {
+                    Value::Long(n) => Some(*n),
+                    _ => None,
+                })),
+                ColumnType::Double => query.bind(array(values, |v| match v {
+                    Value::Double(x) => Some(*x),
+                    _ => None,
+                })),
+                ColumnType::Text => query.bind(array(values, |v| match v {
+                    Value::Text(s) => Some(s.clone()),
+                    _ => None,
+                })),
+                ColumnType::Bytes => query.bind(array(values, |v| match v {
+                    Value::Bytes(b) => Some(b.clone()),
+                    _ => None,
+                })),
             };
         }
         let result = query
@@ -194,6 +160,14 @@ impl PostgresSink {
             source,
         }
     }
+}
+
+/// A column's values as a bindable array.
+fn array<'a, T>(
+    values: impl Iterator<Item = &'a Value>,
+    pick: impl Fn(&Value) -> Option<T>,
+) -> Vec<Option<T>> {
+    values.map(pick).collect()
 }
 
 /// `INSERT ... SELECT * FROM UNNEST($1::TEXT[], ...) ON CONFLICT (key) DO UPDATE ...`:
