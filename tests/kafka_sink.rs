@@ -55,16 +55,8 @@ async fn rows_reach_kafka_as_confluent_avro() -> Result<()> {
     )
     .await?;
     assert_eq!(again.schema_id(), sink.schema_id());
-    let http = reqwest::Client::new();
-    let versions: Json = http
-        .get(format!(
-            "{}/subjects/{topic}-value/versions",
-            stack.registry_url
-        ))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
+    let versions: Json = stack
+        .registry_get(&format!("/subjects/{topic}-value/versions"))
         .await?;
     assert_eq!(versions, serde_json::json!([1]), "registered once");
 
@@ -86,13 +78,7 @@ async fn rows_reach_kafka_as_confluent_avro() -> Result<()> {
             "Confluent wire format starts with magic byte 0"
         );
         let id = u32::from_be_bytes(payload[1..5].try_into()?);
-        let fetched: Json = http
-            .get(format!("{}/schemas/ids/{id}", stack.registry_url))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let fetched: Json = stack.registry_get(&format!("/schemas/ids/{id}")).await?;
         let writer = Schema::parse_str(fetched["schema"].as_str().context("schema text")?)?;
         let Avro::Record(fields) = from_avro_datum(&writer, &mut &payload[5..], None)? else {
             anyhow::bail!("not a record");

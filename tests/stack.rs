@@ -189,13 +189,7 @@ async fn registry_round_trip_through_the_confluent_api() -> Result<()> {
         "registering the same schema again keeps its id"
     );
 
-    let fetched: Json = http
-        .get(format!("{}/schemas/ids/{id}", stack.registry_url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let fetched: Json = stack.registry_get(&format!("/schemas/ids/{id}")).await?;
     let fetched_text = fetched["schema"]
         .as_str()
         .context("no schema in the answer")?;
@@ -203,25 +197,12 @@ async fn registry_round_trip_through_the_confluent_api() -> Result<()> {
     let fetched = Schema::parse_str(fetched_text)?;
     assert_eq!(fetched.canonical_form(), sent.canonical_form());
 
-    let versions: Json = http
-        .get(format!(
-            "{}/subjects/{subject}/versions",
-            stack.registry_url
-        ))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
+    let versions: Json = stack
+        .registry_get(&format!("/subjects/{subject}/versions"))
         .await?;
     assert_eq!(versions, json!([1]));
 
-    let config: Json = http
-        .get(format!("{}/config", stack.registry_url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let config: Json = stack.registry_get("/config").await?;
     assert!(
         config["compatibilityLevel"].is_string(),
         "global config: {config}"

@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use weir::pipeline;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pipelines/invalid")
+    common::manifest_dir().join("tests/pipelines/invalid")
 }
 
 /// A folder holding a `plugin.wasm`, so fixtures fail only for their own reason.
@@ -63,7 +63,7 @@ fn invalid_pipelines_fail_with_their_golden_messages() {
 
 #[test]
 fn the_demo_pipeline_is_valid() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = common::manifest_dir().join("..");
     let text = std::fs::read_to_string(repo.join("pipelines/demo.toml")).expect("demo.toml");
     // The plugins are wherever this build put them.
     let text = text.replace(

@@ -30,7 +30,7 @@ impl Stack {
     pub fn from_env() -> Self {
         let var =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
-        let default_state = concat!(env!("CARGO_MANIFEST_DIR"), "/../.weir");
+        let default_state = manifest_dir().join("../.weir");
         Self {
             bootstrap: var("WEIR_BOOTSTRAP", "127.0.0.1:9092"),
             registry_url: var("WEIR_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
@@ -38,7 +38,9 @@ impl Stack {
                 "WEIR_DATABASE_URL",
                 "postgres://weir:weir@127.0.0.1:5432/weir",
             ),
-            state_dir: PathBuf::from(var("WEIR_STATE_DIR", default_state)),
+            state_dir: std::env::var_os("WEIR_STATE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or(default_state),
         }
     }
 
@@ -71,6 +73,26 @@ impl Stack {
         }
         Ok(String::from_utf8(output.stdout)?)
     }
+}
+
+impl Stack {
+    /// `GET` on the schema registry's Confluent API (`path` starts with `/`),
+    /// as JSON; an HTTP error status is an error.
+    pub async fn registry_get(&self, path: &str) -> Result<serde_json::Value> {
+        Ok(reqwest::get(format!("{}{path}", self.registry_url))
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+}
+
+/// This crate's folder, read at run time (cargo sets it), so a test binary
+/// built from another checkout sharing the target folder still finds this one.
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
 }
 
 /// A name no other test run uses, for topics, groups, subjects and tables.

@@ -24,10 +24,16 @@ pub fn plugin_dir() -> PathBuf {
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/target"))
-        });
+        .unwrap_or_else(|| manifest_dir().join("../plugins/target"));
     target.join("wasm32-wasip2/release")
+}
+
+/// The host crate's folder, read at run time (cargo sets it), so a test
+/// binary built from another checkout sharing the target folder finds this one.
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
 }
 
 /// The compiled component of plugin crate `name`.

@@ -73,10 +73,15 @@ pub struct Stack {
 impl Stack {
     /// Finds the checkout and the state and cache folders.
     pub fn locate() -> Result<Self> {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .context("xtask lives in the checkout")?
-            .to_path_buf();
+        // Read at run time (cargo sets it): a path baked in at compile time
+        // would point at another checkout when checkouts share a target folder.
+        let repo = PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .parent()
+        .context("xtask lives in the checkout")?
+        .to_path_buf();
         let state = match std::env::var_os("WEIR_STATE_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => repo.join(".weir"),
