@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::engine::RunArgs;
 use crate::generate::GenerateArgs;
 use crate::telemetry::LogFormat;
 
@@ -28,6 +29,9 @@ pub struct Cli {
 pub enum Command {
     /// Generate e-commerce events (the reference workload) into Kafka or a file.
     Generate(GenerateArgs),
+    /// Run pipelines until Ctrl-C or SIGTERM, then stop cleanly (in-flight
+    /// records processed, written and committed).
+    Run(RunArgs),
     /// Check pipeline files without running them (no side effects).
     Validate {
         /// Pipeline files.

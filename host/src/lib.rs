@@ -5,15 +5,18 @@
 //!
 //! - [`cli`]: the `weir` command line (arguments only; the work lives in the
 //!   modules it calls).
+//! - [`engine`]: running pipelines (`weir run`): source, shards, state,
+//!   delivery to the sinks, dead letters.
 //! - [`generate`]: the e-commerce event generator (`weir generate`).
 //! - [`pipeline`]: pipeline files and their validation (`weir validate`).
 //! - [`plugin`]: the plugin contract's host side and the Wasm runtime.
-//! - [`sink`]: where results go (PostgreSQL so far).
+//! - [`sink`]: where results go: Avro on Kafka, upserts to PostgreSQL.
 //! - [`telemetry`]: logging set-up shared by every command.
 
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod engine;
 pub mod generate;
 pub mod pipeline;
 pub mod plugin;

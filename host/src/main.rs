@@ -21,6 +21,10 @@ fn main() -> ExitCode {
                 .map(drop)
                 .map_err(anyhow::Error::from)
         }
+        Command::Run(args) => {
+            let stop = stop_on_signal();
+            weir::engine::run(&args, &stop)
+        }
         Command::Validate { files } => return validate(&files),
     };
     match result {

@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod event;
 pub mod output;
+pub mod reference;
 pub mod session;
 
 use std::path::PathBuf;
@@ -56,6 +57,17 @@ pub struct GenerateArgs {
     /// Write JSON Lines to this file instead of Kafka.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Also write the users and products events refer to into PostgreSQL
+    /// (tables `users` and `products`, upserted), for enrichment stages.
+    #[arg(long)]
+    pub write_catalog: bool,
+    /// PostgreSQL for `--write-catalog`.
+    #[arg(
+        long,
+        env = "WEIR_DATABASE_URL",
+        default_value = "postgres://weir:weir@127.0.0.1:5432/weir"
+    )]
+    pub database_url: String,
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 5)]
     pub progress_every: u64,
@@ -70,6 +82,9 @@ pub enum GenerateError {
     /// The output failed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// Writing the catalog failed.
+    #[error(transparent)]
+    Reference(#[from] reference::ReferenceError),
 }
 
 /// Runs the generator until `--count`, `--duration` or `stop` is set.
@@ -103,6 +118,9 @@ pub fn run(args: &GenerateArgs, stop: &Arc<AtomicBool>) -> Result<Counts, Genera
         start,
         step_micros,
     );
+    if args.write_catalog {
+        reference::write(generator.catalog(), &args.database_url)?;
+    }
     let mut output = match &args.output {
         Some(path) => output::Output::file(path)?,
         None => output::Output::kafka(&args.bootstrap, &args.topic)?,

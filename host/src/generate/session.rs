@@ -124,6 +124,11 @@ impl Generator {
         self.counts
     }
 
+    /// The users and products events are drawn from.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     /// Sessions live now.
     pub fn live_sessions(&self) -> usize {
         self.live.len()

@@ -45,6 +45,17 @@ pub struct SourceConfig {
     /// How record values are encoded.
     #[serde(default)]
     pub format: Format,
+    /// Values larger than this many bytes are dead-lettered (default 1 MiB).
+    pub max_record_bytes: Option<Spanned<u64>>,
+}
+
+impl SourceConfig {
+    /// The largest value the source takes, in bytes.
+    pub fn max_record_bytes(&self) -> u64 {
+        self.max_record_bytes
+            .as_ref()
+            .map_or(1024 * 1024, |bytes| *bytes.get_ref())
+    }
 }
 
 /// Value encodings a source understands.

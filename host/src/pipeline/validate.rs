@@ -202,6 +202,15 @@ impl Checker<'_> {
                 "name a group, or leave `group` out to use `weir-<pipeline name>`",
             );
         }
+        if let Some(bytes) = &config.source.max_record_bytes
+            && *bytes.get_ref() == 0
+        {
+            self.error(
+                bytes,
+                "`max_record_bytes` is 0: every record would be refused".into(),
+                "leave it out for 1 MiB, or give the largest value size you accept",
+            );
+        }
         let max_records = *config.batch.max_records.get_ref();
         if !(1..=65_536).contains(&max_records) {
             self.error(

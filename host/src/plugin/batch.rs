@@ -55,6 +55,15 @@ impl BatchBuilder {
         });
     }
 
+    /// Appends record `index` of `batch` with its headers; returns its index here.
+    pub fn push_from(&mut self, batch: &Batch, index: usize) -> usize {
+        let at = self.push(batch.record(index));
+        for header in batch.headers_of(index) {
+            self.header(&header.key, &header.value);
+        }
+        at
+    }
+
     /// Records so far.
     pub fn len(&self) -> usize {
         self.records.len()
@@ -81,6 +90,8 @@ pub trait BatchExt {
     fn record(&self, index: usize) -> RecordRef<'_>;
     /// A batch holding only record `index` (with its headers).
     fn single(&self, index: usize) -> Batch;
+    /// The headers of record `index`.
+    fn headers_of(&self, index: usize) -> &[RecordHeader];
 }
 
 impl BatchExt for Batch {
@@ -97,11 +108,16 @@ impl BatchExt for Batch {
 
     fn single(&self, index: usize) -> Batch {
         let mut builder = BatchBuilder::default();
-        builder.push(self.record(index));
-        for header in self.headers.iter().filter(|h| h.record as usize == index) {
-            builder.header(&header.key, &header.value);
-        }
+        builder.push_from(self, index);
         builder.build()
+    }
+
+    fn headers_of(&self, index: usize) -> &[RecordHeader] {
+        // Headers are in record order: the builder only appends them to
+        // the record pushed last.
+        let start = self.headers.partition_point(|h| (h.record as usize) < index);
+        let end = self.headers.partition_point(|h| (h.record as usize) <= index);
+        &self.headers[start..end]
     }
 }
 

@@ -161,7 +161,11 @@ impl Runtime {
     /// Compiles `bytes`, detects the world it exports and its contract
     /// version, refuses what this host cannot run, and pre-instantiates it.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
-        let component = self.compile(name, bytes)?;
+        let sha256: String = Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let component = self.compile(name, bytes, &sha256)?;
         let (kind, version) = detect_world(name, &self.engine, &component)?;
         let link = |error: wasmtime::Error| LoadError::Link {
             plugin: name.to_owned(),
@@ -183,6 +187,7 @@ impl Runtime {
             name: name.to_owned(),
             kind,
             contract_version: version,
+            sha256,
             engine: self.engine.clone(),
             fuel_metering: self.options.fuel_metering,
             pre,
@@ -192,15 +197,13 @@ impl Runtime {
 
 impl Runtime {
     /// Compiles `bytes`, or takes the compiled form from the cache.
-    fn compile(&self, name: &str, bytes: &[u8]) -> Result<Component, LoadError> {
+    fn compile(&self, name: &str, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
         let cached = self.options.cache_dir.as_ref().map(|dir| {
             let mut settings = std::hash::DefaultHasher::new();
             self.engine
                 .precompile_compatibility_hash()
                 .hash(&mut settings);
-            let digest = Sha256::digest(bytes);
-            let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            dir.join(format!("{key}-{:016x}.cwasm", settings.finish()))
+            dir.join(format!("{sha256}-{:016x}.cwasm", settings.finish()))
         });
         // Read into memory rather than mapped: a mapped file that someone
         // truncates under us would crash the host.
@@ -348,6 +351,9 @@ pub struct Plugin {
     pub kind: PluginKind,
     /// The contract version it was built against.
     pub contract_version: semver::Version,
+    /// The SHA-256 of its component file, in hex: the version dead letters,
+    /// logs and the admin API name it by.
+    pub sha256: String,
     pub(super) engine: Engine,
     pub(super) fuel_metering: bool,
     pub(super) pre: Pre,

@@ -1,0 +1,316 @@
+//! A pipeline's stages run over one batch: filters and transforms in order,
+//! then the aggregator over the records grouped by key, its results folded
+//! into the host-owned state. Records that fail anywhere become dead letters
+//! carrying the record as it arrived from the source.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::dead_letter::{DeadLetter, PluginRef};
+use super::state::KeyedState;
+use crate::plugin::{
+    Batch, BatchBuilder, BatchExt, Failure, Group, Plugin, PluginKind, RecordRef, StageContext,
+    Verdict, Worker,
+};
+use crate::sink::RowSchema;
+
+/// One stage with its own plugin instance.
+pub struct Stage {
+    /// The stage's name.
+    pub name: String,
+    /// Its plugin, as dead letters name it.
+    pub plugin: PluginRef,
+    kind: PluginKind,
+    worker: Worker,
+}
+
+impl Stage {
+    /// Instantiates `plugin` for the stage `context`.
+    pub fn new(plugin: &Arc<Plugin>, context: Arc<StageContext>) -> anyhow::Result<Self> {
+        let name = context.stage.clone();
+        let worker = Worker::new(Arc::clone(plugin), context)?;
+        Ok(Self {
+            name,
+            plugin: PluginRef {
+                name: plugin.name.clone(),
+                version: format!("sha256:{}", plugin.sha256),
+            },
+            kind: plugin.kind,
+            worker,
+        })
+    }
+
+    fn fail(&self, record: RecordRef<'_>, failure: Failure) -> DeadLetter {
+        DeadLetter::failed(record, &self.name, &self.plugin, failure)
+    }
+}
+
+/// What became of a batch's records.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Records a filter dropped or a transform turned into nothing.
+    pub dropped: u64,
+    /// Records that became dead letters.
+    pub dead: u64,
+    /// Records the aggregator folded into state.
+    pub aggregated: u64,
+}
+
+/// The stages of a pipeline, as one shard runs them.
+pub struct Chain {
+    stages: Vec<Stage>,
+    aggregator: Stage,
+    /// The JSON field keying the state (the record key when `None`).
+    key_field: Option<String>,
+    schema: Arc<RowSchema>,
+}
+
+impl Chain {
+    /// A chain of `stages` ending in `aggregator`, whose rows must fit `schema`.
+    pub fn new(
+        stages: Vec<Stage>,
+        aggregator: Stage,
+        key_field: Option<String>,
+        schema: Arc<RowSchema>,
+    ) -> Self {
+        debug_assert!(stages.iter().all(|s| s.kind != PluginKind::Aggregator));
+        debug_assert_eq!(aggregator.kind, PluginKind::Aggregator);
+        Self {
+            stages,
+            aggregator,
+            key_field,
+            schema,
+        }
+    }
+
+    /// Runs `source` through every stage into `state`; failed records go to `dead`.
+    pub fn process(
+        &mut self,
+        source: &Batch,
+        state: &mut KeyedState,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        let dead_before = dead.len();
+        // The batch the next stage reads (`None`: the source itself), and
+        // for each of its records the source record it came from.
+        let mut current: Option<Batch> = None;
+        let mut origin: Vec<u32> = (0..index_u32(source.records.len())).collect();
+        for stage in &mut self.stages {
+            let batch = current.as_ref().unwrap_or(source);
+            if batch.records.is_empty() {
+                break;
+            }
+            let mut next = BatchBuilder::default();
+            let mut next_origin = Vec::with_capacity(origin.len());
+            match stage.kind {
+                PluginKind::Filter => {
+                    let verdicts = stage.worker.filter(batch);
+                    if verdicts.iter().all(|v| *v == Verdict::Keep) {
+                        continue;
+                    }
+                    for (index, verdict) in verdicts.into_iter().enumerate() {
+                        match verdict {
+                            Verdict::Keep => {
+                                next.push_from(batch, index);
+                                next_origin.push(origin[index]);
+                            }
+                            Verdict::Drop => tally.dropped += 1,
+                            Verdict::Failed(failure) => dead.push(
+                                stage.fail(source.record(origin[index] as usize), failure),
+                            ),
+                        }
+                    }
+                }
+                PluginKind::Transform => {
+                    for (index, result) in stage.worker.transform(batch).into_iter().enumerate() {
+                        let outputs = match result {
+                            Ok(outputs) => outputs,
+                            Err(failure) => {
+                                dead.push(
+                                    stage.fail(source.record(origin[index] as usize), failure),
+                                );
+                                continue;
+                            }
+                        };
+                        if outputs.is_empty() {
+                            tally.dropped += 1;
+                        }
+                        let input = batch.record(index);
+                        for output in &outputs {
+                            next.push(RecordRef {
+                                key: output.key.as_deref(),
+                                value: &output.value,
+                                ..input
+                            });
+                            for (key, value) in &output.headers {
+                                next.header(key, value);
+                            }
+                            next_origin.push(origin[index]);
+                        }
+                    }
+                }
+                PluginKind::Aggregator => unreachable!("the aggregator is the last stage"),
+            }
+            current = Some(next.build());
+            origin = next_origin;
+        }
+        let batch = current.as_ref().unwrap_or(source);
+        tally.aggregated = self.aggregate(source, batch, &origin, state, dead);
+        tally.dead = (dead.len() - dead_before) as u64;
+        tally
+    }
+
+    /// Groups `batch` by (partition, key), runs the aggregator over the
+    /// groups, and folds the results into `state`. Returns how many records
+    /// went into state.
+    fn aggregate(
+        &mut self,
+        source: &Batch,
+        batch: &Batch,
+        origin: &[u32],
+        state: &mut KeyedState,
+        dead: &mut Vec<DeadLetter>,
+    ) -> u64 {
+        let stage = &self.aggregator;
+        // Group ids in order of first appearance; records keep their order within a group.
+        let mut ids: HashMap<(i32, Cow<'_, [u8]>), u32> = HashMap::new();
+        let mut keys: Vec<(i32, Cow<'_, [u8]>)> = Vec::new();
+        let mut order: Vec<(u32, u32)> = Vec::with_capacity(batch.records.len());
+        for index in 0..batch.records.len() {
+            let record = batch.record(index);
+            state.observe(record.partition, record.timestamp);
+            let key = match key_of(record, self.key_field.as_deref()) {
+                Ok(key) => key,
+                Err((code, reason)) => {
+                    dead.push(DeadLetter::malformed(
+                        source.record(origin[index] as usize),
+                        &stage.name,
+                        code,
+                        reason,
+                    ));
+                    continue;
+                }
+            };
+            let id = *ids.entry((record.partition, key.clone())).or_insert_with(|| {
+                keys.push((record.partition, key));
+                index_u32(keys.len() - 1)
+            });
+            order.push((id, index_u32(index)));
+        }
+        if order.is_empty() {
+            return 0;
+        }
+        order.sort_by_key(|&(id, _)| id);
+
+        let mut grouped = BatchBuilder::default();
+        let mut grouped_origin = Vec::with_capacity(order.len());
+        let mut groups: Vec<Group> = Vec::with_capacity(keys.len());
+        let mut newest: Vec<i64> = Vec::with_capacity(keys.len());
+        for run in order.chunk_by(|a, b| a.0 == b.0) {
+            let (partition, key) = &keys[run[0].0 as usize];
+            let first = index_u32(grouped.len());
+            let mut latest = i64::MIN;
+            for &(_, index) in run {
+                grouped.push_from(batch, index as usize);
+                grouped_origin.push(origin[index as usize]);
+                latest = latest.max(batch.records[index as usize].timestamp);
+            }
+            groups.push(Group {
+                key: key.to_vec(),
+                state: state.get(*partition, key).map(<[u8]>::to_vec),
+                first,
+                count: index_u32(run.len()),
+            });
+            newest.push(latest);
+        }
+        let grouped = grouped.build();
+        let results = self.aggregator.worker.aggregate(&grouped, &groups);
+
+        let stage = &self.aggregator;
+        let mut aggregated = 0;
+        for (((group, result), (partition, _)), latest) in
+            groups.iter().zip(results).zip(&keys).zip(newest)
+        {
+            let first = group.first as usize;
+            let events = first..first + group.count as usize;
+            if let Some(row) = &result.row
+                && let Err(error) = self.schema.check(row)
+            {
+                // The plugin broke its own schema: none of the group's
+                // events count, and each says why.
+                let failure = Failure::Trapped(format!(
+                    "its output row does not fit its output schema: {error}"
+                ));
+                for index in events {
+                    dead.push(stage.fail(
+                        source.record(grouped_origin[index] as usize),
+                        failure.clone(),
+                    ));
+                }
+                continue;
+            }
+            aggregated += (group.count as usize - result.failures.len()) as u64;
+            for (index, failure) in result.failures {
+                dead.push(stage.fail(source.record(grouped_origin[index] as usize), failure));
+            }
+            if let Some(new_state) = result.state {
+                state.update(*partition, &group.key, new_state, result.row, latest);
+            }
+        }
+        aggregated
+    }
+}
+
+/// The state key of `record`: its Kafka key, or the value's `field` (a
+/// JSON string or number). Keys must be UTF-8: the sinks write them as text.
+fn key_of<'a>(
+    record: RecordRef<'a>,
+    field: Option<&str>,
+) -> Result<Cow<'a, [u8]>, (&'static str, String)> {
+    let key = match field {
+        None => Cow::Borrowed(record.key.ok_or_else(|| {
+            (
+                "missing-key",
+                "the record has no key, and the aggregator groups by the record key".to_owned(),
+            )
+        })?),
+        Some(field) => {
+            let value: serde_json::Value = serde_json::from_slice(record.value)
+                .map_err(|error| ("not-json", format!("the value is not JSON: {error}")))?;
+            match value.get(field) {
+                Some(serde_json::Value::String(text)) => Cow::Owned(text.clone().into_bytes()),
+                Some(serde_json::Value::Number(number)) => {
+                    Cow::Owned(number.to_string().into_bytes())
+                }
+                Some(serde_json::Value::Null) | None => {
+                    return Err((
+                        "missing-key",
+                        format!("the value has no `{field}`, the field that keys the state"),
+                    ));
+                }
+                Some(other) => {
+                    return Err((
+                        "wrong-key-type",
+                        format!("`{field}` keys the state, so it must be a string or a number, not {other}"),
+                    ));
+                }
+            }
+        }
+    };
+    if key.is_empty() {
+        return Err(("missing-key", "the key is empty".to_owned()));
+    }
+    if std::str::from_utf8(&key).is_err() {
+        return Err((
+            "key-not-utf8",
+            "the key is not UTF-8 text, which the sinks need".to_owned(),
+        ));
+    }
+    Ok(key)
+}
+
+fn index_u32(value: usize) -> u32 {
+    u32::try_from(value).expect("a batch holds fewer than 2^32 records")
+}

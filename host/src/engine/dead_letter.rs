@@ -1,0 +1,204 @@
+//! Dead letters: records that could not be processed, written to the
+//! pipeline's dead-letter topic as they arrived (same key, same value) with
+//! headers saying why, where and by which plugin — enough to find, fix and
+//! replay them.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::plugin::{Failure, RecordRef};
+
+/// Why a record became a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The host refused it before or between stages (not JSON, too big, no key).
+    Malformed,
+    /// A plugin judged it bad and said why.
+    Rejected,
+    /// A plugin trapped on it (panic, deadline, memory, fuel).
+    Trapped,
+}
+
+impl Kind {
+    /// The name in the `weir.error.kind` header and the metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Rejected => "rejected",
+            Self::Trapped => "trapped",
+        }
+    }
+}
+
+/// The plugin a dead letter failed in.
+#[derive(Debug, Clone)]
+pub struct PluginRef {
+    /// The stage's plugin name.
+    pub name: String,
+    /// `sha256:<hex>` of its component.
+    pub version: String,
+}
+
+/// One record that could not be processed.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The record's key, as it arrived.
+    pub key: Option<Vec<u8>>,
+    /// The record's value, as it arrived.
+    pub value: Vec<u8>,
+    /// Where it came from.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// Its timestamp (ms since the epoch).
+    pub timestamp: i64,
+    /// The stage that failed it (`source` for the host's own checks).
+    pub stage: String,
+    /// The plugin that failed it, if one did.
+    pub plugin: Option<PluginRef>,
+    /// Why, in one word.
+    pub kind: Kind,
+    /// A short machine-readable code (`not-json`, `oversized`, a plugin's code, ...).
+    pub code: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl DeadLetter {
+    /// `record`, refused by the host itself.
+    pub fn malformed(record: RecordRef<'_>, stage: &str, code: &str, reason: String) -> Self {
+        Self {
+            key: record.key.map(<[u8]>::to_vec),
+            value: record.value.to_vec(),
+            partition: record.partition,
+            offset: record.offset,
+            timestamp: record.timestamp,
+            stage: stage.to_owned(),
+            plugin: None,
+            kind: Kind::Malformed,
+            code: code.to_owned(),
+            reason,
+        }
+    }
+
+    /// `record`, failed by `plugin` in `stage`.
+    pub fn failed(
+        record: RecordRef<'_>,
+        stage: &str,
+        plugin: &PluginRef,
+        failure: Failure,
+    ) -> Self {
+        let (kind, code, reason) = match failure {
+            Failure::Rejected(error) => (Kind::Rejected, error.code, error.message),
+            Failure::Trapped(message) => (Kind::Trapped, "trap".to_owned(), message),
+        };
+        Self {
+            key: record.key.map(<[u8]>::to_vec),
+            value: record.value.to_vec(),
+            partition: record.partition,
+            offset: record.offset,
+            timestamp: record.timestamp,
+            stage: stage.to_owned(),
+            plugin: Some(plugin.clone()),
+            kind,
+            code,
+            reason,
+        }
+    }
+
+    /// The headers the dead-letter message carries.
+    pub fn headers(&self, pipeline: &str, source_topic: &str) -> OwnedHeaders {
+        let partition = self.partition.to_string();
+        let offset = self.offset.to_string();
+        let timestamp = self.timestamp.to_string();
+        let mut pairs = vec![
+            ("weir.pipeline", pipeline),
+            ("weir.error.stage", self.stage.as_str()),
+            ("weir.error.kind", self.kind.name()),
+            ("weir.error.code", self.code.as_str()),
+            ("weir.error.reason", self.reason.as_str()),
+        ];
+        if let Some(plugin) = &self.plugin {
+            pairs.push(("weir.error.plugin", plugin.name.as_str()));
+            pairs.push(("weir.error.plugin-version", plugin.version.as_str()));
+        }
+        pairs.extend([
+            ("weir.source.topic", source_topic),
+            ("weir.source.partition", partition.as_str()),
+            ("weir.source.offset", offset.as_str()),
+            ("weir.source.timestamp", timestamp.as_str()),
+        ]);
+        pairs.into_iter().fold(
+            OwnedHeaders::new_with_capacity(11),
+            |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(value),
+                })
+            },
+        )
+    }
+}
+
+/// Writes dead letters to the pipeline's dead-letter topic.
+pub struct DeadLetterWriter {
+    pipeline: String,
+    source_topic: String,
+    topic: String,
+    producer: FutureProducer,
+}
+
+impl DeadLetterWriter {
+    /// A writer to `topic` (idempotent, `acks=all`).
+    pub fn new(
+        bootstrap: &str,
+        pipeline: &str,
+        source_topic: &str,
+        topic: &str,
+    ) -> Result<Self, String> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create()
+            .map_err(|error| format!("dead-letter topic `{topic}`: {error}"))?;
+        Ok(Self {
+            pipeline: pipeline.to_owned(),
+            source_topic: source_topic.to_owned(),
+            topic: topic.to_owned(),
+            producer,
+        })
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Writes `letters` and returns once Kafka has acknowledged every one.
+    pub async fn send(&self, letters: &[DeadLetter]) -> Result<(), String> {
+        let deliveries: Vec<_> = letters
+            .iter()
+            .map(|letter| {
+                let mut record = FutureRecord::to(&self.topic)
+                    .payload(&letter.value)
+                    .timestamp(letter.timestamp)
+                    .headers(letter.headers(&self.pipeline, &self.source_topic));
+                if let Some(key) = &letter.key {
+                    record = record.key(key);
+                }
+                self.producer.send(record, Duration::from_secs(30))
+            })
+            .collect();
+        for delivery in futures::future::join_all(deliveries).await {
+            delivery.map_err(|(error, _)| {
+                format!("dead-letter topic `{}`: {error}", self.topic)
+            })?;
+        }
+        Ok(())
+    }
+}

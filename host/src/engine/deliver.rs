@@ -1,0 +1,183 @@
+//! Delivery: the one task that writes flushes to the sinks, in the order
+//! the shards made them, and commits their offsets only once every sink
+//! (and the dead-letter topic) has confirmed. A sink that fails is retried
+//! with backoff; while it does, the shards block on their next flush and the
+//! source on the shards, so memory stays bounded.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc::Receiver;
+
+use super::dead_letter::DeadLetterWriter;
+use super::shard::Flush;
+use super::stats::Stats;
+use crate::sink::{KafkaSink, PostgresSink};
+
+/// After a stop, how long failing sinks are still retried before giving up
+/// (the offsets are then not committed; the records are read again on restart).
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Where a pipeline's results go.
+pub struct Sinks {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The source topic (offsets are committed for it).
+    pub topic: String,
+    /// Avro rows to Kafka.
+    pub kafka: Option<KafkaSink>,
+    /// Upserts to PostgreSQL.
+    pub postgres: Option<PostgresSink>,
+    /// The dead-letter topic.
+    pub dead_letters: DeadLetterWriter,
+}
+
+impl Sinks {
+    /// Writes one flush everywhere it goes; all or an error.
+    async fn write(&self, flush: &Flush) -> Result<(), String> {
+        let kafka = async {
+            match &self.kafka {
+                Some(sink) if !flush.rows.is_empty() => {
+                    sink.send(&flush.rows).await.map_err(|e| e.to_string())
+                }
+                _ => Ok(()),
+            }
+        };
+        let postgres = async {
+            match &self.postgres {
+                Some(sink) if !flush.rows.is_empty() => sink
+                    .upsert(&flush.rows)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                _ => Ok(()),
+            }
+        };
+        let dead_letters = async {
+            if flush.dead.is_empty() {
+                Ok(())
+            } else {
+                self.dead_letters.send(&flush.dead).await
+            }
+        };
+        tokio::try_join!(kafka, postgres, dead_letters).map(drop)
+    }
+}
+
+/// Offsets confirmed by the sinks and not yet committed.
+#[derive(Debug, Default)]
+struct Pending(BTreeMap<i32, i64>);
+
+/// Delivers flushes until every shard has finished. Fails only when the
+/// sinks stay unreachable past a stop.
+pub async fn run(
+    sinks: Sinks,
+    mut flushes: Receiver<Flush>,
+    consumer: Arc<BaseConsumer>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let mut pending = Pending::default();
+    while let Some(flush) = flushes.recv().await {
+        write_with_retries(&sinks, &flush, &stop).await?;
+        stats.add_rows_written(flush.rows.len() as u64);
+        for letter in &flush.dead {
+            metrics::counter!(
+                "weir_dead_letters_total",
+                "pipeline" => sinks.pipeline.clone(),
+                "stage" => letter.stage.clone(),
+                "kind" => letter.kind.name(),
+            )
+            .increment(1);
+        }
+        for (partition, offset) in flush.offsets {
+            let slot = pending.0.entry(partition).or_insert(offset);
+            *slot = (*slot).max(offset);
+        }
+        commit(&consumer, &sinks.topic, &mut pending, &stats).await;
+    }
+    if !pending.0.is_empty() {
+        return Err(format!(
+            "could not commit the offsets of partitions {:?}; their records will be read again on restart",
+            pending.0.keys().collect::<Vec<_>>()
+        ));
+    }
+    Ok(())
+}
+
+async fn write_with_retries(
+    sinks: &Sinks,
+    flush: &Flush,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let mut attempt: u32 = 0;
+    let mut stopped_at: Option<Instant> = None;
+    loop {
+        let error = match sinks.write(flush).await {
+            Ok(()) => {
+                if attempt > 0 {
+                    tracing::info!(pipeline = %sinks.pipeline, attempts = attempt + 1, "Sinks are writing again.");
+                }
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        attempt += 1;
+        if stop.load(Ordering::Relaxed) {
+            let since = *stopped_at.get_or_insert_with(Instant::now);
+            if since.elapsed() >= STOP_GRACE {
+                return Err(format!(
+                    "stopping while the sinks fail ({error}); the offsets of the unwritten rows are not committed, so those records will be read again on restart"
+                ));
+            }
+        }
+        let backoff = Duration::from_millis(100)
+            .saturating_mul(1 << attempt.min(7))
+            .min(Duration::from_secs(10));
+        tracing::warn!(
+            pipeline = %sinks.pipeline,
+            attempt,
+            retry_in = ?backoff,
+            error = %error,
+            "A sink failed; retrying (the pipeline waits meanwhile)."
+        );
+        metrics::counter!("weir_sink_retries_total", "pipeline" => sinks.pipeline.clone())
+            .increment(1);
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// Commits `pending` (synchronously, off the async threads); what fails
+/// stays pending and goes with the next commit.
+async fn commit(
+    consumer: &Arc<BaseConsumer>,
+    topic: &str,
+    pending: &mut Pending,
+    stats: &Stats,
+) {
+    let mut list = TopicPartitionList::with_capacity(pending.0.len());
+    for (&partition, &offset) in &pending.0 {
+        if let Err(error) = list.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+            tracing::error!(%error, partition, offset, "Cannot express an offset to commit.");
+        }
+    }
+    let consumer = Arc::clone(consumer);
+    let result = tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+        .await
+        .map_err(|error| error.to_string())
+        .and_then(|result| result.map_err(|error| error.to_string()));
+    match result {
+        Ok(()) => {
+            stats.set_committed(&pending.0);
+            pending.0.clear();
+        }
+        Err(error) => tracing::warn!(
+            %error,
+            "Committing offsets failed; they go with the next commit."
+        ),
+    }
+}

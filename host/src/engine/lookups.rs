@@ -1,0 +1,106 @@
+//! Lookup tables: reference data the host loads once at start — rows of a
+//! PostgreSQL query or of a JSON Lines file — keyed by one column and handed
+//! to the stages that name them.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde_json::{Map, Value};
+use sqlx::postgres::PgPoolOptions;
+
+use crate::pipeline::Pipeline;
+
+/// Every table of a pipeline: name -> key -> row (a JSON object as text).
+pub type Tables = HashMap<String, HashMap<String, String>>;
+
+/// Loads the lookup tables of `pipeline`; queries run on `database_url`.
+pub async fn load(pipeline: &Pipeline, database_url: &str) -> anyhow::Result<Tables> {
+    let mut tables = Tables::new();
+    let mut pool = None;
+    for lookup in &pipeline.config.lookups {
+        let name = lookup.name.get_ref();
+        let key = lookup.key.get_ref();
+        let rows: Vec<Map<String, Value>> = if let Some(query) = &lookup.query {
+            if pool.is_none() {
+                pool = Some(
+                    PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect(database_url)
+                        .await
+                        .with_context(|| {
+                            format!("lookup table `{name}`: cannot connect to PostgreSQL")
+                        })?,
+                );
+            }
+            let pool = pool.as_ref().expect("connected above");
+            // PostgreSQL turns each row into a JSON object itself, whatever the column types.
+            let wrapped = format!(
+                "SELECT row_to_json(t)::text FROM ({}) AS t",
+                query.get_ref().trim().trim_end_matches(';')
+            );
+            let texts: Vec<String> = sqlx::query_scalar(&wrapped)
+                .fetch_all(pool)
+                .await
+                .with_context(|| format!("lookup table `{name}`: the query failed"))?;
+            texts
+                .iter()
+                .map(|text| serde_json::from_str(text))
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("lookup table `{name}`: a row is not a JSON object"))?
+        } else if let Some(file) = &lookup.file {
+            read_file(&pipeline.base_dir.join(file.get_ref()))
+                .with_context(|| format!("lookup table `{name}`"))?
+        } else {
+            bail!("lookup table `{name}` has neither `query` nor `file`");
+        };
+        let mut keyed = HashMap::with_capacity(rows.len());
+        let mut keyless = 0usize;
+        for row in rows {
+            let Some(id) = key_text(row.get(key)) else {
+                keyless += 1;
+                continue;
+            };
+            keyed.insert(id, Value::Object(row).to_string());
+        }
+        if keyless > 0 {
+            tracing::warn!(
+                table = %name,
+                rows = keyless,
+                "Lookup rows without a `{key}` value are left out."
+            );
+        }
+        tracing::info!(table = %name, rows = keyed.len(), "Lookup table loaded.");
+        tables.insert(name.clone(), keyed);
+    }
+    Ok(tables)
+}
+
+/// A JSON Lines file of objects (blank lines allowed).
+fn read_file(path: &Path) -> anyhow::Result<Vec<Map<String, Value>>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(number, line)| {
+            serde_json::from_str(line).with_context(|| {
+                format!(
+                    "{}:{}: not a JSON object",
+                    path.display(),
+                    number + 1
+                )
+            })
+        })
+        .collect()
+}
+
+/// A key column's value as the text plugins look it up by.
+fn key_text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}

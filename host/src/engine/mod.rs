@@ -1,0 +1,487 @@
+//! Running pipelines (`weir run`).
+//!
+//! One pipeline is, from input to output:
+//!
+//! - [`source`]: one Kafka consumer in the pipeline's group, polled by one
+//!   thread that checks records and batches them per shard;
+//! - [`shard`]: threads that each own some partitions, their plugin
+//!   instances ([`chain`]) and those partitions' keyed [`state`], and that
+//!   hand changed rows to delivery every flush interval;
+//! - [`deliver`]: the task that writes rows to the sinks and dead letters
+//!   ([`dead_letter`]) to their topic, then commits the offsets they cover;
+//! - [`lookups`]: reference data loaded at start; [`stats`]: counters and
+//!   the status line.
+//!
+//! Back-pressure runs the other way: a slow sink blocks delivery, which
+//! blocks the shards' next flush, which blocks the source's hand-over.
+
+pub mod chain;
+pub mod dead_letter;
+pub mod deliver;
+pub mod lookups;
+pub mod shard;
+pub mod source;
+pub mod state;
+pub mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+
+use self::chain::{Chain, Stage};
+use self::stats::Stats;
+use crate::pipeline::Pipeline;
+use crate::pipeline::config::StageConfig;
+use crate::plugin::{LookupTables, Plugin, PluginKind, Runtime, RuntimeOptions, StageContext, Worker};
+use crate::sink::{KafkaSink, PostgresSink, RegistryClient, RowSchema};
+
+/// `weir run`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Pipeline files; each runs as its own pipeline in this process.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "WEIR_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    /// The schema registry's Confluent-compatible API.
+    #[arg(
+        long,
+        env = "WEIR_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081/apis/ccompat/v7"
+    )]
+    pub registry_url: String,
+    /// PostgreSQL: the sink's database, and where lookup queries run.
+    #[arg(
+        long,
+        env = "WEIR_DATABASE_URL",
+        default_value = "postgres://weir:weir@127.0.0.1:5432/weir"
+    )]
+    pub database_url: String,
+    /// Shards (threads running plugins) per pipeline; default: one per core.
+    #[arg(long, env = "WEIR_SHARDS")]
+    pub shards: Option<usize>,
+    /// Time between status lines (0 for none).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub status_every: Duration,
+}
+
+/// Runs every pipeline of `args` until `stop` is raised, then shuts them
+/// down cleanly: in-flight records are processed, written and committed.
+pub fn run(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    let mut pipelines = Vec::new();
+    for file in &args.files {
+        pipelines.push(crate::pipeline::load(file).map_err(|errors| anyhow::anyhow!("{errors}"))?);
+    }
+    let mut options = RuntimeOptions::from_env().map_err(anyhow::Error::msg)?;
+    if options.cache_dir.is_none() {
+        options.cache_dir = default_cache_dir();
+    }
+    let runtime = Arc::new(Runtime::with_options(options)
+        .map_err(|error| anyhow::anyhow!("cannot start the Wasm engine: {error:#}"))?);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    tokio.block_on(async {
+        let runs = pipelines
+            .into_iter()
+            .map(|pipeline| run_pipeline(pipeline, Arc::clone(&runtime), args, Arc::clone(stop)));
+        let results = futures::future::join_all(runs).await;
+        results.into_iter().collect::<anyhow::Result<Vec<()>>>().map(drop)
+    })
+}
+
+/// `$XDG_CACHE_HOME/weir/compiled`, or `~/.cache/weir/compiled`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("weir").join("compiled"))
+}
+
+/// One pipeline, from start to clean stop.
+async fn run_pipeline(
+    pipeline: Pipeline,
+    runtime: Arc<Runtime>,
+    args: &RunArgs,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let config = &pipeline.config;
+    let name = config.name.get_ref().clone();
+    let topic = config.source.topic.get_ref().clone();
+    let started = Instant::now();
+
+    // Plugins: compiled (or taken from the cache) and checked, in order.
+    let mut plugins = Vec::new();
+    for stage in &config.stages {
+        let path = pipeline.base_dir.join(stage.plugin.get_ref());
+        let runtime = Arc::clone(&runtime);
+        let stage_name = stage.name.get_ref().clone();
+        let plugin = tokio::task::spawn_blocking(move || runtime.load_file(&stage_name, &path))
+            .await?
+            .with_context(|| format!("pipeline `{name}`, stage `{}`", stage.name.get_ref()))?;
+        plugins.push(plugin);
+    }
+    check_shape(&name, &config.stages, &plugins)?;
+
+    let tables = lookups::load(&pipeline, &args.database_url)
+        .await
+        .with_context(|| format!("pipeline `{name}`"))?;
+    let contexts: Vec<Arc<StageContext>> = config
+        .stages
+        .iter()
+        .map(|stage| stage_context(&name, stage, &tables))
+        .collect::<anyhow::Result<_>>()?;
+
+    // The aggregator says what its rows look like; the sinks follow.
+    let aggregator = plugins.last().expect("a checked pipeline has stages");
+    let (schema, state_version) = {
+        let mut probe = Worker::new(Arc::clone(aggregator), Arc::clone(contexts.last().expect("stages")))?;
+        let schema = probe
+            .output_schema()
+            .map_err(|failure| anyhow::anyhow!("plugin `{}`: output-schema {failure}", aggregator.name))?;
+        let version = probe
+            .state_version()
+            .map_err(|failure| anyhow::anyhow!("plugin `{}`: state-version {failure}", aggregator.name))?;
+        let schema = RowSchema::parse(&schema)
+            .with_context(|| format!("plugin `{}` declares an output schema weir cannot use", aggregator.name))?;
+        (Arc::new(schema), version)
+    };
+
+    let partitions = source_partitions(&args.bootstrap, &topic).await?;
+    let dead_letter_topic = pipeline.dead_letter_topic();
+    let mut topics = vec![dead_letter_topic.clone()];
+    if let Some(kafka) = &config.sinks.kafka {
+        topics.push(kafka.topic.get_ref().clone());
+    }
+    ensure_topics(&args.bootstrap, &topics, partitions).await?;
+
+    let registry = RegistryClient::new(&args.registry_url);
+    let kafka = match &config.sinks.kafka {
+        Some(sink) => Some(
+            KafkaSink::connect(
+                &args.bootstrap,
+                &registry,
+                sink.topic.get_ref(),
+                sink.subject.as_deref(),
+                (*schema).clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let postgres = match &config.sinks.postgres {
+        Some(sink) => {
+            let postgres = PostgresSink::connect(
+                &args.database_url,
+                sink.table.get_ref(),
+                &sink.key_column,
+                (*schema).clone(),
+            )
+            .await?;
+            postgres.migrate().await?;
+            Some(postgres)
+        }
+        None => None,
+    };
+    let sinks = deliver::Sinks {
+        pipeline: name.clone(),
+        topic: topic.clone(),
+        kafka,
+        postgres,
+        dead_letters: dead_letter::DeadLetterWriter::new(
+            &args.bootstrap,
+            &name,
+            &topic,
+            &dead_letter_topic,
+        )
+        .map_err(anyhow::Error::msg)?,
+    };
+
+    // Shards, each with its own plugin instances.
+    let shards = args
+        .shards
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+        .clamp(1, partitions.max(1));
+    let stats = Arc::new(Stats::new(&name, shards));
+    let aggregator_config = config.stages.last().expect("stages");
+    let (flush_tx, flush_rx) = tokio::sync::mpsc::channel(shards * 2);
+    let mut shard_inputs = Vec::with_capacity(shards);
+    let mut threads = Vec::with_capacity(shards + 1);
+    for id in 0..shards {
+        let mut stages = Vec::with_capacity(plugins.len());
+        for (plugin, context) in plugins.iter().zip(&contexts) {
+            stages.push(Stage::new(plugin, Arc::clone(context))?);
+        }
+        let aggregator = stages.pop().expect("stages");
+        let chain = Chain::new(
+            stages,
+            aggregator,
+            aggregator_config.key_field.as_ref().map(|f| f.get_ref().clone()),
+            Arc::clone(&schema),
+        );
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        shard_inputs.push(tx);
+        let settings = shard::ShardSettings {
+            id,
+            flush_interval: config.batch.flush_interval,
+            idle_timeout: aggregator_config.idle_timeout,
+        };
+        let output = flush_tx.clone();
+        let stats = Arc::clone(&stats);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("weir-{name}-shard-{id}"))
+                .spawn(move || shard::run(chain, rx, output, settings, stats))?,
+        );
+    }
+    drop(flush_tx);
+
+    let consumer = Arc::new(consumer(&args.bootstrap, &pipeline)?);
+    consumer
+        .subscribe(&[&topic])
+        .with_context(|| format!("cannot subscribe to `{topic}`"))?;
+    let source_settings = source::SourceSettings {
+        max_records: usize::try_from(*config.batch.max_records.get_ref()).unwrap_or(usize::MAX),
+        max_wait: config.batch.max_wait,
+        format: config.source.format,
+        max_record_bytes: usize::try_from(config.source.max_record_bytes()).unwrap_or(usize::MAX),
+    };
+    {
+        let consumer = Arc::clone(&consumer);
+        let stop = Arc::clone(&stop);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("weir-{name}-source"))
+                .spawn(move || source::run(&consumer, shard_inputs, &source_settings, &stop))?,
+        );
+    }
+    tracing::info!(
+        pipeline = %name,
+        topic = %topic,
+        group = %pipeline.group(),
+        partitions,
+        shards,
+        stages = %config.stages.iter().map(|s| s.name.get_ref().as_str()).collect::<Vec<_>>().join(" -> "),
+        state_version,
+        dead_letters = %dead_letter_topic,
+        ready_in = ?started.elapsed(),
+        "Pipeline running."
+    );
+
+    let status = (!args.status_every.is_zero()).then(|| {
+        tokio::spawn(report_status(
+            name.clone(),
+            topic.clone(),
+            Arc::clone(&consumer),
+            Arc::clone(&stats),
+            args.status_every,
+        ))
+    });
+    let delivered = deliver::run(sinks, flush_rx, Arc::clone(&consumer), Arc::clone(&stats), stop).await;
+    if let Some(status) = status {
+        status.abort();
+    }
+    // Delivery ends when every shard has; the threads are finishing.
+    tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("A pipeline thread panicked.");
+            }
+        }
+    })
+    .await?;
+    let totals = stats.snapshot();
+    tracing::info!(
+        pipeline = %name,
+        received = totals.received,
+        aggregated = totals.aggregated,
+        dropped = totals.dropped,
+        dead_letters = totals.dead,
+        rows_written = totals.rows_written,
+        keys = totals.keys,
+        "Pipeline stopped."
+    );
+    delivered.map_err(|error| anyhow::anyhow!("pipeline `{name}`: {error}"))
+}
+
+/// Filters and transforms first, one aggregator last: weir's sinks write an
+/// aggregator's rows.
+fn check_shape(pipeline: &str, stages: &[StageConfig], plugins: &[Arc<Plugin>]) -> anyhow::Result<()> {
+    let last = plugins.len() - 1;
+    for (index, (stage, plugin)) in stages.iter().zip(plugins).enumerate() {
+        let name = stage.name.get_ref();
+        if index < last && plugin.kind == PluginKind::Aggregator {
+            bail!(
+                "pipeline `{pipeline}`: stage `{name}` is an aggregator but not the last stage; \
+                 an aggregator's rows go to the sinks, so it must come last"
+            );
+        }
+        if index == last && plugin.kind != PluginKind::Aggregator {
+            bail!(
+                "pipeline `{pipeline}`: the last stage `{name}` is a {} plugin; \
+                 the sinks write an aggregator's rows, so a pipeline ends with an aggregator",
+                plugin.kind.world()
+            );
+        }
+        if plugin.kind != PluginKind::Aggregator
+            && (stage.key_field.is_some() || stage.idle_timeout.is_some())
+        {
+            bail!(
+                "pipeline `{pipeline}`: stage `{name}` sets `key_field` or `idle_timeout`, \
+                 which only aggregators use; its plugin is a {}",
+                plugin.kind.world()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn stage_context(
+    pipeline: &str,
+    stage: &StageConfig,
+    tables: &lookups::Tables,
+) -> anyhow::Result<Arc<StageContext>> {
+    let mut lookups = LookupTables::default();
+    for table in &stage.lookups {
+        let name = table.get_ref();
+        let rows = tables.get(name).cloned().unwrap_or_default();
+        lookups.insert(name.clone(), rows);
+    }
+    Ok(Arc::new(StageContext {
+        pipeline: pipeline.to_owned(),
+        stage: stage.name.get_ref().clone(),
+        config_json: serde_json::to_string(&stage.config)
+            .with_context(|| format!("stage `{}`: its configuration", stage.name.get_ref()))?,
+        lookups: Arc::new(lookups),
+        limits: stage.limits.clone(),
+    }))
+}
+
+fn consumer(bootstrap: &str, pipeline: &Pipeline) -> anyhow::Result<BaseConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", pipeline.group())
+        .set("client.id", format!("weir-{}", pipeline.config.name.get_ref()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        // Prefetch at most 64 MiB: the bound on what waits in the client.
+        .set("queued.max.messages.kbytes", "65536")
+        .create()
+        .context("cannot create the Kafka consumer")
+}
+
+/// The source topic's partition count; a missing topic is an error.
+async fn source_partitions(bootstrap: &str, topic: &str) -> anyhow::Result<usize> {
+    let bootstrap = bootstrap.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let probe: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("allow.auto.create.topics", "false")
+            .create()
+            .context("cannot create a Kafka client")?;
+        let metadata = probe
+            .fetch_metadata(Some(&topic), Duration::from_secs(15))
+            .with_context(|| format!("cannot reach Kafka at {bootstrap}"))?;
+        let found = metadata.topics().iter().find(|t| t.name() == topic);
+        match found {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len()),
+            _ => bail!(
+                "the source topic `{topic}` does not exist on {bootstrap}; create it \
+                 (or start the producer) first"
+            ),
+        }
+    })
+    .await?
+}
+
+/// Creates the topics weir writes to when they are missing, with the source's partition count.
+async fn ensure_topics(bootstrap: &str, topics: &[String], partitions: usize) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("cannot create a Kafka admin client")?;
+    let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(-1)))
+        .collect();
+    let results = admin
+        .create_topics(&new, &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))))
+        .await
+        .context("cannot create the output topics")?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(topic = %topic, partitions, "Created topic."),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => bail!("cannot create topic `{topic}`: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// Logs a status line every `every`: rates, dead letters, keys and lag.
+async fn report_status(
+    pipeline: String,
+    topic: String,
+    consumer: Arc<BaseConsumer>,
+    stats: Arc<Stats>,
+    every: Duration,
+) {
+    let mut last = (Instant::now(), stats.snapshot());
+    loop {
+        tokio::time::sleep(every).await;
+        let now = stats.snapshot();
+        let seconds = last.0.elapsed().as_secs_f64().max(1e-9);
+        let committed = stats.committed();
+        let consumer = Arc::clone(&consumer);
+        let topic_name = topic.clone();
+        let lag = tokio::task::spawn_blocking(move || consumer_lag(&consumer, &topic_name, &committed))
+            .await
+            .ok()
+            .flatten();
+        tracing::info!(
+            pipeline = %pipeline,
+            in_per_s = ((now.received - last.1.received) as f64 / seconds).round(),
+            rows_per_s = ((now.rows_written - last.1.rows_written) as f64 / seconds).round(),
+            received = now.received,
+            dead_letters = now.dead,
+            keys = now.keys,
+            lag = lag.map_or_else(|| "unknown".to_owned(), |l| l.to_string()),
+            "Running."
+        );
+        last = (Instant::now(), now);
+    }
+}
+
+/// Records in the topic not yet committed by this pipeline.
+fn consumer_lag(
+    consumer: &BaseConsumer,
+    topic: &str,
+    committed: &std::collections::BTreeMap<i32, i64>,
+) -> Option<i64> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
+    let partitions = metadata.topics().first()?.partitions().len();
+    let mut lag = 0;
+    for partition in 0..i32::try_from(partitions).ok()? {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(5))
+            .ok()?;
+        let position = committed.get(&partition).copied().unwrap_or(low);
+        lag += (high - position).max(0);
+    }
+    Some(lag)
+}
+

@@ -1,0 +1,210 @@
+//! The Kafka source: one consumer in the pipeline's group, polled by one
+//! thread that checks each record (size, format), builds a batch per shard
+//! and hands it over when it is full or has waited long enough. Handing
+//! over blocks while a shard is busy, so a slow stage or sink slows reading
+//! down instead of filling memory: librdkafka's prefetch queue is bounded
+//! too (`queued.max.messages.kbytes`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::{BorrowedMessage, Headers};
+
+use super::dead_letter::DeadLetter;
+use super::shard::Chunk;
+use crate::pipeline::config::Format;
+use crate::plugin::{BatchBuilder, RecordRef};
+
+/// How the source checks and batches records.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// Records per batch at most.
+    pub max_records: usize,
+    /// How long a batch waits to fill.
+    pub max_wait: Duration,
+    /// How values are encoded.
+    pub format: Format,
+    /// Values larger than this are dead-lettered.
+    pub max_record_bytes: usize,
+}
+
+/// A batch being filled for one shard.
+#[derive(Default)]
+struct Open {
+    builder: BatchBuilder,
+    dead: Vec<DeadLetter>,
+    offsets: Vec<(i32, i64)>,
+    since: Option<Instant>,
+}
+
+impl Open {
+    fn records(&self) -> usize {
+        self.builder.len() + self.dead.len()
+    }
+
+    fn take(&mut self) -> Chunk {
+        let open = std::mem::take(self);
+        Chunk {
+            batch: open.builder.build(),
+            dead: open.dead,
+            offsets: open.offsets,
+        }
+    }
+}
+
+/// Polls `consumer` until `stop` is raised, feeding `shards`; then hands over
+/// what it holds and returns (dropping the senders tells the shards to finish).
+pub fn run(
+    consumer: &BaseConsumer,
+    shards: Vec<SyncSender<Chunk>>,
+    settings: &SourceSettings,
+    stop: &AtomicBool,
+) {
+    let mut open: Vec<Open> = shards.iter().map(|_| Open::default()).collect();
+    let mut last_error: Option<(String, Instant)> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let wait = open
+            .iter()
+            .filter_map(|o| o.since)
+            .map(|since| (since + settings.max_wait).saturating_duration_since(Instant::now()))
+            .min()
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_millis(100));
+        match consumer.poll(wait) {
+            Some(Ok(message)) => {
+                let shard = message.partition().unsigned_abs() as usize % shards.len();
+                let slot = &mut open[shard];
+                add(slot, &message, settings);
+                if slot.records() >= settings.max_records && !hand_over(&shards[shard], slot) {
+                    return;
+                }
+            }
+            Some(Err(error)) => {
+                // librdkafka retries by itself; say so once per kind of error and minute.
+                let text = error.to_string();
+                let repeat = last_error
+                    .as_ref()
+                    .is_some_and(|(last, at)| *last == text && at.elapsed() < Duration::from_secs(60));
+                if !repeat {
+                    tracing::warn!(error = %text, "Kafka consumer error; retrying.");
+                    last_error = Some((text, Instant::now()));
+                }
+            }
+            None => {}
+        }
+        for (shard, slot) in open.iter_mut().enumerate() {
+            if slot
+                .since
+                .is_some_and(|since| since.elapsed() >= settings.max_wait)
+                && !hand_over(&shards[shard], slot)
+            {
+                return;
+            }
+        }
+    }
+    for (shard, slot) in open.iter_mut().enumerate() {
+        if slot.records() > 0 && !hand_over(&shards[shard], slot) {
+            return;
+        }
+    }
+}
+
+/// Sends `slot`'s chunk; false when the shard has stopped.
+fn hand_over(shard: &SyncSender<Chunk>, slot: &mut Open) -> bool {
+    shard.send(slot.take()).is_ok()
+}
+
+/// Checks one record and adds it to the batch, or to the dead letters.
+fn add(slot: &mut Open, message: &BorrowedMessage<'_>, settings: &SourceSettings) {
+    let partition = message.partition();
+    let offset = message.offset();
+    let record = RecordRef {
+        key: message.key(),
+        value: message.payload().unwrap_or_default(),
+        timestamp: message.timestamp().to_millis().unwrap_or_default(),
+        partition,
+        offset,
+    };
+    slot.since.get_or_insert_with(Instant::now);
+    match slot.offsets.iter_mut().find(|(p, _)| *p == partition) {
+        Some(next) => next.1 = offset + 1,
+        None => slot.offsets.push((partition, offset + 1)),
+    }
+    if let Err((code, reason)) = check(record.value, settings) {
+        slot
+            .dead
+            .push(DeadLetter::malformed(record, "source", code, reason));
+        return;
+    }
+    slot.builder.push(record);
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            slot.builder.header(header.key, header.value.unwrap_or_default());
+        }
+    }
+}
+
+/// The source's own checks of a value.
+fn check(value: &[u8], settings: &SourceSettings) -> Result<(), (&'static str, String)> {
+    if value.len() > settings.max_record_bytes {
+        return Err((
+            "oversized",
+            format!(
+                "the value is {} bytes; the source takes at most {} (`max_record_bytes`)",
+                value.len(),
+                settings.max_record_bytes
+            ),
+        ));
+    }
+    match settings.format {
+        Format::Bytes => Ok(()),
+        Format::Json => {
+            if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                let what = if value.iter().all(u8::is_ascii_whitespace) {
+                    "the value is empty"
+                } else {
+                    "the value is not a JSON object"
+                };
+                return Err(("not-json", format!("{what}; the source's format is `json`")));
+            }
+            serde_json::from_slice::<serde::de::IgnoredAny>(value)
+                .map(drop)
+                .map_err(|error| ("not-json", format!("the value is not valid JSON: {error}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> SourceSettings {
+        SourceSettings {
+            max_records: 10,
+            max_wait: Duration::from_millis(10),
+            format: Format::Json,
+            max_record_bytes: 64,
+        }
+    }
+
+    #[test]
+    fn the_source_refuses_what_is_not_a_json_object_or_too_big() {
+        let settings = settings();
+        assert_eq!(check(br#" {"a": 1}"#, &settings), Ok(()));
+        let code = |value: &[u8]| check(value, &settings).unwrap_err();
+        assert_eq!(code(b"").1, "the value is empty; the source's format is `json`");
+        assert_eq!(code(b"[1, 2]").0, "not-json");
+        assert_eq!(code(b"42").0, "not-json");
+        assert_eq!(code(br#"{"a": "#).0, "not-json");
+        assert_eq!(code(b"{\"a\": \"\xff\"}").0, "not-json");
+        assert_eq!(code(&[b' '; 65]).0, "oversized");
+        let bytes = SourceSettings {
+            format: Format::Bytes,
+            ..settings
+        };
+        assert_eq!(check(b"\xff\x00", &bytes), Ok(()));
+    }
+}

@@ -1,0 +1,105 @@
+//! A running pipeline's counters: what its status line says and what the
+//! metrics export.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::chain::Tally;
+
+/// Counters of one pipeline, shared by its threads.
+#[derive(Debug)]
+pub struct Stats {
+    pipeline: String,
+    received: AtomicU64,
+    dropped: AtomicU64,
+    dead: AtomicU64,
+    aggregated: AtomicU64,
+    rows_written: AtomicU64,
+    evicted: AtomicU64,
+    keys: Vec<AtomicU64>,
+    committed: Mutex<BTreeMap<i32, i64>>,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Records read from the source.
+    pub received: u64,
+    /// Records dropped by a filter or a transform.
+    pub dropped: u64,
+    /// Records sent to the dead-letter topic.
+    pub dead: u64,
+    /// Records folded into state.
+    pub aggregated: u64,
+    /// Rows the sinks confirmed.
+    pub rows_written: u64,
+    /// Keys evicted for being idle.
+    pub evicted: u64,
+    /// Keys held now.
+    pub keys: u64,
+}
+
+impl Stats {
+    /// Counters for `pipeline` run by `shards` shards.
+    pub fn new(pipeline: &str, shards: usize) -> Self {
+        Self {
+            pipeline: pipeline.to_owned(),
+            received: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            dead: AtomicU64::new(0),
+            aggregated: AtomicU64::new(0),
+            rows_written: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            keys: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            committed: Mutex::default(),
+        }
+    }
+
+    pub(super) fn add_received(&self, records: u64) {
+        self.received.fetch_add(records, Relaxed);
+        metrics::counter!("weir_records_received_total", "pipeline" => self.pipeline.clone())
+            .increment(records);
+    }
+
+    pub(super) fn add_tally(&self, tally: Tally, source_dead: u64) {
+        self.dropped.fetch_add(tally.dropped, Relaxed);
+        self.dead.fetch_add(tally.dead + source_dead, Relaxed);
+        self.aggregated.fetch_add(tally.aggregated, Relaxed);
+    }
+
+    pub(super) fn add_rows_written(&self, rows: u64) {
+        self.rows_written.fetch_add(rows, Relaxed);
+    }
+
+    pub(super) fn add_evicted(&self, keys: u64) {
+        self.evicted.fetch_add(keys, Relaxed);
+    }
+
+    pub(super) fn set_keys(&self, shard: usize, keys: u64) {
+        self.keys[shard].store(keys, Relaxed);
+    }
+
+    pub(super) fn set_committed(&self, offsets: &BTreeMap<i32, i64>) {
+        let mut committed = self.committed.lock().expect("stats lock");
+        committed.extend(offsets);
+    }
+
+    /// The offsets committed so far, per partition.
+    pub fn committed(&self) -> BTreeMap<i32, i64> {
+        self.committed.lock().expect("stats lock").clone()
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            received: self.received.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            dead: self.dead.load(Relaxed),
+            aggregated: self.aggregated.load(Relaxed),
+            rows_written: self.rows_written.load(Relaxed),
+            evicted: self.evicted.load(Relaxed),
+            keys: self.keys.iter().map(|k| k.load(Relaxed)).sum(),
+        }
+    }
+}
