@@ -7,6 +7,8 @@
 
 #![deny(missing_docs)]
 
+pub mod pipeline;
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -117,9 +117,8 @@ impl Chain {
                                 next_origin.push(origin[index]);
                             }
                             Verdict::Drop => tally.dropped += 1,
-                            Verdict::Failed(failure) => dead.push(
-                                stage.fail(source.record(origin[index] as usize), failure),
-                            ),
+                            Verdict::Failed(failure) => dead
+                                .push(stage.fail(source.record(origin[index] as usize), failure)),
                         }
                     }
                 }
@@ -178,14 +177,14 @@ impl Chain {
         let mut ids: HashMap<(i32, Cow<'_, [u8]>), u32> = HashMap::new();
         let mut keys: Vec<(i32, Cow<'_, [u8]>)> = Vec::new();
         let mut order: Vec<(u32, u32)> = Vec::with_capacity(batch.records.len());
-        for index in 0..batch.records.len() {
+        for (index, &source_index) in origin.iter().enumerate() {
             let record = batch.record(index);
             state.observe(record.partition, record.timestamp);
             let key = match key_of(record, self.key_field.as_deref()) {
                 Ok(key) => key,
                 Err((code, reason)) => {
                     dead.push(DeadLetter::malformed(
-                        source.record(origin[index] as usize),
+                        source.record(source_index as usize),
                         &stage.name,
                         code,
                         reason,
@@ -193,10 +192,12 @@ impl Chain {
                     continue;
                 }
             };
-            let id = *ids.entry((record.partition, key.clone())).or_insert_with(|| {
-                keys.push((record.partition, key));
-                index_u32(keys.len() - 1)
-            });
+            let id = *ids
+                .entry((record.partition, key.clone()))
+                .or_insert_with(|| {
+                    keys.push((record.partition, key));
+                    index_u32(keys.len() - 1)
+                });
             order.push((id, index_u32(index)));
         }
         if order.is_empty() {
@@ -293,7 +294,9 @@ fn key_of<'a>(
                 Some(other) => {
                     return Err((
                         "wrong-key-type",
-                        format!("`{field}` keys the state, so it must be a string or a number, not {other}"),
+                        format!(
+                            "`{field}` keys the state, so it must be a string or a number, not {other}"
+                        ),
                     ));
                 }
             }

@@ -195,9 +195,8 @@ impl DeadLetterWriter {
             })
             .collect();
         for delivery in futures::future::join_all(deliveries).await {
-            delivery.map_err(|(error, _)| {
-                format!("dead-letter topic `{}`: {error}", self.topic)
-            })?;
+            delivery
+                .map_err(|(error, _)| format!("dead-letter topic `{}`: {error}", self.topic))?;
         }
         Ok(())
     }

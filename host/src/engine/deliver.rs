@@ -109,11 +109,7 @@ pub async fn run(
     Ok(())
 }
 
-async fn write_with_retries(
-    sinks: &Sinks,
-    flush: &Flush,
-    stop: &AtomicBool,
-) -> Result<(), String> {
+async fn write_with_retries(sinks: &Sinks, flush: &Flush, stop: &AtomicBool) -> Result<(), String> {
     let mut attempt: u32 = 0;
     let mut stopped_at: Option<Instant> = None;
     loop {
@@ -153,12 +149,7 @@ async fn write_with_retries(
 
 /// Commits `pending` (synchronously, off the async threads); what fails
 /// stays pending and goes with the next commit.
-async fn commit(
-    consumer: &Arc<BaseConsumer>,
-    topic: &str,
-    pending: &mut Pending,
-    stats: &Stats,
-) {
+async fn commit(consumer: &Arc<BaseConsumer>, topic: &str, pending: &mut Pending, stats: &Stats) {
     let mut list = TopicPartitionList::with_capacity(pending.0.len());
     for (&partition, &offset) in &pending.0 {
         if let Err(error) = list.add_partition_offset(topic, partition, Offset::Offset(offset)) {

@@ -78,19 +78,14 @@ pub async fn load(pipeline: &Pipeline, database_url: &str) -> anyhow::Result<Tab
 
 /// A JSON Lines file of objects (blank lines allowed).
 fn read_file(path: &Path) -> anyhow::Result<Vec<Map<String, Value>>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(number, line)| {
-            serde_json::from_str(line).with_context(|| {
-                format!(
-                    "{}:{}: not a JSON object",
-                    path.display(),
-                    number + 1
-                )
-            })
+            serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a JSON object", path.display(), number + 1))
         })
         .collect()
 }

@@ -40,7 +40,9 @@ use self::chain::{Chain, Stage};
 use self::stats::Stats;
 use crate::pipeline::Pipeline;
 use crate::pipeline::config::StageConfig;
-use crate::plugin::{LookupTables, Plugin, PluginKind, Runtime, RuntimeOptions, StageContext, Worker};
+use crate::plugin::{
+    LookupTables, Plugin, PluginKind, Runtime, RuntimeOptions, StageContext, Worker,
+};
 use crate::sink::{KafkaSink, PostgresSink, RegistryClient, RowSchema};
 
 /// `weir run`'s arguments.
@@ -85,8 +87,10 @@ pub fn run(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
     if options.cache_dir.is_none() {
         options.cache_dir = default_cache_dir();
     }
-    let runtime = Arc::new(Runtime::with_options(options)
-        .map_err(|error| anyhow::anyhow!("cannot start the Wasm engine: {error:#}"))?);
+    let runtime = Arc::new(
+        Runtime::with_options(options)
+            .map_err(|error| anyhow::anyhow!("cannot start the Wasm engine: {error:#}"))?,
+    );
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -97,7 +101,10 @@ pub fn run(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
             .into_iter()
             .map(|pipeline| run_pipeline(pipeline, Arc::clone(&runtime), args, Arc::clone(stop)));
         let results = futures::future::join_all(runs).await;
-        results.into_iter().collect::<anyhow::Result<Vec<()>>>().map(drop)
+        results
+            .into_iter()
+            .collect::<anyhow::Result<Vec<()>>>()
+            .map(drop)
     })
 }
 
@@ -146,15 +153,22 @@ async fn run_pipeline(
     // The aggregator says what its rows look like; the sinks follow.
     let aggregator = plugins.last().expect("a checked pipeline has stages");
     let (schema, state_version) = {
-        let mut probe = Worker::new(Arc::clone(aggregator), Arc::clone(contexts.last().expect("stages")))?;
-        let schema = probe
-            .output_schema()
-            .map_err(|failure| anyhow::anyhow!("plugin `{}`: output-schema {failure}", aggregator.name))?;
-        let version = probe
-            .state_version()
-            .map_err(|failure| anyhow::anyhow!("plugin `{}`: state-version {failure}", aggregator.name))?;
-        let schema = RowSchema::parse(&schema)
-            .with_context(|| format!("plugin `{}` declares an output schema weir cannot use", aggregator.name))?;
+        let mut probe = Worker::new(
+            Arc::clone(aggregator),
+            Arc::clone(contexts.last().expect("stages")),
+        )?;
+        let schema = probe.output_schema().map_err(|failure| {
+            anyhow::anyhow!("plugin `{}`: output-schema {failure}", aggregator.name)
+        })?;
+        let version = probe.state_version().map_err(|failure| {
+            anyhow::anyhow!("plugin `{}`: state-version {failure}", aggregator.name)
+        })?;
+        let schema = RowSchema::parse(&schema).with_context(|| {
+            format!(
+                "plugin `{}` declares an output schema weir cannot use",
+                aggregator.name
+            )
+        })?;
         (Arc::new(schema), version)
     };
 
@@ -227,7 +241,10 @@ async fn run_pipeline(
         let chain = Chain::new(
             stages,
             aggregator,
-            aggregator_config.key_field.as_ref().map(|f| f.get_ref().clone()),
+            aggregator_config
+                .key_field
+                .as_ref()
+                .map(|f| f.get_ref().clone()),
             Arc::clone(&schema),
         );
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
@@ -288,7 +305,14 @@ async fn run_pipeline(
             args.status_every,
         ))
     });
-    let delivered = deliver::run(sinks, flush_rx, Arc::clone(&consumer), Arc::clone(&stats), stop).await;
+    let delivered = deliver::run(
+        sinks,
+        flush_rx,
+        Arc::clone(&consumer),
+        Arc::clone(&stats),
+        stop,
+    )
+    .await;
     if let Some(status) = status {
         status.abort();
     }
@@ -317,7 +341,11 @@ async fn run_pipeline(
 
 /// Filters and transforms first, one aggregator last: weir's sinks write an
 /// aggregator's rows.
-fn check_shape(pipeline: &str, stages: &[StageConfig], plugins: &[Arc<Plugin>]) -> anyhow::Result<()> {
+fn check_shape(
+    pipeline: &str,
+    stages: &[StageConfig],
+    plugins: &[Arc<Plugin>],
+) -> anyhow::Result<()> {
     let last = plugins.len() - 1;
     for (index, (stage, plugin)) in stages.iter().zip(plugins).enumerate() {
         let name = stage.name.get_ref();
@@ -372,7 +400,10 @@ fn consumer(bootstrap: &str, pipeline: &Pipeline) -> anyhow::Result<BaseConsumer
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", pipeline.group())
-        .set("client.id", format!("weir-{}", pipeline.config.name.get_ref()))
+        .set(
+            "client.id",
+            format!("weir-{}", pipeline.config.name.get_ref()),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -397,7 +428,9 @@ async fn source_partitions(bootstrap: &str, topic: &str) -> anyhow::Result<usize
             .with_context(|| format!("cannot reach Kafka at {bootstrap}"))?;
         let found = metadata.topics().iter().find(|t| t.name() == topic);
         match found {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len()),
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                Ok(t.partitions().len())
+            }
             _ => bail!(
                 "the source topic `{topic}` does not exist on {bootstrap}; create it \
                  (or start the producer) first"
@@ -408,7 +441,11 @@ async fn source_partitions(bootstrap: &str, topic: &str) -> anyhow::Result<usize
 }
 
 /// Creates the topics weir writes to when they are missing, with the source's partition count.
-async fn ensure_topics(bootstrap: &str, topics: &[String], partitions: usize) -> anyhow::Result<()> {
+async fn ensure_topics(
+    bootstrap: &str,
+    topics: &[String],
+    partitions: usize,
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -419,7 +456,10 @@ async fn ensure_topics(bootstrap: &str, topics: &[String], partitions: usize) ->
         .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(-1)))
         .collect();
     let results = admin
-        .create_topics(&new, &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))))
+        .create_topics(
+            &new,
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))),
+        )
         .await
         .context("cannot create the output topics")?;
     for result in results {
@@ -441,17 +481,20 @@ async fn report_status(
     every: Duration,
 ) {
     let mut last = (Instant::now(), stats.snapshot());
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::time::sleep(every).await;
+        ticks.tick().await;
         let now = stats.snapshot();
         let seconds = last.0.elapsed().as_secs_f64().max(1e-9);
         let committed = stats.committed();
         let consumer = Arc::clone(&consumer);
         let topic_name = topic.clone();
-        let lag = tokio::task::spawn_blocking(move || consumer_lag(&consumer, &topic_name, &committed))
-            .await
-            .ok()
-            .flatten();
+        let lag =
+            tokio::task::spawn_blocking(move || consumer_lag(&consumer, &topic_name, &committed))
+                .await
+                .ok()
+                .flatten();
         tracing::info!(
             pipeline = %pipeline,
             in_per_s = ((now.received - last.1.received) as f64 / seconds).round(),
@@ -472,7 +515,9 @@ fn consumer_lag(
     topic: &str,
     committed: &std::collections::BTreeMap<i32, i64>,
 ) -> Option<i64> {
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .ok()?;
     let partitions = metadata.topics().first()?.partitions().len();
     let mut lag = 0;
     for partition in 0..i32::try_from(partitions).ok()? {
@@ -484,4 +529,3 @@ fn consumer_lag(
     }
     Some(lag)
 }
-

@@ -85,9 +85,9 @@ pub fn run(
             Some(Err(error)) => {
                 // librdkafka retries by itself; say so once per kind of error and minute.
                 let text = error.to_string();
-                let repeat = last_error
-                    .as_ref()
-                    .is_some_and(|(last, at)| *last == text && at.elapsed() < Duration::from_secs(60));
+                let repeat = last_error.as_ref().is_some_and(|(last, at)| {
+                    *last == text && at.elapsed() < Duration::from_secs(60)
+                });
                 if !repeat {
                     tracing::warn!(error = %text, "Kafka consumer error; retrying.");
                     last_error = Some((text, Instant::now()));
@@ -134,15 +134,15 @@ fn add(slot: &mut Open, message: &BorrowedMessage<'_>, settings: &SourceSettings
         None => slot.offsets.push((partition, offset + 1)),
     }
     if let Err((code, reason)) = check(record.value, settings) {
-        slot
-            .dead
+        slot.dead
             .push(DeadLetter::malformed(record, "source", code, reason));
         return;
     }
     slot.builder.push(record);
     if let Some(headers) = message.headers() {
         for header in headers.iter() {
-            slot.builder.header(header.key, header.value.unwrap_or_default());
+            slot.builder
+                .header(header.key, header.value.unwrap_or_default());
         }
     }
 }
@@ -195,7 +195,10 @@ mod tests {
         let settings = settings();
         assert_eq!(check(br#" {"a": 1}"#, &settings), Ok(()));
         let code = |value: &[u8]| check(value, &settings).unwrap_err();
-        assert_eq!(code(b"").1, "the value is empty; the source's format is `json`");
+        assert_eq!(
+            code(b"").1,
+            "the value is empty; the source's format is `json`"
+        );
         assert_eq!(code(b"[1, 2]").0, "not-json");
         assert_eq!(code(b"42").0, "not-json");
         assert_eq!(code(br#"{"a": "#).0, "not-json");

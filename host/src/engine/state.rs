@@ -151,7 +151,10 @@ mod tests {
         state.update(0, b"a", b"1".to_vec(), row(1), 10);
         state.update(0, b"a", b"2".to_vec(), row(2), 11);
         state.update(1, b"b", b"1".to_vec(), None, 12);
-        assert_eq!(state.take_changed(), vec![("a".into(), vec![Value::Long(2)])]);
+        assert_eq!(
+            state.take_changed(),
+            vec![("a".into(), vec![Value::Long(2)])]
+        );
         assert!(state.take_changed().is_empty(), "nothing changed since");
         assert_eq!(state.get(0, b"a"), Some(&b"2"[..]));
         assert_eq!(state.get(1, b"b"), Some(&b"1"[..]));
@@ -163,7 +166,11 @@ mod tests {
         let minute = 60_000;
         state.update(0, b"old", vec![], row(1), 0);
         state.update(0, b"new", vec![], row(2), 10 * minute);
-        assert_eq!(state.evict_idle(Duration::from_secs(300)), 0, "rows pending");
+        assert_eq!(
+            state.evict_idle(Duration::from_secs(300)),
+            0,
+            "rows pending"
+        );
         state.take_changed();
         assert_eq!(state.evict_idle(Duration::from_secs(300)), 1);
         assert_eq!(state.get(0, b"old"), None);

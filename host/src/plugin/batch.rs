@@ -115,8 +115,12 @@ impl BatchExt for Batch {
     fn headers_of(&self, index: usize) -> &[RecordHeader] {
         // Headers are in record order: the builder only appends them to
         // the record pushed last.
-        let start = self.headers.partition_point(|h| (h.record as usize) < index);
-        let end = self.headers.partition_point(|h| (h.record as usize) <= index);
+        let start = self
+            .headers
+            .partition_point(|h| (h.record as usize) < index);
+        let end = self
+            .headers
+            .partition_point(|h| (h.record as usize) <= index);
         &self.headers[start..end]
     }
 }

@@ -78,22 +78,36 @@ impl PostgresSink {
                 .iter()
                 .map(|c| format!("{} {}", quote_ident(&c.name), c.kind.postgres())),
         );
-        let mut statements = vec![format!(
+        sqlx::query(&format!(
             "CREATE TABLE IF NOT EXISTS {table} ({})",
             columns.join(", ")
-        )];
-        statements.extend(self.schema.columns.iter().map(|c| {
-            format!(
+        ))
+        .execute(&self.pool)
+        .await
+        .map_err(|source| self.error(source))?;
+        // Columns a newer plugin version added: only the missing ones, so a
+        // restart neither alters the table nor fills the log with notices.
+        let existing: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1",
+        )
+        .bind(&self.table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| self.error(source))?;
+        for column in &self.schema.columns {
+            if existing.contains(&column.name) {
+                continue;
+            }
+            sqlx::query(&format!(
                 "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {} {}",
-                quote_ident(&c.name),
-                c.kind.postgres()
-            )
-        }));
-        for statement in statements {
-            sqlx::query(&statement)
-                .execute(&self.pool)
-                .await
-                .map_err(|source| self.error(source))?;
+                quote_ident(&column.name),
+                column.kind.postgres()
+            ))
+            .execute(&self.pool)
+            .await
+            .map_err(|source| self.error(source))?;
+            tracing::info!(table = %self.table, column = %column.name, "Added a column.");
         }
         Ok(())
     }

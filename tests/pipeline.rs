@@ -1,0 +1,291 @@
+//! The stock pipeline end to end on the real stack: `weir generate` into
+//! Kafka, `weir run pipelines/demo.toml`, and the `sessions` table compared
+//! with an oracle computed in SQL from the raw events — every row, every
+//! column — and the dashboards' questions asked of both.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+use weir_tests::Stack;
+use weir_tests::pipeline::{Names, Running, create_topic, demo_pipeline, generate, wait_caught_up};
+
+/// Events in the oracle run.
+const EVENTS: u64 = 200_000;
+
+/// The catalog of seed 42 is what every pipeline test writes to the shared
+/// `users` and `products` tables, so tests running at once agree on it.
+const SEED: &str = "42";
+
+/// Loads the raw events into `table` (one JSON document per row, in file
+/// order, which is offset order within each session's partition).
+async fn load_raw(pool: &PgPool, table: &str, lines: &[String]) -> Result<()> {
+    sqlx::query(&format!(
+        "CREATE TABLE {table} (line BIGINT PRIMARY KEY, data JSONB NOT NULL)"
+    ))
+    .execute(pool)
+    .await?;
+    for (chunk_index, chunk) in lines.chunks(20_000).enumerate() {
+        sqlx::query(&format!(
+            "INSERT INTO {table} (line, data) \
+             SELECT $1 + ord, doc::jsonb FROM UNNEST($2::TEXT[]) WITH ORDINALITY AS t(doc, ord)"
+        ))
+        .bind((chunk_index * 20_000) as i64)
+        .bind(chunk)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// semantics.md §3 in SQL: one row per session, "newest" meaning the
+/// latest non-null value by offset.
+fn oracle_query(raw: &str) -> String {
+    let latest = |field: &str| {
+        format!(
+            "(array_agg(data->>'{field}' ORDER BY line DESC) \
+             FILTER (WHERE data->>'{field}' IS NOT NULL))[1]"
+        )
+    };
+    let count_of = |event: &str| format!("count(*) FILTER (WHERE data->>'event_type' = '{event}')");
+    format!(
+        "SELECT data->>'session_id' AS \"SESSION_ID\", {} AS \"USER_ID\", {} AS \"USER_SEGMENT\", \
+         {} AS \"SESSION_STATE\", count(*) AS \"EVENTS_COUNT\", {} AS \"PAGES_VIEWED\", \
+         {} AS \"PRODUCTS_VIEWED\", max((data->>'cart_item_count')::BIGINT) AS \"ITEMS_IN_CART\", \
+         max((data->>'cart_total')::DOUBLE PRECISION) AS \"CART_VALUE\", {} AS \"PURCHASE_COUNT\" \
+         FROM {raw} GROUP BY data->>'session_id'",
+        latest("user_id"),
+        latest("user_segment"),
+        latest("session_state"),
+        count_of("page_view"),
+        count_of("product_viewed"),
+        count_of("purchase"),
+    )
+}
+
+const COLUMNS: &str = "\"SESSION_ID\", \"USER_ID\", \"USER_SEGMENT\", \"SESSION_STATE\", \
+    \"EVENTS_COUNT\", \"PAGES_VIEWED\", \"PRODUCTS_VIEWED\", \"ITEMS_IN_CART\", \"CART_VALUE\", \
+    \"PURCHASE_COUNT\"";
+
+/// Rows in one table and not the other (both ways), as text, at most 10.
+async fn differences(pool: &PgPool, left: &str, right: &str) -> Result<(i64, Vec<String>)> {
+    let query = format!(
+        "WITH l AS (SELECT {COLUMNS} FROM {left}), r AS (SELECT {COLUMNS} FROM {right}), \
+         d AS ((SELECT 'only in {left}' AS side, * FROM (SELECT * FROM l EXCEPT ALL SELECT * FROM r) a) \
+               UNION ALL (SELECT 'only in {right}', * FROM (SELECT * FROM r EXCEPT ALL SELECT * FROM l) b)) \
+         SELECT (SELECT count(*) FROM d), d::text FROM d ORDER BY 2 LIMIT 10"
+    );
+    let rows = sqlx::query(&query).fetch_all(pool).await?;
+    let count = rows.first().map_or(Ok(0), |row| row.try_get(0))?;
+    let samples = rows
+        .iter()
+        .map(|row| row.try_get::<String, _>(1))
+        .collect::<Result<_, _>>()?;
+    Ok((count, samples))
+}
+
+/// The questions of the reference dashboards (semantics.md §4), over a
+/// table of session rows. Each returns one text value, so results compare
+/// exactly.
+fn dashboard_questions(table: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "total sessions",
+            format!("SELECT count(*)::text FROM {table}"),
+        ),
+        (
+            "total events",
+            format!("SELECT sum(\"EVENTS_COUNT\")::text FROM {table}"),
+        ),
+        (
+            "total purchases",
+            format!("SELECT sum(\"PURCHASE_COUNT\")::text FROM {table}"),
+        ),
+        (
+            "average events per session",
+            format!("SELECT round(avg(\"EVENTS_COUNT\"), 6)::text FROM {table}"),
+        ),
+        (
+            "conversion rate %",
+            format!(
+                "SELECT round(100.0 * count(*) FILTER (WHERE \"PURCHASE_COUNT\" > 0) / count(*), 6)::text FROM {table}"
+            ),
+        ),
+        (
+            "sessions by state",
+            format!(
+                "SELECT string_agg(s || '=' || n, ',' ORDER BY s) FROM \
+                 (SELECT coalesce(\"SESSION_STATE\", '?') s, count(*) n FROM {table} GROUP BY 1) x"
+            ),
+        ),
+        (
+            "sessions by segment",
+            format!(
+                "SELECT string_agg(s || '=' || n, ',' ORDER BY s) FROM \
+                 (SELECT coalesce(\"USER_SEGMENT\", '?') s, count(*) n FROM {table} GROUP BY 1) x"
+            ),
+        ),
+        (
+            "events by segment",
+            format!(
+                "SELECT string_agg(s || '=' || n, ',' ORDER BY s) FROM \
+                 (SELECT coalesce(\"USER_SEGMENT\", '?') s, sum(\"EVENTS_COUNT\") n FROM {table} GROUP BY 1) x"
+            ),
+        ),
+        (
+            "funnel: sessions, with a cart, purchased",
+            format!(
+                "SELECT count(*) || ',' || count(*) FILTER (WHERE \"CART_VALUE\" IS NOT NULL) || ',' || \
+                 count(*) FILTER (WHERE \"PURCHASE_COUNT\" > 0) FROM {table}"
+            ),
+        ),
+        (
+            "cart abandonment rate %",
+            format!(
+                "SELECT round(100.0 * count(*) FILTER (WHERE \"CART_VALUE\" IS NOT NULL AND \"PURCHASE_COUNT\" = 0) \
+                 / nullif(count(*) FILTER (WHERE \"CART_VALUE\" IS NOT NULL), 0), 6)::text FROM {table}"
+            ),
+        ),
+        (
+            "revenue vs abandoned cart value",
+            format!(
+                "SELECT round(sum(\"CART_VALUE\") FILTER (WHERE \"PURCHASE_COUNT\" > 0)::numeric, 2) || ',' || \
+                 round(sum(\"CART_VALUE\") FILTER (WHERE \"PURCHASE_COUNT\" = 0)::numeric, 2) FROM {table}"
+            ),
+        ),
+        (
+            "average order value",
+            format!(
+                "SELECT round((sum(\"CART_VALUE\") FILTER (WHERE \"PURCHASE_COUNT\" > 0) / \
+                 nullif(sum(\"PURCHASE_COUNT\"), 0))::numeric, 4)::text FROM {table}"
+            ),
+        ),
+        (
+            "top sessions by cart value",
+            format!(
+                "SELECT string_agg(\"SESSION_ID\" || ':' || \"CART_VALUE\", ',') FROM \
+                 (SELECT \"SESSION_ID\", \"CART_VALUE\" FROM {table} WHERE \"CART_VALUE\" IS NOT NULL \
+                  ORDER BY \"CART_VALUE\" DESC, \"SESSION_ID\" LIMIT 10) x"
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
+    let stack = Stack::from_env();
+    let names = Names::fresh("oracle");
+    let dir = std::env::temp_dir().join(&names.pipeline);
+    std::fs::create_dir_all(&dir)?;
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(create_topic(&stack, &names.events, 4))?;
+
+    // The same seed twice: once into Kafka, once into a file for the oracle.
+    let count = EVENTS.to_string();
+    let common = [
+        "--rate",
+        "0",
+        "--seed",
+        SEED,
+        "--sessions",
+        "200",
+        "--count",
+        &count,
+    ];
+    let file = dir.join("events.jsonl");
+    let produced = Instant::now();
+    let counts = generate(
+        &stack,
+        &[&common[..], &["--topic", &names.events, "--write-catalog"]].concat(),
+    )?;
+    let produced = produced.elapsed();
+    generate(
+        &stack,
+        &[&common[..], &["--output", &file.display().to_string()]].concat(),
+    )?;
+    ensure!(counts.events == EVENTS);
+
+    let pipeline = demo_pipeline(&dir, &names, "")?;
+    let started = Instant::now();
+    let running = Running::start(&stack, &pipeline)?;
+    let caught_up = wait_caught_up(
+        &stack,
+        &names.group(),
+        &names.events,
+        &running,
+        Duration::from_secs(600),
+    )?;
+    running.stop()?;
+    println!(
+        "demo pipeline: {EVENTS} events produced in {produced:.1?}, processed and committed \
+         {caught_up:.1?} after start ({:.1?} including start-up)",
+        started.elapsed()
+    );
+
+    tokio.block_on(async {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&stack.database_url)
+            .await?;
+        let lines: Vec<String> = std::fs::read_to_string(&file)?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        ensure!(lines.len() as u64 == EVENTS);
+        let raw = format!("{}_raw", names.table);
+        let oracle = format!("{}_oracle", names.table);
+        load_raw(&pool, &raw, &lines).await?;
+        sqlx::query(&format!("CREATE TABLE {oracle} AS {}", oracle_query(&raw)))
+            .execute(&pool)
+            .await?;
+
+        let sessions: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", names.table))
+            .fetch_one(&pool)
+            .await?;
+        let expected: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {oracle}"))
+            .fetch_one(&pool)
+            .await?;
+        ensure!(expected as u64 == counts.sessions, "the oracle sees every session");
+        let (different, samples) = differences(&pool, &names.table, &oracle).await?;
+        ensure!(
+            different == 0,
+            "{different} rows differ between `{}` and the oracle; first ones:\n{}",
+            names.table,
+            samples.join("\n")
+        );
+        println!("sessions table: {sessions} rows, every column equal to the SQL oracle");
+
+        // The dashboards' questions, over weir's table and the oracle's.
+        for (question, query) in dashboard_questions(&names.table) {
+            let over_oracle = query.replace(&names.table, &oracle);
+            let weir: Option<String> = sqlx::query_scalar(&query).fetch_one(&pool).await?;
+            let truth: Option<String> = sqlx::query_scalar(&over_oracle).fetch_one(&pool).await?;
+            ensure!(weir == truth, "{question}: weir says {weir:?}, the oracle {truth:?}");
+            let shown = weir.unwrap_or_default();
+            let shown = if shown.len() > 70 { format!("{}…", &shown[..70]) } else { shown };
+            println!("  {question}: {shown}");
+        }
+        // The raw events answer the simplest questions without any aggregate.
+        let raw_totals: String = sqlx::query_scalar(&format!(
+            "SELECT count(*) || ',' || count(*) FILTER (WHERE data->>'event_type' = 'purchase') \
+             || ',' || count(DISTINCT data->>'session_id') FROM {raw}"
+        ))
+        .fetch_one(&pool)
+        .await?;
+        let table_totals: String = sqlx::query_scalar(&format!(
+            "SELECT sum(\"EVENTS_COUNT\") || ',' || sum(\"PURCHASE_COUNT\") || ',' || count(*) FROM {}",
+            names.table
+        ))
+        .fetch_one(&pool)
+        .await
+        .context("totals")?;
+        ensure!(raw_totals == table_totals, "events, purchases, sessions: raw {raw_totals}, table {table_totals}");
+        for table in [&raw, &oracle] {
+            sqlx::query(&format!("DROP TABLE {table}")).execute(&pool).await?;
+        }
+        Ok(())
+    })?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! Running a real pipeline in a test: topics made for it, the demo pipeline
+//! file rewritten to the test's own names, `weir run` (the library entry of
+//! the command) on a thread, and waiting until its committed offsets reach
+//! the end of the input.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weir::engine::RunArgs;
+use weir::generate::GenerateArgs;
+
+use crate::{Stack, manifest_dir, unique};
+
+/// The names one test's pipeline uses, all fresh.
+#[derive(Debug, Clone)]
+pub struct Names {
+    /// The pipeline (and so its group `weir-<name>` and dead-letter topic `<name>.dlq`).
+    pub pipeline: String,
+    /// The input topic.
+    pub events: String,
+    /// The Avro output topic.
+    pub avro: String,
+    /// The PostgreSQL table.
+    pub table: String,
+}
+
+impl Names {
+    /// Fresh names starting with `prefix`.
+    pub fn fresh(prefix: &str) -> Self {
+        let id = unique(prefix).replace('_', "-");
+        let pipeline = id.to_lowercase();
+        let table = pipeline.replace('-', "_");
+        Self {
+            events: format!("{pipeline}.events"),
+            avro: format!("{table}_avro"),
+            pipeline,
+            table,
+        }
+    }
+
+    /// The consumer group.
+    pub fn group(&self) -> String {
+        format!("weir-{}", self.pipeline)
+    }
+
+    /// The dead-letter topic.
+    pub fn dead_letters(&self) -> String {
+        format!("{}.dlq", self.pipeline)
+    }
+}
+
+/// Writes `pipelines/demo.toml` with `names` into `dir` (plugin paths made
+/// absolute), plus `extra` appended to its `[source]` table; returns the file.
+pub fn demo_pipeline(dir: &Path, names: &Names, source_extra: &str) -> Result<PathBuf> {
+    let root = manifest_dir().join("..");
+    let demo = std::fs::read_to_string(root.join("pipelines/demo.toml"))?;
+    let plugins = std::env::var_os("WEIR_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("plugins/target/wasm32-wasip2/release"));
+    let mut text = String::new();
+    for line in demo.lines() {
+        let line = match line.trim() {
+            "name = \"demo\"" => format!("name = \"{}\"", names.pipeline),
+            "topic = \"ecommerce.events\"" => {
+                format!("topic = \"{}\"\n{source_extra}", names.events)
+            }
+            "topic = \"session_stats_avro\"" => format!("topic = \"{}\"", names.avro),
+            "table = \"sessions\"" => format!("table = \"{}\"", names.table),
+            trimmed
+                if trimmed.starts_with("plugin = \"../plugins/target/wasm32-wasip2/release/") =>
+            {
+                let file = trimmed
+                    .rsplit('/')
+                    .next()
+                    .expect("a path")
+                    .trim_end_matches('"');
+                format!("plugin = \"{}\"", plugins.join(file).display())
+            }
+            _ => line.to_owned(),
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let path = dir.join(format!("{}.toml", names.pipeline));
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub async fn create_topic(stack: &Stack, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .create()?;
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await?;
+    for result in results {
+        result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// `weir generate` with `args` (the command's own options) against the stack.
+pub fn generate(stack: &Stack, args: &[&str]) -> Result<weir::generate::Counts> {
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        generate: GenerateArgs,
+    }
+    let mut argv = vec![
+        "generate",
+        "--bootstrap",
+        &stack.bootstrap,
+        "--database-url",
+        &stack.database_url,
+    ];
+    argv.extend_from_slice(args);
+    let args = Command::try_parse_from(argv)?.generate;
+    Ok(weir::generate::run(
+        &args,
+        &Arc::new(AtomicBool::new(false)),
+    )?)
+}
+
+/// A pipeline running on its own thread, as `weir run FILE` runs it.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<()>>,
+}
+
+impl Running {
+    /// Starts `weir run file` against the stack.
+    pub fn start(stack: &Stack, file: &Path) -> Result<Self> {
+        #[derive(Parser)]
+        struct Command {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let args = Command::try_parse_from([
+            "run",
+            "--bootstrap",
+            &stack.bootstrap,
+            "--registry-url",
+            &stack.registry_url,
+            "--database-url",
+            &stack.database_url,
+            "--status-every",
+            "5s",
+            &file.display().to_string(),
+        ])?
+        .run;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || weir::engine::run(&args, &stop))
+        };
+        Ok(Self { stop, thread })
+    }
+
+    /// True while the pipeline runs.
+    pub fn is_running(&self) -> bool {
+        !self.thread.is_finished()
+    }
+
+    /// Stops it the way Ctrl-C does and waits: its result.
+    pub fn stop(self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?
+    }
+}
+
+/// Waits until `group` has committed the end of every partition of `topic`
+/// (all records processed and in the sinks), failing after `timeout` or if
+/// `running` stops first.
+pub fn wait_caught_up(
+    stack: &Stack,
+    group: &str,
+    topic: &str,
+    running: &Running,
+    timeout: Duration,
+) -> Result<Duration> {
+    let started = Instant::now();
+    // A client of the group that never subscribes only reads its offsets.
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .set("group.id", group)
+        .create()?;
+    let metadata = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .context("no such topic")?
+        .partitions()
+        .len();
+    let mut ends = Vec::with_capacity(partitions);
+    for partition in 0..partitions as i32 {
+        ends.push(
+            reader
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))?
+                .1,
+        );
+    }
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions as i32 {
+        list.add_partition(topic, partition);
+    }
+    loop {
+        if !running.is_running() {
+            bail!("the pipeline stopped before it caught up");
+        }
+        let committed = reader.committed_offsets(list.clone(), Duration::from_secs(10))?;
+        let caught_up = (0..partitions).all(|p| {
+            let offset = committed
+                .find_partition(topic, p as i32)
+                .map(|e| e.offset());
+            ends[p] == 0 || offset == Some(Offset::Offset(ends[p]))
+        });
+        if caught_up {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "the pipeline did not catch up within {timeout:?}: committed {committed:?}, ends {ends:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
