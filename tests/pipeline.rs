@@ -289,3 +289,311 @@ fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// A malformed message: its key (or `None`), its value, and where and why
+/// it must be dead-lettered.
+struct Bad {
+    key: Option<String>,
+    value: Vec<u8>,
+    stage: &'static str,
+    kind: &'static str,
+    code: &'static str,
+}
+
+fn bad(
+    key: Option<&str>,
+    value: impl Into<Vec<u8>>,
+    stage: &'static str,
+    kind: &'static str,
+    code: &'static str,
+) -> Bad {
+    Bad {
+        key: key.map(str::to_owned),
+        value: value.into(),
+        stage,
+        kind,
+        code,
+    }
+}
+
+#[test]
+fn malformed_messages_go_to_the_dead_letter_topic_and_the_rest_goes_on() -> Result<()> {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let stack = Stack::from_env();
+    let names = Names::fresh("badinput");
+    let dir = std::env::temp_dir().join(&names.pipeline);
+    std::fs::create_dir_all(&dir)?;
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(create_topic(&stack, &names.events, 2))?;
+    let file = dir.join("events.jsonl");
+    generate(
+        &stack,
+        &[
+            "--rate",
+            "0",
+            "--seed",
+            SEED,
+            "--sessions",
+            "20",
+            "--count",
+            "3000",
+            "--write-catalog",
+            "--output",
+            &file.display().to_string(),
+        ],
+    )?;
+    let valid: Vec<serde_json::Value> = std::fs::read_to_string(&file)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let real_session = valid[0]["session_id"]
+        .as_str()
+        .context("session_id")?
+        .to_owned();
+    let no_key_event = serde_json::json!({"session_id": "sess_nokey", "event_type": "page_view", "user_id": "user_00001"});
+
+    let bads = vec![
+        bad(
+            Some("bad-1"),
+            "hello, weir",
+            "source",
+            "malformed",
+            "not-json",
+        ),
+        bad(
+            Some("bad-2"),
+            "[1, 2, 3]",
+            "source",
+            "malformed",
+            "not-json",
+        ),
+        bad(Some("bad-3"), "", "source", "malformed", "not-json"),
+        bad(
+            Some("bad-4"),
+            r#"{"session_id": "sess_bad4", "event_type": "pa"#,
+            "source",
+            "malformed",
+            "not-json",
+        ),
+        bad(
+            Some("bad-5"),
+            &b"{\"session_id\": \"sess_bad5\", \"user_id\": \"\xff\xfe\"}"[..],
+            "source",
+            "malformed",
+            "not-json",
+        ),
+        bad(
+            Some("bad-6"),
+            format!(
+                r#"{{"session_id": "sess_bad6", "pad": "{}"}}"#,
+                "x".repeat(10_000)
+            ),
+            "source",
+            "malformed",
+            "oversized",
+        ),
+        bad(
+            Some("bad-7"),
+            r#"{"event_type": "page_view", "user_id": "user_00001"}"#,
+            "field-filter",
+            "rejected",
+            "predicate-failed",
+        ),
+        bad(
+            Some("bad-8"),
+            r#"{"session_id": "sess_bad8", "event_type": "teleport"}"#,
+            "field-filter",
+            "rejected",
+            "predicate-failed",
+        ),
+        // Among a real session's events: the rest of that session still counts.
+        bad(
+            Some(&real_session),
+            format!(
+                r#"{{"session_id": "{real_session}", "event_type": "add_to_cart", "cart_total": "lots"}}"#
+            ),
+            "session-stats",
+            "rejected",
+            "malformed-json",
+        ),
+        bad(
+            Some(&real_session),
+            format!(
+                r#"{{"session_id": "{real_session}", "event_type": "add_to_cart", "cart_item_count": 2.5}}"#
+            ),
+            "session-stats",
+            "rejected",
+            "malformed-json",
+        ),
+        bad(
+            None,
+            no_key_event.to_string(),
+            "session-stats",
+            "malformed",
+            "missing-key",
+        ),
+    ];
+
+    // Valid events keyed by session, a bad one every 250.
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .set("enable.idempotence", "true")
+        .create()?;
+    let mut bad_iter = bads.iter();
+    for (index, event) in valid.iter().enumerate() {
+        if index % 250 == 100
+            && let Some(bad) = bad_iter.next()
+        {
+            let mut record = BaseRecord::<str, [u8]>::to(&names.events).payload(&bad.value);
+            if let Some(key) = &bad.key {
+                record = record.key(key.as_str());
+            }
+            producer.send(record).map_err(|(error, _)| error)?;
+        }
+        let value = event.to_string();
+        let key = event["session_id"].as_str().context("session_id")?;
+        producer
+            .send(BaseRecord::to(&names.events).key(key).payload(&value))
+            .map_err(|(error, _)| error)?;
+    }
+    ensure!(bad_iter.next().is_none(), "every bad message was sent");
+    producer.flush(Duration::from_secs(30))?;
+
+    let pipeline = demo_pipeline(&dir, &names, "max_record_bytes = 4096")?;
+    let running = Running::start(&stack, &pipeline)?;
+    wait_caught_up(
+        &stack,
+        &names.group(),
+        &names.events,
+        &running,
+        Duration::from_secs(300),
+    )?;
+    running.stop()?;
+
+    // Every bad message is in the dead-letter topic, as it was sent, saying why.
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .set("group.id", weir_tests::unique("dlq_reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    reader.subscribe(&[&names.dead_letters()])?;
+    let mut letters = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while letters.len() < bads.len() && Instant::now() < deadline {
+        if let Some(message) = reader.poll(Duration::from_millis(500)) {
+            let message = message?;
+            let mut headers = std::collections::HashMap::new();
+            if let Some(list) = message.headers() {
+                for header in list.iter() {
+                    headers.insert(
+                        header.key.to_owned(),
+                        String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                    );
+                }
+            }
+            letters.push((
+                message
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned()),
+                message.payload().unwrap_or_default().to_vec(),
+                headers,
+            ));
+        }
+    }
+    // Nothing more than the bad ones arrives.
+    let extra = reader.poll(Duration::from_secs(2)).is_some();
+    ensure!(
+        !extra,
+        "the dead-letter topic holds more than the malformed messages"
+    );
+    ensure!(
+        letters.len() == bads.len(),
+        "{} of {} dead letters arrived",
+        letters.len(),
+        bads.len()
+    );
+    for bad in &bads {
+        let found = letters
+            .iter()
+            .find(|(key, value, _)| *key == bad.key && *value == bad.value)
+            .with_context(|| {
+                format!(
+                    "no dead letter for {:?}",
+                    String::from_utf8_lossy(&bad.value)
+                )
+            })?;
+        let headers = &found.2;
+        let header = |name: &str| headers.get(name).map(String::as_str);
+        ensure!(
+            header("weir.error.stage") == Some(bad.stage),
+            "stage of {:?}: {headers:?}",
+            bad.key
+        );
+        ensure!(
+            header("weir.error.kind") == Some(bad.kind),
+            "kind of {:?}: {headers:?}",
+            bad.key
+        );
+        ensure!(
+            header("weir.error.code") == Some(bad.code),
+            "code of {:?}: {headers:?}",
+            bad.key
+        );
+        ensure!(header("weir.source.topic") == Some(names.events.as_str()));
+        ensure!(header("weir.pipeline") == Some(names.pipeline.as_str()));
+        ensure!(header("weir.source.offset").is_some_and(|o| o.parse::<i64>().is_ok()));
+        ensure!(header("weir.error.reason").is_some_and(|r| !r.is_empty()));
+        if bad.stage != "source" && bad.kind != "malformed" {
+            ensure!(header("weir.error.plugin-version").is_some_and(|v| v.starts_with("sha256:")));
+        }
+        println!(
+            "  dead letter: stage {:<13} {:<9} {:<16} {}",
+            bad.stage,
+            bad.kind,
+            bad.code,
+            header("weir.error.reason")
+                .unwrap_or_default()
+                .chars()
+                .take(90)
+                .collect::<String>()
+        );
+    }
+
+    // The valid events are all in the table, and the totals add up.
+    tokio.block_on(async {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&stack.database_url)
+            .await?;
+        let (sessions, events): (i64, i64) = sqlx::query_as(&format!(
+            "SELECT count(*), sum(\"EVENTS_COUNT\")::BIGINT FROM {}",
+            names.table
+        ))
+        .fetch_one(&pool)
+        .await?;
+        let expected_sessions = valid
+            .iter()
+            .filter_map(|e| e["session_id"].as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        ensure!(
+            events as usize == valid.len(),
+            "{events} events counted, {} valid sent",
+            valid.len()
+        );
+        ensure!(sessions as usize == expected_sessions);
+        println!(
+            "{} messages: {} valid events in {sessions} sessions, {} dead letters",
+            valid.len() + bads.len(),
+            events,
+            letters.len()
+        );
+        Ok::<_, anyhow::Error>(())
+    })?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

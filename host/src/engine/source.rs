@@ -170,7 +170,14 @@ fn check(value: &[u8], settings: &SourceSettings) -> Result<(), (&'static str, S
                 };
                 return Err(("not-json", format!("{what}; the source's format is `json`")));
             }
-            serde_json::from_slice::<serde::de::IgnoredAny>(value)
+            // Skipping over strings does not check their UTF-8, so check it first.
+            let text = std::str::from_utf8(value).map_err(|error| {
+                (
+                    "not-json",
+                    format!("the value is not UTF-8, so not JSON: {error}"),
+                )
+            })?;
+            serde_json::from_str::<serde::de::IgnoredAny>(text)
                 .map(drop)
                 .map_err(|error| ("not-json", format!("the value is not valid JSON: {error}")))
         }

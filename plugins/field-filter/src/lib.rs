@@ -108,6 +108,39 @@ impl Predicate {
     }
 }
 
+impl Predicate {
+    /// Why a record fails this predicate, in words (the failure path only).
+    fn failure(&self, top: &HashMap<&str, &RawValue>) -> String {
+        let field = self.path.join(".");
+        let value = lookup(top, &self.path).ok().flatten().filter(|v| !v.is_null());
+        let shown = |value: &Json| {
+            let text = value.to_string();
+            if text.len() > 60 {
+                format!("{}…", text.chars().take(60).collect::<String>())
+            } else {
+                text
+            }
+        };
+        match (&self.test, &value) {
+            (Test::Present(true), _) => format!("field `{field}` is missing; it must be present"),
+            (Test::Present(false), Some(value)) => {
+                format!("field `{field}` is {}; it must be absent", shown(value))
+            }
+            (_, None) => format!("field `{field}` is missing"),
+            (Test::Equals(expected), Some(value)) => format!(
+                "field `{field}` is {}; it must equal {}",
+                shown(value),
+                shown(expected)
+            ),
+            (Test::OneOf(allowed), Some(value)) => format!(
+                "field `{field}` is {}, which is not one of the {} allowed values",
+                shown(value),
+                allowed.len()
+            ),
+        }
+    }
+}
+
 /// The value at `path`, parsed only along the way (siblings stay raw).
 fn lookup(
     top: &HashMap<&str, &RawValue>,
@@ -168,7 +201,7 @@ impl Filter for FieldFilter {
                 Ok(false) => {
                     return Decision::Reject(plugin_error(
                         "predicate-failed",
-                        format!("field `{}` fails its test", predicate.path.join(".")),
+                        predicate.failure(&top),
                     ));
                 }
                 Err(error) => {
