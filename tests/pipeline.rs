@@ -281,6 +281,38 @@ fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
         .await
         .context("totals")?;
         ensure!(raw_totals == table_totals, "events, purchases, sessions: raw {raw_totals}, table {table_totals}");
+        // The Avro topic, read by confluent-kafka's deserializer through the registry.
+        let oracle_rows: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT \"SESSION_ID\", row_to_json(o)::text FROM {oracle} o"
+        ))
+        .fetch_all(&pool)
+        .await?;
+        let avro = read_avro_with_python(&stack, &names.avro, oracle_rows.len())?;
+        let rows = avro["rows"].as_object().context("rows")?;
+        ensure!(rows.len() == oracle_rows.len(), "{} keys in the Avro topic, {} sessions", rows.len(), oracle_rows.len());
+        ensure!(avro["schema_ids"].as_array().is_some_and(|ids| ids.len() == 1), "one schema id: {}", avro["schema_ids"]);
+        for (session, expected) in &oracle_rows {
+            let expected: serde_json::Value = serde_json::from_str(expected)?;
+            let got = rows.get(session).with_context(|| format!("{session} is not in the Avro topic"))?;
+            for (column, want) in expected.as_object().context("a row")? {
+                if column == "SESSION_ID" {
+                    continue;
+                }
+                let have = &got[column];
+                let same = match (want.as_f64(), have.as_f64()) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => want == have,
+                };
+                ensure!(same, "{session}.{column}: Avro {have}, oracle {want}");
+            }
+        }
+        println!(
+            "Avro topic `{}`: {} keys decoded by confluent-kafka through the registry (schema id {}), latest values equal to the oracle",
+            names.avro,
+            rows.len(),
+            avro["schema_ids"][0]
+        );
+
         for table in [&raw, &oracle] {
             sqlx::query(&format!("DROP TABLE {table}")).execute(&pool).await?;
         }
@@ -288,6 +320,30 @@ fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
     })?;
     std::fs::remove_dir_all(&dir)?;
     Ok(())
+}
+
+/// Runs `tests/python/read_avro.py` (confluent-kafka) on `topic`: its JSON answer.
+fn read_avro_with_python(stack: &Stack, topic: &str, keys: usize) -> Result<serde_json::Value> {
+    let python = std::env::var("WEIR_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = weir_tests::manifest_dir().join("python/read_avro.py");
+    let output = std::process::Command::new(&python)
+        .arg(&script)
+        .args([
+            &stack.bootstrap,
+            &stack.registry_url,
+            topic,
+            &keys.to_string(),
+        ])
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    ensure!(
+        output.status.success(),
+        "{} failed ({}): {}\n(`cargo xtask test` installs confluent-kafka and sets WEIR_PYTHON)",
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
 }
 
 /// A malformed message: its key (or `None`), its value, and where and why

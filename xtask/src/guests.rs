@@ -51,6 +51,28 @@ pub fn build_python(
     if is_fresh(out, &[source, wit])? {
         return Ok(());
     }
+    let python = python_with(&source.join("requirements.txt"), cache)?;
+    let venv = python
+        .parent()
+        .and_then(Path::parent)
+        .expect("the venv's python is in <venv>/bin");
+    run(
+        Command::new(venv.join("bin/componentize-py"))
+            .arg("--wit-path")
+            .arg(wit)
+            .args(["--world", world, "componentize", "app", "--python-path"])
+            .arg(source)
+            .arg("--output")
+            .arg(out),
+        &format!("building {} with componentize-py", source.display()),
+    )?;
+    println!("built {}", out.display());
+    Ok(())
+}
+
+/// The project's Python (a virtual environment in the cache) with the
+/// packages of `requirements` installed; returns its interpreter.
+pub fn python_with(requirements: &Path, cache: &Path) -> Result<PathBuf> {
     let venv = cache.join("python");
     let python = venv.join("bin/python");
     if !python.is_file() {
@@ -73,21 +95,10 @@ pub fn build_python(
                 "--disable-pip-version-check",
                 "-r",
             ])
-            .arg(source.join("requirements.txt")),
-        "installing componentize-py with pip",
+            .arg(requirements),
+        &format!("installing {} with pip", requirements.display()),
     )?;
-    run(
-        Command::new(venv.join("bin/componentize-py"))
-            .arg("--wit-path")
-            .arg(wit)
-            .args(["--world", world, "componentize", "app", "--python-path"])
-            .arg(source)
-            .arg("--output")
-            .arg(out),
-        &format!("building {} with componentize-py", source.display()),
-    )?;
-    println!("built {}", out.display());
-    Ok(())
+    Ok(python)
 }
 
 /// True when `out` exists and is newer than every file under `inputs`

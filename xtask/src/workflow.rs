@@ -65,6 +65,13 @@ fn run_checks(stack: &Stack) -> Result<()> {
             stack.cache(),
         )
     })?;
+    // Tests read weir's output with other clients too (confluent-kafka's Avro reader).
+    let python = step("test clients", || {
+        guests::python_with(
+            &stack.repo().join("tests/python/requirements.txt"),
+            stack.cache(),
+        )
+    })?;
     step("lints", || {
         let clippy = [
             "clippy",
@@ -81,16 +88,17 @@ fn run_checks(stack: &Stack) -> Result<()> {
     // `--show-output` keeps what passing tests print: the broker's version,
     // the registry's schema id, measured figures.
     step("tests", || {
-        cargo(
+        cargo_with(
             &["test", "--workspace", "--locked", "--", "--show-output"],
             stack,
             None,
+            &[("WEIR_PYTHON", python.as_os_str())],
         )
     })?;
     Ok(())
 }
 
-fn step(name: &str, run: impl FnOnce() -> Result<()>) -> Result<()> {
+fn step<T>(name: &str, run: impl FnOnce() -> Result<T>) -> Result<T> {
     println!("==> {name}");
     let started = Instant::now();
     let result = run();
@@ -102,12 +110,23 @@ fn step(name: &str, run: impl FnOnce() -> Result<()>) -> Result<()> {
 /// plugin folder in the environment, in `dir` (the plugins workspace has its
 /// own `.cargo/config.toml`, which cargo finds from the working folder).
 fn cargo(args: &[&str], stack: &Stack, dir: Option<&Path>) -> Result<()> {
+    cargo_with(args, stack, dir, &[])
+}
+
+/// [`cargo`] with more environment variables.
+fn cargo_with(
+    args: &[&str],
+    stack: &Stack,
+    dir: Option<&Path>,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .args(args)
         .envs(stack.env())
-        .env("WEIR_PLUGIN_DIR", plugin_dir(stack));
+        .env("WEIR_PLUGIN_DIR", plugin_dir(stack))
+        .envs(env.iter().copied());
     if let Some(dir) = dir {
         command.current_dir(dir);
     }

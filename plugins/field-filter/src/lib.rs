@@ -112,7 +112,10 @@ impl Predicate {
     /// Why a record fails this predicate, in words (the failure path only).
     fn failure(&self, top: &HashMap<&str, &RawValue>) -> String {
         let field = self.path.join(".");
-        let value = lookup(top, &self.path).ok().flatten().filter(|v| !v.is_null());
+        let value = lookup(top, &self.path)
+            .ok()
+            .flatten()
+            .filter(|v| !v.is_null());
         let shown = |value: &Json| {
             let text = value.to_string();
             if text.len() > 60 {

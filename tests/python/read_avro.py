@@ -1,0 +1,62 @@
+"""Reads an Avro topic the way a downstream consumer of weir does: with
+confluent-kafka's consumer and its Schema Registry Avro deserializer (the
+schema fetched by the id each message carries). Prints one JSON object:
+the latest value of every key.
+
+    python read_avro.py BOOTSTRAP REGISTRY_URL TOPIC EXPECTED_KEYS
+"""
+
+import json
+import sys
+import time
+import uuid
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+
+def main() -> None:
+    bootstrap, registry_url, topic, expected = sys.argv[1:5]
+    registry = SchemaRegistryClient({"url": registry_url})
+    deserialize = AvroDeserializer(registry)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"avro-reader-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    # Read up to the end offsets as they are now.
+    metadata = consumer.list_topics(topic, timeout=30)
+    partitions = sorted(metadata.topics[topic].partitions)
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    latest = {}
+    schema_ids = set()
+    done = {p for p, end in ends.items() if end == 0}
+    deadline = time.monotonic() + 300
+    while len(done) < len(partitions):
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out: read {len(latest)} keys, partitions done {sorted(done)}")
+        message = consumer.poll(1.0)
+        if message is None:
+            continue
+        if message.error():
+            sys.exit(f"consumer error: {message.error()}")
+        value = message.value()
+        schema_ids.add(int.from_bytes(value[1:5], "big"))
+        row = deserialize(value, SerializationContext(topic, MessageField.VALUE))
+        latest[message.key().decode("utf-8")] = row
+        if message.offset() + 1 >= ends[message.partition()]:
+            done.add(message.partition())
+    consumer.close()
+    if len(latest) != int(expected):
+        print(f"note: {len(latest)} keys read, {expected} expected", file=sys.stderr)
+    json.dump({"schema_ids": sorted(schema_ids), "rows": latest}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
