@@ -5,8 +5,10 @@
 //! - [`stack`]: the local stack (Kafka, schema registry, PostgreSQL) started
 //!   from Maven Central artifacts and the machine's PostgreSQL binaries, no Docker.
 //! - [`workflow`]: the two commands a new user runs, `demo` and `test`.
+//! - [`demo`]: the stock pipeline end to end with a live summary.
 //! - [`guests`]: building the plugins written in JavaScript and Python.
 
+mod demo;
 mod guests;
 mod stack;
 mod workflow;
@@ -31,7 +33,7 @@ enum Command {
         action: StackAction,
     },
     /// Run the stock demo end to end, starting the local stack first.
-    Demo,
+    Demo(demo::DemoArgs),
     /// Run every check and test, starting the local stack first.
     Test {
         /// Stop the local stack when the tests are done (CI does this).
@@ -70,7 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             StackAction::Down => stack.down(),
             StackAction::Status => stack.print_status(),
         },
-        Command::Demo => workflow::demo(&stack),
+        Command::Demo(args) => demo::run(&stack, &args),
         Command::Test { stop_stack } => workflow::test(&stack, stop_stack),
     }
 }

@@ -1,4 +1,4 @@
-//! The two commands of the README: `cargo xtask demo` and `cargo xtask test`.
+//! `cargo xtask test`: every check and test of the README's second command.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,20 +8,6 @@ use anyhow::{Result, bail};
 
 use crate::guests;
 use crate::stack::Stack;
-
-/// Brings up the stack the demo runs on and shows where everything is.
-///
-/// The stock pipeline (generator, plugins, sinks) is not built yet; until it
-/// is, the demo is the stack itself, ready for it.
-pub fn demo(stack: &Stack) -> Result<()> {
-    stack.up()?;
-    println!();
-    println!("The stack is up. Stop it with `cargo xtask stack down`.");
-    for (name, value) in stack.env() {
-        println!("  {name}={value}");
-    }
-    Ok(())
-}
 
 /// Every check and test: formatting, lints, then the test suites against the
 /// real stack (started first, left running unless `stop_stack`).

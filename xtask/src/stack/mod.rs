@@ -12,6 +12,8 @@ mod process;
 mod registry;
 mod tools;
 
+pub use postgres::psql;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -220,6 +220,11 @@ impl Service for Postgres {
     }
 }
 
+/// `psql`, for the demo's summary.
+pub fn psql() -> Result<PathBuf> {
+    Ok(bin_dir()?.join("psql"))
+}
+
 /// PostgreSQL's server programs: `$WEIR_PG_BIN`, else Debian's
 /// `/usr/lib/postgresql/<major>/bin`, version 15 first, else the newest.
 fn bin_dir() -> Result<PathBuf> {
