@@ -183,18 +183,44 @@ impl Running {
     }
 }
 
-/// Waits until `group` has committed the end of every partition of `topic`
-/// (all records processed and in the sinks), failing after `timeout` or if
-/// `running` stops first.
-pub fn wait_caught_up(
-    stack: &Stack,
-    group: &str,
-    topic: &str,
-    running: &Running,
-    timeout: Duration,
-) -> Result<Duration> {
-    let started = Instant::now();
-    // A client of the group that never subscribes only reads its offsets.
+/// Something that runs a pipeline: a thread here, or a `weir run` process.
+pub trait Alive {
+    /// True while it runs.
+    fn alive(&mut self) -> bool;
+}
+
+impl Alive for Running {
+    fn alive(&mut self) -> bool {
+        self.is_running()
+    }
+}
+
+impl Alive for std::process::Child {
+    fn alive(&mut self) -> bool {
+        matches!(self.try_wait(), Ok(None))
+    }
+}
+
+/// The `weir` binary cargo built beside this test (`cargo test --workspace`
+/// builds it: the host's own tests need it).
+pub fn weir_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("tests run from <target>/<profile>/deps")?;
+    let weir = dir.join("weir");
+    if !weir.is_file() {
+        bail!(
+            "{} is missing: build it with `cargo build -p weir`",
+            weir.display()
+        );
+    }
+    Ok(weir)
+}
+
+/// The group's committed offsets of `topic`'s partitions, and their end offsets.
+pub fn progress(stack: &Stack, group: &str, topic: &str) -> Result<(Vec<Option<i64>>, Vec<i64>)> {
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &stack.bootstrap)
         .set("group.id", group)
@@ -205,30 +231,49 @@ pub fn wait_caught_up(
         .first()
         .context("no such topic")?
         .partitions()
-        .len();
-    let mut ends = Vec::with_capacity(partitions);
-    for partition in 0..partitions as i32 {
+        .len() as i32;
+    let mut list = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
         ends.push(
             reader
                 .fetch_watermarks(topic, partition, Duration::from_secs(10))?
                 .1,
         );
     }
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions as i32 {
-        list.add_partition(topic, partition);
-    }
+    let committed = reader.committed_offsets(list, Duration::from_secs(10))?;
+    let committed = (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(offset)) => Some(offset),
+                _ => None,
+            },
+        )
+        .collect();
+    Ok((committed, ends))
+}
+
+/// Waits until `group` has committed the end of every partition of `topic`
+/// (all records processed and in the sinks), failing after `timeout` or if
+/// `running` stops first.
+pub fn wait_caught_up(
+    stack: &Stack,
+    group: &str,
+    topic: &str,
+    running: &mut impl Alive,
+    timeout: Duration,
+) -> Result<Duration> {
+    let started = Instant::now();
     loop {
-        if !running.is_running() {
+        if !running.alive() {
             bail!("the pipeline stopped before it caught up");
         }
-        let committed = reader.committed_offsets(list.clone(), Duration::from_secs(10))?;
-        let caught_up = (0..partitions).all(|p| {
-            let offset = committed
-                .find_partition(topic, p as i32)
-                .map(|e| e.offset());
-            ends[p] == 0 || offset == Some(Offset::Offset(ends[p]))
-        });
+        let (committed, ends) = progress(stack, group, topic)?;
+        let caught_up = ends
+            .iter()
+            .zip(&committed)
+            .all(|(&end, &done)| end == 0 || done == Some(end));
         if caught_up {
             return Ok(started.elapsed());
         }
