@@ -3,9 +3,12 @@
 //!
 //! - [`plugins`]: the stock plugins through the Wasm runtime against the same
 //!   code compiled natively, per batch size, and the boundary's own cost.
+//! - [`pipeline`]: the demo pipeline end to end on the local stack: its
+//!   throughput beside a plain consumer's, and freshness at half load.
 //! - [`events`]: the e-commerce event stream the benchmarks run on.
 
 mod events;
+mod pipeline;
 mod plugins;
 
 use clap::{Parser, Subcommand};
@@ -22,10 +25,13 @@ struct Cli {
 enum Command {
     /// Stock plugins: Wasm against native, per batch size; boundary cost.
     Plugins(plugins::Args),
+    /// The demo pipeline end to end: throughput, the consume limit, freshness.
+    Pipeline(pipeline::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Plugins(args) => plugins::run(&args),
+        Command::Pipeline(args) => pipeline::run(&args),
     }
 }

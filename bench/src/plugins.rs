@@ -180,11 +180,10 @@ pub fn run(args: &Args) -> Result<()> {
                     for batch in &guest_batches {
                         let mut out = Vec::new();
                         for record in sdk::batch::records(batch) {
-                            let (event, _) = native_enrich
-                                .enrich(record.value, &native_lookup)
+                            native_enrich
+                                .enrich(record.value, &native_lookup, &mut out)
                                 .map_err(plugin_error)
                                 .expect("the benchmark stream is valid");
-                            serde_json::to_writer(&mut out, &event).expect("serialises");
                         }
                         black_box(out);
                     }

@@ -1,5 +1,5 @@
-//! Delivery: the one task that writes flushes to the sinks, in the order
-//! the shards made them, and commits their offsets only once every sink
+//! Delivery: a task per shard that writes the shard's flushes to the sinks,
+//! in the order it made them, and commits their offsets only once every sink
 //! (and the dead-letter topic) has confirmed. A sink that fails is retried
 //! with backoff; while it does, the shards block on their next flush and the
 //! source on the shards, so memory stays bounded.
@@ -75,7 +75,7 @@ struct Pending(BTreeMap<i32, i64>);
 /// Delivers flushes until every shard has finished. Fails only when the
 /// sinks stay unreachable past a stop.
 pub async fn run(
-    sinks: Sinks,
+    sinks: Arc<Sinks>,
     mut flushes: Receiver<Flush>,
     consumer: Arc<BaseConsumer>,
     stats: Arc<Stats>,
@@ -83,7 +83,9 @@ pub async fn run(
 ) -> Result<(), String> {
     let mut pending = Pending::default();
     while let Some(flush) = flushes.recv().await {
+        let started = Instant::now();
         write_with_retries(&sinks, &flush, &stop).await?;
+        let written = started.elapsed();
         stats.add_rows_written(flush.rows.len() as u64);
         for letter in &flush.dead {
             metrics::counter!(
@@ -98,7 +100,17 @@ pub async fn run(
             let slot = pending.0.entry(partition).or_insert(offset);
             *slot = (*slot).max(offset);
         }
-        commit(&consumer, &sinks.topic, &mut pending, &stats).await;
+        commit(&consumer, &sinks.topic, &mut pending).await;
+        tracing::debug!(
+            pipeline = %sinks.pipeline,
+            rows = flush.rows.len(),
+            dead_letters = flush.dead.len(),
+            written = ?written,
+            committed = ?started.elapsed(),
+            "Flush delivered."
+        );
+        metrics::histogram!("weir_flush_seconds", "pipeline" => sinks.pipeline.clone())
+            .record(started.elapsed().as_secs_f64());
     }
     if !pending.0.is_empty() {
         return Err(format!(
@@ -149,7 +161,7 @@ async fn write_with_retries(sinks: &Sinks, flush: &Flush, stop: &AtomicBool) -> 
 
 /// Commits `pending` (synchronously, off the async threads); what fails
 /// stays pending and goes with the next commit.
-async fn commit(consumer: &Arc<BaseConsumer>, topic: &str, pending: &mut Pending, stats: &Stats) {
+async fn commit(consumer: &Arc<BaseConsumer>, topic: &str, pending: &mut Pending) {
     let mut list = TopicPartitionList::with_capacity(pending.0.len());
     for (&partition, &offset) in &pending.0 {
         if let Err(error) = list.add_partition_offset(topic, partition, Offset::Offset(offset)) {
@@ -162,10 +174,7 @@ async fn commit(consumer: &Arc<BaseConsumer>, topic: &str, pending: &mut Pending
         .map_err(|error| error.to_string())
         .and_then(|result| result.map_err(|error| error.to_string()));
     match result {
-        Ok(()) => {
-            stats.set_committed(&pending.0);
-            pending.0.clear();
-        }
+        Ok(()) => pending.0.clear(),
         Err(error) => tracing::warn!(
             %error,
             "Committing offsets failed; they go with the next commit."

@@ -7,8 +7,9 @@
 //! - [`shard`]: threads that each own some partitions, their plugin
 //!   instances ([`chain`]) and those partitions' keyed [`state`], and that
 //!   hand changed rows to delivery every flush interval;
-//! - [`deliver`]: the task that writes rows to the sinks and dead letters
-//!   ([`dead_letter`]) to their topic, then commits the offsets they cover;
+//! - [`deliver`]: per shard, the task that writes its rows to the sinks and
+//!   dead letters ([`dead_letter`]) to their topic, then commits the offsets
+//!   they cover;
 //! - [`lookups`]: reference data loaded at start; [`stats`]: counters and
 //!   the status line.
 //!
@@ -229,7 +230,8 @@ async fn run_pipeline(
         .clamp(1, partitions.max(1));
     let stats = Arc::new(Stats::new(&name, shards));
     let aggregator_config = config.stages.last().expect("stages");
-    let (flush_tx, flush_rx) = tokio::sync::mpsc::channel(shards * 2);
+    let sinks = Arc::new(sinks);
+    let mut deliveries = Vec::with_capacity(shards);
     let mut shard_inputs = Vec::with_capacity(shards);
     let mut threads = Vec::with_capacity(shards + 1);
     for id in 0..shards {
@@ -254,7 +256,10 @@ async fn run_pipeline(
             flush_interval: config.batch.flush_interval,
             idle_timeout: aggregator_config.idle_timeout,
         };
-        let output = flush_tx.clone();
+        // Each shard has its own delivery: its flushes stay in order, and one
+        // shard's writes never wait behind another's.
+        let (output, flushes) = tokio::sync::mpsc::channel(2);
+        deliveries.push(flushes);
         let stats = Arc::clone(&stats);
         threads.push(
             std::thread::Builder::new()
@@ -262,7 +267,6 @@ async fn run_pipeline(
                 .spawn(move || shard::run(chain, rx, output, settings, stats))?,
         );
     }
-    drop(flush_tx);
 
     let consumer = Arc::new(consumer(&args.bootstrap, &pipeline)?);
     consumer
@@ -305,14 +309,18 @@ async fn run_pipeline(
             args.status_every,
         ))
     });
-    let delivered = deliver::run(
-        sinks,
-        flush_rx,
-        Arc::clone(&consumer),
-        Arc::clone(&stats),
-        stop,
-    )
-    .await;
+    let delivered = futures::future::join_all(deliveries.into_iter().map(|flushes| {
+        deliver::run(
+            Arc::clone(&sinks),
+            flushes,
+            Arc::clone(&consumer),
+            Arc::clone(&stats),
+            Arc::clone(&stop),
+        )
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<()>, String>>();
     if let Some(status) = status {
         status.abort();
     }
@@ -336,7 +344,9 @@ async fn run_pipeline(
         keys = totals.keys,
         "Pipeline stopped."
     );
-    delivered.map_err(|error| anyhow::anyhow!("pipeline `{name}`: {error}"))
+    delivered
+        .map(drop)
+        .map_err(|error| anyhow::anyhow!("pipeline `{name}`: {error}"))
 }
 
 /// Filters and transforms first, one aggregator last: weir's sinks write an
@@ -487,14 +497,12 @@ async fn report_status(
         ticks.tick().await;
         let now = stats.snapshot();
         let seconds = last.0.elapsed().as_secs_f64().max(1e-9);
-        let committed = stats.committed();
         let consumer = Arc::clone(&consumer);
         let topic_name = topic.clone();
-        let lag =
-            tokio::task::spawn_blocking(move || consumer_lag(&consumer, &topic_name, &committed))
-                .await
-                .ok()
-                .flatten();
+        let lag = tokio::task::spawn_blocking(move || consumer_lag(&consumer, &topic_name))
+            .await
+            .ok()
+            .flatten();
         tracing::info!(
             pipeline = %pipeline,
             in_per_s = ((now.received - last.1.received) as f64 / seconds).round(),
@@ -509,22 +517,28 @@ async fn report_status(
     }
 }
 
-/// Records in the topic not yet committed by this pipeline.
-fn consumer_lag(
-    consumer: &BaseConsumer,
-    topic: &str,
-    committed: &std::collections::BTreeMap<i32, i64>,
-) -> Option<i64> {
+/// Records in the topic not yet committed by this pipeline's group.
+fn consumer_lag(consumer: &BaseConsumer, topic: &str) -> Option<i64> {
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(5))
         .ok()?;
-    let partitions = metadata.topics().first()?.partitions().len();
+    let partitions = i32::try_from(metadata.topics().first()?.partitions().len()).ok()?;
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(5))
+        .ok()?;
     let mut lag = 0;
-    for partition in 0..i32::try_from(partitions).ok()? {
+    for partition in 0..partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, Duration::from_secs(5))
             .ok()?;
-        let position = committed.get(&partition).copied().unwrap_or(low);
+        let position = match committed.find_partition(topic, partition)?.offset() {
+            rdkafka::Offset::Offset(offset) => offset,
+            _ => low,
+        };
         lag += (high - position).max(0);
     }
     Some(lag)

@@ -1,8 +1,6 @@
 //! A running pipeline's counters: what its status line says and what the
 //! metrics export.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::chain::Tally;
@@ -18,7 +16,6 @@ pub struct Stats {
     rows_written: AtomicU64,
     evicted: AtomicU64,
     keys: Vec<AtomicU64>,
-    committed: Mutex<BTreeMap<i32, i64>>,
 }
 
 /// A copy of the counters at one moment.
@@ -52,7 +49,6 @@ impl Stats {
             rows_written: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             keys: (0..shards).map(|_| AtomicU64::new(0)).collect(),
-            committed: Mutex::default(),
         }
     }
 
@@ -78,16 +74,6 @@ impl Stats {
 
     pub(super) fn set_keys(&self, shard: usize, keys: u64) {
         self.keys[shard].store(keys, Relaxed);
-    }
-
-    pub(super) fn set_committed(&self, offsets: &BTreeMap<i32, i64>) {
-        let mut committed = self.committed.lock().expect("stats lock");
-        committed.extend(offsets);
-    }
-
-    /// The offsets committed so far, per partition.
-    pub fn committed(&self) -> BTreeMap<i32, i64> {
-        self.committed.lock().expect("stats lock").clone()
     }
 
     /// The counters now.

@@ -20,9 +20,13 @@
 //! count in the `lookup_misses` metric. A value that is not a JSON object is
 //! rejected.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use weir_plugin_sdk::{
     Config, Emitter, PluginError, Record, Transform, export_transform, host, plugin_error,
@@ -63,46 +67,177 @@ impl Lookup for HostLookup {
     }
 }
 
+/// The fields one row adds: `(event field, value as JSON text)`.
+type Added = Arc<[(String, String)]>;
+
 pub struct CatalogEnrich {
     rules: Vec<Rule>,
+    /// Per rule and key, the fields a row adds, as `(field, JSON text)`:
+    /// lookup tables are read-only, so each row is fetched and parsed once.
+    cache: Mutex<HashMap<(usize, String), Option<Added>>>,
+}
+
+/// Rows cached before the cache starts over (bounds a plugin's memory when
+/// a table is large).
+const CACHE_ROWS: usize = 200_000;
+
+/// An event's top-level fields, values left unparsed.
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(24));
+                while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+impl Fields<'_> {
+    fn get(&self, name: &str) -> Option<&RawValue> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| *value)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|value| value.get() != "null")
+    }
 }
 
 impl CatalogEnrich {
-    /// Enriches one JSON event: returns it with the looked-up fields, and how
-    /// many lookups missed.
+    /// Enriches one JSON event, appending the result to `out`; returns how
+    /// many lookups missed. The event's bytes are kept as they are and the
+    /// looked-up fields appended before its closing brace, so nothing is
+    /// parsed beyond the top level.
     pub fn enrich(
         &self,
         value: &[u8],
         lookup: &impl Lookup,
-    ) -> Result<(Map<String, Json>, u64), PluginError> {
+        out: &mut Vec<u8>,
+    ) -> Result<u64, PluginError> {
+        let malformed = |error: serde_json::Error| {
+            plugin_error(
+                "malformed-json",
+                format!("value is not a JSON object: {error}"),
+            )
+        };
+        let fields: Fields<'_> = serde_json::from_slice(value).map_err(malformed)?;
+        let mut misses = 0;
+        let mut added: Vec<(usize, Added)> = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            let Some(raw) = fields.get(&rule.key_field) else {
+                continue;
+            };
+            let key = match serde_json::from_str::<Json>(raw.get()) {
+                Ok(Json::String(key)) => key,
+                Ok(Json::Number(key)) => key.to_string(),
+                _ => continue,
+            };
+            match self.row(index, rule, key, lookup) {
+                Some(row) => added.push((index, row)),
+                None => misses += 1,
+            }
+        }
+        if added.iter().any(|(index, _)| self.rules[*index].overwrite) {
+            return self.enrich_rewriting(value, &added, out).map(|()| misses);
+        }
+        let end = value
+            .iter()
+            .rposition(|&b| b == b'}')
+            .expect("a parsed JSON object ends with `}`");
+        out.extend_from_slice(&value[..end]);
+        let mut empty = fields.0.is_empty();
+        let mut written: Vec<&str> = Vec::new();
+        for (_, row) in &added {
+            for (field, json) in row.iter() {
+                if fields.has(field) || written.contains(&field.as_str()) {
+                    continue;
+                }
+                if !empty {
+                    out.push(b',');
+                }
+                empty = false;
+                serde_json::to_writer(&mut *out, field).expect("a string serialises");
+                out.push(b':');
+                out.extend_from_slice(json.as_bytes());
+                written.push(field);
+            }
+        }
+        out.extend_from_slice(&value[end..]);
+        Ok(misses)
+    }
+
+    /// The fields `rule` adds for `key`, from the cache or the table.
+    fn row(
+        &self,
+        index: usize,
+        rule: &Rule,
+        key: String,
+        lookup: &impl Lookup,
+    ) -> Option<Added> {
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(found) = cache.get(&(index, key.clone())) {
+            return found.clone();
+        }
+        let fields = lookup.row(&rule.table, &key).map(|row| {
+            rule.fields
+                .iter()
+                .filter_map(|(target, column)| {
+                    let value = row.get(column)?;
+                    Some((target.clone(), value.to_string()))
+                })
+                .collect::<Vec<_>>()
+                .into()
+        });
+        if cache.len() >= CACHE_ROWS {
+            cache.clear();
+        }
+        cache.insert((index, key), fields.clone());
+        fields
+    }
+
+    /// The slow path, for rules that replace fields the event has: parse the
+    /// whole event, set the fields, write it again.
+    fn enrich_rewriting(
+        &self,
+        value: &[u8],
+        added: &[(usize, Added)],
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError> {
         let mut event: Map<String, Json> = serde_json::from_slice(value).map_err(|error| {
             plugin_error(
                 "malformed-json",
                 format!("value is not a JSON object: {error}"),
             )
         })?;
-        let mut misses = 0;
-        for rule in &self.rules {
-            let key = match event.get(&rule.key_field) {
-                Some(Json::String(key)) => key.clone(),
-                Some(Json::Number(key)) => key.to_string(),
-                _ => continue,
-            };
-            let Some(row) = lookup.row(&rule.table, &key) else {
-                misses += 1;
-                continue;
-            };
-            for (target, column) in &rule.fields {
-                let Some(value) = row.get(column) else {
-                    continue;
-                };
-                let present = event.get(target).is_some_and(|v| !v.is_null());
-                if rule.overwrite || !present {
-                    event.insert(target.clone(), value.clone());
+        for (index, row) in added {
+            let overwrite = self.rules[*index].overwrite;
+            for (field, json) in row.iter() {
+                let present = event.get(field).is_some_and(|v| !v.is_null());
+                if overwrite || !present {
+                    let parsed = serde_json::from_str(json).expect("cached values are JSON");
+                    event.insert(field.clone(), parsed);
                 }
             }
         }
-        Ok((event, misses))
+        serde_json::to_writer(out, &event).expect("a JSON map serialises");
+        Ok(())
     }
 
     /// Builds the plugin from JSON configuration text (tests use this).
@@ -124,15 +259,17 @@ impl Transform for CatalogEnrich {
         }
         Ok(Self {
             rules: settings.enrich,
+            cache: Mutex::default(),
         })
     }
 
     fn transform(&self, record: &Record<'_>, out: &mut Emitter) -> Result<(), PluginError> {
-        let (event, misses) = self.enrich(record.value, &HostLookup)?;
+        let mut event = Vec::with_capacity(record.value.len() + 96);
+        let misses = self.enrich(record.value, &HostLookup, &mut event)?;
         if misses > 0 {
             host::counter_add("lookup_misses", misses);
         }
-        out.emit_json(record.key, &event)?;
+        out.emit(record.key, &event);
         for (key, value) in record.headers() {
             out.header(key, value);
         }

@@ -18,9 +18,11 @@
 //! false: it does not), `equals` (a JSON value), or `in` (a list of JSON
 //! values). A value that is not a JSON object is always rejected.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 use weir_plugin_sdk::{Config, Decision, Filter, PluginError, Record, export_filter, plugin_error};
@@ -98,7 +100,7 @@ impl Predicate {
     }
 
     /// `Ok(true)` when the record passes; an error when the JSON is malformed.
-    fn holds(&self, top: &HashMap<&str, &RawValue>) -> Result<bool, serde_json::Error> {
+    fn holds(&self, top: &Top<'_>) -> Result<bool, serde_json::Error> {
         let value = lookup(top, &self.path)?;
         Ok(match &self.test {
             Test::Present(wanted) => value.as_ref().is_some_and(|v| !v.is_null()) == *wanted,
@@ -110,7 +112,7 @@ impl Predicate {
 
 impl Predicate {
     /// Why a record fails this predicate, in words (the failure path only).
-    fn failure(&self, top: &HashMap<&str, &RawValue>) -> String {
+    fn failure(&self, top: &Top<'_>) -> String {
         let field = self.path.join(".");
         let value = lookup(top, &self.path)
             .ok()
@@ -144,12 +146,56 @@ impl Predicate {
     }
 }
 
+/// The top-level fields the predicates read, values unparsed; every other
+/// field is skipped without being kept.
+struct Top<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl Top<'_> {
+    fn get(&self, name: &str) -> Option<&RawValue> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| *value)
+    }
+}
+
+/// Reads a [`Top`] keeping only the fields named.
+struct Wanted<'w>(&'w [String]);
+
+impl<'de> DeserializeSeed<'de> for Wanted<'_> {
+    type Value = Top<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Top<'de>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Wanted<'_> {
+    type Value = Top<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
+        let mut found = Vec::with_capacity(self.0.len());
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if self.0.iter().any(|wanted| *wanted == key) {
+                found.push((key, map.next_value::<&'de RawValue>()?));
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Top(found))
+    }
+}
+
 /// The value at `path`, parsed only along the way (siblings stay raw).
-fn lookup(
-    top: &HashMap<&str, &RawValue>,
-    path: &[String],
-) -> Result<Option<Json>, serde_json::Error> {
-    let Some(raw) = top.get(path[0].as_str()) else {
+fn lookup(top: &Top<'_>, path: &[String]) -> Result<Option<Json>, serde_json::Error> {
+    let Some(raw) = top.get(&path[0]) else {
         return Ok(None);
     };
     let mut raw: &RawValue = raw;
@@ -167,6 +213,8 @@ fn lookup(
 
 pub struct FieldFilter {
     predicates: Vec<Predicate>,
+    /// The top-level fields the predicates start from.
+    top_names: Vec<String>,
 }
 
 impl FieldFilter {
@@ -183,12 +231,22 @@ impl Filter for FieldFilter {
             .keep_if
             .into_iter()
             .map(Predicate::from_config)
-            .collect::<Result<_, _>>()?;
-        Ok(Self { predicates })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut top_names: Vec<String> = predicates.iter().map(|p| p.path[0].clone()).collect();
+        top_names.sort();
+        top_names.dedup();
+        Ok(Self {
+            predicates,
+            top_names,
+        })
     }
 
     fn filter(&self, record: &Record<'_>) -> Decision {
-        let top: HashMap<&str, &RawValue> = match serde_json::from_slice(record.value) {
+        let mut parser = serde_json::Deserializer::from_slice(record.value);
+        let parsed = Wanted(&self.top_names)
+            .deserialize(&mut parser)
+            .and_then(|top| parser.end().map(|()| top));
+        let top = match parsed {
             Ok(top) => top,
             Err(error) => {
                 return Decision::Reject(plugin_error(

@@ -1,0 +1,327 @@
+//! `weir-bench pipeline`: the stock pipeline end to end on the local stack.
+//!
+//! 1. **Limit**: N pre-produced events merely consumed from the topic (a
+//!    consumer that touches every value and does nothing else).
+//! 2. **Throughput**: `weir run` of the demo pipeline over the same N events,
+//!    timed from its first committed flush until its committed offsets reach
+//!    the end of the topic — offsets are committed only after both sinks have
+//!    confirmed, so that is when every row is durable. Start-up (loading
+//!    plugins, connecting) is left out by starting the clock at the first
+//!    commit and counting only the records after it.
+//! 3. **Freshness**: events produced at half the measured throughput into a
+//!    running pipeline; a trigger on the `sessions` table records when each
+//!    row version was written; an event's freshness is the time from its
+//!    production to the first row of its session counting it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use weir_tests::Stack;
+use weir_tests::pipeline::{Names, Running, create_topic, demo_pipeline, generate, progress};
+
+/// Options of `weir-bench pipeline`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Events pre-produced for the throughput runs.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Partitions of the input topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Live sessions in the generated stream.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// How long the freshness run produces.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    freshness_for: Duration,
+}
+
+/// Runs the three measurements and prints them.
+pub fn run(args: &Args) -> Result<()> {
+    let stack = Stack::from_env();
+    let tokio = tokio::runtime::Runtime::new()?;
+    let dir = std::env::temp_dir().join(weir_tests::unique("weir-bench-pipeline"));
+    std::fs::create_dir_all(&dir)?;
+    println!(
+        "weir-bench pipeline: {} events, {} partitions, {} live sessions",
+        args.events, args.partitions, args.sessions
+    );
+
+    // The input, produced once.
+    let names = Names::fresh("bench");
+    tokio.block_on(create_topic(&stack, &names.events, args.partitions))?;
+    let produce = Instant::now();
+    let count = args.events.to_string();
+    let sessions = args.sessions.to_string();
+    generate(
+        &stack,
+        &[
+            "--rate",
+            "0",
+            "--seed",
+            "42",
+            "--sessions",
+            &sessions,
+            "--count",
+            &count,
+            "--write-catalog",
+            "--topic",
+            &names.events,
+        ],
+    )?;
+    println!(
+        "  produced {} events in {:.1?}",
+        args.events,
+        produce.elapsed()
+    );
+
+    let raw = consume_all(&stack, &names.events, args.events)?;
+    println!("  limit: plain consume            {:>9.0} events/s", raw);
+
+    let pipeline = demo_pipeline(&dir, &names, "")?;
+    let throughput = run_to_end(&stack, &names, &pipeline, args.events)?;
+    println!(
+        "  weir run, demo pipeline         {:>9.0} events/s end to end ({:.0} % of the limit)",
+        throughput,
+        100.0 * throughput / raw
+    );
+
+    let rate = throughput / 2.0;
+    let (p50, p99, max, events) = freshness(&stack, &dir, rate, args)?;
+    println!(
+        "  freshness at {:.0} events/s (half the maximum), {events} events: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (flush interval 1000 ms)",
+        rate,
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+    );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// Events per second at which one consumer reads `topic` from the start to its end.
+fn consume_all(stack: &Stack, topic: &str, events: u64) -> Result<f64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .set("group.id", weir_tests::unique("weir-bench-raw"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("queued.max.messages.kbytes", "65536")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut read = 0u64;
+    let mut bytes = 0usize;
+    let mut started = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while read < events {
+        if Instant::now() > deadline {
+            bail!("plain consume read {read} of {events} events in 10 minutes");
+        }
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message?;
+            started.get_or_insert_with(Instant::now);
+            bytes += message.payload().map_or(0, <[u8]>::len);
+            read += 1;
+        }
+    }
+    let seconds = started.expect("read something").elapsed().as_secs_f64();
+    std::hint::black_box(bytes);
+    Ok(read as f64 / seconds)
+}
+
+/// Runs the pipeline over the topic; events per second from its first commit to its last.
+fn run_to_end(
+    stack: &Stack,
+    names: &Names,
+    pipeline: &std::path::Path,
+    events: u64,
+) -> Result<f64> {
+    let running = Running::start(stack, pipeline)?;
+    let committed_sum = || -> Result<i64> {
+        let (committed, _) = progress(stack, &names.group(), &names.events)?;
+        Ok(committed.iter().map(|c| c.unwrap_or(0)).sum())
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let (start, at_start) = loop {
+        let done = committed_sum()?;
+        if done > 0 {
+            break (Instant::now(), done);
+        }
+        if !running.is_running() || Instant::now() > deadline {
+            bail!("the pipeline committed nothing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    loop {
+        let done = committed_sum()?;
+        if done as u64 >= events {
+            let seconds = start.elapsed().as_secs_f64();
+            running.stop()?;
+            return Ok((done - at_start) as f64 / seconds);
+        }
+        if !running.is_running() || Instant::now() > deadline {
+            bail!("the pipeline stopped at {done} of {events} events");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Produces at `rate` into a running pipeline; returns p50, p99 and max
+/// freshness, and how many events were measured.
+fn freshness(
+    stack: &Stack,
+    dir: &std::path::Path,
+    rate: f64,
+    args: &Args,
+) -> Result<(Duration, Duration, Duration, usize)> {
+    let names = Names::fresh("fresh");
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(create_topic(stack, &names.events, args.partitions))?;
+    let pipeline: PathBuf = demo_pipeline(dir, &names, "")?;
+    // The table exists once weir has started; the trigger goes on it then.
+    let running = Running::start(stack, &pipeline)?;
+    tokio.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&stack.database_url)
+            .await?;
+        let table = &names.table;
+        for _ in 0..600 {
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(table)
+                .fetch_one(&pool)
+                .await?;
+            if exists {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for statement in [
+            format!("CREATE TABLE {table}_writes (session TEXT, events BIGINT, written_at TIMESTAMPTZ)"),
+            format!(
+                "CREATE FUNCTION {table}_log() RETURNS trigger AS $$ BEGIN \
+                 INSERT INTO {table}_writes VALUES (NEW.\"SESSION_ID\", NEW.\"EVENTS_COUNT\", clock_timestamp()); \
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            ),
+            format!(
+                "CREATE TRIGGER {table}_log AFTER INSERT OR UPDATE ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION {table}_log()"
+            ),
+        ] {
+            sqlx::query(&statement).execute(&pool).await?;
+        }
+        anyhow::Ok(())
+    })?;
+
+    // Produce at `rate`, remembering when each (session, n-th event) left.
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()?;
+    let mut generator = weir::generate::Generator::new(
+        StdRng::seed_from_u64(42),
+        args.sessions,
+        chrono::Utc::now(),
+        (1e6 / rate) as i64,
+    );
+    let mut sent: Vec<(String, i64, SystemTime)> = Vec::new();
+    let mut per_session: HashMap<String, i64> = HashMap::new();
+    let began = Instant::now();
+    while began.elapsed() < args.freshness_for {
+        let event = generator.next_event();
+        let value = serde_json::to_vec(&event)?;
+        let due = Duration::from_secs_f64(sent.len() as f64 / rate);
+        if let Some(ahead) = due.checked_sub(began.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+        let n = per_session.entry(event.session_id.clone()).or_default();
+        *n += 1;
+        let mut record = BaseRecord::to(&names.events)
+            .key(event.session_id.as_str())
+            .payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    back,
+                )) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((error, _)) => return Err(error.into()),
+            }
+        }
+        sent.push((event.session_id, *n, SystemTime::now()));
+    }
+    producer.flush(Duration::from_secs(30))?;
+    // Wait until everything is in the table.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (committed, ends) = progress(stack, &names.group(), &names.events)?;
+        if ends
+            .iter()
+            .zip(&committed)
+            .all(|(&end, &done)| end == 0 || done == Some(end))
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the freshness run did not catch up");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    running.stop()?;
+
+    // (session, events counted, written at: µs since the epoch)
+    let writes: Vec<(String, i64, i64)> = tokio.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&stack.database_url)
+            .await?;
+        let rows = sqlx::query_as(&format!(
+            "SELECT session, events, (extract(epoch FROM written_at) * 1e6)::BIGINT \
+             FROM {}_writes ORDER BY session, events",
+            names.table
+        ))
+        .fetch_all(&pool)
+        .await?;
+        anyhow::Ok(rows)
+    })?;
+    // Per session, row versions in increasing event counts; an event is
+    // fresh once a version counts it.
+    let mut versions: HashMap<&str, Vec<(i64, SystemTime)>> = HashMap::new();
+    for (session, events, at) in &writes {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_micros(u64::try_from(*at)?);
+        versions.entry(session).or_default().push((*events, at));
+    }
+    let mut delays: Vec<Duration> = Vec::with_capacity(sent.len());
+    for (session, n, produced) in &sent {
+        let list = versions
+            .get(session.as_str())
+            .context("a session never reached the table")?;
+        let first = list.partition_point(|(events, _)| events < n);
+        let (_, written) = list
+            .get(first)
+            .context("an event never reached the table")?;
+        delays.push(written.duration_since(*produced).unwrap_or_default());
+    }
+    delays.sort_unstable();
+    let at = |q: f64| delays[((delays.len() - 1) as f64 * q).round() as usize];
+    Ok((
+        at(0.5),
+        at(0.99),
+        *delays.last().context("no events")?,
+        delays.len(),
+    ))
+}
