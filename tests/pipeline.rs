@@ -773,3 +773,152 @@ fn weir_run_stops_cleanly_on_sigterm_and_resumes_where_it_stopped() -> Result<()
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// A sink that stops answering holds the pipeline back instead of filling
+/// memory: with the `sessions` table locked, nothing is committed, the
+/// process's memory stays bounded, and once the lock goes everything
+/// arrives.
+#[test]
+fn a_stalled_sink_applies_backpressure_and_memory_stays_bounded() -> Result<()> {
+    use weir_tests::pipeline::{Alive, progress, weir_binary};
+
+    let stack = Stack::from_env();
+    let names = Names::fresh("backpressure");
+    let dir = std::env::temp_dir().join(&names.pipeline);
+    std::fs::create_dir_all(&dir)?;
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(create_topic(&stack, &names.events, 2))?;
+    let pipeline = demo_pipeline(&dir, &names, "")?;
+    let counts = generate(
+        &stack,
+        &[
+            "--rate",
+            "0",
+            "--seed",
+            SEED,
+            "--sessions",
+            "500",
+            "--count",
+            "300000",
+            "--write-catalog",
+            "--topic",
+            &names.events,
+        ],
+    )?;
+    let mut weir = std::process::Command::new(weir_binary()?)
+        .args([
+            "run",
+            &pipeline.display().to_string(),
+            "--status-every",
+            "1s",
+        ])
+        .env("WEIR_BOOTSTRAP", &stack.bootstrap)
+        .env("WEIR_REGISTRY_URL", &stack.registry_url)
+        .env("WEIR_DATABASE_URL", &stack.database_url)
+        .env("WEIR_LOG_FORMAT", "json")
+        .stderr(std::fs::File::create(dir.join("weir.log"))?)
+        .spawn()?;
+    // How many records weir has taken in, from its latest status line.
+    let received = || -> Result<u64> {
+        let log = std::fs::read_to_string(dir.join("weir.log"))?;
+        log.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| line["fields"]["message"] == "Running.")
+            .filter_map(|line| line["fields"]["received"].as_u64())
+            .last()
+            .context("no status line yet")
+    };
+    let rss_mib = |pid: u32| -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    };
+
+    tokio.block_on(async {
+        let pool = PgPoolOptions::new().max_connections(2).connect(&stack.database_url).await?;
+        // Lock the table as soon as weir has created it, before its first flush lands.
+        let started = Instant::now();
+        loop {
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(&names.table)
+                .fetch_one(&pool)
+                .await?;
+            if exists {
+                break;
+            }
+            ensure!(started.elapsed() < Duration::from_secs(60) && weir.alive(), "weir did not create its table");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut lock = pool.begin().await?;
+        sqlx::query(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", names.table))
+            .execute(&mut *lock)
+            .await?;
+        let (before, _) = progress(&stack, &names.group(), &names.events)?;
+        let mut peak: f64 = 0.0;
+        let mut taken_in = Vec::new();
+        let stalled = Instant::now();
+        while stalled.elapsed() < Duration::from_secs(12) {
+            ensure!(weir.alive(), "weir exited while the sink was stalled");
+            peak = peak.max(rss_mib(weir.id()).unwrap_or(0.0));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if stalled.elapsed() > Duration::from_secs(7) {
+                taken_in.push(received()?);
+            }
+        }
+        // Reading stopped: the last seconds of the stall took nothing in.
+        let (first, last) = (taken_in[0], *taken_in.last().context("samples")?);
+        ensure!(
+            first == last && last < counts.events,
+            "weir kept reading while its sink was stalled: {first} -> {last} of {}",
+            counts.events
+        );
+        let (during, ends) = progress(&stack, &names.group(), &names.events)?;
+        let committed = |offsets: &[Option<i64>]| offsets.iter().map(|o| o.unwrap_or(0)).sum::<i64>();
+        ensure!(
+            committed(&during) == committed(&before),
+            "offsets were committed while the sink could not write: {before:?} -> {during:?}"
+        );
+        lock.rollback().await?;
+        println!(
+            "backpressure: sessions table locked 12 s with {} events waiting; weir stopped reading at \
+             {last} records, nothing committed meanwhile ({} of {} committed), its memory peaked at {peak:.0} MiB",
+            counts.events,
+            committed(&during),
+            ends.iter().sum::<i64>(),
+        );
+        ensure!(peak < 512.0, "weir grew to {peak:.0} MiB while its sink was stalled");
+        Ok(())
+    })?;
+    wait_caught_up(
+        &stack,
+        &names.group(),
+        &names.events,
+        &mut weir,
+        Duration::from_secs(120),
+    )?;
+    std::process::Command::new("kill")
+        .args(["-TERM", &weir.id().to_string()])
+        .status()?;
+    ensure!(weir.wait()?.success());
+    tokio.block_on(async {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&stack.database_url)
+            .await?;
+        let events: i64 = sqlx::query_scalar(&format!(
+            "SELECT sum(\"EVENTS_COUNT\")::BIGINT FROM {}",
+            names.table
+        ))
+        .fetch_one(&pool)
+        .await?;
+        ensure!(
+            events as u64 == counts.events,
+            "{events} events in the table, {} produced",
+            counts.events
+        );
+        Ok::<_, anyhow::Error>(())
+    })?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

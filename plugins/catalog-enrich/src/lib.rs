@@ -181,13 +181,7 @@ impl CatalogEnrich {
     }
 
     /// The fields `rule` adds for `key`, from the cache or the table.
-    fn row(
-        &self,
-        index: usize,
-        rule: &Rule,
-        key: String,
-        lookup: &impl Lookup,
-    ) -> Option<Added> {
+    fn row(&self, index: usize, rule: &Rule, key: String, lookup: &impl Lookup) -> Option<Added> {
         let mut cache = self
             .cache
             .lock()
