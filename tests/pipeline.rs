@@ -704,8 +704,24 @@ fn weir_run_stops_cleanly_on_sigterm_and_resumes_where_it_stopped() -> Result<()
         })
     };
     let mut first = start("first.log")?;
-    std::thread::sleep(Duration::from_secs(4));
-    ensure!(first.alive(), "weir run is running");
+    // Stop it once it has committed some work, while events still arrive.
+    let waiting = Instant::now();
+    loop {
+        ensure!(first.alive(), "weir run exited early");
+        let (committed, _) = progress(&stack, &names.group(), &names.events)?;
+        if committed.iter().any(Option::is_some) {
+            break;
+        }
+        ensure!(
+            waiting.elapsed() < Duration::from_secs(120),
+            "weir run committed nothing in 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ensure!(
+        !producer.is_finished(),
+        "the producer finished before the stop; make it produce longer"
+    );
     let signalled = Instant::now();
     std::process::Command::new("kill")
         .args(["-TERM", &first.id().to_string()])
@@ -825,7 +841,7 @@ fn a_stalled_sink_applies_backpressure_and_memory_stays_bounded() -> Result<()> 
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
             .filter(|line| line["fields"]["message"] == "Running.")
             .filter_map(|line| line["fields"]["received"].as_u64())
-            .last()
+            .next_back()
             .context("no status line yet")
     };
     let rss_mib = |pid: u32| -> Option<f64> {
