@@ -98,9 +98,14 @@ pub fn run(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     tokio.block_on(async {
-        let runs = pipelines
-            .into_iter()
-            .map(|pipeline| run_pipeline(pipeline, Arc::clone(&runtime), args, Arc::clone(stop)));
+        // A pipeline that fails stops the others: the process exits with its error.
+        let runs = pipelines.into_iter().map(|pipeline| async {
+            let result = run_pipeline(pipeline, Arc::clone(&runtime), args, Arc::clone(stop)).await;
+            if result.is_err() {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            result
+        });
         let results = futures::future::join_all(runs).await;
         results
             .into_iter()
@@ -129,18 +134,7 @@ async fn run_pipeline(
     let topic = config.source.topic.get_ref().clone();
     let started = Instant::now();
 
-    // Plugins: compiled (or taken from the cache) and checked, in order.
-    let mut plugins = Vec::new();
-    for stage in &config.stages {
-        let path = pipeline.base_dir.join(stage.plugin.get_ref());
-        let runtime = Arc::clone(&runtime);
-        let stage_name = stage.name.get_ref().clone();
-        let plugin = tokio::task::spawn_blocking(move || runtime.load_file(&stage_name, &path))
-            .await?
-            .with_context(|| format!("pipeline `{name}`, stage `{}`", stage.name.get_ref()))?;
-        plugins.push(plugin);
-    }
-    check_shape(&name, &config.stages, &plugins)?;
+    let plugins = load_plugins(&pipeline, &runtime).await?;
 
     let tables = lookups::load(&pipeline, &args.database_url)
         .await
@@ -152,76 +146,11 @@ async fn run_pipeline(
         .collect::<anyhow::Result<_>>()?;
 
     // The aggregator says what its rows look like; the sinks follow.
-    let aggregator = plugins.last().expect("a checked pipeline has stages");
-    let (schema, state_version) = {
-        let mut probe = Worker::new(
-            Arc::clone(aggregator),
-            Arc::clone(contexts.last().expect("stages")),
-        )?;
-        let schema = probe.output_schema().map_err(|failure| {
-            anyhow::anyhow!("plugin `{}`: output-schema {failure}", aggregator.name)
-        })?;
-        let version = probe.state_version().map_err(|failure| {
-            anyhow::anyhow!("plugin `{}`: state-version {failure}", aggregator.name)
-        })?;
-        let schema = RowSchema::parse(&schema).with_context(|| {
-            format!(
-                "plugin `{}` declares an output schema weir cannot use",
-                aggregator.name
-            )
-        })?;
-        (Arc::new(schema), version)
-    };
+    let (schema, state_version) = output_schema(&plugins, &contexts)?;
 
     let partitions = source_partitions(&args.bootstrap, &topic).await?;
     let dead_letter_topic = pipeline.dead_letter_topic();
-    let mut topics = vec![dead_letter_topic.clone()];
-    if let Some(kafka) = &config.sinks.kafka {
-        topics.push(kafka.topic.get_ref().clone());
-    }
-    ensure_topics(&args.bootstrap, &topics, partitions).await?;
-
-    let registry = RegistryClient::new(&args.registry_url);
-    let kafka = match &config.sinks.kafka {
-        Some(sink) => Some(
-            KafkaSink::connect(
-                &args.bootstrap,
-                &registry,
-                sink.topic.get_ref(),
-                sink.subject.as_deref(),
-                (*schema).clone(),
-            )
-            .await?,
-        ),
-        None => None,
-    };
-    let postgres = match &config.sinks.postgres {
-        Some(sink) => {
-            let postgres = PostgresSink::connect(
-                &args.database_url,
-                sink.table.get_ref(),
-                &sink.key_column,
-                (*schema).clone(),
-            )
-            .await?;
-            postgres.migrate().await?;
-            Some(postgres)
-        }
-        None => None,
-    };
-    let sinks = deliver::Sinks {
-        pipeline: name.clone(),
-        topic: topic.clone(),
-        kafka,
-        postgres,
-        dead_letters: dead_letter::DeadLetterWriter::new(
-            &args.bootstrap,
-            &name,
-            &topic,
-            &dead_letter_topic,
-        )
-        .map_err(anyhow::Error::msg)?,
-    };
+    let sinks = Arc::new(connect_sinks(&pipeline, args, &schema, partitions).await?);
 
     // Shards, each with its own plugin instances.
     let shards = args
@@ -230,7 +159,6 @@ async fn run_pipeline(
         .clamp(1, partitions.max(1));
     let stats = Arc::new(Stats::new(&name, shards));
     let aggregator_config = config.stages.last().expect("stages");
-    let sinks = Arc::new(sinks);
     let mut deliveries = Vec::with_capacity(shards);
     let mut shard_inputs = Vec::with_capacity(shards);
     let mut threads = Vec::with_capacity(shards + 1);
@@ -325,12 +253,12 @@ async fn run_pipeline(
         status.abort();
     }
     // Delivery ends when every shard has; the threads are finishing.
-    tokio::task::spawn_blocking(move || {
-        for thread in threads {
-            if thread.join().is_err() {
-                tracing::error!("A pipeline thread panicked.");
-            }
-        }
+    let panicked = tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .map(|thread| thread.join().is_err())
+            .filter(|&panicked| panicked)
+            .count()
     })
     .await?;
     let totals = stats.snapshot();
@@ -344,9 +272,120 @@ async fn run_pipeline(
         keys = totals.keys,
         "Pipeline stopped."
     );
+    if panicked > 0 {
+        bail!(
+            "pipeline `{name}`: {panicked} of its threads panicked (a bug in weir; the log above says where); uncommitted records will be read again on restart"
+        );
+    }
     delivered
         .map(drop)
         .map_err(|error| anyhow::anyhow!("pipeline `{name}`: {error}"))
+}
+
+/// Loads each stage's plugin (compiled, or from the cache) and checks the
+/// stage order.
+async fn load_plugins(
+    pipeline: &Pipeline,
+    runtime: &Arc<Runtime>,
+) -> anyhow::Result<Vec<Arc<Plugin>>> {
+    let config = &pipeline.config;
+    let name = config.name.get_ref();
+    let mut plugins = Vec::with_capacity(config.stages.len());
+    for stage in &config.stages {
+        let path = pipeline.base_dir.join(stage.plugin.get_ref());
+        let runtime = Arc::clone(runtime);
+        let stage_name = stage.name.get_ref().clone();
+        // Compiling takes seconds for a large plugin: off the async threads.
+        let plugin = tokio::task::spawn_blocking(move || runtime.load_file(&stage_name, &path))
+            .await?
+            .with_context(|| format!("pipeline `{name}`, stage `{}`", stage.name.get_ref()))?;
+        plugins.push(plugin);
+    }
+    check_shape(name, &config.stages, &plugins)?;
+    Ok(plugins)
+}
+
+/// The aggregator's (the last stage's) output schema and state version.
+fn output_schema(
+    plugins: &[Arc<Plugin>],
+    contexts: &[Arc<StageContext>],
+) -> anyhow::Result<(Arc<RowSchema>, u32)> {
+    let aggregator = plugins.last().expect("a checked pipeline has stages");
+    let context = contexts.last().expect("one context per stage");
+    let mut probe = Worker::new(Arc::clone(aggregator), Arc::clone(context))?;
+    let text = probe.output_schema().map_err(|failure| {
+        anyhow::anyhow!("plugin `{}`: output-schema {failure}", aggregator.name)
+    })?;
+    let version = probe.state_version().map_err(|failure| {
+        anyhow::anyhow!("plugin `{}`: state-version {failure}", aggregator.name)
+    })?;
+    let schema = RowSchema::parse(&text).with_context(|| {
+        format!(
+            "plugin `{}` declares an output schema weir cannot use",
+            aggregator.name
+        )
+    })?;
+    Ok((Arc::new(schema), version))
+}
+
+/// Creates the topics weir writes to, registers the schema, migrates the
+/// table: the sinks, ready to write.
+async fn connect_sinks(
+    pipeline: &Pipeline,
+    args: &RunArgs,
+    schema: &RowSchema,
+    partitions: usize,
+) -> anyhow::Result<deliver::Sinks> {
+    let config = &pipeline.config;
+    let name = config.name.get_ref();
+    let topic = config.source.topic.get_ref();
+    let dead_letter_topic = pipeline.dead_letter_topic();
+    let mut topics = vec![dead_letter_topic.clone()];
+    if let Some(kafka) = &config.sinks.kafka {
+        topics.push(kafka.topic.get_ref().clone());
+    }
+    ensure_topics(&args.bootstrap, &topics, partitions).await?;
+
+    let kafka = match &config.sinks.kafka {
+        Some(sink) => Some(
+            KafkaSink::connect(
+                &args.bootstrap,
+                &RegistryClient::new(&args.registry_url),
+                sink.topic.get_ref(),
+                sink.subject.as_deref(),
+                schema.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let postgres = match &config.sinks.postgres {
+        Some(sink) => {
+            let postgres = PostgresSink::connect(
+                &args.database_url,
+                sink.table.get_ref(),
+                &sink.key_column,
+                schema.clone(),
+            )
+            .await?;
+            postgres.migrate().await?;
+            Some(postgres)
+        }
+        None => None,
+    };
+    Ok(deliver::Sinks {
+        pipeline: name.clone(),
+        topic: topic.clone(),
+        kafka,
+        postgres,
+        dead_letters: dead_letter::DeadLetterWriter::new(
+            &args.bootstrap,
+            name,
+            topic,
+            &dead_letter_topic,
+        )
+        .map_err(anyhow::Error::msg)?,
+    })
 }
 
 /// Filters and transforms first, one aggregator last: weir's sinks write an
