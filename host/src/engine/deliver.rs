@@ -84,6 +84,7 @@ pub async fn run(
     let mut pending = Pending::default();
     while let Some(flush) = flushes.recv().await {
         let started = Instant::now();
+        let queued = flush.made.elapsed();
         write_with_retries(&sinks, &flush, &stop).await?;
         let written = started.elapsed();
         stats.add_rows_written(flush.rows.len() as u64);
@@ -105,6 +106,7 @@ pub async fn run(
             pipeline = %sinks.pipeline,
             rows = flush.rows.len(),
             dead_letters = flush.dead.len(),
+            queued = ?queued,
             written = ?written,
             committed = ?started.elapsed(),
             "Flush delivered."

@@ -181,6 +181,7 @@ async fn run_pipeline(
         shard_inputs.push(tx);
         let settings = shard::ShardSettings {
             id,
+            shards,
             flush_interval: config.batch.flush_interval,
             idle_timeout: aggregator_config.idle_timeout,
         };

@@ -36,12 +36,16 @@ pub struct Flush {
     pub dead: Vec<DeadLetter>,
     /// Per partition, the offset to commit (the next one to read).
     pub offsets: Vec<(i32, i64)>,
+    /// When the shard made it (delivery reports how long it waited).
+    pub made: Instant,
 }
 
 /// How a shard runs.
 pub struct ShardSettings {
     /// The shard's number.
     pub id: usize,
+    /// How many shards the pipeline has.
+    pub shards: usize,
     /// Time between flushes.
     pub flush_interval: Duration,
     /// Keys idle this long (in stream time) are evicted.
@@ -59,7 +63,12 @@ pub fn run(
     let mut state = KeyedState::default();
     let mut dead: Vec<DeadLetter> = Vec::new();
     let mut offsets: Vec<(i32, i64)> = Vec::new();
-    let mut next_flush = Instant::now() + settings.flush_interval;
+    // Shards flush in turn, spread over the interval, so their writes do not
+    // all reach the sinks at the same moment.
+    let phase = settings
+        .flush_interval
+        .mul_f64((settings.id + 1) as f64 / settings.shards as f64);
+    let mut next_flush = Instant::now() + phase;
     // Evicting scans every key, so it runs a few times per idle timeout, not every flush.
     let evict_every = settings
         .idle_timeout
@@ -73,7 +82,18 @@ pub fn run(
                 stats.add_received(records);
                 let source_dead = chunk.dead.len() as u64;
                 dead.extend(chunk.dead);
+                // How long the oldest record waited to get here (Kafka's
+                // timestamps are the producer's clock, so this is a rough guide).
+                let oldest = chunk.batch.records.iter().map(|r| r.timestamp).min();
+                let started = Instant::now();
                 let tally = chain.process(&chunk.batch, &mut state, &mut dead);
+                tracing::trace!(
+                    shard = settings.id,
+                    records = chunk.batch.records.len(),
+                    waited_ms = oldest.map(|t| chrono::Utc::now().timestamp_millis() - t),
+                    took = ?started.elapsed(),
+                    "Batch processed."
+                );
                 stats.add_tally(tally, source_dead);
                 for (partition, offset) in chunk.offsets {
                     match offsets.iter_mut().find(|(p, _)| *p == partition) {
@@ -90,6 +110,7 @@ pub fn run(
                 rows: state.take_changed(),
                 dead: std::mem::take(&mut dead),
                 offsets: std::mem::take(&mut offsets),
+                made: Instant::now(),
             };
             if !(flush.rows.is_empty() && flush.dead.is_empty() && flush.offsets.is_empty())
                 && output.blocking_send(flush).is_err()

@@ -29,6 +29,11 @@ pub fn write(catalog: &Catalog, database_url: &str) -> Result<(), ReferenceError
     runtime.block_on(async {
         let mut connection = PgConnection::connect(database_url).await?;
         let mut transaction = connection.begin().await?;
+        // `CREATE TABLE IF NOT EXISTS` is not safe against itself running
+        // at the same moment elsewhere: writers of the catalog take turns.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('weir.catalog'))")
+            .execute(&mut *transaction)
+            .await?;
         for statement in SCHEMA {
             sqlx::query(statement).execute(&mut *transaction).await?;
         }

@@ -68,6 +68,14 @@ impl PostgresSink {
     /// new plugin version may add output fields). Safe to run every start.
     pub async fn migrate(&self) -> Result<(), PostgresError> {
         let table = quote_ident(&self.table);
+        // Several weir processes may start at once: they migrate in turn
+        // (`IF NOT EXISTS` is not safe against itself running concurrently).
+        let mut transaction = self.pool.begin().await.map_err(|e| self.error(e))?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('weir.table.' || $1))")
+            .bind(&self.table)
+            .execute(&mut *transaction)
+            .await
+            .map_err(|source| self.error(source))?;
         let mut columns = vec![format!(
             "{} TEXT PRIMARY KEY",
             quote_ident(&self.key_column)
@@ -82,7 +90,7 @@ impl PostgresSink {
             "CREATE TABLE IF NOT EXISTS {table} ({})",
             columns.join(", ")
         ))
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await
         .map_err(|source| self.error(source))?;
         // Columns a newer plugin version added: only the missing ones, so a
@@ -92,7 +100,7 @@ impl PostgresSink {
              WHERE table_schema = current_schema() AND table_name = $1",
         )
         .bind(&self.table)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *transaction)
         .await
         .map_err(|source| self.error(source))?;
         for column in &self.schema.columns {
@@ -104,11 +112,15 @@ impl PostgresSink {
                 quote_ident(&column.name),
                 column.kind.postgres()
             ))
-            .execute(&self.pool)
+            .execute(&mut *transaction)
             .await
             .map_err(|source| self.error(source))?;
             tracing::info!(table = %self.table, column = %column.name, "Added a column.");
         }
+        transaction
+            .commit()
+            .await
+            .map_err(|source| self.error(source))?;
         Ok(())
     }
 
