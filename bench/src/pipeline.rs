@@ -9,9 +9,10 @@
 //!    plugins, connecting) is left out by starting the clock at the first
 //!    commit and counting only the records after it.
 //! 3. **Freshness**: events produced at half the measured throughput into a
-//!    running pipeline; a trigger on the `sessions` table records when each
-//!    row version was written; an event's freshness is the time from its
-//!    production to the first row of its session counting it.
+//!    running pipeline, measured after a warm-up; a trigger on the
+//!    `sessions` table records when each row version was written; an event's
+//!    freshness is the time from its production to the first row of its
+//!    session counting it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -40,9 +41,14 @@ pub struct Args {
     /// Live sessions in the generated stream.
     #[arg(long, default_value_t = 1000)]
     sessions: usize,
-    /// How long the freshness run produces.
+    /// How long the freshness run measures.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     freshness_for: Duration,
+    /// How long the freshness run produces before it measures (start-up
+    /// effects — the first fetches, the producer's first requests — are not
+    /// the steady state being measured).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    warm_up: Duration,
 }
 
 /// Runs the three measurements and prints them.
@@ -98,7 +104,7 @@ pub fn run(args: &Args) -> Result<()> {
     let rate = throughput / 2.0;
     let (p50, p99, max, events) = freshness(&stack, &dir, rate, args)?;
     println!(
-        "  freshness at {:.0} events/s (half the maximum), {events} events: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (flush interval 1000 ms)",
+        "  freshness at {:.0} events/s (half the maximum), {events} events after a warm-up: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (flush interval 1000 ms)",
         rate,
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
@@ -237,10 +243,12 @@ fn freshness(
     let mut sent: Vec<(String, i64, SystemTime)> = Vec::new();
     let mut per_session: HashMap<String, i64> = HashMap::new();
     let began = Instant::now();
-    while began.elapsed() < args.freshness_for {
+    let mut produced = 0u64;
+    while began.elapsed() < args.warm_up + args.freshness_for {
         let event = generator.next_event();
         let value = serde_json::to_vec(&event)?;
-        let due = Duration::from_secs_f64(sent.len() as f64 / rate);
+        let due = Duration::from_secs_f64(produced as f64 / rate);
+        produced += 1;
         if let Some(ahead) = due.checked_sub(began.elapsed()) {
             std::thread::sleep(ahead);
         }
@@ -262,7 +270,10 @@ fn freshness(
                 Err((error, _)) => return Err(error.into()),
             }
         }
-        sent.push((event.session_id, *n, SystemTime::now()));
+        // Every event counts for its session; only those after the warm-up are measured.
+        if began.elapsed() >= args.warm_up {
+            sent.push((event.session_id, *n, SystemTime::now()));
+        }
     }
     producer.flush(Duration::from_secs(30))?;
     // Wait until everything is in the table.
