@@ -23,6 +23,10 @@ pub enum PostgresError {
     },
 }
 
+/// Rows per upsert statement; a flush with more is split into statements
+/// that run concurrently.
+const ROWS_PER_STATEMENT: usize = 1024;
+
 /// Upserts rows into one table.
 pub struct PostgresSink {
     pool: PgPool,
@@ -124,8 +128,9 @@ impl PostgresSink {
         Ok(())
     }
 
-    /// Upserts `rows` (key, row) in one statement. A key that appears more
-    /// than once keeps its last row. Returns the number of rows written.
+    /// Upserts `rows` (key, row): one statement per 1 024 rows, run
+    /// concurrently. A key that appears more than once keeps its last row.
+    /// Returns the number of rows written.
     pub async fn upsert(&self, rows: &[(String, Vec<Value>)]) -> Result<u64, PostgresError> {
         // The last row of each key wins; PostgreSQL refuses to update one row
         // twice in a statement.
@@ -135,7 +140,21 @@ impl PostgresSink {
         }
         let mut chosen: Vec<usize> = last.into_values().collect();
         chosen.sort_unstable();
+        // Large flushes go as a few statements at once, on separate
+        // connections: their keys are distinct, so they never wait on each other.
+        let statements = chosen
+            .chunks(ROWS_PER_STATEMENT)
+            .map(|chunk| self.upsert_rows(rows, chunk));
+        let written = futures::future::try_join_all(statements).await?;
+        Ok(written.into_iter().sum())
+    }
 
+    /// Upserts `rows[i]` for each `i` of `chosen` (distinct keys) in one statement.
+    async fn upsert_rows(
+        &self,
+        rows: &[(String, Vec<Value>)],
+        chosen: &[usize],
+    ) -> Result<u64, PostgresError> {
         let mut query = sqlx::query(&self.upsert).bind(
             chosen
                 .iter()
