@@ -66,10 +66,20 @@ pub fn run(stack: &Stack, args: &DemoArgs) -> Result<()> {
 
     println!("==> building the stock plugins and weir (release)");
     let target = target_dir(stack);
+    // The plugins go where pipelines/demo.toml looks for them, wherever
+    // CARGO_TARGET_DIR points.
+    let plugins = stack.repo().join("plugins");
+    let plugin_target = plugins.join("target");
     cargo(
         stack,
-        &["build", "--release", "--locked"],
-        Some(&stack.repo().join("plugins")),
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "--target-dir",
+            &plugin_target.display().to_string(),
+        ],
+        Some(&plugins),
     )?;
     cargo(
         stack,

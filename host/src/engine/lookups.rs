@@ -99,3 +99,49 @@ fn key_text(value: Option<&Value>) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(dir: &Path, lookups: &str) -> Pipeline {
+        std::fs::write(dir.join("plugin.wasm"), b"").unwrap();
+        let text = format!(
+            "name = \"t\"\n[source]\ntopic = \"in\"\n{lookups}\n\
+             [[stages]]\nname = \"s\"\nplugin = \"plugin.wasm\"\nlookups = [\"users\"]\n\
+             [sinks.postgres]\ntable = \"t\"\n"
+        );
+        crate::pipeline::check("t.toml", &text, dir).unwrap()
+    }
+
+    #[tokio::test]
+    async fn file_tables_are_keyed_by_their_key_field_as_text() {
+        let dir = std::env::temp_dir().join(format!("weir-lookups-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("users.jsonl"),
+            "{\"id\": \"u1\", \"segment\": \"vip\"}\n\n{\"id\": 7, \"segment\": \"new\"}\n{\"segment\": \"keyless\"}\n",
+        )
+        .unwrap();
+        let pipeline = pipeline(
+            &dir,
+            "[[lookups]]\nname = \"users\"\nfile = \"users.jsonl\"\nkey = \"id\"\n",
+        );
+        // No query, so no database is needed: the URL is never used.
+        let tables = load(&pipeline, "postgres://unused").await.unwrap();
+        let users = &tables["users"];
+        assert_eq!(users.len(), 2, "the keyless row is left out");
+        let row: Value = serde_json::from_str(&users["u1"]).unwrap();
+        assert_eq!(row["segment"], "vip");
+        let row: Value = serde_json::from_str(&users["7"]).unwrap();
+        assert_eq!(row["segment"], "new", "numbers are looked up as text");
+
+        std::fs::write(dir.join("users.jsonl"), "{\"id\": \"u1\"}\nnot json\n").unwrap();
+        let error = load(&pipeline, "postgres://unused").await.unwrap_err();
+        assert!(
+            format!("{error:#}").contains("users.jsonl:2: not a JSON object"),
+            "{error:#}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
