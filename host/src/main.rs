@@ -40,40 +40,50 @@ fn main() -> ExitCode {
 fn validate(files: &[std::path::PathBuf]) -> ExitCode {
     let mut failed = false;
     for file in files {
-        match weir::pipeline::load(file) {
-            Ok(pipeline) => {
-                let config = &pipeline.config;
-                let stages: Vec<&str> = config
-                    .stages
-                    .iter()
-                    .map(|s| s.name.get_ref().as_str())
-                    .collect();
-                println!(
-                    "{}: ok — pipeline `{}`: {} -> {} -> sinks:{}{}; dead letters to `{}`",
-                    file.display(),
-                    config.name.get_ref(),
-                    config.source.topic.get_ref(),
-                    stages.join(" -> "),
-                    config
-                        .sinks
-                        .kafka
-                        .as_ref()
-                        .map(|k| format!(" kafka `{}`", k.topic.get_ref()))
-                        .unwrap_or_default(),
-                    config
-                        .sinks
-                        .postgres
-                        .as_ref()
-                        .map(|p| format!(" postgres `{}`", p.table.get_ref()))
-                        .unwrap_or_default(),
-                    pipeline.dead_letter_topic(),
-                );
-            }
+        let pipeline = match weir::pipeline::load(file) {
+            Ok(pipeline) => pipeline,
             Err(errors) => {
                 failed = true;
                 eprintln!("{errors}");
+                continue;
             }
-        }
+        };
+        // The file is sound; now what only the plugins can tell.
+        let kinds = match weir::engine::check_plugins(&pipeline) {
+            Ok(kinds) => kinds,
+            Err(error) => {
+                failed = true;
+                eprintln!("{}: {error:#}", file.display());
+                continue;
+            }
+        };
+        let config = &pipeline.config;
+        let stages: Vec<String> = config
+            .stages
+            .iter()
+            .zip(kinds)
+            .map(|(s, kind)| format!("{} ({})", s.name.get_ref(), kind.world()))
+            .collect();
+        println!(
+            "{}: ok — pipeline `{}`: {} -> {} -> sinks:{}{}; dead letters to `{}`",
+            file.display(),
+            config.name.get_ref(),
+            config.source.topic.get_ref(),
+            stages.join(" -> "),
+            config
+                .sinks
+                .kafka
+                .as_ref()
+                .map(|k| format!(" kafka `{}`", k.topic.get_ref()))
+                .unwrap_or_default(),
+            config
+                .sinks
+                .postgres
+                .as_ref()
+                .map(|p| format!(" postgres `{}`", p.table.get_ref()))
+                .unwrap_or_default(),
+            pipeline.dead_letter_topic(),
+        );
     }
     if failed {
         ExitCode::FAILURE
@@ -81,7 +91,6 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
         ExitCode::SUCCESS
     }
 }
-
 /// A flag raised by the first Ctrl-C or SIGTERM; a second one exits at once.
 fn stop_on_signal() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));

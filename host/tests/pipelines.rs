@@ -104,3 +104,91 @@ fn the_demo_pipeline_is_valid() {
         "sessions"
     );
 }
+
+/// `weir validate` loads the plugins too: what only their worlds tell — the
+/// stage order, aggregator-only fields — fails with a clear message.
+#[test]
+fn validate_checks_what_the_plugins_tell() {
+    let plugins = common::plugin_dir();
+    let dir = std::env::temp_dir().join(format!("weir-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp folder");
+    let write = |name: &str, stages: &[(&str, &str, &str)]| {
+        let mut text = String::from(
+            "name = \"demo\"\n[source]\ntopic = \"events\"\n[sinks.postgres]\ntable = \"t\"\n",
+        );
+        for (stage, plugin, extra) in stages {
+            text.push_str(&format!(
+                "[[stages]]\nname = \"{stage}\"\nplugin = \"{}\"\n{extra}\n",
+                plugins.join(plugin).display()
+            ));
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("pipeline file");
+        path
+    };
+    let validate = |path: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("validate")
+            .arg(path)
+            .output()
+            .expect("weir validate runs")
+    };
+
+    let good = write(
+        "good.toml",
+        &[
+            ("filter", "field_filter.wasm", ""),
+            ("stats", "session_stats.wasm", "idle_timeout = \"30m\""),
+        ],
+    );
+    let output = validate(&good);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("filter (filter) -> stats (aggregator)"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+
+    // A file that exists but is no component.
+    let bogus = dir.join("bogus.wasm");
+    std::fs::write(&bogus, "not wasm").expect("bogus plugin");
+    let bogus = bogus.display().to_string();
+    for (file, stages, expected) in [
+        (
+            "aggregator-first.toml",
+            vec![
+                ("stats", "session_stats.wasm", ""),
+                ("filter", "field_filter.wasm", ""),
+            ],
+            "stage `stats` is an aggregator but not the last stage",
+        ),
+        (
+            "no-aggregator.toml",
+            vec![("filter", "field_filter.wasm", "")],
+            "the last stage `filter` is a filter plugin",
+        ),
+        (
+            "key-on-filter.toml",
+            vec![
+                ("filter", "field_filter.wasm", "key_field = \"user_id\""),
+                ("stats", "session_stats.wasm", ""),
+            ],
+            "stage `filter` sets `key_field` or `idle_timeout`, which only aggregators use",
+        ),
+        (
+            "not-a-component.toml",
+            vec![("stats", bogus.as_str(), "")],
+            "stage `stats`: plugin `stats` is not a valid WebAssembly component",
+        ),
+    ] {
+        let output = validate(&write(file, &stages));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{file} passed");
+        assert!(stderr.contains(expected), "{file}: {stderr}");
+    }
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

@@ -389,6 +389,27 @@ async fn connect_sinks(
     })
 }
 
+/// What `weir validate` checks beyond the file: each stage's plugin loads
+/// (compiled in memory, nothing cached or written), and the stages are in
+/// an order weir can run. Returns each stage's world.
+pub fn check_plugins(pipeline: &Pipeline) -> anyhow::Result<Vec<PluginKind>> {
+    let runtime = Runtime::new()
+        .map_err(|error| anyhow::anyhow!("cannot start the Wasm engine: {error:#}"))?;
+    let config = &pipeline.config;
+    let plugins = config
+        .stages
+        .iter()
+        .map(|stage| {
+            let path = pipeline.base_dir.join(stage.plugin.get_ref());
+            runtime
+                .load_file(stage.name.get_ref(), &path)
+                .with_context(|| format!("stage `{}`", stage.name.get_ref()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    check_shape(config.name.get_ref(), &config.stages, &plugins)?;
+    Ok(plugins.iter().map(|plugin| plugin.kind).collect())
+}
+
 /// Filters and transforms first, one aggregator last: weir's sinks write an
 /// aggregator's rows.
 fn check_shape(
