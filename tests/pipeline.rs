@@ -938,3 +938,131 @@ fn a_stalled_sink_applies_backpressure_and_memory_stays_bounded() -> Result<()> 
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// With an idle timeout, a key whose newest event is older than the timeout
+/// in stream time (the partition's newest record timestamp) leaves the
+/// state once its last row is written; the row stays in the sinks.
+#[test]
+fn idle_keys_are_evicted_by_stream_time_and_their_rows_stay() -> Result<()> {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use weir_tests::pipeline::weir_binary;
+
+    let stack = Stack::from_env();
+    let names = Names::fresh("idle");
+    let dir = std::env::temp_dir().join(&names.pipeline);
+    std::fs::create_dir_all(&dir)?;
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(create_topic(&stack, &names.events, 1))?;
+    let pipeline = demo_pipeline(&dir, &names, "")?;
+    let text = std::fs::read_to_string(&pipeline)?;
+    ensure!(
+        text.contains("idle_timeout = \"30m\""),
+        "the demo sets an idle timeout"
+    );
+    std::fs::write(
+        &pipeline,
+        text.replace("idle_timeout = \"30m\"", "idle_timeout = \"4s\""),
+    )?;
+
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .create()?;
+    let send = |session: &str, event_type: &str, at: i64| -> Result<()> {
+        let value = serde_json::json!({
+            "session_id": session, "event_type": event_type, "user_id": "user_00001",
+        })
+        .to_string();
+        producer
+            .send(
+                BaseRecord::to(&names.events)
+                    .key(session)
+                    .payload(&value)
+                    .timestamp(at),
+            )
+            .map_err(|(error, _)| error)?;
+        Ok(())
+    };
+    // Session a at t0; session b a minute later (in record time).
+    let t0 = 1_790_000_000_000;
+    for event in ["session_start", "page_view", "page_view"] {
+        send("sess_idle_a", event, t0)?;
+    }
+    for event in ["session_start", "page_view"] {
+        send("sess_idle_b", event, t0 + 60_000)?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+
+    let log = dir.join("weir.log");
+    let mut weir = std::process::Command::new(weir_binary()?)
+        .args([
+            "run",
+            &pipeline.display().to_string(),
+            "--status-every",
+            "1s",
+        ])
+        .env("WEIR_BOOTSTRAP", &stack.bootstrap)
+        .env("WEIR_REGISTRY_URL", &stack.registry_url)
+        .env("WEIR_DATABASE_URL", &stack.database_url)
+        .env("WEIR_LOG_FORMAT", "json")
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let status = || -> Result<(u64, u64)> {
+        let text = std::fs::read_to_string(&log)?;
+        let line = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| line["fields"]["message"] == "Running.")
+            .next_back()
+            .context("no status line yet")?;
+        let field = |name: &str| line["fields"][name].as_u64().unwrap_or(0);
+        Ok((field("keys"), field("evicted")))
+    };
+    wait_caught_up(
+        &stack,
+        &names.group(),
+        &names.events,
+        &mut weir,
+        Duration::from_secs(120),
+    )?;
+    // a is more than 4 s older than the partition's stream time: evicted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status().ok() != Some((1, 1)) {
+        ensure!(
+            Instant::now() < deadline,
+            "a was not evicted: (keys, evicted) = {:?}",
+            status().ok()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rows = |session: &str| -> Result<Option<i64>> {
+        tokio.block_on(async {
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&stack.database_url)
+                .await?;
+            Ok(sqlx::query_scalar(&format!(
+                "SELECT \"EVENTS_COUNT\" FROM {} WHERE \"SESSION_ID\" = $1",
+                names.table
+            ))
+            .bind(session)
+            .fetch_optional(&pool)
+            .await?)
+        })
+    };
+    ensure!(
+        rows("sess_idle_a")? == Some(3),
+        "a's last row stays in the sinks"
+    );
+    ensure!(rows("sess_idle_b")? == Some(2));
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &weir.id().to_string()])
+        .status()?;
+    ensure!(weir.wait()?.success());
+    println!(
+        "idle timeout 4 s: the session idle 60 s in stream time was evicted, its row (3 events) kept; the other stayed in state"
+    );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

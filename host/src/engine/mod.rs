@@ -271,6 +271,7 @@ async fn run_pipeline(
         dead_letters = totals.dead,
         rows_written = totals.rows_written,
         keys = totals.keys,
+        evicted = totals.evicted,
         "Pipeline stopped."
     );
     if panicked > 0 {
@@ -571,6 +572,7 @@ async fn report_status(
             received = now.received,
             dead_letters = now.dead,
             keys = now.keys,
+            evicted = now.evicted,
             lag = lag.map_or_else(|| "unknown".to_owned(), |l| l.to_string()),
             "Running."
         );
