@@ -1012,8 +1012,7 @@ fn idle_keys_are_evicted_by_stream_time_and_their_rows_stay() -> Result<()> {
         let line = text
             .lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|line| line["fields"]["message"] == "Running.")
-            .next_back()
+            .rfind(|line| line["fields"]["message"] == "Running.")
             .context("no status line yet")?;
         let field = |name: &str| line["fields"][name].as_u64().unwrap_or(0);
         Ok((field("keys"), field("evicted")))
