@@ -9,7 +9,7 @@ use anyhow::{Context, Result, ensure};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 use weir_tests::Stack;
-use weir_tests::pipeline::{Names, Running, create_topic, demo_pipeline, generate, wait_caught_up};
+use weir_tests::pipeline::{Running, Scenario, demo_pipeline, generate, wait_caught_up};
 
 /// Events in the oracle run.
 const EVENTS: u64 = 200_000;
@@ -174,12 +174,8 @@ fn dashboard_questions(table: &str) -> Vec<(&'static str, String)> {
 
 #[test]
 fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
-    let stack = Stack::from_env();
-    let names = Names::fresh("oracle");
-    let dir = std::env::temp_dir().join(&names.pipeline);
-    std::fs::create_dir_all(&dir)?;
-    let tokio = tokio::runtime::Runtime::new()?;
-    tokio.block_on(create_topic(&stack, &names.events, 4))?;
+    let run = Scenario::new("oracle", 4)?;
+    let (stack, names, dir, tokio) = (&run.stack, &run.names, &run.dir, &run.tokio);
 
     // The same seed twice: once into Kafka, once into a file for the oracle.
     let count = EVENTS.to_string();
@@ -196,21 +192,21 @@ fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
     let file = dir.join("events.jsonl");
     let produced = Instant::now();
     let counts = generate(
-        &stack,
+        stack,
         &[&common[..], &["--topic", &names.events, "--write-catalog"]].concat(),
     )?;
     let produced = produced.elapsed();
     generate(
-        &stack,
+        stack,
         &[&common[..], &["--output", &file.display().to_string()]].concat(),
     )?;
     ensure!(counts.events == EVENTS);
 
-    let pipeline = demo_pipeline(&dir, &names, "")?;
+    let pipeline = demo_pipeline(dir, names, "")?;
     let started = Instant::now();
-    let mut running = Running::start(&stack, &pipeline)?;
+    let mut running = Running::start(stack, &pipeline)?;
     let caught_up = wait_caught_up(
-        &stack,
+        stack,
         &names.group(),
         &names.events,
         &mut running,
@@ -287,7 +283,7 @@ fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
         ))
         .fetch_all(&pool)
         .await?;
-        let avro = read_avro_with_python(&stack, &names.avro, oracle_rows.len())?;
+        let avro = read_avro_with_python(stack, &names.avro, oracle_rows.len())?;
         let rows = avro["rows"].as_object().context("rows")?;
         ensure!(rows.len() == oracle_rows.len(), "{} keys in the Avro topic, {} sessions", rows.len(), oracle_rows.len());
         ensure!(avro["schema_ids"].as_array().is_some_and(|ids| ids.len() == 1), "one schema id: {}", avro["schema_ids"]);
@@ -318,7 +314,6 @@ fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
         }
         Ok(())
     })?;
-    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 
@@ -379,15 +374,11 @@ fn malformed_messages_go_to_the_dead_letter_topic_and_the_rest_goes_on() -> Resu
     use rdkafka::message::{Headers, Message};
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
-    let stack = Stack::from_env();
-    let names = Names::fresh("badinput");
-    let dir = std::env::temp_dir().join(&names.pipeline);
-    std::fs::create_dir_all(&dir)?;
-    let tokio = tokio::runtime::Runtime::new()?;
-    tokio.block_on(create_topic(&stack, &names.events, 2))?;
+    let run = Scenario::new("badinput", 2)?;
+    let (stack, names, dir, tokio) = (&run.stack, &run.names, &run.dir, &run.tokio);
     let file = dir.join("events.jsonl");
     generate(
-        &stack,
+        stack,
         &[
             "--rate",
             "0",
@@ -519,10 +510,10 @@ fn malformed_messages_go_to_the_dead_letter_topic_and_the_rest_goes_on() -> Resu
     ensure!(bad_iter.next().is_none(), "every bad message was sent");
     producer.flush(Duration::from_secs(30))?;
 
-    let pipeline = demo_pipeline(&dir, &names, "max_record_bytes = 4096")?;
-    let mut running = Running::start(&stack, &pipeline)?;
+    let pipeline = demo_pipeline(dir, names, "max_record_bytes = 4096")?;
+    let mut running = Running::start(stack, &pipeline)?;
     wait_caught_up(
-        &stack,
+        stack,
         &names.group(),
         &names.events,
         &mut running,
@@ -650,7 +641,6 @@ fn malformed_messages_go_to_the_dead_letter_topic_and_the_rest_goes_on() -> Resu
         );
         Ok::<_, anyhow::Error>(())
     })?;
-    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 
@@ -659,28 +649,13 @@ fn malformed_messages_go_to_the_dead_letter_topic_and_the_rest_goes_on() -> Resu
 /// there and nothing is read twice or skipped.
 #[test]
 fn weir_run_stops_cleanly_on_sigterm_and_resumes_where_it_stopped() -> Result<()> {
-    use weir_tests::pipeline::{Alive, progress, weir_binary};
+    use weir_tests::pipeline::{Alive, Scenario, progress, terminate};
 
-    let stack = Stack::from_env();
-    let names = Names::fresh("sigterm");
-    let dir = std::env::temp_dir().join(&names.pipeline);
-    std::fs::create_dir_all(&dir)?;
-    let tokio = tokio::runtime::Runtime::new()?;
-    tokio.block_on(create_topic(&stack, &names.events, 2))?;
-    let pipeline = demo_pipeline(&dir, &names, "")?;
-    let weir = weir_binary()?;
-    let start = |log: &str| -> Result<std::process::Child> {
-        Ok(std::process::Command::new(&weir)
-            .args(["run", &pipeline.display().to_string()])
-            .env("WEIR_BOOTSTRAP", &stack.bootstrap)
-            .env("WEIR_REGISTRY_URL", &stack.registry_url)
-            .env("WEIR_DATABASE_URL", &stack.database_url)
-            .env("WEIR_LOG_FORMAT", "json")
-            .stderr(std::fs::File::create(dir.join(log))?)
-            .spawn()?)
-    };
+    let run = Scenario::new("sigterm", 2)?;
+    let (stack, names) = (&run.stack, &run.names);
+    let pipeline = demo_pipeline(&run.dir, names, "")?;
 
-    // Events keep arriving while the first run is stopped.
+    // Events keep arriving while the first run is stopped: 15 s of them.
     let producer = {
         let stack = stack.clone();
         let topic = names.events.clone();
@@ -703,12 +678,12 @@ fn weir_run_stops_cleanly_on_sigterm_and_resumes_where_it_stopped() -> Result<()
             )
         })
     };
-    let mut first = start("first.log")?;
+    let mut first = run.spawn_weir(&pipeline, "first.log", &[])?;
     // Stop it once it has committed some work, while events still arrive.
     let waiting = Instant::now();
     loop {
         ensure!(first.alive(), "weir run exited early");
-        let (committed, _) = progress(&stack, &names.group(), &names.events)?;
+        let (committed, _) = progress(stack, &names.group(), &names.events)?;
         if committed.iter().any(Option::is_some) {
             break;
         }
@@ -723,55 +698,28 @@ fn weir_run_stops_cleanly_on_sigterm_and_resumes_where_it_stopped() -> Result<()
         "the producer finished before the stop; make it produce longer"
     );
     let signalled = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-TERM", &first.id().to_string()])
-        .status()?;
-    let status = loop {
-        if let Some(status) = first.try_wait()? {
-            break status;
-        }
-        ensure!(
-            signalled.elapsed() < Duration::from_secs(60),
-            "weir run did not stop within 60 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = terminate(&mut first)?;
     let stopped_in = signalled.elapsed();
     ensure!(status.success(), "weir run exited with {status}");
-    let log = std::fs::read_to_string(dir.join("first.log"))?;
-    ensure!(
-        log.contains("Pipeline stopped."),
-        "no clean-stop line in its log:\n{log}"
-    );
-    let (committed, _) = progress(&stack, &names.group(), &names.events)?;
-    let first_offsets: i64 = committed.iter().map(|c| c.unwrap_or(0)).sum();
-    ensure!(first_offsets > 0, "the first run committed its work");
     let counts = producer
         .join()
         .map_err(|_| anyhow::anyhow!("producer panicked"))??;
 
     // The second run reads from the commit on, to the end.
-    let mut second = start("second.log")?;
+    let mut second = run.spawn_weir(&pipeline, "second.log", &[])?;
     wait_caught_up(
-        &stack,
+        stack,
         &names.group(),
         &names.events,
         &mut second,
         Duration::from_secs(120),
     )?;
-    std::process::Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()?;
-    ensure!(second.wait()?.success());
+    ensure!(terminate(&mut second)?.success());
     // What each run read, from its own final line: together exactly every event.
     let received = |log: &str| -> Result<u64> {
-        let text = std::fs::read_to_string(dir.join(log))?;
-        let line = text
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .find(|line| line["fields"]["message"] == "Pipeline stopped.")
-            .context("no final line")?;
-        line["fields"]["received"].as_u64().context("received")
+        run.last_log_line(log, "Pipeline stopped.")?["received"]
+            .as_u64()
+            .context("received")
     };
     let (a, b) = (received("first.log")?, received("second.log")?);
     ensure!(
@@ -786,7 +734,6 @@ fn weir_run_stops_cleanly_on_sigterm_and_resumes_where_it_stopped() -> Result<()
         a + b,
         counts.events
     );
-    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 
@@ -796,17 +743,13 @@ fn weir_run_stops_cleanly_on_sigterm_and_resumes_where_it_stopped() -> Result<()
 /// arrives.
 #[test]
 fn a_stalled_sink_applies_backpressure_and_memory_stays_bounded() -> Result<()> {
-    use weir_tests::pipeline::{Alive, progress, weir_binary};
+    use weir_tests::pipeline::{Alive, Scenario, progress, terminate};
 
-    let stack = Stack::from_env();
-    let names = Names::fresh("backpressure");
-    let dir = std::env::temp_dir().join(&names.pipeline);
-    std::fs::create_dir_all(&dir)?;
-    let tokio = tokio::runtime::Runtime::new()?;
-    tokio.block_on(create_topic(&stack, &names.events, 2))?;
-    let pipeline = demo_pipeline(&dir, &names, "")?;
+    let run = Scenario::new("backpressure", 2)?;
+    let (stack, names) = (&run.stack, &run.names);
+    let pipeline = demo_pipeline(&run.dir, names, "")?;
     let counts = generate(
-        &stack,
+        stack,
         &[
             "--rate",
             "0",
@@ -821,28 +764,12 @@ fn a_stalled_sink_applies_backpressure_and_memory_stays_bounded() -> Result<()> 
             &names.events,
         ],
     )?;
-    let mut weir = std::process::Command::new(weir_binary()?)
-        .args([
-            "run",
-            &pipeline.display().to_string(),
-            "--status-every",
-            "1s",
-        ])
-        .env("WEIR_BOOTSTRAP", &stack.bootstrap)
-        .env("WEIR_REGISTRY_URL", &stack.registry_url)
-        .env("WEIR_DATABASE_URL", &stack.database_url)
-        .env("WEIR_LOG_FORMAT", "json")
-        .stderr(std::fs::File::create(dir.join("weir.log"))?)
-        .spawn()?;
+    let mut weir = run.spawn_weir(&pipeline, "weir.log", &["--status-every", "1s"])?;
     // How many records weir has taken in, from its latest status line.
     let received = || -> Result<u64> {
-        let log = std::fs::read_to_string(dir.join("weir.log"))?;
-        log.lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|line| line["fields"]["message"] == "Running.")
-            .filter_map(|line| line["fields"]["received"].as_u64())
-            .next_back()
-            .context("no status line yet")
+        run.last_log_line("weir.log", "Running.")?["received"]
+            .as_u64()
+            .context("received")
     };
     let rss_mib = |pid: u32| -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -851,8 +778,8 @@ fn a_stalled_sink_applies_backpressure_and_memory_stays_bounded() -> Result<()> 
         Some(kib / 1024.0)
     };
 
-    tokio.block_on(async {
-        let pool = PgPoolOptions::new().max_connections(2).connect(&stack.database_url).await?;
+    let pool = run.pool()?;
+    run.tokio.block_on(async {
         // Lock the table as soon as weir has created it, before its first flush lands.
         let started = Instant::now();
         loop {
@@ -870,7 +797,7 @@ fn a_stalled_sink_applies_backpressure_and_memory_stays_bounded() -> Result<()> 
         sqlx::query(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", names.table))
             .execute(&mut *lock)
             .await?;
-        let (before, _) = progress(&stack, &names.group(), &names.events)?;
+        let (before, _) = progress(stack, &names.group(), &names.events)?;
         let mut peak: f64 = 0.0;
         let mut taken_in = Vec::new();
         let stalled = Instant::now();
@@ -889,7 +816,7 @@ fn a_stalled_sink_applies_backpressure_and_memory_stays_bounded() -> Result<()> 
             "weir kept reading while its sink was stalled: {first} -> {last} of {}",
             counts.events
         );
-        let (during, ends) = progress(&stack, &names.group(), &names.events)?;
+        let (during, ends) = progress(stack, &names.group(), &names.events)?;
         let committed = |offsets: &[Option<i64>]| offsets.iter().map(|o| o.unwrap_or(0)).sum::<i64>();
         ensure!(
             committed(&during) == committed(&before),
@@ -907,35 +834,25 @@ fn a_stalled_sink_applies_backpressure_and_memory_stays_bounded() -> Result<()> 
         Ok(())
     })?;
     wait_caught_up(
-        &stack,
+        stack,
         &names.group(),
         &names.events,
         &mut weir,
         Duration::from_secs(120),
     )?;
-    std::process::Command::new("kill")
-        .args(["-TERM", &weir.id().to_string()])
-        .status()?;
-    ensure!(weir.wait()?.success());
-    tokio.block_on(async {
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&stack.database_url)
-            .await?;
-        let events: i64 = sqlx::query_scalar(&format!(
+    ensure!(terminate(&mut weir)?.success());
+    let events: i64 = run.tokio.block_on(
+        sqlx::query_scalar(&format!(
             "SELECT sum(\"EVENTS_COUNT\")::BIGINT FROM {}",
             names.table
         ))
-        .fetch_one(&pool)
-        .await?;
-        ensure!(
-            events as u64 == counts.events,
-            "{events} events in the table, {} produced",
-            counts.events
-        );
-        Ok::<_, anyhow::Error>(())
-    })?;
-    std::fs::remove_dir_all(&dir)?;
+        .fetch_one(&pool),
+    )?;
+    ensure!(
+        events as u64 == counts.events,
+        "{events} events in the table, {} produced",
+        counts.events
+    );
     Ok(())
 }
 
@@ -946,15 +863,11 @@ fn a_stalled_sink_applies_backpressure_and_memory_stays_bounded() -> Result<()> 
 fn idle_keys_are_evicted_by_stream_time_and_their_rows_stay() -> Result<()> {
     use rdkafka::ClientConfig;
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-    use weir_tests::pipeline::weir_binary;
+    use weir_tests::pipeline::{Scenario, terminate};
 
-    let stack = Stack::from_env();
-    let names = Names::fresh("idle");
-    let dir = std::env::temp_dir().join(&names.pipeline);
-    std::fs::create_dir_all(&dir)?;
-    let tokio = tokio::runtime::Runtime::new()?;
-    tokio.block_on(create_topic(&stack, &names.events, 1))?;
-    let pipeline = demo_pipeline(&dir, &names, "")?;
+    let run = Scenario::new("idle", 1)?;
+    let (stack, names) = (&run.stack, &run.names);
+    let pipeline = demo_pipeline(&run.dir, names, "")?;
     let text = std::fs::read_to_string(&pipeline)?;
     ensure!(
         text.contains("idle_timeout = \"30m\""),
@@ -993,32 +906,14 @@ fn idle_keys_are_evicted_by_stream_time_and_their_rows_stay() -> Result<()> {
     }
     producer.flush(Duration::from_secs(30))?;
 
-    let log = dir.join("weir.log");
-    let mut weir = std::process::Command::new(weir_binary()?)
-        .args([
-            "run",
-            &pipeline.display().to_string(),
-            "--status-every",
-            "1s",
-        ])
-        .env("WEIR_BOOTSTRAP", &stack.bootstrap)
-        .env("WEIR_REGISTRY_URL", &stack.registry_url)
-        .env("WEIR_DATABASE_URL", &stack.database_url)
-        .env("WEIR_LOG_FORMAT", "json")
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()?;
+    let mut weir = run.spawn_weir(&pipeline, "weir.log", &["--status-every", "1s"])?;
     let status = || -> Result<(u64, u64)> {
-        let text = std::fs::read_to_string(&log)?;
-        let line = text
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .rfind(|line| line["fields"]["message"] == "Running.")
-            .context("no status line yet")?;
-        let field = |name: &str| line["fields"][name].as_u64().unwrap_or(0);
+        let line = run.last_log_line("weir.log", "Running.")?;
+        let field = |name: &str| line[name].as_u64().unwrap_or(0);
         Ok((field("keys"), field("evicted")))
     };
     wait_caught_up(
-        &stack,
+        stack,
         &names.group(),
         &names.events,
         &mut weir,
@@ -1034,34 +929,25 @@ fn idle_keys_are_evicted_by_stream_time_and_their_rows_stay() -> Result<()> {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let rows = |session: &str| -> Result<Option<i64>> {
-        tokio.block_on(async {
-            let pool = PgPoolOptions::new()
-                .max_connections(1)
-                .connect(&stack.database_url)
-                .await?;
-            Ok(sqlx::query_scalar(&format!(
+    let pool = run.pool()?;
+    let events = |session: &str| -> Result<Option<i64>> {
+        Ok(run.tokio.block_on(
+            sqlx::query_scalar(&format!(
                 "SELECT \"EVENTS_COUNT\" FROM {} WHERE \"SESSION_ID\" = $1",
                 names.table
             ))
             .bind(session)
-            .fetch_optional(&pool)
-            .await?)
-        })
+            .fetch_optional(&pool),
+        )?)
     };
     ensure!(
-        rows("sess_idle_a")? == Some(3),
+        events("sess_idle_a")? == Some(3),
         "a's last row stays in the sinks"
     );
-    ensure!(rows("sess_idle_b")? == Some(2));
-
-    std::process::Command::new("kill")
-        .args(["-TERM", &weir.id().to_string()])
-        .status()?;
-    ensure!(weir.wait()?.success());
+    ensure!(events("sess_idle_b")? == Some(2));
+    ensure!(terminate(&mut weir)?.success());
     println!(
         "idle timeout 4 s: the session idle 60 s in stream time was evicted, its row (3 events) kept; the other stayed in state"
     );
-    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

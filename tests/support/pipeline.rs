@@ -285,3 +285,89 @@ pub fn wait_caught_up(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A test's pipeline: the stack, fresh names, a scratch folder, the input
+/// topic created with `partitions` partitions, and an async runtime.
+pub struct Scenario {
+    /// The stack.
+    pub stack: Stack,
+    /// Fresh names.
+    pub names: Names,
+    /// A scratch folder (pipeline file, logs, data).
+    pub dir: PathBuf,
+    /// For the async clients (PostgreSQL, Kafka admin).
+    pub tokio: tokio::runtime::Runtime,
+}
+
+impl Scenario {
+    /// Sets up a scenario named after `prefix`.
+    pub fn new(prefix: &str, partitions: i32) -> Result<Self> {
+        let stack = Stack::from_env();
+        let names = Names::fresh(prefix);
+        let dir = std::env::temp_dir().join(&names.pipeline);
+        std::fs::create_dir_all(&dir)?;
+        let tokio = tokio::runtime::Runtime::new()?;
+        tokio.block_on(create_topic(&stack, &names.events, partitions))?;
+        Ok(Self {
+            stack,
+            names,
+            dir,
+            tokio,
+        })
+    }
+
+    /// `weir run PIPELINE ARGS` as a process against the stack, logging JSON to `log` in the scratch folder.
+    pub fn spawn_weir(
+        &self,
+        pipeline: &Path,
+        log: &str,
+        args: &[&str],
+    ) -> Result<std::process::Child> {
+        Ok(std::process::Command::new(weir_binary()?)
+            .arg("run")
+            .arg(pipeline)
+            .args(args)
+            .env("WEIR_BOOTSTRAP", &self.stack.bootstrap)
+            .env("WEIR_REGISTRY_URL", &self.stack.registry_url)
+            .env("WEIR_DATABASE_URL", &self.stack.database_url)
+            .env("WEIR_LOG_FORMAT", "json")
+            .stderr(std::fs::File::create(self.dir.join(log))?)
+            .spawn()?)
+    }
+
+    /// The fields of the last line of `log` whose message is `message`.
+    pub fn last_log_line(&self, log: &str, message: &str) -> Result<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.join(log))?;
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .rfind(|line| line["fields"]["message"] == message)
+            .map(|line| line["fields"].clone())
+            .with_context(|| format!("no `{message}` line in {log} yet"))
+    }
+
+    /// A connection pool to the stack's database.
+    pub fn pool(&self) -> Result<sqlx::PgPool> {
+        Ok(self.tokio.block_on(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .connect(&self.stack.database_url),
+        )?)
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends SIGTERM to `child` (as Ctrl-C or a service manager would) and waits for it.
+pub fn terminate(child: &mut std::process::Child) -> Result<std::process::ExitStatus> {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    if !status.success() {
+        bail!("kill -TERM {} failed", child.id());
+    }
+    Ok(child.wait()?)
+}

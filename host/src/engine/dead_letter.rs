@@ -70,18 +70,14 @@ pub struct DeadLetter {
 impl DeadLetter {
     /// `record`, refused by the host itself.
     pub fn malformed(record: RecordRef<'_>, stage: &str, code: &str, reason: String) -> Self {
-        Self {
-            key: record.key.map(<[u8]>::to_vec),
-            value: record.value.to_vec(),
-            partition: record.partition,
-            offset: record.offset,
-            timestamp: record.timestamp,
-            stage: stage.to_owned(),
-            plugin: None,
-            kind: Kind::Malformed,
-            code: code.to_owned(),
+        Self::new(
+            record,
+            stage,
+            None,
+            Kind::Malformed,
+            code.to_owned(),
             reason,
-        }
+        )
     }
 
     /// `record`, failed by `plugin` in `stage`.
@@ -95,6 +91,17 @@ impl DeadLetter {
             Failure::Rejected(error) => (Kind::Rejected, error.code, error.message),
             Failure::Trapped(message) => (Kind::Trapped, "trap".to_owned(), message),
         };
+        Self::new(record, stage, Some(plugin.clone()), kind, code, reason)
+    }
+
+    fn new(
+        record: RecordRef<'_>,
+        stage: &str,
+        plugin: Option<PluginRef>,
+        kind: Kind,
+        code: String,
+        reason: String,
+    ) -> Self {
         Self {
             key: record.key.map(<[u8]>::to_vec),
             value: record.value.to_vec(),
@@ -102,7 +109,7 @@ impl DeadLetter {
             offset: record.offset,
             timestamp: record.timestamp,
             stage: stage.to_owned(),
-            plugin: Some(plugin.clone()),
+            plugin,
             kind,
             code,
             reason,
