@@ -566,7 +566,11 @@ fn malformed_messages_go_to_the_dead_letter_topic_and_the_rest_goes_on() -> Resu
     for bad in &bads {
         let found = letters
             .iter()
-            .find(|(key, value, _)| *key == bad.key && *value == bad.value)
+            // An oversized value is left out of its dead letter (the headers say where it is).
+            .find(|(key, value, _)| {
+                *key == bad.key
+                    && (*value == bad.value || (bad.code == "oversized" && value.is_empty()))
+            })
             .with_context(|| {
                 format!(
                     "no dead letter for {:?}",

@@ -113,6 +113,13 @@ fn catalog_enrich_copies_fields_from_lookup_tables() {
         ),
         ("s1", r#"{"event_type":"page_view","user_id":"user_99999"}"#),
         ("s1", "{broken"),
+        // A field present as null is replaced, not added a second time.
+        ("s1", r#"{"user_id":"user_00042","user_segment":null}"#),
+        // An empty-looking object with spaces, and an escaped key.
+        (
+            "s1",
+            "{ \"user_id\" : \"user_00042\" , \"caf\\u00e9\": 1 }  ",
+        ),
     ]);
     let results = worker.transform(&records);
     let value = |index: usize| -> Json {
@@ -144,6 +151,17 @@ fn catalog_enrich_copies_fields_from_lookup_tables() {
         Err(Failure::Rejected(error)) => assert_eq!(error.code, "malformed-json"),
         other => panic!("expected a rejection, got {other:?}"),
     }
+    let text = String::from_utf8(results[4].as_ref().expect("transformed")[0].value.clone())
+        .expect("UTF-8");
+    assert_eq!(text.matches("user_segment").count(), 1, "{text}");
+    assert_eq!(
+        value(4),
+        json!({"user_id":"user_00042","user_segment":"vip"})
+    );
+    assert_eq!(
+        value(5),
+        json!({"user_id":"user_00042","café":1,"user_segment":"vip"})
+    );
 }
 
 #[test]

@@ -252,7 +252,7 @@ impl Chain {
                 }
                 continue;
             }
-            aggregated += (group.count as usize - result.failures.len()) as u64;
+            aggregated += (group.count as usize).saturating_sub(result.failures.len()) as u64;
             for (index, failure) in result.failures {
                 dead.push(stage.fail(source.record(grouped_origin[index] as usize), failure));
             }
@@ -309,6 +309,12 @@ fn key_of<'a>(
         return Err((
             "key-not-utf8",
             "the key is not UTF-8 text, which the sinks need".to_owned(),
+        ));
+    }
+    if key.contains(&0) {
+        return Err((
+            "key-not-text",
+            "the key holds a NUL character, which PostgreSQL text cannot store".to_owned(),
         ));
     }
     Ok(key)

@@ -171,6 +171,9 @@ impl DeadLetterWriter {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
+            // A dead letter carries a value of up to `max_record_bytes` plus
+            // its headers: allow what a default topic allows.
+            .set("message.max.bytes", "1048588")
             .create()
             .map_err(|error| format!("dead-letter topic `{topic}`: {error}"))?;
         Ok(Self {

@@ -114,6 +114,14 @@ pub async fn run(
         metrics::histogram!("weir_flush_seconds", "pipeline" => sinks.pipeline.clone())
             .record(started.elapsed().as_secs_f64());
     }
+    // The last commit failed? Its data is written: try a few more times.
+    for attempt in 1..=3 {
+        if pending.0.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+        commit(&consumer, &sinks.topic, &mut pending).await;
+    }
     if !pending.0.is_empty() {
         return Err(format!(
             "could not commit the offsets of partitions {:?}; their records will be read again on restart",

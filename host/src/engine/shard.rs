@@ -70,9 +70,11 @@ pub fn run(
         .mul_f64((settings.id + 1) as f64 / settings.shards as f64);
     let mut next_flush = Instant::now() + phase;
     // Evicting scans every key, so it runs a few times per idle timeout, not every flush.
-    let evict_every = settings
-        .idle_timeout
-        .map(|idle| (idle / 4).clamp(settings.flush_interval, Duration::from_secs(60)));
+    let evict_every = settings.idle_timeout.map(|idle| {
+        (idle / 4)
+            .min(Duration::from_secs(60))
+            .max(settings.flush_interval)
+    });
     let mut next_evict = evict_every.map(|every| Instant::now() + every);
     let mut open = true;
     while open {

@@ -134,8 +134,25 @@ fn add(slot: &mut Open, message: &BorrowedMessage<'_>, settings: &SourceSettings
         None => slot.offsets.push((partition, offset + 1)),
     }
     if let Err((code, reason)) = check(record.value, settings) {
-        slot.dead
-            .push(DeadLetter::malformed(record, "source", code, reason));
+        // Too big to pass on: the dead letter says where it is instead of
+        // carrying it (the dead-letter topic takes no larger messages either).
+        let letter = if code == "oversized" {
+            let reason = format!(
+                "{reason}; the value is left out of the dead letter: read it from the source topic at the partition and offset in its headers"
+            );
+            DeadLetter::malformed(
+                RecordRef {
+                    value: &[],
+                    ..record
+                },
+                "source",
+                code,
+                reason,
+            )
+        } else {
+            DeadLetter::malformed(record, "source", code, reason)
+        };
+        slot.dead.push(letter);
         return;
     }
     slot.builder.push(record);

@@ -45,7 +45,8 @@ pub struct SourceConfig {
     /// How record values are encoded.
     #[serde(default)]
     pub format: Format,
-    /// Values larger than this many bytes are dead-lettered (default 1 MiB).
+    /// Values larger than this many bytes are dead-lettered (default 1 000 000,
+    /// the largest a default Kafka topic, and so the dead-letter topic, takes).
     pub max_record_bytes: Option<Spanned<u64>>,
 }
 
@@ -54,7 +55,7 @@ impl SourceConfig {
     pub fn max_record_bytes(&self) -> u64 {
         self.max_record_bytes
             .as_ref()
-            .map_or(1024 * 1024, |bytes| *bytes.get_ref())
+            .map_or(1_000_000, |bytes| *bytes.get_ref())
     }
 }
 

@@ -208,8 +208,15 @@ impl Checker<'_> {
             self.error(
                 bytes,
                 "`max_record_bytes` is 0: every record would be refused".into(),
-                "leave it out for 1 MiB, or give the largest value size you accept",
+                "leave it out for 1 000 000, or give the largest value size you accept",
             );
+        }
+        if config.batch.flush_interval.is_zero() {
+            self.errors.push(self.report.at(
+                None,
+                "`[batch] flush_interval` is zero: aggregators would flush without pause".into(),
+                Some("give a duration such as `1s`, or leave it out for 1 s".into()),
+            ));
         }
         let max_records = *config.batch.max_records.get_ref();
         if !(1..=65_536).contains(&max_records) {

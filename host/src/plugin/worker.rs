@@ -284,7 +284,9 @@ impl Worker {
         let mut failures = Vec::with_capacity(outcome.rejected.len());
         for rejection in outcome.rejected {
             let index = rejection.index as usize;
-            if range.contains(&index) {
+            if failures.iter().any(|(seen, _)| *seen == index) {
+                // Rejected twice: once is what counts.
+            } else if range.contains(&index) {
                 failures.push((index, Failure::Rejected(rejection.error)));
             } else {
                 tracing::error!(

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::schema::{ColumnType, RowSchema};
 use crate::plugin::Value;
@@ -50,14 +52,20 @@ impl PostgresSink {
         key_column: &str,
         schema: RowSchema,
     ) -> Result<Self, PostgresError> {
+        let database = |source| PostgresError::Database {
+            table: table.to_owned(),
+            source,
+        };
+        // A statement that waits (a locked table, a stuck server) gives up
+        // after 30 s and is retried, so a stop is never held up for longer.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(database)?
+            .options([("statement_timeout", "30s")]);
         let pool = PgPoolOptions::new()
             .max_connections(4)
-            .connect(url)
+            .connect_with(options)
             .await
-            .map_err(|source| PostgresError::Database {
-                table: table.to_owned(),
-                source,
-            })?;
+            .map_err(database)?;
         let upsert = upsert_statement(table, key_column, &schema);
         Ok(Self {
             pool,

@@ -55,6 +55,8 @@ pub struct Column {
     pub kind: ColumnType,
     /// Whether it may be NULL (a union with `null`).
     pub nullable: bool,
+    /// Avro `int`: values must fit in 32 bits (the Avro topic could not carry more).
+    pub int32: bool,
 }
 
 /// The output row's columns, in schema order.
@@ -103,6 +105,12 @@ pub enum SchemaError {
         /// The value.
         value: Value,
     },
+    /// A text value holds a NUL character, which PostgreSQL cannot store.
+    #[error("column `{column}` received text with a NUL character, which PostgreSQL cannot store")]
+    Nul {
+        /// The column.
+        column: String,
+    },
 }
 
 impl RowSchema {
@@ -144,6 +152,7 @@ impl RowSchema {
                     name: field.name.clone(),
                     kind,
                     nullable,
+                    int32: *inner == Schema::Int,
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -163,11 +172,22 @@ impl RowSchema {
             });
         }
         for (column, value) in self.columns.iter().zip(row) {
-            let fits = column.kind.accepts(value) && (column.nullable || *value != Value::Null);
+            let fits = column.kind.accepts(value)
+                && (column.nullable || *value != Value::Null)
+                && !(column.int32 && matches!(value, Value::Long(n) if i32::try_from(*n).is_err()));
             if !fits {
                 return Err(SchemaError::Type {
                     column: column.name.clone(),
                     value: value.clone(),
+                });
+            }
+            // PostgreSQL's text cannot hold NUL; a row that carries one could
+            // never be written, so it is refused here, not retried forever.
+            if let Value::Text(text) = value
+                && text.contains('\0')
+            {
+                return Err(SchemaError::Nul {
+                    column: column.name.clone(),
                 });
             }
         }
@@ -231,6 +251,25 @@ mod tests {
         assert!(matches!(
             RowSchema::parse(nested),
             Err(SchemaError::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn rows_the_sinks_could_never_write_are_refused() {
+        let schema = RowSchema::parse(
+            r#"{"type":"record","name":"R","fields":[
+                {"name":"SMALL","type":"int"},{"name":"NAME","type":["null","string"]}]}"#,
+        )
+        .unwrap();
+        let text = |s: &str| Value::Text(s.to_owned());
+        assert!(schema.check(&[Value::Long(7), text("ok")]).is_ok());
+        assert!(matches!(
+            schema.check(&[Value::Long(1 << 40), text("ok")]),
+            Err(SchemaError::Type { .. })
+        ));
+        assert!(matches!(
+            schema.check(&[Value::Long(7), text("a\0b")]),
+            Err(SchemaError::Nul { .. })
         ));
     }
 }

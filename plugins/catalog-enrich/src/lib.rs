@@ -151,7 +151,15 @@ impl CatalogEnrich {
                 None => misses += 1,
             }
         }
-        if added.iter().any(|(index, _)| self.rules[*index].overwrite) {
+        // Replacing a field (`overwrite`, or a field present as null) needs
+        // the event rewritten; appending would give it the key twice.
+        let replaces = added.iter().any(|(index, row)| {
+            self.rules[*index].overwrite
+                || row
+                    .iter()
+                    .any(|(field, _)| fields.get(field).is_some_and(|v| v.get() == "null"))
+        });
+        if replaces {
             return self.enrich_rewriting(value, &added, out).map(|()| misses);
         }
         let end = value

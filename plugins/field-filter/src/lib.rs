@@ -200,7 +200,7 @@ fn lookup(top: &Top<'_>, path: &[String]) -> Result<Option<Json>, serde_json::Er
     };
     let mut raw: &RawValue = raw;
     for segment in &path[1..] {
-        let Ok(object) = serde_json::from_str::<HashMap<&str, &RawValue>>(raw.get()) else {
+        let Ok(object) = serde_json::from_str::<HashMap<Cow<'_, str>, &RawValue>>(raw.get()) else {
             return Ok(None);
         };
         match object.get(segment.as_str()) {
