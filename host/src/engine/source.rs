@@ -1,16 +1,18 @@
 //! The Kafka source: one consumer in the pipeline's group, polled by one
 //! thread that checks each record (size, format), builds a batch per shard
-//! and hands it over when it is full or has waited long enough. Handing
-//! over blocks while a shard is busy, so a slow stage or sink slows reading
-//! down instead of filling memory: librdkafka's prefetch queue is bounded
+//! and hands it over when it is full or has waited long enough. While a
+//! shard is busy the consumer's partitions are paused (and it keeps
+//! polling, so it stays in its group), so a slow stage or sink slows reading
+//! down instead of filling memory; librdkafka's prefetch queue is bounded
 //! too (`queued.max.messages.kbytes`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 
 use super::dead_letter::DeadLetter;
@@ -76,9 +78,10 @@ pub fn run(
         match consumer.poll(wait) {
             Some(Ok(message)) => {
                 let shard = message.partition().unsigned_abs() as usize % shards.len();
-                let slot = &mut open[shard];
-                add(slot, &message, settings);
-                if slot.records() >= settings.max_records && !hand_over(&shards[shard], slot) {
+                add(&mut open[shard], &message, settings);
+                if open[shard].records() >= settings.max_records
+                    && !hand_over(consumer, &shards, &mut open, shard, settings)
+                {
                     return;
                 }
             }
@@ -95,26 +98,76 @@ pub fn run(
             }
             None => {}
         }
-        for (shard, slot) in open.iter_mut().enumerate() {
-            if slot
+        for shard in 0..shards.len() {
+            if open[shard]
                 .since
                 .is_some_and(|since| since.elapsed() >= settings.max_wait)
-                && !hand_over(&shards[shard], slot)
+                && !hand_over(consumer, &shards, &mut open, shard, settings)
             {
                 return;
             }
         }
     }
-    for (shard, slot) in open.iter_mut().enumerate() {
-        if slot.records() > 0 && !hand_over(&shards[shard], slot) {
+    for shard in 0..shards.len() {
+        if open[shard].records() > 0 && !hand_over(consumer, &shards, &mut open, shard, settings) {
             return;
         }
     }
 }
 
-/// Sends `slot`'s chunk; false when the shard has stopped.
-fn hand_over(shard: &SyncSender<Chunk>, slot: &mut Open) -> bool {
-    shard.send(slot.take()).is_ok()
+/// How long a hand-over waits on a busy shard before pausing the consumer.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// Sends shard `shard`'s open chunk; false when the shard has stopped.
+///
+/// While the shard is busy the consumer's partitions are paused and it
+/// keeps being polled: it stays in its group however long a sink stalls
+/// (a consumer that stops polling for `max.poll.interval.ms` is put out of
+/// the group, and would read again records it already has in state). Pausing
+/// drops what librdkafka prefetched; fetching resumes from the next offset.
+fn hand_over(
+    consumer: &BaseConsumer,
+    shards: &[SyncSender<Chunk>],
+    open: &mut [Open],
+    shard: usize,
+    settings: &SourceSettings,
+) -> bool {
+    let mut chunk = open[shard].take();
+    let mut paused: Option<TopicPartitionList> = None;
+    let since = Instant::now();
+    let delivered = loop {
+        match shards[shard].try_send(chunk) {
+            Ok(()) => break true,
+            Err(TrySendError::Disconnected(_)) => break false,
+            Err(TrySendError::Full(back)) => chunk = back,
+        }
+        // A busy shard is the normal pace at full speed: wait a little
+        // first, since pausing throws away what was prefetched.
+        if since.elapsed() < PAUSE_AFTER {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        if paused.is_none()
+            && let Ok(assignment) = consumer.assignment()
+        {
+            if let Err(error) = consumer.pause(&assignment) {
+                tracing::warn!(%error, "Could not pause the consumer's partitions.");
+            }
+            paused = Some(assignment);
+        }
+        // Serves the group's events; paused partitions yield no records,
+        // but one that arrives anyway is kept, not lost.
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
+            let other = message.partition().unsigned_abs() as usize % shards.len();
+            add(&mut open[other], &message, settings);
+        }
+    };
+    if let Some(assignment) = paused
+        && let Err(error) = consumer.resume(&assignment)
+    {
+        tracing::error!(%error, "Could not resume the consumer's partitions.");
+    }
+    delivered
 }
 
 /// Checks one record and adds it to the batch, or to the dead letters.
