@@ -114,7 +114,10 @@ fn catalog_enrich_copies_fields_from_lookup_tables() {
         ("s1", r#"{"event_type":"page_view","user_id":"user_99999"}"#),
         ("s1", "{broken"),
         // A field present as null is replaced, not added a second time.
-        ("s1", r#"{"user_id":"user_00042","user_segment":null}"#),
+        (
+            "s1",
+            r#"{"user_id":"user_00042","user_segment":null,"big":12345678901234567890123}"#,
+        ),
         // An empty-looking object with spaces, and an escaped key.
         (
             "s1",
@@ -154,8 +157,14 @@ fn catalog_enrich_copies_fields_from_lookup_tables() {
     let text = String::from_utf8(results[4].as_ref().expect("transformed")[0].value.clone())
         .expect("UTF-8");
     assert_eq!(text.matches("user_segment").count(), 1, "{text}");
+    assert!(
+        text.contains("\"big\":12345678901234567890123"),
+        "numbers keep every digit: {text}"
+    );
+    let mut replaced = value(4);
+    replaced.as_object_mut().expect("an object").remove("big");
     assert_eq!(
-        value(4),
+        replaced,
         json!({"user_id":"user_00042","user_segment":"vip"})
     );
     assert_eq!(

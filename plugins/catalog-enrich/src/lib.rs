@@ -160,7 +160,8 @@ impl CatalogEnrich {
                     .any(|(field, _)| fields.get(field).is_some_and(|v| v.get() == "null"))
         });
         if replaces {
-            return self.enrich_rewriting(value, &added, out).map(|()| misses);
+            self.enrich_rewriting(&fields, &added, out);
+            return Ok(misses);
         }
         let end = value
             .iter()
@@ -214,32 +215,46 @@ impl CatalogEnrich {
         fields
     }
 
-    /// The slow path, for rules that replace fields the event has: parse the
-    /// whole event, set the fields, write it again.
-    fn enrich_rewriting(
-        &self,
-        value: &[u8],
-        added: &[(usize, Added)],
-        out: &mut Vec<u8>,
-    ) -> Result<(), PluginError> {
-        let mut event: Map<String, Json> = serde_json::from_slice(value).map_err(|error| {
-            plugin_error(
-                "malformed-json",
-                format!("value is not a JSON object: {error}"),
-            )
-        })?;
+    /// The path for rules that replace fields the event has: the event is
+    /// written again from its top-level fields, each kept as its original
+    /// text (numbers keep every digit), replaced ones left out, then the
+    /// looked-up fields appended.
+    fn enrich_rewriting(&self, fields: &Fields<'_>, added: &[(usize, Added)], out: &mut Vec<u8>) {
+        // The value each field ends with: the first rule that sets it wins,
+        // as on the appending path; an event's own non-null value stays
+        // unless that rule overwrites.
+        let mut set: Vec<(&str, &str)> = Vec::new();
         for (index, row) in added {
             let overwrite = self.rules[*index].overwrite;
             for (field, json) in row.iter() {
-                let present = event.get(field).is_some_and(|v| !v.is_null());
-                if overwrite || !present {
-                    let parsed = serde_json::from_str(json).expect("cached values are JSON");
-                    event.insert(field.clone(), parsed);
+                if set.iter().any(|(name, _)| name == field) {
+                    continue;
+                }
+                if overwrite || !fields.has(field) {
+                    set.push((field, json));
                 }
             }
         }
-        serde_json::to_writer(out, &event).expect("a JSON map serialises");
-        Ok(())
+        out.push(b'{');
+        let mut first = true;
+        let mut write = |out: &mut Vec<u8>, name: &str, json: &str| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut *out, name).expect("a string serialises");
+            out.push(b':');
+            out.extend_from_slice(json.as_bytes());
+        };
+        for (name, raw) in &fields.0 {
+            if !set.iter().any(|(field, _)| *field == name.as_ref()) {
+                write(out, name, raw.get());
+            }
+        }
+        for (name, json) in &set {
+            write(out, name, json);
+        }
+        out.push(b'}');
     }
 
     /// Builds the plugin from JSON configuration text (tests use this).
