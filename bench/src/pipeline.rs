@@ -25,9 +25,10 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
 use weir_tests::Stack;
-use weir_tests::pipeline::{Names, Running, create_topic, demo_pipeline, generate, progress};
+use weir_tests::pipeline::{
+    Names, Running, create_topic, demo_pipeline, generate, progress, wait_caught_up,
+};
 
 /// Options of `weir-bench pipeline`.
 #[derive(Debug, clap::Args)]
@@ -194,7 +195,7 @@ fn freshness(
     tokio.block_on(create_topic(stack, &names.events, args.partitions))?;
     let pipeline: PathBuf = demo_pipeline(dir, &names, "")?;
     // The table exists once weir has started; the trigger goes on it then.
-    let running = Running::start(stack, &pipeline)?;
+    let mut running = Running::start(stack, &pipeline)?;
     tokio.block_on(async {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
@@ -254,22 +255,10 @@ fn freshness(
         }
         let n = per_session.entry(event.session_id.clone()).or_default();
         *n += 1;
-        let mut record = BaseRecord::to(&names.events)
+        let record = BaseRecord::to(&names.events)
             .key(event.session_id.as_str())
             .payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                    back,
-                )) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((error, _)) => return Err(error.into()),
-            }
-        }
+        weir::generate::output::send_waiting(&producer, record)?;
         // Every event counts for its session; only those after the warm-up are measured.
         if began.elapsed() >= args.warm_up {
             sent.push((event.session_id, *n, SystemTime::now()));
@@ -277,21 +266,13 @@ fn freshness(
     }
     producer.flush(Duration::from_secs(30))?;
     // Wait until everything is in the table.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (committed, ends) = progress(stack, &names.group(), &names.events)?;
-        if ends
-            .iter()
-            .zip(&committed)
-            .all(|(&end, &done)| end == 0 || done == Some(end))
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the freshness run did not catch up");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_caught_up(
+        stack,
+        &names.group(),
+        &names.events,
+        &mut running,
+        Duration::from_secs(120),
+    )?;
     running.stop()?;
 
     // (session, events counted, written at: µs since the epoch)

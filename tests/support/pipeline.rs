@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::consumer::BaseConsumer;
 use weir::engine::RunArgs;
 use weir::generate::GenerateArgs;
 
@@ -225,33 +225,8 @@ pub fn progress(stack: &Stack, group: &str, topic: &str) -> Result<(Vec<Option<i
         .set("bootstrap.servers", &stack.bootstrap)
         .set("group.id", group)
         .create()?;
-    let metadata = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .context("no such topic")?
-        .partitions()
-        .len() as i32;
-    let mut list = TopicPartitionList::new();
-    let mut ends = Vec::new();
-    for partition in 0..partitions {
-        list.add_partition(topic, partition);
-        ends.push(
-            reader
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))?
-                .1,
-        );
-    }
-    let committed = reader.committed_offsets(list, Duration::from_secs(10))?;
-    let committed = (0..partitions)
-        .map(
-            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(offset)) => Some(offset),
-                _ => None,
-            },
-        )
-        .collect();
-    Ok((committed, ends))
+    let progress = weir::engine::group_progress(&reader, topic, Duration::from_secs(10))?;
+    Ok(progress.iter().map(|p| (p.committed, p.high)).unzip())
 }
 
 /// Waits until `group` has committed the end of every partition of `topic`

@@ -177,9 +177,14 @@ impl Chain {
         let mut ids: HashMap<(i32, Cow<'_, [u8]>), u32> = HashMap::new();
         let mut keys: Vec<(i32, Cow<'_, [u8]>)> = Vec::new();
         let mut order: Vec<(u32, u32)> = Vec::with_capacity(batch.records.len());
+        // Stream time moves with every record, keyed or not: once per partition per batch.
+        let mut stream_time: Vec<(i32, i64)> = Vec::new();
         for (index, &source_index) in origin.iter().enumerate() {
             let record = batch.record(index);
-            state.observe(record.partition, record.timestamp);
+            match stream_time.iter_mut().find(|(p, _)| *p == record.partition) {
+                Some(slot) => slot.1 = slot.1.max(record.timestamp),
+                None => stream_time.push((record.partition, record.timestamp)),
+            }
             let key = match key_of(record, self.key_field.as_deref()) {
                 Ok(key) => key,
                 Err((code, reason)) => {
@@ -199,6 +204,9 @@ impl Chain {
                     index_u32(keys.len() - 1)
                 });
             order.push((id, index_u32(index)));
+        }
+        for (partition, timestamp) in stream_time {
+            state.observe(partition, timestamp);
         }
         if order.is_empty() {
             return 0;

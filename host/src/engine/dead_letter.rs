@@ -184,11 +184,6 @@ impl DeadLetterWriter {
         })
     }
 
-    /// The topic.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
     /// Writes `letters` and returns once Kafka has acknowledged every one.
     pub async fn send(&self, letters: &[DeadLetter]) -> Result<(), String> {
         let deliveries: Vec<_> = letters

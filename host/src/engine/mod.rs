@@ -580,29 +580,62 @@ async fn report_status(
     }
 }
 
-/// Records in the topic not yet committed by this pipeline's group.
-fn consumer_lag(consumer: &BaseConsumer, topic: &str) -> Option<i64> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .ok()?;
-    let partitions = i32::try_from(metadata.topics().first()?.partitions().len()).ok()?;
+/// Where a consumer group stands on one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// The group's committed offset (`None`: nothing committed yet).
+    pub committed: Option<i64>,
+    /// The partition's first offset still held.
+    pub low: i64,
+    /// The partition's end offset (the next one to be written).
+    pub high: i64,
+}
+
+impl PartitionProgress {
+    /// Records the group has not committed yet (a new group starts at `low`).
+    pub fn lag(&self) -> i64 {
+        (self.high - self.committed.unwrap_or(self.low)).max(0)
+    }
+}
+
+/// Where a consumer group stands on each partition of `topic`.
+/// `consumer` must be configured with the group's `group.id`; it need not
+/// subscribe.
+pub fn group_progress(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<Vec<PartitionProgress>> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions = metadata.topics().first().map_or(0, |t| {
+        i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)
+    });
     let mut list = rdkafka::TopicPartitionList::new();
     for partition in 0..partitions {
         list.add_partition(topic, partition);
     }
-    let committed = consumer
-        .committed_offsets(list, Duration::from_secs(5))
-        .ok()?;
-    let mut lag = 0;
-    for partition in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(5))
-            .ok()?;
-        let position = match committed.find_partition(topic, partition)?.offset() {
-            rdkafka::Offset::Offset(offset) => offset,
-            _ => low,
-        };
-        lag += (high - position).max(0);
-    }
-    Some(lag)
+    let committed = consumer.committed_offsets(list, timeout)?;
+    (0..partitions)
+        .map(|partition| {
+            let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+            let committed = match committed
+                .find_partition(topic, partition)
+                .map(|e| e.offset())
+            {
+                Some(rdkafka::Offset::Offset(offset)) => Some(offset),
+                _ => None,
+            };
+            Ok(PartitionProgress {
+                committed,
+                low,
+                high,
+            })
+        })
+        .collect()
+}
+
+/// Records in the topic not yet committed by this pipeline's group.
+fn consumer_lag(consumer: &BaseConsumer, topic: &str) -> Option<i64> {
+    let progress = group_progress(consumer, topic, Duration::from_secs(5)).ok()?;
+    Some(progress.iter().map(PartitionProgress::lag).sum())
 }

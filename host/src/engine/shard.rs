@@ -84,18 +84,20 @@ pub fn run(
                 stats.add_received(records);
                 let source_dead = chunk.dead.len() as u64;
                 dead.extend(chunk.dead);
-                // How long the oldest record waited to get here (Kafka's
-                // timestamps are the producer's clock, so this is a rough guide).
-                let oldest = chunk.batch.records.iter().map(|r| r.timestamp).min();
                 let started = Instant::now();
                 let tally = chain.process(&chunk.batch, &mut state, &mut dead);
-                tracing::trace!(
-                    shard = settings.id,
-                    records = chunk.batch.records.len(),
-                    waited_ms = oldest.map(|t| chrono::Utc::now().timestamp_millis() - t),
-                    took = ?started.elapsed(),
-                    "Batch processed."
-                );
+                if tracing::enabled!(tracing::Level::TRACE) {
+                    // How long the oldest record waited to get here (Kafka's
+                    // timestamps are the producer's clock: a rough guide).
+                    let oldest = chunk.batch.records.iter().map(|r| r.timestamp).min();
+                    tracing::trace!(
+                        shard = settings.id,
+                        records = chunk.batch.records.len(),
+                        waited_ms = oldest.map(|t| chrono::Utc::now().timestamp_millis() - t),
+                        took = ?started.elapsed(),
+                        "Batch processed."
+                    );
+                }
                 stats.add_tally(tally, source_dead);
                 for (partition, offset) in chunk.offsets {
                     match offsets.iter_mut().find(|(p, _)| *p == partition) {

@@ -186,25 +186,7 @@ fn add(slot: &mut Open, message: &BorrowedMessage<'_>, settings: &SourceSettings
         Some(next) => next.1 = offset + 1,
         None => slot.offsets.push((partition, offset + 1)),
     }
-    if let Err((code, reason)) = check(record.value, settings) {
-        // Too big to pass on: the dead letter says where it is instead of
-        // carrying it (the dead-letter topic takes no larger messages either).
-        let letter = if code == "oversized" {
-            let reason = format!(
-                "{reason}; the value is left out of the dead letter: read it from the source topic at the partition and offset in its headers"
-            );
-            DeadLetter::malformed(
-                RecordRef {
-                    value: &[],
-                    ..record
-                },
-                "source",
-                code,
-                reason,
-            )
-        } else {
-            DeadLetter::malformed(record, "source", code, reason)
-        };
+    if let Some(letter) = refuse(record, settings) {
         slot.dead.push(letter);
         return;
     }
@@ -217,19 +199,31 @@ fn add(slot: &mut Open, message: &BorrowedMessage<'_>, settings: &SourceSettings
     }
 }
 
-/// The source's own checks of a value.
-fn check(value: &[u8], settings: &SourceSettings) -> Result<(), (&'static str, String)> {
-    if value.len() > settings.max_record_bytes {
-        return Err((
-            "oversized",
-            format!(
-                "the value is {} bytes; the source takes at most {} (`max_record_bytes`)",
-                value.len(),
-                settings.max_record_bytes
-            ),
-        ));
+/// The source's own checks: the dead letter for a record it refuses.
+fn refuse(record: RecordRef<'_>, settings: &SourceSettings) -> Option<DeadLetter> {
+    let size = record.value.len();
+    if size > settings.max_record_bytes {
+        // Too big to pass on: the dead letter says where the value is instead
+        // of carrying it (the dead-letter topic takes no larger messages either).
+        let reason = format!(
+            "the value is {size} bytes; the source takes at most {} (`max_record_bytes`); \
+             it is left out of the dead letter: read it from the source topic at the \
+             partition and offset in the headers",
+            settings.max_record_bytes
+        );
+        let record = RecordRef {
+            value: &[],
+            ..record
+        };
+        return Some(DeadLetter::malformed(record, "source", "oversized", reason));
     }
-    match settings.format {
+    let reason = check_format(record.value, settings.format).err()?;
+    Some(DeadLetter::malformed(record, "source", "not-json", reason))
+}
+
+/// Checks that `value` is what `format` promises the plugins.
+fn check_format(value: &[u8], format: Format) -> Result<(), String> {
+    match format {
         Format::Bytes => Ok(()),
         Format::Json => {
             if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -238,18 +232,14 @@ fn check(value: &[u8], settings: &SourceSettings) -> Result<(), (&'static str, S
                 } else {
                     "the value is not a JSON object"
                 };
-                return Err(("not-json", format!("{what}; the source's format is `json`")));
+                return Err(format!("{what}; the source's format is `json`"));
             }
             // Skipping over strings does not check their UTF-8, so check it first.
-            let text = std::str::from_utf8(value).map_err(|error| {
-                (
-                    "not-json",
-                    format!("the value is not UTF-8, so not JSON: {error}"),
-                )
-            })?;
+            let text = std::str::from_utf8(value)
+                .map_err(|error| format!("the value is not UTF-8, so not JSON: {error}"))?;
             serde_json::from_str::<serde::de::IgnoredAny>(text)
                 .map(drop)
-                .map_err(|error| ("not-json", format!("the value is not valid JSON: {error}")))
+                .map_err(|error| format!("the value is not valid JSON: {error}"))
         }
     }
 }
@@ -270,21 +260,38 @@ mod tests {
     #[test]
     fn the_source_refuses_what_is_not_a_json_object_or_too_big() {
         let settings = settings();
-        assert_eq!(check(br#" {"a": 1}"#, &settings), Ok(()));
-        let code = |value: &[u8]| check(value, &settings).unwrap_err();
+        let refused = |value: &[u8], settings: &SourceSettings| {
+            let record = RecordRef {
+                key: Some(b"k"),
+                value,
+                timestamp: 1,
+                partition: 2,
+                offset: 3,
+            };
+            refuse(record, settings).map(|letter| (letter.code, letter.reason, letter.value))
+        };
+        assert_eq!(refused(br#" {"a": 1}"#, &settings), None);
+        let code = |value: &[u8]| refused(value, &settings).expect("refused");
         assert_eq!(
             code(b"").1,
             "the value is empty; the source's format is `json`"
         );
         assert_eq!(code(b"[1, 2]").0, "not-json");
+        assert_eq!(
+            code(b"[1, 2]").2,
+            b"[1, 2]",
+            "the dead letter keeps the value"
+        );
         assert_eq!(code(b"42").0, "not-json");
         assert_eq!(code(br#"{"a": "#).0, "not-json");
         assert_eq!(code(b"{\"a\": \"\xff\"}").0, "not-json");
-        assert_eq!(code(&[b' '; 65]).0, "oversized");
+        let (oversized, _, value) = code(&[b' '; 65]);
+        assert_eq!(oversized, "oversized");
+        assert!(value.is_empty(), "an oversized value is left out");
         let bytes = SourceSettings {
             format: Format::Bytes,
             ..settings
         };
-        assert_eq!(check(b"\xff\x00", &bytes), Ok(()));
+        assert_eq!(refused(b"\xff\x00", &bytes), None);
     }
 }

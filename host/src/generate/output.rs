@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, ToBytes};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 
 use super::event::Event;
@@ -147,22 +147,11 @@ impl Output {
                 if context.0.failed.load(Ordering::Relaxed) > 0 {
                     return Err(kafka_lost(bootstrap, topic, context));
                 }
-                let mut record = BaseRecord::to(topic.as_str())
+                let record = BaseRecord::to(topic.as_str())
                     .key(event.session_id.as_bytes())
                     .payload(&value);
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => return Ok(()),
-                        // The local queue is full: wait for deliveries (backpressure).
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            record = back;
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                        Err((error, _)) => {
-                            return Err(kafka_error(bootstrap, topic, error.to_string()));
-                        }
-                    }
-                }
+                send_waiting(producer, record)
+                    .map_err(|error| kafka_error(bootstrap, topic, error.to_string()))
             }
         }
     }
@@ -200,6 +189,24 @@ fn kafka_error(bootstrap: &str, topic: &str, message: String) -> OutputError {
         bootstrap: bootstrap.to_owned(),
         topic: topic.to_owned(),
         message,
+    }
+}
+
+/// Sends `record`; while the producer's local queue is full, waits for
+/// deliveries to make room (backpressure) instead of failing.
+pub fn send_waiting<C: ProducerContext, K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, K, P, C::DeliveryOpaque>,
+) -> KafkaResult<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((error, _)) => return Err(error),
+        }
     }
 }
 
