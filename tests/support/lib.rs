@@ -4,6 +4,8 @@
 //! The endpoints come from the environment `cargo xtask test` sets
 //! (`WEIR_BOOTSTRAP`, `WEIR_REGISTRY_URL`, `WEIR_DATABASE_URL`,
 //! `WEIR_STATE_DIR`), with the stack's defaults when run by plain `cargo test`.
+//! `WEIR_XTASK`, also set by `cargo xtask test`, lets fault tests stop and
+//! start single services ([`Stack::stop_service`], [`Stack::start_service`]).
 
 #![deny(missing_docs)]
 
@@ -75,6 +77,53 @@ impl Stack {
         }
         Ok(String::from_utf8(output.stdout)?)
     }
+}
+
+impl Stack {
+    /// Stops one service of the local stack (`kafka`, `registry` or
+    /// `postgres`) and returns once its process has exited and its ports are
+    /// free; its data stays for [`Stack::start_service`].
+    ///
+    /// Blocks the calling thread for as long as the shutdown takes (seconds):
+    /// from async code, call it through `tokio::task::spawn_blocking` so the
+    /// runtime keeps driving the pipeline meanwhile.
+    pub fn stop_service(&self, name: &str) -> Result<()> {
+        run_xtask_stack("down", name)
+    }
+
+    /// Starts one service of the local stack (`kafka`, `registry` or
+    /// `postgres`) unless it runs, and returns once it answers.
+    ///
+    /// Blocks like [`Stack::stop_service`].
+    pub fn start_service(&self, name: &str) -> Result<()> {
+        run_xtask_stack("up", name)
+    }
+}
+
+/// Runs `$WEIR_XTASK stack <action> <service>` (the xtask binary that runs
+/// the tests) with this process's environment, so it finds the same stack
+/// (`WEIR_STATE_DIR`; the checkout is the parent of `CARGO_MANIFEST_DIR`).
+fn run_xtask_stack(action: &str, service: &str) -> Result<()> {
+    let Some(xtask) = std::env::var_os("WEIR_XTASK") else {
+        bail!(
+            "cannot {action} `{service}`: WEIR_XTASK is not set; run the tests with \
+             `cargo xtask test`, which can stop and start the stack's services"
+        );
+    };
+    let output = Command::new(&xtask)
+        .args(["stack", action, service])
+        .output()
+        .with_context(|| format!("cannot run {}", PathBuf::from(&xtask).display()))?;
+    // Captured, so it shows with the test's own output.
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    if !output.status.success() {
+        bail!(
+            "`xtask stack {action} {service}` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 impl Stack {

@@ -44,10 +44,20 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum StackAction {
-    /// Start every service that is not running yet and wait until each answers.
-    Up,
-    /// Stop the services this stack started (by PID).
-    Down,
+    /// Start every service (or the ones named) that is not running yet and
+    /// wait until each answers.
+    Up {
+        /// The services to start; none means all of them.
+        #[arg(value_enum)]
+        services: Vec<stack::ServiceName>,
+    },
+    /// Stop the services this stack started (by PID), or only the ones named,
+    /// and wait until their processes have exited and their ports are free.
+    Down {
+        /// The services to stop; none means all of them.
+        #[arg(value_enum)]
+        services: Vec<stack::ServiceName>,
+    },
     /// Tell, for each service, whether it is up and where.
     Status,
 }
@@ -68,8 +78,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let stack = stack::Stack::locate()?;
     match cli.command {
         Command::Stack { action } => match action {
-            StackAction::Up => stack.up(),
-            StackAction::Down => stack.down(),
+            StackAction::Up { services } => stack.up_services(&services),
+            StackAction::Down { services } => stack.down_services(&services),
             StackAction::Status => stack.print_status(),
         },
         Command::Demo(args) => demo::run(&stack, &args),

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::guests;
 use crate::stack::Stack;
@@ -71,6 +71,9 @@ fn run_checks(stack: &Stack) -> Result<()> {
         cargo(&clippy, stack, None)?;
         cargo(&clippy, stack, Some(&plugins))
     })?;
+    // Fault tests stop and start single services through this very binary
+    // (`$WEIR_XTASK stack down kafka`).
+    let xtask = xtask_exe()?;
     // `--show-output` keeps what passing tests print: the broker's version,
     // the registry's schema id, measured figures.
     step("tests", || {
@@ -78,7 +81,10 @@ fn run_checks(stack: &Stack) -> Result<()> {
             &["test", "--workspace", "--locked", "--", "--show-output"],
             stack,
             None,
-            &[("WEIR_PYTHON", python.as_os_str())],
+            &[
+                ("WEIR_PYTHON", python.as_os_str()),
+                ("WEIR_XTASK", xtask.as_os_str()),
+            ],
         )
     })?;
     Ok(())
@@ -121,6 +127,19 @@ fn cargo_with(
         bail!("`cargo {}` failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// The running xtask binary. When cargo has rebuilt it since it started,
+/// Linux names the replaced file `<path> (deleted)`; the new binary at
+/// `<path>` is the one to run.
+fn xtask_exe() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the running xtask binary")?;
+    if !exe.exists()
+        && let Some(path) = exe.to_str().and_then(|p| p.strip_suffix(" (deleted)"))
+    {
+        return Ok(PathBuf::from(path));
+    }
+    Ok(exe)
 }
 
 /// Where the plugins workspace puts its release components.

@@ -64,6 +64,30 @@ trait Service {
     fn start_timeout(&self) -> Duration;
 }
 
+/// A service of the stack as the command line names it (`stack up kafka`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceName {
+    /// The Kafka broker (and its KRaft controller).
+    Kafka,
+    /// The schema registry.
+    Registry,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl ServiceName {
+    /// Every service, in start order (the registry stores its schemas in PostgreSQL).
+    const START_ORDER: [Self; 3] = [Self::Postgres, Self::Kafka, Self::Registry];
+
+    /// The services `names` picks, in start order; no names picks them all.
+    fn select(names: &[Self]) -> Vec<Self> {
+        Self::START_ORDER
+            .into_iter()
+            .filter(|name| names.is_empty() || names.contains(name))
+            .collect()
+    }
+}
+
 /// The three services, in start order (the registry stores its schemas in PostgreSQL).
 pub struct Stack {
     dirs: Dirs,
@@ -105,23 +129,61 @@ impl Stack {
         })
     }
 
-    fn services(&self) -> [&dyn Service; 3] {
-        [&self.postgres, &self.kafka, &self.registry]
+    fn service(&self, name: ServiceName) -> &dyn Service {
+        match name {
+            ServiceName::Kafka => &self.kafka,
+            ServiceName::Registry => &self.registry,
+            ServiceName::Postgres => &self.postgres,
+        }
     }
 
     /// Starts what is not running and waits until every service answers.
     /// Running it again while the stack is up changes nothing.
     pub fn up(&self) -> Result<()> {
+        self.up_services(&[])
+    }
+
+    /// Starts the services `names` picks (all of them when it is empty)
+    /// unless they run, and waits until each answers. Data kept from an
+    /// earlier run (Kafka's topics, PostgreSQL's cluster) is reused as it is.
+    pub fn up_services(&self, names: &[ServiceName]) -> Result<()> {
         let started = Instant::now();
+        let selected = ServiceName::select(names);
+        let wanted = |name| selected.contains(&name);
+        // `None` for a service not selected, else what [`Stack::start`] returns.
+        let start = |name| -> Result<Option<Option<u64>>> {
+            if wanted(name) {
+                self.start(self.service(name)).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let wait = |name, log_from: Option<Option<u64>>| match log_from {
+            Some(log_from) => self.wait(self.service(name), log_from),
+            None => Ok(()),
+        };
+        if wanted(ServiceName::Registry)
+            && !wanted(ServiceName::Postgres)
+            && let Err(error) = self.postgres.probe()
+        {
+            bail!(
+                "cannot start the registry: it stores its schemas in PostgreSQL, which does \
+                 not answer ({error}). Start both with `cargo xtask stack up postgres registry`."
+            );
+        }
         // Kafka starts while PostgreSQL comes up; the registry needs PostgreSQL.
-        let postgres = self.start(&self.postgres)?;
-        let kafka = self.start(&self.kafka)?;
-        self.wait(&self.postgres, postgres)?;
-        let registry = self.start(&self.registry)?;
-        self.wait(&self.kafka, kafka)?;
-        self.wait(&self.registry, registry)?;
-        println!("stack: up in {:.1}s", started.elapsed().as_secs_f64());
-        self.print_status()
+        let postgres = start(ServiceName::Postgres)?;
+        let kafka = start(ServiceName::Kafka)?;
+        wait(ServiceName::Postgres, postgres)?;
+        let registry = start(ServiceName::Registry)?;
+        wait(ServiceName::Kafka, kafka)?;
+        wait(ServiceName::Registry, registry)?;
+        println!(
+            "{}: up in {:.1}s",
+            self.selection_label(names),
+            started.elapsed().as_secs_f64()
+        );
+        self.print_status_of(&selected)
     }
 
     /// Starts `service` unless it already runs; returns the log offset its
@@ -161,23 +223,75 @@ impl Stack {
 
     /// Stops, in reverse start order, exactly the processes this stack started.
     pub fn down(&self) -> Result<()> {
-        for service in self.services().into_iter().rev() {
+        self.down_services(&[])
+    }
+
+    /// Stops, in reverse start order, the services `names` picks (all of
+    /// them when it is empty), each with its clean-shutdown signal, and
+    /// waits until each process has exited and its ports are free. Only
+    /// processes this stack started are stopped; their data stays.
+    pub fn down_services(&self, names: &[ServiceName]) -> Result<()> {
+        let mut still_taken = Vec::new();
+        for name in ServiceName::select(names).into_iter().rev() {
+            let service = self.service(name);
             let name = slot_name(service);
-            match service
+            let started = Instant::now();
+            let stopped = service
                 .slot()
-                .stop(service.stop_signal(), Duration::from_secs(60))?
-            {
-                Some(pid) => println!("{name}: stopped (pid {pid})"),
+                .stop(service.stop_signal(), Duration::from_secs(60))?;
+            // The sockets close with the process unless a child inherited
+            // them; a short grace covers that. A port held by a process this
+            // stack did not start stays taken, and that is an error.
+            let grace = if stopped.is_some() {
+                Duration::from_secs(15)
+            } else {
+                Duration::ZERO
+            };
+            if let Err(error) = process::wait_until_ports_free(service.ports(), grace) {
+                still_taken.push(match stopped {
+                    Some(pid) => format!("{name} stopped (pid {pid}), but {error:#}"),
+                    None => format!(
+                        "{name} was not started by this stack, but {error:#}; stop that \
+                         process yourself"
+                    ),
+                });
+                continue;
+            }
+            match stopped {
+                Some(pid) => println!(
+                    "{name}: stopped (pid {pid}) in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ),
                 None => println!("{name}: was not running"),
             }
+        }
+        if !still_taken.is_empty() {
+            bail!("{}", still_taken.join("\n"));
         }
         Ok(())
     }
 
+    /// `stack` for the whole stack, else the services named (`kafka, registry`).
+    fn selection_label(&self, names: &[ServiceName]) -> String {
+        if names.is_empty() {
+            return "stack".to_owned();
+        }
+        ServiceName::select(names)
+            .into_iter()
+            .map(|name| slot_name(self.service(name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Prints, for each service, whether it is up, where, and what it is.
     pub fn print_status(&self) -> Result<()> {
+        self.print_status_of(&ServiceName::START_ORDER)
+    }
+
+    /// [`Stack::print_status`] for the services `names`.
+    fn print_status_of(&self, names: &[ServiceName]) -> Result<()> {
         println!("state folder: {}", self.dirs.state.display());
-        for service in self.services() {
+        for service in names.iter().map(|&name| self.service(name)) {
             let name = slot_name(service);
             let (state, detail) = match (service.slot().running_pid(), service.probe()) {
                 (Some(pid), Ok(detail)) => ("up", format!("pid {pid}, {detail}")),

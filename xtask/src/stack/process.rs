@@ -110,8 +110,15 @@ impl ProcessSlot {
                     grace.as_secs()
                 );
                 let _ = kill(pid, Signal::SIGKILL);
-                sleep(Duration::from_millis(500));
-                let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+                // SIGKILL cannot be ignored; give the kernel a moment to end it.
+                let killed = Instant::now();
+                while killed.elapsed() < Duration::from_secs(5) {
+                    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+                    if self.running_pid().is_none() {
+                        break;
+                    }
+                    sleep(Duration::from_millis(100));
+                }
                 break;
             }
             sleep(Duration::from_millis(200));
@@ -190,6 +197,25 @@ pub fn ensure_ports_free(service: &str, ports: &[u16]) -> Result<()> {
                  a stack started from another checkout.",
                 port_holder(port)
             );
+        }
+    }
+    Ok(())
+}
+
+/// Waits until nothing accepts connections on any of `ports` (a stopped
+/// service's sockets close when its process has gone); after `timeout` the
+/// error names who still holds a port.
+pub fn wait_until_ports_free(ports: &[u16], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    for &port in ports {
+        while port_answers(port) {
+            if Instant::now() >= deadline {
+                bail!(
+                    "port {port} on 127.0.0.1 is still in use by {}",
+                    port_holder(port)
+                );
+            }
+            sleep(Duration::from_millis(100));
         }
     }
     Ok(())
