@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Row};
-use weir_tests::Stack;
+use weir_tests::oracle::{check_avro, differences, load_raw, oracle_query};
 use weir_tests::pipeline::{Running, Scenario, demo_pipeline, generate, wait_caught_up};
 
 /// Events in the oracle run.
@@ -17,73 +16,6 @@ const EVENTS: u64 = 200_000;
 /// The catalog of seed 42 is what every pipeline test writes to the shared
 /// `users` and `products` tables, so tests running at once agree on it.
 const SEED: &str = "42";
-
-/// Loads the raw events into `table` (one JSON document per row, in file
-/// order, which is offset order within each session's partition).
-async fn load_raw(pool: &PgPool, table: &str, lines: &[String]) -> Result<()> {
-    sqlx::query(&format!(
-        "CREATE TABLE {table} (line BIGINT PRIMARY KEY, data JSONB NOT NULL)"
-    ))
-    .execute(pool)
-    .await?;
-    for (chunk_index, chunk) in lines.chunks(20_000).enumerate() {
-        sqlx::query(&format!(
-            "INSERT INTO {table} (line, data) \
-             SELECT $1 + ord, doc::jsonb FROM UNNEST($2::TEXT[]) WITH ORDINALITY AS t(doc, ord)"
-        ))
-        .bind((chunk_index * 20_000) as i64)
-        .bind(chunk)
-        .execute(pool)
-        .await?;
-    }
-    Ok(())
-}
-
-/// semantics.md §3 in SQL: one row per session, "newest" meaning the
-/// latest non-null value by offset.
-fn oracle_query(raw: &str) -> String {
-    let latest = |field: &str| {
-        format!(
-            "(array_agg(data->>'{field}' ORDER BY line DESC) \
-             FILTER (WHERE data->>'{field}' IS NOT NULL))[1]"
-        )
-    };
-    let count_of = |event: &str| format!("count(*) FILTER (WHERE data->>'event_type' = '{event}')");
-    format!(
-        "SELECT data->>'session_id' AS \"SESSION_ID\", {} AS \"USER_ID\", {} AS \"USER_SEGMENT\", \
-         {} AS \"SESSION_STATE\", count(*) AS \"EVENTS_COUNT\", {} AS \"PAGES_VIEWED\", \
-         {} AS \"PRODUCTS_VIEWED\", max((data->>'cart_item_count')::BIGINT) AS \"ITEMS_IN_CART\", \
-         max((data->>'cart_total')::DOUBLE PRECISION) AS \"CART_VALUE\", {} AS \"PURCHASE_COUNT\" \
-         FROM {raw} GROUP BY data->>'session_id'",
-        latest("user_id"),
-        latest("user_segment"),
-        latest("session_state"),
-        count_of("page_view"),
-        count_of("product_viewed"),
-        count_of("purchase"),
-    )
-}
-
-const COLUMNS: &str = "\"SESSION_ID\", \"USER_ID\", \"USER_SEGMENT\", \"SESSION_STATE\", \
-    \"EVENTS_COUNT\", \"PAGES_VIEWED\", \"PRODUCTS_VIEWED\", \"ITEMS_IN_CART\", \"CART_VALUE\", \
-    \"PURCHASE_COUNT\"";
-
-/// Rows in one table and not the other (both ways), as text, at most 10.
-async fn differences(pool: &PgPool, left: &str, right: &str) -> Result<(i64, Vec<String>)> {
-    let query = format!(
-        "WITH l AS (SELECT {COLUMNS} FROM {left}), r AS (SELECT {COLUMNS} FROM {right}), \
-         d AS ((SELECT 'only in {left}' AS side, * FROM (SELECT * FROM l EXCEPT ALL SELECT * FROM r) a) \
-               UNION ALL (SELECT 'only in {right}', * FROM (SELECT * FROM r EXCEPT ALL SELECT * FROM l) b)) \
-         SELECT (SELECT count(*) FROM d), d::text FROM d ORDER BY 2 LIMIT 10"
-    );
-    let rows = sqlx::query(&query).fetch_all(pool).await?;
-    let count = rows.first().map_or(Ok(0), |row| row.try_get(0))?;
-    let samples = rows
-        .iter()
-        .map(|row| row.try_get::<String, _>(1))
-        .collect::<Result<_, _>>()?;
-    Ok((count, samples))
-}
 
 /// The questions of the reference dashboards (semantics.md §4), over a
 /// table of session rows. Each returns one text value, so results compare
@@ -224,9 +156,10 @@ fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
             .max_connections(2)
             .connect(&stack.database_url)
             .await?;
-        let lines: Vec<String> = std::fs::read_to_string(&file)?
+        let lines: Vec<(i64, String)> = std::fs::read_to_string(&file)?
             .lines()
-            .map(str::to_owned)
+            .enumerate()
+            .map(|(line, doc)| (line as i64, doc.to_owned()))
             .collect();
         ensure!(lines.len() as u64 == EVENTS);
         let raw = format!("{}_raw", names.table);
@@ -278,35 +211,12 @@ fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
         .context("totals")?;
         ensure!(raw_totals == table_totals, "events, purchases, sessions: raw {raw_totals}, table {table_totals}");
         // The Avro topic, read by confluent-kafka's deserializer through the registry.
-        let oracle_rows: Vec<(String, String)> = sqlx::query_as(&format!(
-            "SELECT \"SESSION_ID\", row_to_json(o)::text FROM {oracle} o"
-        ))
-        .fetch_all(&pool)
-        .await?;
-        let avro = read_avro_with_python(stack, &names.avro, oracle_rows.len())?;
-        let rows = avro["rows"].as_object().context("rows")?;
-        ensure!(rows.len() == oracle_rows.len(), "{} keys in the Avro topic, {} sessions", rows.len(), oracle_rows.len());
-        ensure!(avro["schema_ids"].as_array().is_some_and(|ids| ids.len() == 1), "one schema id: {}", avro["schema_ids"]);
-        for (session, expected) in &oracle_rows {
-            let expected: serde_json::Value = serde_json::from_str(expected)?;
-            let got = rows.get(session).with_context(|| format!("{session} is not in the Avro topic"))?;
-            for (column, want) in expected.as_object().context("a row")? {
-                if column == "SESSION_ID" {
-                    continue;
-                }
-                let have = &got[column];
-                let same = match (want.as_f64(), have.as_f64()) {
-                    (Some(a), Some(b)) => a == b,
-                    _ => want == have,
-                };
-                ensure!(same, "{session}.{column}: Avro {have}, oracle {want}");
-            }
-        }
+        let (keys, schema_ids) = check_avro(stack, &pool, &names.avro, &oracle).await?;
+        ensure!(schema_ids.as_array().is_some_and(|ids| ids.len() == 1), "one schema id: {schema_ids}");
         println!(
-            "Avro topic `{}`: {} keys decoded by confluent-kafka through the registry (schema id {}), latest values equal to the oracle",
+            "Avro topic `{}`: {keys} keys decoded by confluent-kafka through the registry (schema id {}), latest values equal to the oracle",
             names.avro,
-            rows.len(),
-            avro["schema_ids"][0]
+            schema_ids[0]
         );
 
         for table in [&raw, &oracle] {
@@ -315,30 +225,6 @@ fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
         Ok(())
     })?;
     Ok(())
-}
-
-/// Runs `tests/python/read_avro.py` (confluent-kafka) on `topic`: its JSON answer.
-fn read_avro_with_python(stack: &Stack, topic: &str, keys: usize) -> Result<serde_json::Value> {
-    let python = std::env::var("WEIR_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = weir_tests::manifest_dir().join("python/read_avro.py");
-    let output = std::process::Command::new(&python)
-        .arg(&script)
-        .args([
-            &stack.bootstrap,
-            &stack.registry_url,
-            topic,
-            &keys.to_string(),
-        ])
-        .output()
-        .with_context(|| format!("cannot run {python}"))?;
-    ensure!(
-        output.status.success(),
-        "{} failed ({}): {}\n(`cargo xtask test` installs confluent-kafka and sets WEIR_PYTHON)",
-        script.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(serde_json::from_slice(&output.stdout)?)
 }
 
 /// A malformed message: its key (or `None`), its value, and where and why

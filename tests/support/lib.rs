@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod oracle;
 pub mod pipeline;
 
 use std::path::PathBuf;

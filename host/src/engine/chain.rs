@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::dead_letter::{DeadLetter, PluginRef};
-use super::state::KeyedState;
+use super::state::{Folded, KeyedState};
 use crate::plugin::{
     Batch, BatchBuilder, BatchExt, Failure, Group, Plugin, PluginKind, RecordRef, StageContext,
     Verdict, Worker,
@@ -55,6 +55,9 @@ pub struct Tally {
     pub dead: u64,
     /// Records the aggregator folded into state.
     pub aggregated: u64,
+    /// Records skipped because their key's state already held them (read
+    /// again after a restart or a rebalance).
+    pub replayed: u64,
 }
 
 /// The stages of a pipeline, as one shard runs them.
@@ -82,6 +85,11 @@ impl Chain {
             key_field,
             schema,
         }
+    }
+
+    /// Converts state an aggregator of `from_version` wrote into this one's version.
+    pub fn migrate(&mut self, from_version: u32, state: &[u8]) -> Result<Vec<u8>, Failure> {
+        self.aggregator.worker.migrate(from_version, state)
     }
 
     /// Runs `source` through every stage into `state`; failed records go to `dead`.
@@ -156,14 +164,14 @@ impl Chain {
             origin = next_origin;
         }
         let batch = current.as_ref().unwrap_or(source);
-        tally.aggregated = self.aggregate(source, batch, &origin, state, dead);
+        (tally.aggregated, tally.replayed) = self.aggregate(source, batch, &origin, state, dead);
         tally.dead = (dead.len() - dead_before) as u64;
         tally
     }
 
     /// Groups `batch` by (partition, key), runs the aggregator over the
     /// groups, and folds the results into `state`. Returns how many records
-    /// went into state.
+    /// went into state and how many were skipped as already applied.
     fn aggregate(
         &mut self,
         source: &Batch,
@@ -171,7 +179,7 @@ impl Chain {
         origin: &[u32],
         state: &mut KeyedState,
         dead: &mut Vec<DeadLetter>,
-    ) -> u64 {
+    ) -> (u64, u64) {
         let stage = &self.aggregator;
         // Group ids in order of first appearance; records keep their order within a group.
         let mut ids: HashMap<(i32, Cow<'_, [u8]>), u32> = HashMap::new();
@@ -179,6 +187,7 @@ impl Chain {
         let mut order: Vec<(u32, u32)> = Vec::with_capacity(batch.records.len());
         // Stream time moves with every record, keyed or not: once per partition per batch.
         let mut stream_time: Vec<(i32, i64)> = Vec::new();
+        let mut replayed = 0;
         for (index, &source_index) in origin.iter().enumerate() {
             let record = batch.record(index);
             match stream_time.iter_mut().find(|(p, _)| *p == record.partition) {
@@ -209,38 +218,52 @@ impl Chain {
             state.observe(partition, timestamp);
         }
         if order.is_empty() {
-            return 0;
+            return (0, replayed);
         }
         order.sort_by_key(|&(id, _)| id);
 
         let mut grouped = BatchBuilder::default();
         let mut grouped_origin = Vec::with_capacity(order.len());
         let mut groups: Vec<Group> = Vec::with_capacity(keys.len());
-        let mut newest: Vec<i64> = Vec::with_capacity(keys.len());
+        // Per group: its partition, newest event time and newest offset.
+        let mut newest: Vec<(i32, i64, i64)> = Vec::with_capacity(keys.len());
         for run in order.chunk_by(|a, b| a.0 == b.0) {
             let (partition, key) = &keys[run[0].0 as usize];
+            let previous = state.get(*partition, key);
             let first = index_u32(grouped.len());
-            let mut latest = i64::MIN;
+            let (mut latest, mut applied) = (i64::MIN, i64::MIN);
             for &(_, index) in run {
+                let record = &batch.records[index as usize];
+                // A record the key's state already holds (read again after a
+                // restart or a rebalance) is skipped: nothing counts twice.
+                if previous.is_some_and(|(_, done)| record.offset <= done) {
+                    replayed += 1;
+                    continue;
+                }
+                latest = latest.max(record.timestamp);
+                applied = applied.max(record.offset);
                 grouped.push_from(batch, index as usize);
                 grouped_origin.push(origin[index as usize]);
-                latest = latest.max(batch.records[index as usize].timestamp);
+            }
+            let count = index_u32(grouped.len()) - first;
+            if count == 0 {
+                continue;
             }
             groups.push(Group {
                 key: key.to_vec(),
-                state: state.get(*partition, key).map(<[u8]>::to_vec),
+                state: previous.map(|(bytes, _)| bytes.to_vec()),
                 first,
-                count: index_u32(run.len()),
+                count,
             });
-            newest.push(latest);
+            newest.push((*partition, latest, applied));
         }
         let grouped = grouped.build();
         let results = self.aggregator.worker.aggregate(&grouped, &groups);
 
         let stage = &self.aggregator;
         let mut aggregated = 0;
-        for (((group, result), (partition, _)), latest) in
-            groups.iter().zip(results).zip(&keys).zip(newest)
+        for ((group, result), (partition, latest, applied)) in
+            groups.iter().zip(results).zip(newest)
         {
             let first = group.first as usize;
             let events = first..first + group.count as usize;
@@ -265,10 +288,16 @@ impl Chain {
                 dead.push(stage.fail(source.record(grouped_origin[index] as usize), failure));
             }
             if let Some(new_state) = result.state {
-                state.update(*partition, &group.key, new_state, result.row, latest);
+                let folded = Folded {
+                    state: new_state,
+                    row: result.row,
+                    applied,
+                    last_event: latest,
+                };
+                state.update(partition, &group.key, folded);
             }
         }
-        aggregated
+        (aggregated, replayed)
     }
 }
 

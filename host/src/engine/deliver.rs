@@ -1,18 +1,24 @@
 //! Delivery: a task per shard that writes the shard's flushes to the sinks,
-//! in the order it made them, and commits their offsets only once every sink
-//! (and the dead-letter topic) has confirmed. A sink that fails is retried
+//! in the order it made them, then their state changes to the changelog, and
+//! commits their offsets only once all of it is confirmed.
+//!
+//! The order matters after a crash. Rows before changelog: a key whose new
+//! state is in the changelog has its row in the sinks, so skipping the
+//! records it applied loses no row. Changelog before offsets: a committed
+//! offset never runs ahead of the state that holds its records. A sink that fails is retried
 //! with backoff; while it does, the shards block on their next flush and the
 //! source on the shards, so memory stays bounded.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::Receiver;
 
+use super::changelog::ChangelogWriter;
 use super::dead_letter::DeadLetterWriter;
 use super::shard::Flush;
 use super::stats::Stats;
@@ -34,6 +40,28 @@ pub struct Sinks {
     pub postgres: Option<PostgresSink>,
     /// The dead-letter topic.
     pub dead_letters: DeadLetterWriter,
+    /// The aggregator's changelog.
+    pub changelog: ChangelogWriter,
+}
+
+/// The input offsets the pipeline has committed, per partition: a key may
+/// be evicted once its records are all below them.
+#[derive(Debug, Default)]
+pub struct Committed(Mutex<HashMap<i32, i64>>);
+
+impl Committed {
+    /// The committed offset of `partition` (the next record to read).
+    pub fn get(&self, partition: i32) -> Option<i64> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .get(&partition)
+            .copied()
+    }
+
+    fn set(&self, offsets: &BTreeMap<i32, i64>) {
+        self.0.lock().expect("not poisoned").extend(offsets);
+    }
 }
 
 impl Sinks {
@@ -74,15 +102,16 @@ struct Pending(BTreeMap<i32, i64>);
 
 /// Delivers flushes until every shard has finished. Fails only when the
 /// sinks stay unreachable past a stop.
-pub async fn run(
+pub async fn run<C: ConsumerContext + 'static>(
     sinks: Arc<Sinks>,
     mut flushes: Receiver<Flush>,
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<C>>,
     stats: Arc<Stats>,
+    committed: Arc<Committed>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let mut pending = Pending::default();
-    while let Some(flush) = flushes.recv().await {
+    while let Some(mut flush) = flushes.recv().await {
         let started = Instant::now();
         let queued = flush.made.elapsed();
         write_with_retries(&sinks, &flush, &stop).await?;
@@ -101,7 +130,10 @@ pub async fn run(
             let slot = pending.0.entry(partition).or_insert(offset);
             *slot = (*slot).max(offset);
         }
-        commit(&consumer, &sinks.topic, &mut pending).await;
+        commit(&consumer, &sinks.topic, &mut pending, &committed).await;
+        if let Some(done) = flush.done.take() {
+            done.send(()).ok();
+        }
         tracing::debug!(
             pipeline = %sinks.pipeline,
             rows = flush.rows.len(),
@@ -120,7 +152,7 @@ pub async fn run(
             break;
         }
         tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
-        commit(&consumer, &sinks.topic, &mut pending).await;
+        commit(&consumer, &sinks.topic, &mut pending, &committed).await;
     }
     if !pending.0.is_empty() {
         return Err(format!(
@@ -134,8 +166,20 @@ pub async fn run(
 async fn write_with_retries(sinks: &Sinks, flush: &Flush, stop: &AtomicBool) -> Result<(), String> {
     let mut attempt: u32 = 0;
     let mut stopped_at: Option<Instant> = None;
+    let mut rows_written = false;
     loop {
-        let error = match sinks.write(flush).await {
+        let written = async {
+            if !rows_written {
+                sinks.write(flush).await?;
+                rows_written = true;
+            }
+            if flush.changelog.is_empty() {
+                Ok(())
+            } else {
+                sinks.changelog.send(&flush.changelog).await
+            }
+        };
+        let error = match written.await {
             Ok(()) => {
                 if attempt > 0 {
                     tracing::info!(pipeline = %sinks.pipeline, attempts = attempt + 1, "Sinks are writing again.");
@@ -170,8 +214,22 @@ async fn write_with_retries(sinks: &Sinks, flush: &Flush, stop: &AtomicBool) -> 
 }
 
 /// Commits `pending` (synchronously, off the async threads); what fails
-/// stays pending and goes with the next commit.
-async fn commit(consumer: &Arc<BaseConsumer>, topic: &str, pending: &mut Pending) {
+/// stays pending and goes with the next commit. Offsets of partitions the
+/// consumer no longer holds are dropped: their new owner commits them.
+async fn commit<C: ConsumerContext + 'static>(
+    consumer: &Arc<BaseConsumer<C>>,
+    topic: &str,
+    pending: &mut Pending,
+    committed: &Committed,
+) {
+    if let Ok(assignment) = consumer.assignment() {
+        pending
+            .0
+            .retain(|&partition, _| assignment.find_partition(topic, partition).is_some());
+    }
+    if pending.0.is_empty() {
+        return;
+    }
     let mut list = TopicPartitionList::with_capacity(pending.0.len());
     for (&partition, &offset) in &pending.0 {
         if let Err(error) = list.add_partition_offset(topic, partition, Offset::Offset(offset)) {
@@ -184,7 +242,10 @@ async fn commit(consumer: &Arc<BaseConsumer>, topic: &str, pending: &mut Pending
         .map_err(|error| error.to_string())
         .and_then(|result| result.map_err(|error| error.to_string()));
     match result {
-        Ok(()) => pending.0.clear(),
+        Ok(()) => {
+            committed.set(&pending.0);
+            pending.0.clear();
+        }
         Err(error) => tracing::warn!(
             %error,
             "Committing offsets failed; they go with the next commit."

@@ -8,8 +8,8 @@
 //!   instances ([`chain`]) and those partitions' keyed [`state`], and that
 //!   hand changed rows to delivery every flush interval;
 //! - [`deliver`]: per shard, the task that writes its rows to the sinks and
-//!   dead letters ([`dead_letter`]) to their topic, then commits the offsets
-//!   they cover;
+//!   dead letters ([`dead_letter`]) to their topic, then the state changes
+//!   to the [`changelog`], then commits the offsets they cover;
 //! - [`lookups`]: reference data loaded at start; [`stats`]: counters and
 //!   the status line.
 //!
@@ -17,6 +17,7 @@
 //! blocks the shards' next flush, which blocks the source's hand-over.
 
 pub mod chain;
+pub mod changelog;
 pub mod dead_letter;
 pub mod deliver;
 pub mod lookups;
@@ -34,7 +35,7 @@ use anyhow::{Context, bail};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 
 use self::chain::{Chain, Stage};
@@ -136,9 +137,12 @@ async fn run_pipeline(
 
     let plugins = load_plugins(&pipeline, &runtime).await?;
 
-    let tables = lookups::load(&pipeline, &args.database_url)
-        .await
-        .with_context(|| format!("pipeline `{name}`"))?;
+    let tables = until_reachable(&stop, "loading the lookup tables", || async {
+        lookups::load(&pipeline, &args.database_url)
+            .await
+            .with_context(|| format!("pipeline `{name}`"))
+    })
+    .await?;
     let contexts: Vec<Arc<StageContext>> = config
         .stages
         .iter()
@@ -150,7 +154,14 @@ async fn run_pipeline(
 
     let partitions = source_partitions(&args.bootstrap, &topic).await?;
     let dead_letter_topic = pipeline.dead_letter_topic();
-    let sinks = Arc::new(connect_sinks(&pipeline, args, &schema, partitions).await?);
+    let aggregator_config = config.stages.last().expect("stages");
+    let changelog_topic = changelog::topic(&pipeline.group(), aggregator_config.name.get_ref());
+    let sinks = until_reachable(&stop, "connecting the sinks", || {
+        connect_sinks(&pipeline, args, &schema, partitions, &changelog_topic)
+    })
+    .await?;
+    let sinks = Arc::new(sinks);
+    let committed = Arc::new(deliver::Committed::default());
 
     // Shards, each with its own plugin instances.
     let shards = args
@@ -158,10 +169,9 @@ async fn run_pipeline(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
         .clamp(1, partitions.max(1));
     let stats = Arc::new(Stats::new(&name, shards));
-    let aggregator_config = config.stages.last().expect("stages");
     let mut deliveries = Vec::with_capacity(shards);
     let mut shard_inputs = Vec::with_capacity(shards);
-    let mut threads = Vec::with_capacity(shards + 1);
+    let mut shard_threads = Vec::with_capacity(shards);
     for id in 0..shards {
         let mut stages = Vec::with_capacity(plugins.len());
         for (plugin, context) in plugins.iter().zip(&contexts) {
@@ -184,20 +194,33 @@ async fn run_pipeline(
             shards,
             flush_interval: config.batch.flush_interval,
             idle_timeout: aggregator_config.idle_timeout,
+            state_version,
         };
         // Each shard has its own delivery: its flushes stay in order, and one
         // shard's writes never wait behind another's.
         let (output, flushes) = tokio::sync::mpsc::channel(2);
         deliveries.push(flushes);
         let stats = Arc::clone(&stats);
-        threads.push(
+        let committed = Arc::clone(&committed);
+        let stop = Arc::clone(&stop);
+        shard_threads.push(
             std::thread::Builder::new()
                 .name(format!("weir-{name}-shard-{id}"))
-                .spawn(move || shard::run(chain, rx, output, settings, stats))?,
+                .spawn(move || {
+                    let result = shard::run(chain, rx, output, settings, stats, committed);
+                    if result.is_err() {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    result
+                })?,
         );
     }
 
-    let consumer = Arc::new(consumer(&args.bootstrap, &pipeline)?);
+    let consumer = Arc::new(consumer(
+        &args.bootstrap,
+        &pipeline,
+        source::SourceContext::new(shard_inputs),
+    )?);
     consumer
         .subscribe(&[&topic])
         .with_context(|| format!("cannot subscribe to `{topic}`"))?;
@@ -206,16 +229,17 @@ async fn run_pipeline(
         max_wait: config.batch.max_wait,
         format: config.source.format,
         max_record_bytes: usize::try_from(config.source.max_record_bytes()).unwrap_or(usize::MAX),
+        bootstrap: args.bootstrap.clone(),
+        topic: topic.clone(),
+        changelog: changelog_topic.clone(),
     };
-    {
+    let source_thread = {
         let consumer = Arc::clone(&consumer);
         let stop = Arc::clone(&stop);
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("weir-{name}-source"))
-                .spawn(move || source::run(&consumer, shard_inputs, &source_settings, &stop))?,
-        );
-    }
+        std::thread::Builder::new()
+            .name(format!("weir-{name}-source"))
+            .spawn(move || source::run(&consumer, &source_settings, &stop))?
+    };
     tracing::info!(
         pipeline = %name,
         topic = %topic,
@@ -224,6 +248,7 @@ async fn run_pipeline(
         shards,
         stages = %config.stages.iter().map(|s| s.name.get_ref().as_str()).collect::<Vec<_>>().join(" -> "),
         state_version,
+        changelog = %changelog_topic,
         dead_letters = %dead_letter_topic,
         ready_in = ?started.elapsed(),
         "Pipeline running."
@@ -244,6 +269,7 @@ async fn run_pipeline(
             flushes,
             Arc::clone(&consumer),
             Arc::clone(&stats),
+            Arc::clone(&committed),
             Arc::clone(&stop),
         )
     }))
@@ -254,12 +280,17 @@ async fn run_pipeline(
         status.abort();
     }
     // Delivery ends when every shard has; the threads are finishing.
-    let panicked = tokio::task::spawn_blocking(move || {
-        threads
-            .into_iter()
-            .map(|thread| thread.join().is_err())
-            .filter(|&panicked| panicked)
-            .count()
+    let (panicked, failed) = tokio::task::spawn_blocking(move || {
+        let mut panicked = usize::from(source_thread.join().is_err());
+        let mut failed = None;
+        for thread in shard_threads {
+            match thread.join() {
+                Err(_) => panicked += 1,
+                Ok(Err(error)) => failed = Some(error),
+                Ok(Ok(())) => {}
+            }
+        }
+        (panicked, failed)
     })
     .await?;
     let totals = stats.snapshot();
@@ -274,6 +305,9 @@ async fn run_pipeline(
         evicted = totals.evicted,
         "Pipeline stopped."
     );
+    if let Some(error) = failed {
+        bail!("pipeline `{name}`: {error}");
+    }
     if panicked > 0 {
         bail!(
             "pipeline `{name}`: {panicked} of its threads panicked (a bug in weir; the log above says where); uncommitted records will be read again on restart"
@@ -282,6 +316,57 @@ async fn run_pipeline(
     delivered
         .map(drop)
         .map_err(|error| anyhow::anyhow!("pipeline `{name}`: {error}"))
+}
+
+/// Runs `attempt` until it succeeds, retrying with backoff while it fails
+/// because a service (the registry, PostgreSQL) is unreachable; other
+/// errors, or a stop, end it.
+async fn until_reachable<T, F, Fut>(
+    stop: &AtomicBool,
+    what: &str,
+    mut attempt: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error)
+                if is_unreachable(&error) && !stop.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                tracing::warn!(error = %format!("{error:#}"), retry_in = ?backoff, "{what} failed; retrying.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// True when `error` comes from a service that did not answer (worth a retry).
+fn is_unreachable(error: &anyhow::Error) -> bool {
+    use crate::sink::{KafkaSinkError, PostgresError, RegistryError};
+    let sql = |error: &sqlx::Error| {
+        matches!(
+            error,
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+        )
+    };
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<RegistryError>(),
+            Some(RegistryError::Unreachable { .. })
+        ) || matches!(
+            cause.downcast_ref::<KafkaSinkError>(),
+            Some(KafkaSinkError::Registry(RegistryError::Unreachable { .. }))
+        ) || cause
+            .downcast_ref::<PostgresError>()
+            .is_some_and(|PostgresError::Database { source, .. }| sql(source))
+            || cause.downcast_ref::<sqlx::Error>().is_some_and(sql)
+    })
 }
 
 /// Loads each stage's plugin (compiled, or from the cache) and checks the
@@ -337,6 +422,7 @@ async fn connect_sinks(
     args: &RunArgs,
     schema: &RowSchema,
     partitions: usize,
+    changelog_topic: &str,
 ) -> anyhow::Result<deliver::Sinks> {
     let config = &pipeline.config;
     let name = config.name.get_ref();
@@ -346,7 +432,14 @@ async fn connect_sinks(
     if let Some(kafka) = &config.sinks.kafka {
         topics.push(kafka.topic.get_ref().clone());
     }
-    ensure_topics(&args.bootstrap, &topics, partitions).await?;
+    ensure_topics(&args.bootstrap, &topics, partitions, &[]).await?;
+    ensure_topics(
+        &args.bootstrap,
+        &[changelog_topic.to_owned()],
+        partitions,
+        &changelog::topic_config(),
+    )
+    .await?;
 
     let kafka = match &config.sinks.kafka {
         Some(sink) => Some(
@@ -387,6 +480,8 @@ async fn connect_sinks(
             &dead_letter_topic,
         )
         .map_err(anyhow::Error::msg)?,
+        changelog: changelog::ChangelogWriter::new(&args.bootstrap, changelog_topic)
+            .map_err(anyhow::Error::msg)?,
     })
 }
 
@@ -468,7 +563,11 @@ fn stage_context(
     }))
 }
 
-fn consumer(bootstrap: &str, pipeline: &Pipeline) -> anyhow::Result<BaseConsumer> {
+fn consumer(
+    bootstrap: &str,
+    pipeline: &Pipeline,
+    context: source::SourceContext,
+) -> anyhow::Result<BaseConsumer<source::SourceContext>> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", pipeline.group())
@@ -481,7 +580,13 @@ fn consumer(bootstrap: &str, pipeline: &Pipeline) -> anyhow::Result<BaseConsumer
         .set("auto.offset.reset", "earliest")
         // Prefetch at most 64 MiB: the bound on what waits in the client.
         .set("queued.max.messages.kbytes", "65536")
-        .create()
+        // Rebalances move only the partitions that change owner; the others keep flowing.
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        // An instance that dies without leaving (kill -9, a lost machine)
+        // holds its partitions this long before the group moves them.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
+        .create_with_context(context)
         .context("cannot create the Kafka consumer")
 }
 
@@ -512,11 +617,13 @@ async fn source_partitions(bootstrap: &str, topic: &str) -> anyhow::Result<usize
     .await?
 }
 
-/// Creates the topics weir writes to when they are missing, with the source's partition count.
+/// Creates the topics weir writes to when they are missing, with the
+/// source's partition count and `config`.
 async fn ensure_topics(
     bootstrap: &str,
     topics: &[String],
     partitions: usize,
+    config: &[(&str, &str)],
 ) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -525,7 +632,12 @@ async fn ensure_topics(
     let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(-1)))
+        .map(|topic| {
+            config.iter().fold(
+                NewTopic::new(topic, partitions, TopicReplication::Fixed(-1)),
+                |new, (key, value)| new.set(key, value),
+            )
+        })
         .collect();
     let results = admin
         .create_topics(
@@ -545,10 +657,10 @@ async fn ensure_topics(
 }
 
 /// Logs a status line every `every`: rates, dead letters, keys and lag.
-async fn report_status(
+async fn report_status<C: ConsumerContext + 'static>(
     pipeline: String,
     topic: String,
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<C>>,
     stats: Arc<Stats>,
     every: Duration,
 ) {
@@ -601,8 +713,8 @@ impl PartitionProgress {
 /// Where a consumer group stands on each partition of `topic`.
 /// `consumer` must be configured with the group's `group.id`; it need not
 /// subscribe.
-pub fn group_progress(
-    consumer: &BaseConsumer,
+pub fn group_progress<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     topic: &str,
     timeout: Duration,
 ) -> rdkafka::error::KafkaResult<Vec<PartitionProgress>> {
@@ -635,7 +747,7 @@ pub fn group_progress(
 }
 
 /// Records in the topic not yet committed by this pipeline's group.
-fn consumer_lag(consumer: &BaseConsumer, topic: &str) -> Option<i64> {
+fn consumer_lag<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str) -> Option<i64> {
     let progress = group_progress(consumer, topic, Duration::from_secs(5)).ok()?;
     Some(progress.iter().map(PartitionProgress::lag).sum())
 }

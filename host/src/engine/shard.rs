@@ -1,9 +1,14 @@
 //! A shard: one thread owning some of the input partitions (partition `p`
 //! goes to shard `p % shards`), its own plugin instances and those
 //! partitions' keyed state. It runs chunks through the stages as they come
-//! and, every flush interval, hands the changed rows, the dead letters and
-//! the offsets they account for to the delivery task.
+//! and, every flush interval, hands the changed rows, the changelog records,
+//! the dead letters and the offsets they account for to the delivery task.
+//!
+//! A partition is the shard's from the moment its state is restored
+//! ([`Input::Restore`]) until it is revoked ([`Input::Revoke`]); records of
+//! partitions it does not own are left alone (whoever owns them reads them).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -11,10 +16,36 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
 
 use super::chain::Chain;
+use super::changelog::{ChangelogRecord, Stored};
 use super::dead_letter::DeadLetter;
+use super::deliver::Committed;
 use super::state::{KeyedState, Row};
 use super::stats::Stats;
-use crate::plugin::Batch;
+use crate::plugin::{Batch, BatchBuilder};
+
+/// What the source sends a shard.
+#[derive(Debug)]
+pub enum Input {
+    /// Records to process.
+    Chunk(Chunk),
+    /// A partition is now the shard's, with its state as the changelog holds it.
+    Restore {
+        /// The partition.
+        partition: i32,
+        /// Its keys' state.
+        entries: HashMap<Vec<u8>, Stored>,
+    },
+    /// Partitions are leaving: write what they hold now (unless `lost`: then
+    /// another owner has them already), and forget them.
+    Revoke {
+        /// The partitions.
+        partitions: Vec<i32>,
+        /// The group took them without asking; writing is too late.
+        lost: bool,
+        /// Told once their last flush is committed (or forgotten, if lost).
+        done: std::sync::mpsc::Sender<()>,
+    },
+}
 
 /// Records read from the source for one shard.
 #[derive(Debug)]
@@ -32,12 +63,16 @@ pub struct Chunk {
 pub struct Flush {
     /// Rows changed since the last flush, each key once.
     pub rows: Vec<Row>,
+    /// The state changes, for the changelog (written after the rows).
+    pub changelog: Vec<ChangelogRecord>,
     /// Dead letters since the last flush.
     pub dead: Vec<DeadLetter>,
     /// Per partition, the offset to commit (the next one to read).
     pub offsets: Vec<(i32, i64)>,
     /// When the shard made it (delivery reports how long it waited).
     pub made: Instant,
+    /// Told once the flush is written and its offsets committed.
+    pub done: Option<std::sync::mpsc::Sender<()>>,
 }
 
 /// How a shard runs.
@@ -50,17 +85,23 @@ pub struct ShardSettings {
     pub flush_interval: Duration,
     /// Keys idle this long (in stream time) are evicted.
     pub idle_timeout: Option<Duration>,
+    /// The aggregator's state version.
+    pub state_version: u32,
 }
 
-/// Runs a shard until its input closes, then flushes what it holds and returns.
+/// Runs a shard until its input closes, then flushes what it holds and
+/// returns. Fails when restored state cannot be migrated to the plugin's
+/// state version (the pipeline must not go on without it).
 pub fn run(
     mut chain: Chain,
-    input: Receiver<Chunk>,
+    input: Receiver<Input>,
     output: Sender<Flush>,
     settings: ShardSettings,
     stats: Arc<Stats>,
-) {
-    let mut state = KeyedState::default();
+    committed: Arc<Committed>,
+) -> Result<(), String> {
+    let mut state = KeyedState::new(settings.state_version);
+    let mut owned: HashSet<i32> = HashSet::new();
     let mut dead: Vec<DeadLetter> = Vec::new();
     let mut offsets: Vec<(i32, i64)> = Vec::new();
     // Shards flush in turn, spread over the interval, so their writes do not
@@ -79,7 +120,8 @@ pub fn run(
     let mut open = true;
     while open {
         match input.recv_timeout(next_flush.saturating_duration_since(Instant::now())) {
-            Ok(chunk) => {
+            Ok(Input::Chunk(chunk)) => {
+                let chunk = keep_owned(chunk, &owned);
                 let records = chunk.batch.records.len() as u64 + chunk.dead.len() as u64;
                 stats.add_received(records);
                 let source_dead = chunk.dead.len() as u64;
@@ -106,26 +148,42 @@ pub fn run(
                     }
                 }
             }
+            Ok(Input::Restore { partition, entries }) => {
+                let entries = migrate(&mut chain, partition, entries, settings.state_version)?;
+                state.restore(partition, entries);
+                owned.insert(partition);
+                stats.set_keys(settings.id, state.len() as u64);
+            }
+            Ok(Input::Revoke {
+                partitions,
+                lost,
+                done: ack,
+            }) => {
+                if lost {
+                    // Whatever was not committed, the new owner reads again.
+                    for partition in &partitions {
+                        forget(*partition, &mut state, &mut owned, &mut offsets, &mut dead);
+                    }
+                    ack.send(()).ok();
+                } else {
+                    // Flush now (every partition: simpler, and harmless), then forget them.
+                    flush(&mut state, &mut dead, &mut offsets, Some(ack), &output)?;
+                    for partition in &partitions {
+                        forget(*partition, &mut state, &mut owned, &mut offsets, &mut dead);
+                    }
+                }
+                stats.set_keys(settings.id, state.len() as u64);
+                continue;
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => open = false,
         }
         if Instant::now() >= next_flush || !open {
-            let flush = Flush {
-                rows: state.take_changed(),
-                dead: std::mem::take(&mut dead),
-                offsets: std::mem::take(&mut offsets),
-                made: Instant::now(),
-            };
-            if !(flush.rows.is_empty() && flush.dead.is_empty() && flush.offsets.is_empty())
-                && output.blocking_send(flush).is_err()
-            {
-                // The delivery task stopped (it says why); nothing more can be written.
-                return;
-            }
+            flush(&mut state, &mut dead, &mut offsets, None, &output)?;
             if let (Some(idle), Some(at)) = (settings.idle_timeout, next_evict)
                 && Instant::now() >= at
             {
-                let evicted = state.evict_idle(idle);
+                let evicted = state.evict_idle(idle, |partition| committed.get(partition));
                 if evicted > 0 {
                     tracing::debug!(evicted, "Evicted idle keys.");
                 }
@@ -136,4 +194,106 @@ pub fn run(
             next_flush = Instant::now() + settings.flush_interval;
         }
     }
+    Ok(())
+}
+
+/// Hands what changed to delivery; an error when delivery has stopped.
+fn flush(
+    state: &mut KeyedState,
+    dead: &mut Vec<DeadLetter>,
+    offsets: &mut Vec<(i32, i64)>,
+    done: Option<std::sync::mpsc::Sender<()>>,
+    output: &Sender<Flush>,
+) -> Result<(), String> {
+    let changes = state.take_changes();
+    let flush = Flush {
+        rows: changes.rows,
+        changelog: changes.changelog,
+        dead: std::mem::take(dead),
+        offsets: std::mem::take(offsets),
+        made: Instant::now(),
+        done,
+    };
+    let empty = flush.rows.is_empty()
+        && flush.changelog.is_empty()
+        && flush.dead.is_empty()
+        && flush.offsets.is_empty();
+    if empty {
+        if let Some(done) = flush.done {
+            done.send(()).ok();
+        }
+        return Ok(());
+    }
+    // The delivery task stops only when it cannot write (it says why).
+    output
+        .blocking_send(flush)
+        .map_err(|_| "delivery stopped".to_owned())
+}
+
+/// Drops everything the shard holds of `partition`.
+fn forget(
+    partition: i32,
+    state: &mut KeyedState,
+    owned: &mut HashSet<i32>,
+    offsets: &mut Vec<(i32, i64)>,
+    dead: &mut Vec<DeadLetter>,
+) {
+    state.remove(partition);
+    owned.remove(&partition);
+    offsets.retain(|(p, _)| *p != partition);
+    dead.retain(|letter| letter.partition != partition);
+}
+
+/// `chunk` without the records of partitions the shard does not own (read
+/// before a revocation reached the source; their new owner reads them again).
+fn keep_owned(chunk: Chunk, owned: &HashSet<i32>) -> Chunk {
+    if chunk.offsets.iter().all(|(p, _)| owned.contains(p)) {
+        return chunk;
+    }
+    let mut builder = BatchBuilder::default();
+    for (index, record) in chunk.batch.records.iter().enumerate() {
+        if owned.contains(&record.partition) {
+            builder.push_from(&chunk.batch, index);
+        }
+    }
+    Chunk {
+        batch: builder.build(),
+        dead: chunk
+            .dead
+            .into_iter()
+            .filter(|letter| owned.contains(&letter.partition))
+            .collect(),
+        offsets: chunk
+            .offsets
+            .into_iter()
+            .filter(|(p, _)| owned.contains(p))
+            .collect(),
+    }
+}
+
+/// Restored entries in the plugin's state version: state an older (or
+/// newer) plugin version wrote goes through the plugin's `migrate`.
+fn migrate(
+    chain: &mut Chain,
+    partition: i32,
+    mut entries: HashMap<Vec<u8>, Stored>,
+    version: u32,
+) -> Result<HashMap<Vec<u8>, Stored>, String> {
+    for (key, stored) in &mut entries {
+        if stored.state_version == version {
+            continue;
+        }
+        stored.state = chain
+            .migrate(stored.state_version, &stored.state)
+            .map_err(|failure| {
+                format!(
+                    "partition {partition}, key `{}`: the changelog holds state version {} and \
+                     the aggregator (version {version}) cannot migrate it: {failure}",
+                    String::from_utf8_lossy(key),
+                    stored.state_version
+                )
+            })?;
+        stored.state_version = version;
+    }
+    Ok(entries)
 }

@@ -6,17 +6,19 @@
 //! down instead of filling memory; librdkafka's prefetch queue is bounded
 //! too (`queued.max.messages.kbytes`).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::Message;
-use rdkafka::TopicPartitionList;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::{ClientContext, Message, TopicPartitionList};
 
+use super::changelog::{self, Restored};
 use super::dead_letter::DeadLetter;
-use super::shard::Chunk;
+use super::shard::{Chunk, Input};
 use crate::pipeline::config::Format;
 use crate::plugin::{BatchBuilder, RecordRef};
 
@@ -31,6 +33,204 @@ pub struct SourceSettings {
     pub format: Format,
     /// Values larger than this are dead-lettered.
     pub max_record_bytes: usize,
+    /// Kafka, to read the changelog from.
+    pub bootstrap: String,
+    /// The source topic.
+    pub topic: String,
+    /// The aggregator's changelog topic.
+    pub changelog: String,
+}
+
+/// How long a revocation waits for the shards to write and commit what
+/// they hold of the partitions leaving.
+const REVOKE_WAIT: Duration = Duration::from_secs(60);
+
+/// A restore that makes no progress for this long is tried again.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The consumer's context: it hears the group's rebalances, which
+/// librdkafka reports during `poll`, on the source thread.
+///
+/// - Partitions assigned are paused until their state is restored from the
+///   changelog (in the background: other partitions keep flowing), then
+///   handed to their shard and resumed.
+/// - Partitions revoked are flushed and committed by their shards before
+///   the group may give them to another instance.
+pub struct SourceContext {
+    router: Mutex<Router>,
+}
+
+/// What the source thread and the rebalance callbacks share.
+struct Router {
+    shards: Vec<SyncSender<Input>>,
+    /// Per assigned partition, the number of its assignment: a restore that
+    /// finishes after its partition has left (and maybe come back) is dropped.
+    epochs: HashMap<i32, u64>,
+    next_epoch: u64,
+    /// Assigned partitions whose state is being restored (paused meanwhile).
+    restoring: HashSet<i32>,
+    /// Restores to start.
+    requests: Vec<Request>,
+    /// Partitions revoked since the source last looked.
+    revoked: Vec<i32>,
+    /// Set when the assignment changed since the source last looked.
+    changed: bool,
+}
+
+/// Partitions to restore, with their assignment numbers.
+#[derive(Debug, Clone)]
+struct Request {
+    partitions: Vec<(i32, u64)>,
+    not_before: Instant,
+}
+
+/// A restore's outcome.
+struct Done {
+    request: Request,
+    result: Result<Restored, String>,
+    took: Duration,
+}
+
+impl SourceContext {
+    /// A context routing records to `shards`.
+    pub fn new(shards: Vec<SyncSender<Input>>) -> Self {
+        Self {
+            router: Mutex::new(Router {
+                shards,
+                epochs: HashMap::new(),
+                next_epoch: 1,
+                restoring: HashSet::new(),
+                requests: Vec::new(),
+                revoked: Vec::new(),
+                changed: false,
+            }),
+        }
+    }
+
+    fn router(&self) -> MutexGuard<'_, Router> {
+        self.router.lock().expect("not poisoned")
+    }
+
+    fn assigned(&self, consumer: &BaseConsumer<Self>, partitions: &TopicPartitionList) {
+        let mut router = self.router();
+        let mut request = Vec::new();
+        for element in partitions.elements() {
+            let partition = element.partition();
+            let epoch = router.next_epoch;
+            router.next_epoch += 1;
+            router.epochs.insert(partition, epoch);
+            router.restoring.insert(partition);
+            request.push((partition, epoch));
+        }
+        router.changed = true;
+        if request.is_empty() {
+            return;
+        }
+        // No record of theirs goes to a shard before their state is there.
+        if let Err(error) = consumer.pause(partitions) {
+            tracing::error!(%error, "Could not pause newly assigned partitions.");
+        }
+        tracing::info!(
+            partitions = ?request.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            "Partitions assigned; restoring their state."
+        );
+        router.requests.push(Request {
+            partitions: request,
+            not_before: Instant::now(),
+        });
+    }
+
+    fn revoked(&self, consumer: &BaseConsumer<Self>, partitions: &TopicPartitionList) {
+        let lost = consumer.assignment_lost();
+        let numbers: Vec<i32> = partitions
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let (acks, started) = {
+            let mut router = self.router();
+            router.changed = true;
+            let mut per_shard: HashMap<usize, Vec<i32>> = HashMap::new();
+            for &partition in &numbers {
+                router.epochs.remove(&partition);
+                router.restoring.remove(&partition);
+                router.revoked.push(partition);
+                if !router.shards.is_empty() {
+                    per_shard
+                        .entry(shard_of(partition, router.shards.len()))
+                        .or_default()
+                        .push(partition);
+                }
+            }
+            let (ack, acks) = std::sync::mpsc::channel();
+            let mut sent = 0;
+            for (shard, partitions) in per_shard {
+                let input = Input::Revoke {
+                    partitions,
+                    lost,
+                    done: ack.clone(),
+                };
+                if router.shards[shard].send(input).is_ok() {
+                    sent += 1;
+                }
+            }
+            ((acks, sent), Instant::now())
+        };
+        let (acks, sent) = acks;
+        let deadline = started + REVOKE_WAIT;
+        let mut confirmed = 0;
+        while confirmed < sent {
+            match acks.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(()) => confirmed += 1,
+                Err(_) => break,
+            }
+        }
+        if confirmed < sent {
+            tracing::warn!(
+                partitions = ?numbers,
+                waited = ?REVOKE_WAIT,
+                "Partitions revoked before their last results were committed; their new owner reads those records again (the changelog's applied offsets keep it from counting them twice)."
+            );
+        } else {
+            tracing::info!(
+                partitions = ?numbers,
+                lost,
+                took = ?started.elapsed(),
+                "Partitions revoked{}.",
+                if lost { " (lost: left to their new owner)" } else { "; their results are written and committed" }
+            );
+        }
+    }
+
+    /// Drops the shards' senders: they finish once their queues are empty.
+    fn close(&self) {
+        self.router().shards.clear();
+    }
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            self.revoked(consumer, partitions);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => self.assigned(consumer, partitions),
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => {
+                tracing::warn!(%error, "Rebalance failed; the group retries.")
+            }
+        }
+    }
+}
+
+/// The shard that owns `partition`.
+fn shard_of(partition: i32, shards: usize) -> usize {
+    partition.unsigned_abs() as usize % shards
 }
 
 /// A batch being filled for one shard.
@@ -55,62 +255,322 @@ impl Open {
             offsets: open.offsets,
         }
     }
+
+    /// Drops the records of `partitions` (revoked: their new owner reads them).
+    fn drop_partitions(&mut self, partitions: &[i32]) {
+        if !self.offsets.iter().any(|(p, _)| partitions.contains(p)) {
+            return;
+        }
+        let old = self.take();
+        let since = Instant::now();
+        for (index, record) in old.batch.records.iter().enumerate() {
+            if !partitions.contains(&record.partition) {
+                self.builder.push_from(&old.batch, index);
+            }
+        }
+        self.dead = old
+            .dead
+            .into_iter()
+            .filter(|letter| !partitions.contains(&letter.partition))
+            .collect();
+        self.offsets = old
+            .offsets
+            .into_iter()
+            .filter(|(p, _)| !partitions.contains(p))
+            .collect();
+        if self.records() > 0 {
+            self.since = Some(since);
+        }
+    }
 }
 
-/// Polls `consumer` until `stop` is raised, feeding `shards`; then hands over
-/// what it holds and returns (dropping the senders tells the shards to finish).
-pub fn run(
-    consumer: &BaseConsumer,
-    shards: Vec<SyncSender<Chunk>>,
-    settings: &SourceSettings,
-    stop: &AtomicBool,
-) {
-    let mut open: Vec<Open> = shards.iter().map(|_| Open::default()).collect();
-    let mut last_error: Option<(String, Instant)> = None;
-    while !stop.load(Ordering::Relaxed) {
-        let wait = open
-            .iter()
-            .filter_map(|o| o.since)
-            .map(|since| (since + settings.max_wait).saturating_duration_since(Instant::now()))
-            .min()
-            .unwrap_or(Duration::from_millis(100))
-            .min(Duration::from_millis(100));
-        match consumer.poll(wait) {
-            Some(Ok(message)) => {
-                let shard = message.partition().unsigned_abs() as usize % shards.len();
-                add(&mut open[shard], &message, settings);
-                if open[shard].records() >= settings.max_records
-                    && !hand_over(consumer, &shards, &mut open, shard, settings)
+/// The source thread's working set.
+struct Source<'a> {
+    consumer: &'a BaseConsumer<SourceContext>,
+    settings: &'a SourceSettings,
+    shards: usize,
+    open: Vec<Open>,
+    /// Records of partitions still restoring, kept until their state is there.
+    held: HashMap<i32, Vec<OwnedMessage>>,
+    /// Partitions whose records go to the shards (assigned and restored);
+    /// a copy of the router's view, refreshed when the assignment changes.
+    flowing: HashSet<i32>,
+    /// Partitions being restored (the router's view, copied likewise).
+    restoring: HashSet<i32>,
+    restores: (Sender<Done>, Receiver<Done>),
+    waiting: Vec<Request>,
+}
+
+/// Polls `consumer` until `stop` is raised, feeding the shards; then hands
+/// over what it holds and returns (closing the shards' inputs tells them to finish).
+pub fn run(consumer: &BaseConsumer<SourceContext>, settings: &SourceSettings, stop: &AtomicBool) {
+    let shards = consumer.context().router().shards.len();
+    let mut source = Source {
+        consumer,
+        settings,
+        shards,
+        open: (0..shards).map(|_| Open::default()).collect(),
+        held: HashMap::new(),
+        flowing: HashSet::new(),
+        restoring: HashSet::new(),
+        restores: std::sync::mpsc::channel(),
+        waiting: Vec::new(),
+    };
+    source.run(stop);
+    consumer.context().close();
+}
+
+impl Source<'_> {
+    fn run(&mut self, stop: &AtomicBool) {
+        let mut last_error: Option<(String, Instant)> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let wait = self
+                .open
+                .iter()
+                .filter_map(|o| o.since)
+                .map(|since| {
+                    (since + self.settings.max_wait).saturating_duration_since(Instant::now())
+                })
+                .min()
+                .unwrap_or(Duration::from_millis(100))
+                .min(Duration::from_millis(100));
+            let consumer = self.consumer;
+            let polled = consumer.poll(wait);
+            self.after_rebalance();
+            match polled {
+                Some(Ok(message)) => {
+                    let shard = shard_of(message.partition(), self.shards);
+                    self.accept(&message);
+                    if self.open[shard].records() >= self.settings.max_records
+                        && !self.hand_over(shard)
+                    {
+                        return;
+                    }
+                }
+                Some(Err(error)) => {
+                    // librdkafka retries by itself; say so once per kind of error and minute.
+                    let text = error.to_string();
+                    let repeat = last_error.as_ref().is_some_and(|(last, at)| {
+                        *last == text && at.elapsed() < Duration::from_secs(60)
+                    });
+                    if !repeat {
+                        tracing::warn!(error = %text, "Kafka consumer error; retrying.");
+                        last_error = Some((text, Instant::now()));
+                    }
+                }
+                None => {}
+            }
+            if !self.finish_restores() {
+                return;
+            }
+            for shard in 0..self.shards {
+                if self.open[shard]
+                    .since
+                    .is_some_and(|since| since.elapsed() >= self.settings.max_wait)
+                    && !self.hand_over(shard)
                 {
                     return;
                 }
             }
-            Some(Err(error)) => {
-                // librdkafka retries by itself; say so once per kind of error and minute.
-                let text = error.to_string();
-                let repeat = last_error.as_ref().is_some_and(|(last, at)| {
-                    *last == text && at.elapsed() < Duration::from_secs(60)
-                });
-                if !repeat {
-                    tracing::warn!(error = %text, "Kafka consumer error; retrying.");
-                    last_error = Some((text, Instant::now()));
-                }
-            }
-            None => {}
         }
-        for shard in 0..shards.len() {
-            if open[shard]
-                .since
-                .is_some_and(|since| since.elapsed() >= settings.max_wait)
-                && !hand_over(consumer, &shards, &mut open, shard, settings)
-            {
+        for shard in 0..self.shards {
+            if self.open[shard].records() > 0 && !self.hand_over(shard) {
                 return;
             }
         }
     }
-    for shard in 0..shards.len() {
-        if open[shard].records() > 0 && !hand_over(consumer, &shards, &mut open, shard, settings) {
+
+    /// Takes what the rebalance callbacks left: revoked partitions' records
+    /// are dropped, new assignments' restores started.
+    fn after_rebalance(&mut self) {
+        let (revoked, requests) = {
+            let mut router = self.consumer.context().router();
+            if router.changed {
+                router.changed = false;
+                self.restoring.clone_from(&router.restoring);
+                self.flowing = router
+                    .epochs
+                    .keys()
+                    .filter(|p| !router.restoring.contains(p))
+                    .copied()
+                    .collect();
+            }
+            (
+                std::mem::take(&mut router.revoked),
+                std::mem::take(&mut router.requests),
+            )
+        };
+        if !revoked.is_empty() {
+            for open in &mut self.open {
+                open.drop_partitions(&revoked);
+            }
+            for partition in &revoked {
+                self.held.remove(partition);
+            }
+        }
+        self.waiting.extend(requests);
+        let now = Instant::now();
+        let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|request| request.not_before <= now);
+        self.waiting = later;
+        for request in ready {
+            let done = self.restores.0.clone();
+            let bootstrap = self.settings.bootstrap.clone();
+            let topic = self.settings.changelog.clone();
+            let spawned = std::thread::Builder::new()
+                .name("weir-restore".into())
+                .spawn(move || {
+                    let started = Instant::now();
+                    let numbers: Vec<i32> = request.partitions.iter().map(|(p, _)| *p).collect();
+                    let result = changelog::restore(&bootstrap, &topic, &numbers, RESTORE_TIMEOUT);
+                    drop(done.send(Done {
+                        request,
+                        result,
+                        took: started.elapsed(),
+                    }));
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "Cannot start a restore thread.");
+            }
+        }
+    }
+
+    /// Hands finished restores to their shards and resumes their partitions;
+    /// false when a shard has stopped.
+    fn finish_restores(&mut self) -> bool {
+        while let Ok(done) = self.restores.1.try_recv() {
+            let mut restored = match done.result {
+                Ok(restored) => restored,
+                Err(error) => {
+                    tracing::warn!(%error, "Restoring state failed; trying again in 1 s (the partitions stay paused).");
+                    self.waiting.push(Request {
+                        not_before: Instant::now() + Duration::from_secs(1),
+                        ..done.request
+                    });
+                    continue;
+                }
+            };
+            let keys = restored.keys();
+            let mut resume = TopicPartitionList::new();
+            let mut ready = Vec::new();
+            for (partition, epoch) in done.request.partitions {
+                let sender = {
+                    let mut router = self.consumer.context().router();
+                    if router.epochs.get(&partition) != Some(&epoch) || router.shards.is_empty() {
+                        continue; // revoked meanwhile
+                    }
+                    router.restoring.remove(&partition);
+                    router.shards[shard_of(partition, self.shards)].clone()
+                };
+                self.restoring.remove(&partition);
+                self.flowing.insert(partition);
+                let entries = restored.partitions.remove(&partition).unwrap_or_default();
+                if sender.send(Input::Restore { partition, entries }).is_err() {
+                    return false;
+                }
+                resume.add_partition(&self.settings.topic, partition);
+                ready.push(partition);
+            }
+            tracing::info!(
+                partitions = ?ready,
+                keys,
+                changelog_records = restored.records,
+                took = ?done.took,
+                keys_per_s = (keys as f64 / done.took.as_secs_f64().max(1e-9)).round(),
+                "State restored; the partitions flow."
+            );
+            for partition in ready {
+                for message in self.held.remove(&partition).unwrap_or_default() {
+                    self.accept(&message);
+                }
+            }
+            if resume.count() > 0
+                && let Err(error) = self.consumer.resume(&resume)
+            {
+                tracing::error!(%error, "Could not resume restored partitions.");
+            }
+        }
+        true
+    }
+
+    /// Takes one record: into its shard's batch, or held while its
+    /// partition's state is restored, or dropped if the partition is not ours.
+    fn accept(&mut self, message: &impl Message) {
+        let partition = message.partition();
+        if self.flowing.contains(&partition) {
+            add(
+                &mut self.open[shard_of(partition, self.shards)],
+                message,
+                self.settings,
+            );
+        } else if self.restoring.contains(&partition) {
+            self.held.entry(partition).or_default().push(owned(message));
+        }
+    }
+
+    /// Sends shard `shard`'s open chunk; false when the shard has stopped.
+    ///
+    /// While the shard is busy the consumer's partitions are paused and it
+    /// keeps being polled: it stays in its group however long a sink stalls
+    /// (a consumer that stops polling for `max.poll.interval.ms` is put out
+    /// of the group). Pausing drops what librdkafka prefetched; fetching
+    /// resumes from the next offset.
+    fn hand_over(&mut self, shard: usize) -> bool {
+        let mut chunk = self.open[shard].take();
+        let mut paused = false;
+        let since = Instant::now();
+        let delivered = loop {
+            let sent = match self.consumer.context().router().shards.get(shard) {
+                Some(sender) => sender.try_send(Input::Chunk(chunk)),
+                None => break false,
+            };
+            match sent {
+                Ok(()) => break true,
+                Err(TrySendError::Disconnected(_)) => break false,
+                Err(TrySendError::Full(Input::Chunk(back))) => chunk = back,
+                Err(TrySendError::Full(_)) => unreachable!("a chunk was sent"),
+            }
+            // A busy shard is the normal pace at full speed: wait a little
+            // first, since pausing throws away what was prefetched.
+            if since.elapsed() < PAUSE_AFTER {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            if !paused && let Ok(assignment) = self.consumer.assignment() {
+                if let Err(error) = self.consumer.pause(&assignment) {
+                    tracing::warn!(%error, "Could not pause the consumer's partitions.");
+                }
+                paused = true;
+            }
+            // Serves the group's events; paused partitions yield no records,
+            // but one that arrives anyway is kept, not lost.
+            let consumer = self.consumer;
+            let polled = consumer.poll(Duration::from_millis(50));
+            self.after_rebalance();
+            if let Some(Ok(message)) = polled {
+                self.accept(&message);
+            }
+        };
+        if paused {
+            self.resume_all();
+        }
+        delivered
+    }
+
+    /// Resumes every assigned partition but those still restoring.
+    fn resume_all(&self) {
+        let Ok(assignment) = self.consumer.assignment() else {
             return;
+        };
+        let mut list = TopicPartitionList::new();
+        for element in assignment.elements() {
+            if !self.restoring.contains(&element.partition()) {
+                list.add_partition(element.topic(), element.partition());
+            }
+        }
+        if let Err(error) = self.consumer.resume(&list) {
+            tracing::error!(%error, "Could not resume the consumer's partitions.");
         }
     }
 }
@@ -118,60 +578,26 @@ pub fn run(
 /// How long a hand-over waits on a busy shard before pausing the consumer.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
-/// Sends shard `shard`'s open chunk; false when the shard has stopped.
-///
-/// While the shard is busy the consumer's partitions are paused and it
-/// keeps being polled: it stays in its group however long a sink stalls
-/// (a consumer that stops polling for `max.poll.interval.ms` is put out of
-/// the group, and would read again records it already has in state). Pausing
-/// drops what librdkafka prefetched; fetching resumes from the next offset.
-fn hand_over(
-    consumer: &BaseConsumer,
-    shards: &[SyncSender<Chunk>],
-    open: &mut [Open],
-    shard: usize,
-    settings: &SourceSettings,
-) -> bool {
-    let mut chunk = open[shard].take();
-    let mut paused: Option<TopicPartitionList> = None;
-    let since = Instant::now();
-    let delivered = loop {
-        match shards[shard].try_send(chunk) {
-            Ok(()) => break true,
-            Err(TrySendError::Disconnected(_)) => break false,
-            Err(TrySendError::Full(back)) => chunk = back,
-        }
-        // A busy shard is the normal pace at full speed: wait a little
-        // first, since pausing throws away what was prefetched.
-        if since.elapsed() < PAUSE_AFTER {
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        }
-        if paused.is_none()
-            && let Ok(assignment) = consumer.assignment()
-        {
-            if let Err(error) = consumer.pause(&assignment) {
-                tracing::warn!(%error, "Could not pause the consumer's partitions.");
-            }
-            paused = Some(assignment);
-        }
-        // Serves the group's events; paused partitions yield no records,
-        // but one that arrives anyway is kept, not lost.
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
-            let other = message.partition().unsigned_abs() as usize % shards.len();
-            add(&mut open[other], &message, settings);
-        }
-    };
-    if let Some(assignment) = paused
-        && let Err(error) = consumer.resume(&assignment)
-    {
-        tracing::error!(%error, "Could not resume the consumer's partitions.");
-    }
-    delivered
+/// A copy of `message` that outlives the poll.
+fn owned(message: &impl Message) -> OwnedMessage {
+    OwnedMessage::new(
+        message.payload().map(<[u8]>::to_vec),
+        message.key().map(<[u8]>::to_vec),
+        message.topic().to_owned(),
+        message.timestamp(),
+        message.partition(),
+        message.offset(),
+        message.headers().map(|headers| {
+            headers.iter().fold(
+                OwnedHeaders::new_with_capacity(headers.count()),
+                |owned, header| owned.insert(header),
+            )
+        }),
+    )
 }
 
 /// Checks one record and adds it to the batch, or to the dead letters.
-fn add(slot: &mut Open, message: &BorrowedMessage<'_>, settings: &SourceSettings) {
+fn add(slot: &mut Open, message: &impl Message, settings: &SourceSettings) {
     let partition = message.partition();
     let offset = message.offset();
     let record = RecordRef {
@@ -254,6 +680,9 @@ mod tests {
             max_wait: Duration::from_millis(10),
             format: Format::Json,
             max_record_bytes: 64,
+            bootstrap: String::new(),
+            topic: String::new(),
+            changelog: String::new(),
         }
     }
 

@@ -1,6 +1,13 @@
 //! Host-owned keyed state of an aggregator stage, per input partition: each
-//! key's state bytes, the row it last produced that the sinks have not seen
+//! key's state bytes, the offset of the last record folded into it (its
+//! *applied offset*), the row it last produced that the sinks have not seen
 //! yet, and when its last event happened, for the idle timeout.
+//!
+//! Every change is also written to the stage's changelog topic
+//! ([`super::changelog`]) at the next flush, with the applied offset; a
+//! restarted or new owner of the partition restores the state from there
+//! and skips the records each key has already applied. That makes replaying
+//! records after a crash harmless: nothing is counted twice.
 //!
 //! Time here is *stream time*: the newest record timestamp seen in the
 //! partition. Eviction by stream time gives the same result when a topic is
@@ -9,57 +16,94 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::changelog::{ChangelogRecord, Stored};
 use crate::plugin::Value;
 
 /// One key's state.
 #[derive(Debug)]
 struct Entry {
     state: Vec<u8>,
+    /// Offset of the newest record folded into `state`.
+    applied: i64,
     /// The newest row not yet handed to the sinks.
     row: Option<Vec<Value>>,
     /// Timestamp (ms) of the key's newest event.
     last_event: i64,
+    /// Changed since the last flush (its changelog record is due).
+    changed: bool,
 }
 
 /// The state of one input partition.
 #[derive(Debug, Default)]
 struct PartitionState {
     entries: HashMap<Vec<u8>, Entry>,
-    /// Keys whose `row` is set, in the order they changed.
+    /// Keys changed since the last flush, in the order they changed.
     dirty: Vec<Vec<u8>>,
+    /// Keys evicted since the last flush: their changelog tombstones are due.
+    evicted: Vec<Vec<u8>>,
     /// The newest record timestamp seen (ms).
     stream_time: i64,
+}
+
+/// What folding some of a key's events produced.
+#[derive(Debug)]
+pub struct Folded {
+    /// The key's new state.
+    pub state: Vec<u8>,
+    /// Its new row, if the row changed.
+    pub row: Option<Vec<Value>>,
+    /// The offset of the newest event folded in.
+    pub applied: i64,
+    /// The newest event time (ms) among them.
+    pub last_event: i64,
 }
 
 /// A changed row for the sinks.
 pub type Row = (String, Vec<Value>);
 
-/// Keyed state of the partitions one shard owns.
+/// What changed since the last flush.
 #[derive(Debug, Default)]
+pub struct Changes {
+    /// Each key whose row changed, once, with its newest row.
+    pub rows: Vec<Row>,
+    /// The changelog records that bring the changelog up to date.
+    pub changelog: Vec<ChangelogRecord>,
+}
+
+/// Keyed state of the partitions one shard owns.
+#[derive(Debug)]
 pub struct KeyedState {
     partitions: HashMap<i32, PartitionState>,
+    /// The aggregator's state version, written with every changelog record.
+    state_version: u32,
 }
 
 impl KeyedState {
-    /// The state of `key` in `partition`, if it has any.
-    pub fn get(&self, partition: i32, key: &[u8]) -> Option<&[u8]> {
+    /// Empty state of an aggregator whose state format is `state_version`.
+    pub fn new(state_version: u32) -> Self {
+        Self {
+            partitions: HashMap::new(),
+            state_version,
+        }
+    }
+
+    /// The state of `key` in `partition` and its applied offset, if it has any.
+    pub fn get(&self, partition: i32, key: &[u8]) -> Option<(&[u8], i64)> {
         self.partitions
             .get(&partition)?
             .entries
             .get(key)
-            .map(|entry| entry.state.as_slice())
+            .map(|entry| (entry.state.as_slice(), entry.applied))
     }
 
-    /// Records the result of a key's events: its new state, the row if it
-    /// changed, and the newest event time among them.
-    pub fn update(
-        &mut self,
-        partition: i32,
-        key: &[u8],
-        state: Vec<u8>,
-        row: Option<Vec<Value>>,
-        last_event: i64,
-    ) {
+    /// Records the result of a key's events.
+    pub fn update(&mut self, partition: i32, key: &[u8], folded: Folded) {
+        let Folded {
+            state,
+            row,
+            applied,
+            last_event,
+        } = folded;
         let partition = self.partitions.entry(partition).or_default();
         partition.stream_time = partition.stream_time.max(last_event);
         let entry = match partition.entries.get_mut(key) {
@@ -69,17 +113,21 @@ impl KeyedState {
                 .entry(key.to_vec())
                 .or_insert_with(|| Entry {
                     state: Vec::new(),
+                    applied,
                     row: None,
                     last_event,
+                    changed: false,
                 }),
         };
         entry.state = state;
+        entry.applied = entry.applied.max(applied);
         entry.last_event = entry.last_event.max(last_event);
-        if let Some(row) = row {
-            if entry.row.is_none() {
-                partition.dirty.push(key.to_vec());
-            }
-            entry.row = Some(row);
+        if !entry.changed {
+            entry.changed = true;
+            partition.dirty.push(key.to_vec());
+        }
+        if row.is_some() {
+            entry.row = row;
         }
     }
 
@@ -90,40 +138,100 @@ impl KeyedState {
         partition.stream_time = partition.stream_time.max(timestamp);
     }
 
-    /// Takes every row changed since the last call, each key once with its
-    /// newest row. Keys must be UTF-8 (checked when their events came in).
-    pub fn take_changed(&mut self) -> Vec<Row> {
-        let mut rows = Vec::new();
-        for partition in self.partitions.values_mut() {
+    /// Takes every change since the last call: each changed key's newest
+    /// row, once, and the changelog records of changed and evicted keys.
+    /// Keys must be UTF-8 (checked when their events came in).
+    pub fn take_changes(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        for (&number, partition) in &mut self.partitions {
             for key in partition.dirty.drain(..) {
                 let Some(entry) = partition.entries.get_mut(&key) else {
                     continue;
                 };
+                entry.changed = false;
+                changes.changelog.push(ChangelogRecord {
+                    partition: number,
+                    value: Some(
+                        Stored {
+                            state_version: self.state_version,
+                            applied: entry.applied,
+                            last_event: entry.last_event,
+                            state: entry.state.clone(),
+                        }
+                        .encode(),
+                    ),
+                    key: key.clone(),
+                });
                 if let Some(row) = entry.row.take() {
                     let key = String::from_utf8(key).expect("keys are checked to be UTF-8");
-                    rows.push((key, row));
+                    changes.rows.push((key, row));
                 }
             }
+            changes
+                .changelog
+                .extend(partition.evicted.drain(..).map(|key| ChangelogRecord {
+                    partition: number,
+                    key,
+                    value: None,
+                }));
         }
-        rows
+        changes
     }
 
     /// Forgets keys whose newest event is more than `idle` older than their
-    /// partition's stream time. Their last row must have been taken (call
-    /// [`Self::take_changed`] first); it stays in the sinks. Returns how
+    /// partition's stream time, once everything they applied is committed
+    /// (`committed(partition)`: the partition's committed offset), so no
+    /// replay can bring their events back. Their last row must have been
+    /// taken ([`Self::take_changes`]); it stays in the sinks. Returns how
     /// many keys were evicted.
-    pub fn evict_idle(&mut self, idle: Duration) -> usize {
+    pub fn evict_idle(&mut self, idle: Duration, committed: impl Fn(i32) -> Option<i64>) -> usize {
         let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
         let mut evicted = 0;
-        for partition in self.partitions.values_mut() {
+        for (&number, partition) in &mut self.partitions {
+            let Some(committed) = committed(number) else {
+                continue;
+            };
             let horizon = partition.stream_time.saturating_sub(idle_ms);
-            let before = partition.entries.len();
-            partition
-                .entries
-                .retain(|_, entry| entry.row.is_some() || entry.last_event >= horizon);
-            evicted += before - partition.entries.len();
+            let gone = &mut partition.evicted;
+            let before = gone.len();
+            partition.entries.retain(|key, entry| {
+                let keep = entry.changed
+                    || entry.row.is_some()
+                    || entry.last_event >= horizon
+                    || entry.applied >= committed;
+                if !keep {
+                    gone.push(key.clone());
+                }
+                keep
+            });
+            evicted += gone.len() - before;
         }
         evicted
+    }
+
+    /// Takes over `partition`'s state restored from the changelog.
+    pub fn restore(&mut self, partition: i32, entries: HashMap<Vec<u8>, Stored>) {
+        let mut restored = PartitionState::default();
+        restored.entries.reserve(entries.len());
+        for (key, stored) in entries {
+            restored.stream_time = restored.stream_time.max(stored.last_event);
+            restored.entries.insert(
+                key,
+                Entry {
+                    state: stored.state,
+                    applied: stored.applied,
+                    row: None,
+                    last_event: stored.last_event,
+                    changed: false,
+                },
+            );
+        }
+        self.partitions.insert(partition, restored);
+    }
+
+    /// Forgets `partition` (it moved to another owner).
+    pub fn remove(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
     }
 
     /// Keys held.
@@ -141,43 +249,103 @@ impl KeyedState {
 mod tests {
     use super::*;
 
+    fn folded(state: Vec<u8>, row: Option<Vec<Value>>, applied: i64, last_event: i64) -> Folded {
+        Folded {
+            state,
+            row,
+            applied,
+            last_event,
+        }
+    }
+
     fn row(n: i64) -> Option<Vec<Value>> {
         Some(vec![Value::Long(n)])
     }
 
-    #[test]
-    fn changed_rows_come_out_once_each_with_the_newest_row() {
-        let mut state = KeyedState::default();
-        state.update(0, b"a", b"1".to_vec(), row(1), 10);
-        state.update(0, b"a", b"2".to_vec(), row(2), 11);
-        state.update(1, b"b", b"1".to_vec(), None, 12);
-        assert_eq!(
-            state.take_changed(),
-            vec![("a".into(), vec![Value::Long(2)])]
-        );
-        assert!(state.take_changed().is_empty(), "nothing changed since");
-        assert_eq!(state.get(0, b"a"), Some(&b"2"[..]));
-        assert_eq!(state.get(1, b"b"), Some(&b"1"[..]));
+    fn stored(record: &ChangelogRecord) -> Option<Stored> {
+        record
+            .value
+            .as_deref()
+            .map(|value| Stored::decode(value).expect("decodes"))
     }
 
     #[test]
-    fn idle_keys_are_evicted_by_stream_time_but_not_before_their_row_is_taken() {
-        let mut state = KeyedState::default();
-        let minute = 60_000;
-        state.update(0, b"old", vec![], row(1), 0);
-        state.update(0, b"new", vec![], row(2), 10 * minute);
+    fn changes_come_out_once_each_with_the_newest_row_and_state() {
+        let mut state = KeyedState::new(3);
+        state.update(0, b"a", folded(b"1".to_vec(), row(1), 100, 10));
+        state.update(0, b"a", folded(b"2".to_vec(), row(2), 101, 11));
+        state.update(1, b"b", folded(b"1".to_vec(), None, 7, 12));
+        let mut changes = state.take_changes();
+        assert_eq!(changes.rows, vec![("a".into(), vec![Value::Long(2)])]);
+        changes.changelog.sort_by_key(|r| r.partition);
         assert_eq!(
-            state.evict_idle(Duration::from_secs(300)),
-            0,
-            "rows pending"
+            changes.changelog.len(),
+            2,
+            "a key's state once, with or without a row"
         );
-        state.take_changed();
-        assert_eq!(state.evict_idle(Duration::from_secs(300)), 1);
+        let a = stored(&changes.changelog[0]).expect("a value");
+        assert_eq!(
+            (a.state_version, a.applied, a.last_event, a.state.as_slice()),
+            (3, 101, 11, &b"2"[..])
+        );
+        assert_eq!(changes.changelog[1].key, b"b");
+        let next = state.take_changes();
+        assert!(
+            next.rows.is_empty() && next.changelog.is_empty(),
+            "nothing changed since"
+        );
+        assert_eq!(state.get(0, b"a"), Some((&b"2"[..], 101)));
+        assert_eq!(state.get(1, b"b"), Some((&b"1"[..], 7)));
+    }
+
+    #[test]
+    fn idle_keys_are_evicted_by_stream_time_once_committed_and_leave_a_tombstone() {
+        let mut state = KeyedState::new(1);
+        let minute = 60_000;
+        let idle = Duration::from_secs(300);
+        state.update(0, b"old", folded(vec![], row(1), 5, 0));
+        state.update(0, b"new", folded(vec![], row(2), 6, 10 * minute));
+        assert_eq!(state.evict_idle(idle, |_| Some(100)), 0, "changes pending");
+        state.take_changes();
+        assert_eq!(
+            state.evict_idle(idle, |_| Some(5)),
+            0,
+            "offset 5 is not committed yet"
+        );
+        assert_eq!(state.evict_idle(idle, |_| None), 0, "nothing committed");
+        assert_eq!(state.evict_idle(idle, |_| Some(6)), 1);
         assert_eq!(state.get(0, b"old"), None);
         assert!(state.get(0, b"new").is_some());
+        let changes = state.take_changes();
+        assert_eq!(changes.changelog.len(), 1);
+        assert_eq!(changes.changelog[0].key, b"old");
+        assert_eq!(changes.changelog[0].value, None, "a tombstone");
         // Another partition's clock does not age this one's keys.
-        state.update(1, b"other", vec![], None, 100 * minute);
-        assert_eq!(state.evict_idle(Duration::from_secs(300)), 0);
+        state.update(1, b"other", folded(vec![], None, 1, 100 * minute));
+        state.take_changes();
+        assert_eq!(state.evict_idle(idle, |_| Some(100)), 0);
         assert_eq!(state.len(), 2);
+    }
+
+    #[test]
+    fn restored_state_carries_applied_offsets_and_stream_time() {
+        let mut state = KeyedState::new(1);
+        let entries = HashMap::from([(
+            b"k".to_vec(),
+            Stored {
+                state_version: 1,
+                applied: 41,
+                last_event: 9,
+                state: b"s".to_vec(),
+            },
+        )]);
+        state.restore(2, entries);
+        assert_eq!(state.get(2, b"k"), Some((&b"s"[..], 41)));
+        assert!(
+            state.take_changes().changelog.is_empty(),
+            "restoring is no change"
+        );
+        state.remove(2);
+        assert!(state.is_empty());
     }
 }

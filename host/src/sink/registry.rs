@@ -9,7 +9,15 @@ use serde::Deserialize;
 /// The registry refused or could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// No answer, or not the expected one.
+    /// No answer, or a server error: worth trying again later.
+    #[error("schema registry at {url} is unreachable: {message}")]
+    Unreachable {
+        /// The registry URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The registry answered, but not as expected (a refusal, a bad answer).
     #[error("schema registry at {url}: {message}")]
     Http {
         /// The registry URL.
@@ -60,8 +68,18 @@ impl RegistryClient {
             .json(&serde_json::json!({ "schema": schema }))
             .send()
             .await
-            .map_err(|e| error(format!("cannot register under `{subject}`: {e}")))?;
+            .map_err(|e| RegistryError::Unreachable {
+                url: self.url.clone(),
+                message: format!("cannot register under `{subject}`: {e}"),
+            })?;
         let status = response.status();
+        if status.is_server_error() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(RegistryError::Unreachable {
+                url: self.url.clone(),
+                message: format!("registering under `{subject}` failed ({status}): {body}"),
+            });
+        }
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
             return Err(error(format!(

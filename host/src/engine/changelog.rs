@@ -1,0 +1,297 @@
+//! The changelog of an aggregator's state: a compacted Kafka topic per
+//! pipeline group and stage, partitioned like the input (the state of input
+//! partition `p` lives in changelog partition `p`). Each flush writes the
+//! keys that changed (after the sinks have their rows, before the input
+//! offsets are committed); an evicted key gets a tombstone. Compaction keeps
+//! the newest record per key, so restoring reads each key about once.
+//!
+//! A record's key is the state key; its value is
+//!
+//! ```text
+//! byte 0       format (1)
+//! bytes 1..5   the aggregator's state version (u32, big-endian)
+//! bytes 5..13  applied offset: the newest input offset folded in (i64, big-endian)
+//! bytes 13..21 the key's newest event time, ms (i64, big-endian)
+//! bytes 21..   the state bytes, as the plugin returned them
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// The value format this version writes and reads.
+const FORMAT: u8 = 1;
+const HEADER: usize = 21;
+
+/// The changelog topic of `stage` in the pipeline consuming as `group`: the
+/// state belongs with the group's committed offsets, so a new group starts
+/// with new state.
+pub fn topic(group: &str, stage: &str) -> String {
+    format!("{group}.{stage}.changelog")
+}
+
+/// The topic settings of a changelog.
+pub fn topic_config() -> [(&'static str, &'static str); 3] {
+    [
+        ("cleanup.policy", "compact"),
+        // Compaction only cleans closed segments: keep them small enough
+        // that a restore reads little beyond each key's newest record.
+        ("segment.bytes", "67108864"),
+        ("min.cleanable.dirty.ratio", "0.3"),
+    ]
+}
+
+/// One key's stored state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The state version of the plugin that wrote it.
+    pub state_version: u32,
+    /// The newest input offset folded into `state`.
+    pub applied: i64,
+    /// The key's newest event time (ms).
+    pub last_event: i64,
+    /// The plugin's state bytes.
+    pub state: Vec<u8>,
+}
+
+impl Stored {
+    /// The changelog value.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut value = Vec::with_capacity(HEADER + self.state.len());
+        value.push(FORMAT);
+        value.extend_from_slice(&self.state_version.to_be_bytes());
+        value.extend_from_slice(&self.applied.to_be_bytes());
+        value.extend_from_slice(&self.last_event.to_be_bytes());
+        value.extend_from_slice(&self.state);
+        value
+    }
+
+    /// Reads a changelog value.
+    pub fn decode(value: &[u8]) -> Result<Self, String> {
+        if value.len() < HEADER {
+            return Err(format!(
+                "a changelog value of {} bytes is shorter than its {HEADER}-byte header",
+                value.len()
+            ));
+        }
+        if value[0] != FORMAT {
+            return Err(format!(
+                "changelog format {} is not one this weir reads (it reads {FORMAT}); \
+                 a newer weir wrote it",
+                value[0]
+            ));
+        }
+        let word = |range: std::ops::Range<usize>| -> [u8; 8] {
+            value[range].try_into().expect("eight bytes")
+        };
+        Ok(Self {
+            state_version: u32::from_be_bytes(value[1..5].try_into().expect("four bytes")),
+            applied: i64::from_be_bytes(word(5..13)),
+            last_event: i64::from_be_bytes(word(13..21)),
+            state: value[HEADER..].to_vec(),
+        })
+    }
+}
+
+/// A record for the changelog: `value` `None` is a tombstone (the key was evicted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangelogRecord {
+    /// The input partition, which is also the changelog partition.
+    pub partition: i32,
+    /// The state key.
+    pub key: Vec<u8>,
+    /// The encoded [`Stored`] state, or `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Writes a stage's changelog.
+pub struct ChangelogWriter {
+    topic: String,
+    producer: FutureProducer,
+}
+
+impl ChangelogWriter {
+    /// A writer to `topic` (idempotent, `acks=all`).
+    pub fn new(bootstrap: &str, topic: &str) -> Result<Self, String> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("batch.size", "1000000")
+            .set("compression.type", "lz4")
+            .create()
+            .map_err(|error| format!("changelog `{topic}`: {error}"))?;
+        Ok(Self {
+            topic: topic.to_owned(),
+            producer,
+        })
+    }
+
+    /// The topic written.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Writes `records` and returns once Kafka has acknowledged every one.
+    pub async fn send(&self, records: &[ChangelogRecord]) -> Result<(), String> {
+        let deliveries: Vec<_> = records
+            .iter()
+            .map(|record| {
+                let mut message = FutureRecord::to(&self.topic)
+                    .partition(record.partition)
+                    .key(&record.key);
+                if let Some(value) = &record.value {
+                    message = message.payload(value);
+                }
+                self.producer.send(message, Duration::from_secs(30))
+            })
+            .collect();
+        for delivery in futures::future::join_all(deliveries).await {
+            delivery.map_err(|(error, _)| format!("changelog `{}`: {error}", self.topic))?;
+        }
+        Ok(())
+    }
+}
+
+/// The state of some partitions read back from a changelog.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Per partition, each key's newest state.
+    pub partitions: HashMap<i32, HashMap<Vec<u8>, Stored>>,
+    /// Changelog records read.
+    pub records: u64,
+}
+
+impl Restored {
+    /// Keys restored.
+    pub fn keys(&self) -> usize {
+        self.partitions.values().map(HashMap::len).sum()
+    }
+}
+
+/// Reads `partitions` of the changelog `topic` from their start to their
+/// end as of the call: each key's newest state (a tombstone removes it).
+/// Blocking; gives up after `timeout` without progress.
+pub fn restore(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+) -> Result<Restored, String> {
+    let failed = |what: &str, error: &dyn std::fmt::Display| {
+        format!("restoring from changelog `{topic}`: {what}: {error}")
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.auto.commit", "false")
+        .set("group.id", "weir-restore")
+        .set("fetch.max.bytes", "104857600")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("queued.max.messages.kbytes", "262144")
+        .create()
+        .map_err(|error| failed("cannot create a consumer", &error))?;
+    let mut restored = Restored::default();
+    // Where each partition ends now; records written later are not ours to read.
+    let mut ends = HashMap::new();
+    let mut list = TopicPartitionList::new();
+    for &partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|error| failed(&format!("partition {partition}"), &error))?;
+        restored.partitions.insert(partition, HashMap::new());
+        if high > low {
+            ends.insert(partition, high);
+            list.add_partition_offset(topic, partition, Offset::Beginning)
+                .map_err(|error| failed("cannot assign", &error))?;
+        }
+    }
+    if ends.is_empty() {
+        return Ok(restored);
+    }
+    consumer
+        .assign(&list)
+        .map_err(|error| failed("cannot assign", &error))?;
+    let mut progress = Instant::now();
+    while !ends.is_empty() {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            // Compaction can leave the end beyond the last record: ask where we are.
+            if let Ok(positions) = consumer.position() {
+                for entry in positions.elements() {
+                    if let Offset::Offset(at) = entry.offset()
+                        && ends.get(&entry.partition()).is_some_and(|&end| at >= end)
+                    {
+                        ends.remove(&entry.partition());
+                    }
+                }
+            }
+            if progress.elapsed() > timeout {
+                return Err(failed(
+                    "no progress",
+                    &format!(
+                        "nothing read for {timeout:?}, {} partitions unfinished",
+                        ends.len()
+                    ),
+                ));
+            }
+            continue;
+        };
+        let message = message.map_err(|error| failed("reading", &error))?;
+        progress = Instant::now();
+        let partition = message.partition();
+        let Some(&end) = ends.get(&partition) else {
+            continue;
+        };
+        restored.records += 1;
+        if let Some(key) = message.key() {
+            let keys = restored.partitions.entry(partition).or_default();
+            match message.payload() {
+                Some(value) => {
+                    let stored = Stored::decode(value).map_err(|error| {
+                        failed(
+                            &format!("partition {partition} offset {}", message.offset()),
+                            &error,
+                        )
+                    })?;
+                    keys.insert(key.to_vec(), stored);
+                }
+                None => {
+                    keys.remove(key);
+                }
+            }
+        }
+        if message.offset() + 1 >= end {
+            ends.remove(&partition);
+        }
+    }
+    Ok(restored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_state_reads_back_as_written() {
+        let stored = Stored {
+            state_version: 7,
+            applied: 1 << 40,
+            last_event: -3,
+            state: b"{\"n\":1}".to_vec(),
+        };
+        let value = stored.encode();
+        assert_eq!(value.len(), HEADER + 7);
+        assert_eq!(Stored::decode(&value), Ok(stored));
+        assert!(
+            Stored::decode(&value[..20])
+                .unwrap_err()
+                .contains("shorter")
+        );
+        let mut newer = value;
+        newer[0] = 2;
+        assert!(Stored::decode(&newer).unwrap_err().contains("newer weir"));
+    }
+}

@@ -1,0 +1,324 @@
+//! Exact results through faults, on the real stack with real processes:
+//! `weir run` killed with SIGKILL at random moments and restarted, several
+//! instances sharing the partitions while one dies and another joins, the
+//! broker and the database stopped under a running pipeline. Every test
+//! ends by comparing the sinks with the SQL oracle over every input event.
+//!
+//! The tests here stop services of the shared stack, so they run one at a
+//! time (a lock), in their own test binary.
+
+use std::process::Child;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use weir_tests::oracle::check_run;
+use weir_tests::pipeline::{
+    Names, Scenario, demo_pipeline, generate, progress, terminate, wait_caught_up,
+};
+use weir_tests::{Stack, unique};
+
+/// One fault test at a time: they stop the shared stack's services.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The catalog every pipeline test writes (seed 42), so tests agree on it.
+const SEED: &str = "42";
+
+/// Starts `weir generate` on a thread: `count` events at `rate` per second.
+fn start_generator(
+    run: &Scenario,
+    count: u64,
+    rate: u64,
+) -> JoinHandle<Result<weir::generate::Counts>> {
+    let stack = run.stack.clone();
+    let topic = run.names.events.clone();
+    std::thread::spawn(move || {
+        generate(
+            &stack,
+            &[
+                "--rate",
+                &rate.to_string(),
+                "--seed",
+                SEED,
+                "--sessions",
+                "200",
+                "--count",
+                &count.to_string(),
+                "--topic",
+                &topic,
+                "--progress-every",
+                "3600",
+            ],
+        )
+    })
+}
+
+/// Writes the shared catalog (users and products) before any pipeline loads it.
+fn write_catalog(stack: &Stack) -> Result<()> {
+    generate(
+        stack,
+        &[
+            "--seed",
+            SEED,
+            "--count",
+            "0",
+            "--write-catalog",
+            "--topic",
+            &unique("unused"),
+        ],
+    )?;
+    Ok(())
+}
+
+/// A small pseudo-random source, seeded from the clock; the test prints
+/// what it drew so a failing run can be told apart.
+struct Draw(u64);
+
+impl Draw {
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        Self(seed)
+    }
+
+    /// A duration between `low` and `high`.
+    fn between(&mut self, low: Duration, high: Duration) -> Duration {
+        // xorshift64
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let fraction = (self.0 % 10_000) as f64 / 10_000.0;
+        low + (high - low).mul_f64(fraction)
+    }
+}
+
+/// Waits until the sessions table changes (a flush reached PostgreSQL; its
+/// changelog write and offset commit come right after), for at most `limit`.
+fn wait_for_a_flush(run: &Scenario, pool: &sqlx::PgPool, limit: Duration) -> Result<bool> {
+    let query = format!(
+        "SELECT coalesce(sum(\"EVENTS_COUNT\"), 0)::BIGINT FROM {}",
+        run.names.table
+    );
+    let total = |pool: &sqlx::PgPool| -> Result<i64> {
+        Ok(run
+            .tokio
+            .block_on(sqlx::query_scalar::<_, i64>(&query).fetch_one(pool))?)
+    };
+    let started = Instant::now();
+    let Ok(before) = total(pool) else {
+        return Ok(false); // no table yet
+    };
+    while started.elapsed() < limit {
+        if total(pool)? != before {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(false)
+}
+
+/// SIGKILL, and the exit status.
+fn kill_9(child: &mut Child) -> Result<()> {
+    child.kill().context("kill -9")?;
+    child.wait()?;
+    Ok(())
+}
+
+#[test]
+fn weir_killed_with_sigkill_at_random_moments_counts_every_event_exactly_once() -> Result<()> {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let run = Scenario::new("chaos", 4)?;
+    write_catalog(&run.stack)?;
+    let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
+    let pool = run.pool()?;
+    let events = 200_000;
+    let generator = start_generator(&run, events, 8_000);
+    let started = Instant::now();
+    let mut weir = run.spawn_weir(&pipeline, "weir-0.log", &[])?;
+    let mut draw = Draw::new();
+    let kills = 6;
+    for kill in 1..=kills {
+        let pause = draw.between(Duration::from_millis(1_500), Duration::from_millis(3_500));
+        std::thread::sleep(pause);
+        // Every other kill lands right after the sinks took a flush, before
+        // its changelog write and offset commit have finished.
+        let mid_flush = kill % 2 == 0 && wait_for_a_flush(&run, &pool, Duration::from_secs(3))?;
+        kill_9(&mut weir)?;
+        println!(
+            "kill -9 #{kill} at {:.1?}{}",
+            started.elapsed(),
+            if mid_flush {
+                " (just as a flush reached PostgreSQL)"
+            } else {
+                ""
+            }
+        );
+        weir = run.spawn_weir(&pipeline, &format!("weir-{kill}.log"), &[])?;
+    }
+    let counts = generator.join().expect("the generator thread")?;
+    ensure!(counts.events == events);
+    println!("generator done at {:.1?}", started.elapsed());
+    let caught_up = wait_caught_up(
+        &run.stack,
+        &run.names.group(),
+        &run.names.events,
+        &mut weir,
+        Duration::from_secs(300),
+    )?;
+    println!("caught up {caught_up:.1?} later");
+    ensure!(
+        terminate(&mut weir)?.success(),
+        "the last weir stops cleanly"
+    );
+    let sessions = check_run(&run.stack, &run.tokio, &run.names)?;
+    ensure!(sessions as u64 == counts.sessions);
+    Ok(())
+}
+
+/// The `fields.partitions` of every `message` line in `log`.
+fn partitions_logged(run: &Scenario, log: &str, message: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(run.dir.join(log))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["fields"]["message"] == message)
+        .map(|line| line["fields"]["partitions"].to_string())
+        .collect())
+}
+
+#[test]
+fn instances_share_partitions_and_take_over_from_a_killed_one() -> Result<()> {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let run = Scenario::new("scale", 6)?;
+    write_catalog(&run.stack)?;
+    let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
+    let events = 200_000;
+    let generator = start_generator(&run, events, 8_000);
+    let started = Instant::now();
+    let mut a = run.spawn_weir(&pipeline, "a.log", &["--shards", "1"])?;
+    let mut b = run.spawn_weir(&pipeline, "b.log", &["--shards", "1"])?;
+    std::thread::sleep(Duration::from_secs(7));
+    kill_9(&mut a)?;
+    println!(
+        "instance a killed with SIGKILL at {:.1?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let mut c = run.spawn_weir(&pipeline, "c.log", &["--shards", "1"])?;
+    println!("instance c started at {:.1?}", started.elapsed());
+    let counts = generator.join().expect("the generator thread")?;
+    ensure!(counts.events == events);
+    wait_caught_up(
+        &run.stack,
+        &run.names.group(),
+        &run.names.events,
+        &mut b,
+        Duration::from_secs(300),
+    )?;
+    ensure!(terminate(&mut c)?.success(), "c stops cleanly");
+    ensure!(terminate(&mut b)?.success(), "b stops cleanly");
+    for log in ["a.log", "b.log", "c.log"] {
+        let assigned = partitions_logged(&run, log, "Partitions assigned; restoring their state.")?;
+        let revoked = partitions_logged(
+            &run,
+            log,
+            "Partitions revoked; their results are written and committed.",
+        )?;
+        println!("{log}: assigned {assigned:?}, revoked {revoked:?}");
+    }
+    let c_assigned =
+        partitions_logged(&run, "c.log", "Partitions assigned; restoring their state.")?;
+    ensure!(!c_assigned.is_empty(), "c took partitions over");
+    let b_assigned =
+        partitions_logged(&run, "b.log", "Partitions assigned; restoring their state.")?;
+    ensure!(
+        b_assigned.len() >= 2,
+        "b took over partitions of a: {b_assigned:?}"
+    );
+    let sessions = check_run(&run.stack, &run.tokio, &run.names)?;
+    ensure!(sessions as u64 == counts.sessions);
+    Ok(())
+}
+
+/// How long the pipeline of `names` takes to commit everything that was
+/// in its input at the call.
+fn catch_up(stack: &Stack, names: &Names, weir: &mut Child, limit: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    let (_, target) = progress(stack, &names.group(), &names.events)?;
+    loop {
+        ensure!(
+            matches!(weir.try_wait(), Ok(None)),
+            "weir exited during an outage"
+        );
+        if let Ok((committed, _)) = progress(stack, &names.group(), &names.events)
+            && committed
+                .iter()
+                .zip(&target)
+                .all(|(done, &end)| done.unwrap_or(0) >= end)
+        {
+            return Ok(started.elapsed());
+        }
+        ensure!(
+            started.elapsed() < limit,
+            "not caught up {limit:?} after the outage"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn broker_and_database_outages_lose_nothing_and_weir_catches_up_by_itself() -> Result<()> {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let run = Scenario::new("outage", 4)?;
+    write_catalog(&run.stack)?;
+    let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
+    let events = 150_000;
+    let generator = start_generator(&run, events, 3_000);
+    let started = Instant::now();
+    let mut weir = run.spawn_weir(&pipeline, "weir.log", &[])?;
+    std::thread::sleep(Duration::from_secs(8));
+
+    run.stack.stop_service("kafka")?;
+    println!("broker stopped at {:.1?}", started.elapsed());
+    std::thread::sleep(Duration::from_secs(5));
+    run.stack.start_service("kafka")?;
+    println!("broker back at {:.1?}", started.elapsed());
+    let took = catch_up(&run.stack, &run.names, &mut weir, Duration::from_secs(180))?;
+    println!("caught up {took:.1?} after the broker came back");
+
+    std::thread::sleep(Duration::from_secs(3));
+    run.stack.stop_service("postgres")?;
+    println!("PostgreSQL stopped at {:.1?}", started.elapsed());
+    std::thread::sleep(Duration::from_secs(30));
+    ensure!(
+        matches!(weir.try_wait(), Ok(None)),
+        "weir exited while PostgreSQL was down"
+    );
+    run.stack.start_service("postgres")?;
+    println!("PostgreSQL back at {:.1?}", started.elapsed());
+    let took = catch_up(&run.stack, &run.names, &mut weir, Duration::from_secs(180))?;
+    println!("caught up {took:.1?} after PostgreSQL came back");
+
+    let counts = generator.join().expect("the generator thread")?;
+    ensure!(counts.events == events);
+    wait_caught_up(
+        &run.stack,
+        &run.names.group(),
+        &run.names.events,
+        &mut weir,
+        Duration::from_secs(300),
+    )?;
+    ensure!(terminate(&mut weir)?.success(), "weir stops cleanly");
+    let sessions = check_run(&run.stack, &run.tokio, &run.names)?;
+    ensure!(sessions as u64 == counts.sessions);
+    Ok(())
+}
