@@ -137,12 +137,30 @@ fn weir_killed_with_sigkill_at_random_moments_counts_every_event_exactly_once() 
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
     let pool = run.pool()?;
     let events = 200_000;
-    let generator = start_generator(&run, events, 8_000);
+    let generator = start_generator(&run, events, 2_500);
     let started = Instant::now();
     let mut weir = run.spawn_weir(&pipeline, "weir-0.log", &[])?;
     let mut draw = Draw::new();
     let kills = 6;
     for kill in 1..=kills {
+        // Kill an instance at work: once it has its partitions and their state
+        // (a restarted instance waits for the group to expire the dead one).
+        let log = format!("weir-{}.log", kill - 1);
+        let waiting = Instant::now();
+        while run
+            .last_log_line(&log, "State restored; the partitions flow.")
+            .is_err()
+        {
+            ensure!(
+                waiting.elapsed() < Duration::from_secs(60),
+                "no partitions 60 s after a restart"
+            );
+            ensure!(
+                matches!(weir.try_wait(), Ok(None)),
+                "weir exited by itself; see {log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let pause = draw.between(Duration::from_millis(1_500), Duration::from_millis(3_500));
         std::thread::sleep(pause);
         // Every other kill lands right after the sinks took a flush, before
