@@ -5,11 +5,13 @@
 //!   code compiled natively, per batch size, and the boundary's own cost.
 //! - [`pipeline`]: the demo pipeline end to end on the local stack: its
 //!   throughput beside a plain consumer's, and freshness at half load.
+//! - [`restore`]: an aggregator's state read back from its changelog topic.
 //! - [`events`]: the e-commerce event stream the benchmarks run on.
 
 mod events;
 mod pipeline;
 mod plugins;
+mod restore;
 
 use clap::{Parser, Subcommand};
 
@@ -27,11 +29,14 @@ enum Command {
     Plugins(plugins::Args),
     /// The demo pipeline end to end: throughput, the consume limit, freshness.
     Pipeline(pipeline::Args),
+    /// Aggregator state restored from its changelog: keys/s, MB/s.
+    Restore(restore::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Plugins(args) => plugins::run(&args),
         Command::Pipeline(args) => pipeline::run(&args),
+        Command::Restore(args) => restore::run(&args),
     }
 }
