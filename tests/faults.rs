@@ -205,7 +205,12 @@ fn partitions_logged(run: &Scenario, log: &str, message: &str) -> Result<Vec<Str
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|line| line["fields"]["message"] == message)
-        .map(|line| line["fields"]["partitions"].to_string())
+        .map(|line| {
+            line["fields"]["partitions"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect())
 }
 
@@ -218,7 +223,7 @@ fn instances_share_partitions_and_take_over_from_a_killed_one() -> Result<()> {
     write_catalog(&run.stack)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
     let events = 200_000;
-    let generator = start_generator(&run, events, 8_000);
+    let generator = start_generator(&run, events, 5_000);
     let started = Instant::now();
     let mut a = run.spawn_weir(&pipeline, "a.log", &["--shards", "1"])?;
     let mut b = run.spawn_weir(&pipeline, "b.log", &["--shards", "1"])?;
@@ -228,7 +233,9 @@ fn instances_share_partitions_and_take_over_from_a_killed_one() -> Result<()> {
         "instance a killed with SIGKILL at {:.1?}",
         started.elapsed()
     );
-    std::thread::sleep(Duration::from_secs(5));
+    // The group notices after its session timeout (10 s) and gives a's
+    // partitions to b; c joins after that and takes some from b.
+    std::thread::sleep(Duration::from_secs(15));
     let mut c = run.spawn_weir(&pipeline, "c.log", &["--shards", "1"])?;
     println!("instance c started at {:.1?}", started.elapsed());
     let counts = generator.join().expect("the generator thread")?;

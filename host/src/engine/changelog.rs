@@ -191,7 +191,11 @@ pub fn restore(
         .set("group.id", "weir-restore")
         .set("fetch.max.bytes", "104857600")
         .set("max.partition.fetch.bytes", "16777216")
-        .set("queued.max.messages.kbytes", "262144")
+        // Bound the prefetch by bytes, not by a message count (the default
+        // stops at 100 000 messages and then waits up to a second).
+        .set("queued.max.messages.kbytes", "65536")
+        .set("queued.min.messages", "10000000")
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .map_err(|error| failed("cannot create a consumer", &error))?;
     let mut restored = Restored::default();
@@ -202,7 +206,10 @@ pub fn restore(
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, timeout)
             .map_err(|error| failed(&format!("partition {partition}"), &error))?;
-        restored.partitions.insert(partition, HashMap::new());
+        let records = usize::try_from(high - low).unwrap_or_default();
+        restored
+            .partitions
+            .insert(partition, HashMap::with_capacity(records));
         if high > low {
             ends.insert(partition, high);
             list.add_partition_offset(topic, partition, Offset::Beginning)
