@@ -276,7 +276,19 @@ fn instances_share_partitions_and_take_over_from_a_killed_one() -> Result<()> {
 /// in its input at the call.
 fn catch_up(stack: &Stack, names: &Names, weir: &mut Child, limit: Duration) -> Result<Duration> {
     let started = Instant::now();
-    let (_, target) = progress(stack, &names.group(), &names.events)?;
+    // Right after a broker restart the group's coordinator may not answer yet.
+    let target = loop {
+        match progress(stack, &names.group(), &names.events) {
+            Ok((_, ends)) => break ends,
+            Err(error) => {
+                ensure!(
+                    started.elapsed() < limit,
+                    "cannot read the input's end offsets: {error:#}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
     loop {
         ensure!(
             matches!(weir.try_wait(), Ok(None)),

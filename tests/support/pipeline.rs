@@ -272,6 +272,9 @@ pub struct Scenario {
     pub dir: PathBuf,
     /// For the async clients (PostgreSQL, Kafka admin).
     pub tokio: tokio::runtime::Runtime,
+    /// The `weir run` processes started, killed when the scenario ends (a
+    /// failed test must not leave them running).
+    children: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Scenario {
@@ -288,6 +291,7 @@ impl Scenario {
             names,
             dir,
             tokio,
+            children: std::sync::Mutex::default(),
         })
     }
 
@@ -298,7 +302,7 @@ impl Scenario {
         log: &str,
         args: &[&str],
     ) -> Result<std::process::Child> {
-        Ok(std::process::Command::new(weir_binary()?)
+        let child = std::process::Command::new(weir_binary()?)
             .arg("run")
             .arg(pipeline)
             .args(args)
@@ -307,7 +311,12 @@ impl Scenario {
             .env("WEIR_DATABASE_URL", &self.stack.database_url)
             .env("WEIR_LOG_FORMAT", "json")
             .stderr(std::fs::File::create(self.dir.join(log))?)
-            .spawn()?)
+            .spawn()?;
+        self.children
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(child.id());
+        Ok(child)
     }
 
     /// The fields of the last line of `log` whose message is `message`.
@@ -332,6 +341,22 @@ impl Scenario {
 
 impl Drop for Scenario {
     fn drop(&mut self) {
+        let children = self
+            .children
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for pid in children.drain(..) {
+            // Only a `weir run` of this scenario still running: a finished
+            // child's number may belong to another process by now.
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                String::from_utf8_lossy(&cmdline).contains(&self.names.pipeline)
+            });
+            if ours {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
