@@ -193,6 +193,11 @@ fn weir_killed_with_sigkill_at_random_moments_counts_every_event_exactly_once() 
         terminate(&mut weir)?.success(),
         "the last weir stops cleanly"
     );
+    let stopped = run.last_log_line(&format!("weir-{kills}.log"), "Pipeline stopped.")?;
+    println!(
+        "the last instance: {} records aggregated, {} skipped as already in the restored state",
+        stopped["aggregated"], stopped["replayed"]
+    );
     let sessions = check_run(&run.stack, &run.tokio, &run.names)?;
     ensure!(sessions as u64 == counts.sessions);
     Ok(())

@@ -298,6 +298,7 @@ async fn run_pipeline(
         pipeline = %name,
         received = totals.received,
         aggregated = totals.aggregated,
+        replayed = totals.replayed,
         dropped = totals.dropped,
         dead_letters = totals.dead,
         rows_written = totals.rows_written,

@@ -13,6 +13,7 @@ pub struct Stats {
     dropped: AtomicU64,
     dead: AtomicU64,
     aggregated: AtomicU64,
+    replayed: AtomicU64,
     rows_written: AtomicU64,
     evicted: AtomicU64,
     keys: Vec<AtomicU64>,
@@ -29,6 +30,9 @@ pub struct Snapshot {
     pub dead: u64,
     /// Records folded into state.
     pub aggregated: u64,
+    /// Records skipped because their key's state already held them (read
+    /// again after a crash or a rebalance).
+    pub replayed: u64,
     /// Rows the sinks confirmed.
     pub rows_written: u64,
     /// Keys evicted for being idle.
@@ -46,6 +50,7 @@ impl Stats {
             dropped: AtomicU64::new(0),
             dead: AtomicU64::new(0),
             aggregated: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
             rows_written: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             keys: (0..shards).map(|_| AtomicU64::new(0)).collect(),
@@ -62,6 +67,11 @@ impl Stats {
         self.dropped.fetch_add(tally.dropped, Relaxed);
         self.dead.fetch_add(tally.dead + source_dead, Relaxed);
         self.aggregated.fetch_add(tally.aggregated, Relaxed);
+        if tally.replayed > 0 {
+            self.replayed.fetch_add(tally.replayed, Relaxed);
+            metrics::counter!("weir_records_replayed_total", "pipeline" => self.pipeline.clone())
+                .increment(tally.replayed);
+        }
     }
 
     pub(super) fn add_rows_written(&self, rows: u64) {
@@ -83,6 +93,7 @@ impl Stats {
             dropped: self.dropped.load(Relaxed),
             dead: self.dead.load(Relaxed),
             aggregated: self.aggregated.load(Relaxed),
+            replayed: self.replayed.load(Relaxed),
             rows_written: self.rows_written.load(Relaxed),
             evicted: self.evicted.load(Relaxed),
             keys: self.keys.iter().map(|k| k.load(Relaxed)).sum(),
