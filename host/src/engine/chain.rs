@@ -66,16 +66,21 @@ pub struct Chain {
     aggregator: Stage,
     /// The JSON field keying the state (the record key when `None`).
     key_field: Option<String>,
+    /// The aggregator's output schema.
     schema: Arc<RowSchema>,
+    /// The aggregator's state version.
+    state_version: u32,
 }
 
 impl Chain {
-    /// A chain of `stages` ending in `aggregator`, whose rows must fit `schema`.
+    /// A chain of `stages` ending in `aggregator`, whose rows must fit
+    /// `schema` and whose state is of `state_version`.
     pub fn new(
         stages: Vec<Stage>,
         aggregator: Stage,
         key_field: Option<String>,
         schema: Arc<RowSchema>,
+        state_version: u32,
     ) -> Self {
         debug_assert!(stages.iter().all(|s| s.kind != PluginKind::Aggregator));
         debug_assert_eq!(aggregator.kind, PluginKind::Aggregator);
@@ -84,7 +89,86 @@ impl Chain {
             aggregator,
             key_field,
             schema,
+            state_version,
         }
+    }
+
+    /// Puts `stage` in place of stage `index` (the aggregator when it is the
+    /// last, with its output `schema` and `state_version`); returns the stage replaced.
+    pub fn replace(
+        &mut self,
+        index: usize,
+        stage: Stage,
+        aggregator: Option<(Arc<RowSchema>, u32)>,
+    ) -> Stage {
+        match aggregator {
+            Some((schema, state_version)) => {
+                self.schema = schema;
+                self.state_version = state_version;
+                std::mem::replace(&mut self.aggregator, stage)
+            }
+            None => std::mem::replace(&mut self.stages[index], stage),
+        }
+    }
+
+    /// The stage at `index` (the aggregator after the filters and transforms).
+    pub fn stage(&self, index: usize) -> &Stage {
+        self.stages.get(index).unwrap_or(&self.aggregator)
+    }
+
+    /// Gives `keys` (a swap's stale keys) the running aggregator's state and
+    /// row without new events: their state migrated if need be, their row
+    /// as this version computes it. Keys changed by new events since the
+    /// swap are left as they are. Returns how many were refreshed.
+    pub fn refresh(&mut self, keys: &[(i32, Vec<u8>)], state: &mut KeyedState) -> usize {
+        let mut groups = Vec::with_capacity(keys.len());
+        let mut owners = Vec::with_capacity(keys.len());
+        for (partition, key) in keys {
+            if state.is_current(*partition, key) {
+                continue;
+            }
+            let Some(held) = state.get(*partition, key) else {
+                continue;
+            };
+            let prior = if held.version == self.state_version {
+                held.state.to_vec()
+            } else {
+                match self.aggregator.worker.migrate(held.version, held.state) {
+                    Ok(prior) => prior,
+                    Err(failure) => {
+                        tracing::warn!(
+                            stage = %self.aggregator.name,
+                            key = %String::from_utf8_lossy(key),
+                            from = held.version,
+                            %failure,
+                            "Cannot migrate a key's state; it keeps its row until its next event."
+                        );
+                        continue;
+                    }
+                }
+            };
+            groups.push(Group {
+                key: key.clone(),
+                state: Some(prior),
+                first: 0,
+                count: 0,
+            });
+            owners.push(*partition);
+        }
+        if groups.is_empty() {
+            return 0;
+        }
+        let empty = BatchBuilder::default().build();
+        let results = self.aggregator.worker.aggregate(&empty, &groups);
+        let mut refreshed = 0;
+        for ((group, result), partition) in groups.into_iter().zip(results).zip(owners) {
+            let row = result.row.filter(|row| self.schema.check(row).is_ok());
+            if let Some(new_state) = result.state {
+                state.refresh(partition, &group.key, new_state, row);
+                refreshed += 1;
+            }
+        }
+        refreshed
     }
 
     /// Converts state an aggregator of `from_version` wrote into this one's version.
@@ -230,30 +314,53 @@ impl Chain {
         for run in order.chunk_by(|a, b| a.0 == b.0) {
             let (partition, key) = &keys[run[0].0 as usize];
             let previous = state.get(*partition, key);
+            let done = previous.map_or(i64::MIN, |held| held.applied);
+            // A record the key's state already holds (read again after a
+            // restart or a rebalance) is skipped: nothing counts twice.
+            let fresh: Vec<u32> = run
+                .iter()
+                .map(|&(_, index)| index)
+                .filter(|&index| batch.records[index as usize].offset > done)
+                .collect();
+            replayed += (run.len() - fresh.len()) as u64;
+            if fresh.is_empty() {
+                continue;
+            }
+            // State another version of the aggregator wrote is migrated first.
+            let prior = match previous {
+                None => None,
+                Some(held) if held.version == self.state_version => Some(held.state.to_vec()),
+                Some(held) => match self.aggregator.worker.migrate(held.version, held.state) {
+                    Ok(state) => Some(state),
+                    Err(failure) => {
+                        let failure = Failure::Trapped(format!(
+                            "cannot migrate the key's state from version {}: {failure}",
+                            held.version
+                        ));
+                        for &index in &fresh {
+                            dead.push(self.aggregator.fail(
+                                source.record(origin[index as usize] as usize),
+                                failure.clone(),
+                            ));
+                        }
+                        continue;
+                    }
+                },
+            };
             let first = index_u32(grouped.len());
             let (mut latest, mut applied) = (i64::MIN, i64::MIN);
-            for &(_, index) in run {
+            for index in fresh {
                 let record = &batch.records[index as usize];
-                // A record the key's state already holds (read again after a
-                // restart or a rebalance) is skipped: nothing counts twice.
-                if previous.is_some_and(|(_, done)| record.offset <= done) {
-                    replayed += 1;
-                    continue;
-                }
                 latest = latest.max(record.timestamp);
                 applied = applied.max(record.offset);
                 grouped.push_from(batch, index as usize);
                 grouped_origin.push(origin[index as usize]);
             }
-            let count = index_u32(grouped.len()) - first;
-            if count == 0 {
-                continue;
-            }
             groups.push(Group {
                 key: key.to_vec(),
-                state: previous.map(|(bytes, _)| bytes.to_vec()),
+                state: prior,
                 first,
-                count,
+                count: index_u32(grouped.len()) - first,
             });
             newest.push((*partition, latest, applied));
         }

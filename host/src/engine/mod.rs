@@ -186,6 +186,7 @@ async fn run_pipeline(
                 .as_ref()
                 .map(|f| f.get_ref().clone()),
             Arc::clone(&schema),
+            state_version,
         );
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
         shard_inputs.push(tx);

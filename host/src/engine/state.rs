@@ -23,6 +23,10 @@ use crate::plugin::Value;
 #[derive(Debug)]
 struct Entry {
     state: Vec<u8>,
+    /// The state version of the plugin that wrote `state`.
+    version: u32,
+    /// The aggregator generation (one per swap) that made the key's newest row.
+    generation: u64,
     /// Offset of the newest record folded into `state`.
     applied: i64,
     /// The newest row not yet handed to the sinks.
@@ -74,8 +78,21 @@ pub struct Changes {
 #[derive(Debug)]
 pub struct KeyedState {
     partitions: HashMap<i32, PartitionState>,
-    /// The aggregator's state version, written with every changelog record.
+    /// The running aggregator's state version, given to the state it writes.
     state_version: u32,
+    /// The running aggregator's generation: it changes with every swap.
+    generation: u64,
+}
+
+/// A key's state as the aggregator gets it.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    /// The state bytes.
+    pub state: &'a [u8],
+    /// Their state version.
+    pub version: u32,
+    /// The newest input offset folded in.
+    pub applied: i64,
 }
 
 impl KeyedState {
@@ -84,16 +101,74 @@ impl KeyedState {
         Self {
             partitions: HashMap::new(),
             state_version,
+            generation: 0,
         }
     }
 
-    /// The state of `key` in `partition` and its applied offset, if it has any.
-    pub fn get(&self, partition: i32, key: &[u8]) -> Option<(&[u8], i64)> {
+    /// A new aggregator version takes over: the state it writes has
+    /// `state_version`; keys whose row an older generation made are listed
+    /// by [`Self::stale_keys`].
+    pub fn new_generation(&mut self, state_version: u32) {
+        self.state_version = state_version;
+        self.generation += 1;
+    }
+
+    /// Every key whose newest row an older aggregator generation made.
+    pub fn stale_keys(&self) -> Vec<(i32, Vec<u8>)> {
+        let generation = self.generation;
+        self.partitions
+            .iter()
+            .flat_map(|(&partition, state)| {
+                state
+                    .entries
+                    .iter()
+                    .filter(move |(_, entry)| entry.generation != generation)
+                    .map(move |(key, _)| (partition, key.clone()))
+            })
+            .collect()
+    }
+
+    /// True when `key`'s newest row is the running generation's.
+    pub fn is_current(&self, partition: i32, key: &[u8]) -> bool {
+        self.partitions
+            .get(&partition)
+            .and_then(|p| p.entries.get(key))
+            .is_none_or(|entry| entry.generation == self.generation)
+    }
+
+    /// Replaces a key's state and row as the running generation computed
+    /// them without new events (after a swap); its offsets and times stay.
+    pub fn refresh(&mut self, partition: i32, key: &[u8], state: Vec<u8>, row: Option<Vec<Value>>) {
+        let (version, generation) = (self.state_version, self.generation);
+        let Some(partition) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        let Some(entry) = partition.entries.get_mut(key) else {
+            return;
+        };
+        entry.state = state;
+        entry.version = version;
+        entry.generation = generation;
+        if row.is_some() {
+            entry.row = row;
+        }
+        if !entry.changed {
+            entry.changed = true;
+            partition.dirty.push(key.to_vec());
+        }
+    }
+
+    /// The state of `key` in `partition`, if it has any.
+    pub fn get(&self, partition: i32, key: &[u8]) -> Option<Held<'_>> {
         self.partitions
             .get(&partition)?
             .entries
             .get(key)
-            .map(|entry| (entry.state.as_slice(), entry.applied))
+            .map(|entry| Held {
+                state: entry.state.as_slice(),
+                version: entry.version,
+                applied: entry.applied,
+            })
     }
 
     /// Records the result of a key's events.
@@ -104,6 +179,7 @@ impl KeyedState {
             applied,
             last_event,
         } = folded;
+        let (version, generation) = (self.state_version, self.generation);
         let partition = self.partitions.entry(partition).or_default();
         partition.stream_time = partition.stream_time.max(last_event);
         let entry = match partition.entries.get_mut(key) {
@@ -113,6 +189,8 @@ impl KeyedState {
                 .entry(key.to_vec())
                 .or_insert_with(|| Entry {
                     state: Vec::new(),
+                    version,
+                    generation,
                     applied,
                     row: None,
                     last_event,
@@ -120,6 +198,8 @@ impl KeyedState {
                 }),
         };
         entry.state = state;
+        entry.version = version;
+        entry.generation = generation;
         entry.applied = entry.applied.max(applied);
         entry.last_event = entry.last_event.max(last_event);
         if !entry.changed {
@@ -153,7 +233,7 @@ impl KeyedState {
                     partition: number,
                     value: Some(
                         Stored {
-                            state_version: self.state_version,
+                            state_version: entry.version,
                             applied: entry.applied,
                             last_event: entry.last_event,
                             state: entry.state.clone(),
@@ -219,6 +299,8 @@ impl KeyedState {
                 key,
                 Entry {
                     state: stored.state,
+                    version: stored.state_version,
+                    generation: self.generation,
                     applied: stored.applied,
                     row: None,
                     last_event: stored.last_event,
@@ -294,8 +376,11 @@ mod tests {
             next.rows.is_empty() && next.changelog.is_empty(),
             "nothing changed since"
         );
-        assert_eq!(state.get(0, b"a"), Some((&b"2"[..], 101)));
-        assert_eq!(state.get(1, b"b"), Some((&b"1"[..], 7)));
+        let held = |state: &KeyedState, p, k: &[u8]| {
+            state.get(p, k).map(|h| (h.state.to_vec(), h.applied))
+        };
+        assert_eq!(held(&state, 0, b"a"), Some((b"2".to_vec(), 101)));
+        assert_eq!(held(&state, 1, b"b"), Some((b"1".to_vec(), 7)));
     }
 
     #[test]
@@ -314,7 +399,7 @@ mod tests {
         );
         assert_eq!(state.evict_idle(idle, |_| None), 0, "nothing committed");
         assert_eq!(state.evict_idle(idle, |_| Some(6)), 1);
-        assert_eq!(state.get(0, b"old"), None);
+        assert!(state.get(0, b"old").is_none());
         assert!(state.get(0, b"new").is_some());
         let changes = state.take_changes();
         assert_eq!(changes.changelog.len(), 1);
@@ -340,7 +425,8 @@ mod tests {
             },
         )]);
         state.restore(2, entries);
-        assert_eq!(state.get(2, b"k"), Some((&b"s"[..], 41)));
+        let held = state.get(2, b"k").expect("restored");
+        assert_eq!((held.state, held.version, held.applied), (&b"s"[..], 1, 41));
         assert!(
             state.take_changes().changelog.is_empty(),
             "restoring is no change"

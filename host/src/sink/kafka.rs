@@ -41,6 +41,7 @@ pub enum KafkaSinkError {
 /// Writes rows to one topic.
 pub struct KafkaSink {
     topic: String,
+    subject: String,
     schema: RowSchema,
     schema_id: u32,
     producer: FutureProducer,
@@ -74,6 +75,7 @@ impl KafkaSink {
             })?;
         Ok(Self {
             topic: topic.to_owned(),
+            subject,
             schema,
             schema_id,
             producer,
@@ -85,33 +87,33 @@ impl KafkaSink {
         self.schema_id
     }
 
+    /// The subject the row schema is registered under.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
     /// Encodes `row` in the Confluent wire format.
     pub fn encode(&self, row: &[Value]) -> Result<Vec<u8>, SchemaError> {
-        self.schema.check(row)?;
-        let Schema::Record(record) = &self.schema.avro else {
-            unreachable!("RowSchema only holds records");
-        };
-        let fields = record
-            .fields
-            .iter()
-            .zip(row)
-            .map(|(field, value)| (field.name.clone(), avro_value(&field.schema, value)))
-            .collect();
-        let datum =
-            to_avro_datum(&self.schema.avro, Avro::Record(fields)).map_err(SchemaError::Avro)?;
-        let mut message = Vec::with_capacity(5 + datum.len());
-        message.push(0);
-        message.extend_from_slice(&self.schema_id.to_be_bytes());
-        message.extend_from_slice(&datum);
-        Ok(message)
+        encode(row, &self.schema, self.schema_id)
     }
 
     /// Writes `rows` (key, row) and returns once Kafka has acknowledged all
     /// of them (`acks=all`): after this they are durable.
     pub async fn send(&self, rows: &[(String, Vec<Value>)]) -> Result<(), KafkaSinkError> {
+        self.send_as(rows, &self.schema, self.schema_id).await
+    }
+
+    /// [`Self::send`] of rows shaped by `schema` (a plugin version's),
+    /// registered as `schema_id`.
+    pub async fn send_as(
+        &self,
+        rows: &[(String, Vec<Value>)],
+        schema: &RowSchema,
+        schema_id: u32,
+    ) -> Result<(), KafkaSinkError> {
         let messages = rows
             .iter()
-            .map(|(key, row)| Ok((key, self.encode(row)?)))
+            .map(|(key, row)| Ok((key, encode(row, schema, schema_id)?)))
             .collect::<Result<Vec<_>, SchemaError>>()
             .map_err(|source| KafkaSinkError::Row {
                 topic: self.topic.clone(),
@@ -136,6 +138,26 @@ impl KafkaSink {
         }
         Ok(())
     }
+}
+
+/// `row` in the Confluent wire format: magic byte, `schema_id`, the Avro datum.
+fn encode(row: &[Value], schema: &RowSchema, schema_id: u32) -> Result<Vec<u8>, SchemaError> {
+    schema.check(row)?;
+    let Schema::Record(record) = &schema.avro else {
+        unreachable!("RowSchema only holds records");
+    };
+    let fields = record
+        .fields
+        .iter()
+        .zip(row)
+        .map(|(field, value)| (field.name.clone(), avro_value(&field.schema, value)))
+        .collect();
+    let datum = to_avro_datum(&schema.avro, Avro::Record(fields)).map_err(SchemaError::Avro)?;
+    let mut message = Vec::with_capacity(5 + datum.len());
+    message.push(0);
+    message.extend_from_slice(&schema_id.to_be_bytes());
+    message.extend_from_slice(&datum);
+    Ok(message)
 }
 
 /// A row value as Avro, placed in its union branch when the field is nullable.

@@ -79,6 +79,12 @@ impl PostgresSink {
     /// Creates the table if it is missing and adds the columns it lacks (a
     /// new plugin version may add output fields). Safe to run every start.
     pub async fn migrate(&self) -> Result<(), PostgresError> {
+        self.migrate_to(&self.schema).await
+    }
+
+    /// [`Self::migrate`] for `schema` (a new plugin version's rows): adds the
+    /// columns it has and the table lacks.
+    pub async fn migrate_to(&self, schema: &RowSchema) -> Result<(), PostgresError> {
         let table = quote_ident(&self.table);
         // Several weir processes may start at once: they migrate in turn
         // (`IF NOT EXISTS` is not safe against itself running concurrently).
@@ -93,7 +99,7 @@ impl PostgresSink {
             quote_ident(&self.key_column)
         )];
         columns.extend(
-            self.schema
+            schema
                 .columns
                 .iter()
                 .map(|c| format!("{} {}", quote_ident(&c.name), c.kind.postgres())),
@@ -115,7 +121,7 @@ impl PostgresSink {
         .fetch_all(&mut *transaction)
         .await
         .map_err(|source| self.error(source))?;
-        for column in &self.schema.columns {
+        for column in &schema.columns {
             if existing.contains(&column.name) {
                 continue;
             }
@@ -140,6 +146,17 @@ impl PostgresSink {
     /// concurrently. A key that appears more than once keeps its last row.
     /// Returns the number of rows written.
     pub async fn upsert(&self, rows: &[(String, Vec<Value>)]) -> Result<u64, PostgresError> {
+        self.upsert_as(rows, &self.schema, &self.upsert).await
+    }
+
+    /// [`Self::upsert`] of rows shaped by `schema` (a plugin version's),
+    /// whose statement is `statement` ([`Self::statement`]).
+    pub async fn upsert_as(
+        &self,
+        rows: &[(String, Vec<Value>)],
+        schema: &RowSchema,
+        statement: &str,
+    ) -> Result<u64, PostgresError> {
         // The last row of each key wins; PostgreSQL refuses to update one row
         // twice in a statement.
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
@@ -152,7 +169,7 @@ impl PostgresSink {
         // connections: their keys are distinct, so they never wait on each other.
         let statements = chosen
             .chunks(ROWS_PER_STATEMENT)
-            .map(|chunk| self.upsert_rows(rows, chunk));
+            .map(|chunk| self.upsert_rows(rows, chunk, schema, statement));
         let written = futures::future::try_join_all(statements).await?;
         Ok(written.into_iter().sum())
     }
@@ -162,14 +179,16 @@ impl PostgresSink {
         &self,
         rows: &[(String, Vec<Value>)],
         chosen: &[usize],
+        schema: &RowSchema,
+        statement: &str,
     ) -> Result<u64, PostgresError> {
-        let mut query = sqlx::query(&self.upsert).bind(
+        let mut query = sqlx::query(statement).bind(
             chosen
                 .iter()
                 .map(|&i| rows[i].0.clone())
                 .collect::<Vec<String>>(),
         );
-        for (column_index, column) in self.schema.columns.iter().enumerate() {
+        for (column_index, column) in schema.columns.iter().enumerate() {
             // One array per column, NULL where the row's value is of no use here.
             let values = chosen.iter().map(|&i| &rows[i].1[column_index]);
             query = match column.kind {
@@ -200,6 +219,11 @@ impl PostgresSink {
             .await
             .map_err(|source| self.error(source))?;
         Ok(result.rows_affected())
+    }
+
+    /// The upsert statement of rows shaped by `schema`.
+    pub fn statement(&self, schema: &RowSchema) -> String {
+        upsert_statement(&self.table, &self.key_column, schema)
     }
 
     /// The connection pool (for readers in tests and tools).
