@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::dead_letter::{DeadLetter, PluginRef};
+use super::dead_letter::{DeadLetter, Kind, PluginRef};
 use super::state::{Folded, KeyedState};
 use crate::plugin::{
     Batch, BatchBuilder, BatchExt, Failure, Group, Plugin, PluginKind, RecordRef, StageContext,
@@ -111,6 +111,14 @@ impl Chain {
         }
     }
 
+    /// Makes a trap in stage `index` fail its whole call (on probation).
+    pub fn set_fail_fast(&mut self, index: usize, fail_fast: bool) {
+        match self.stages.get_mut(index) {
+            Some(stage) => stage.worker.set_fail_fast(fail_fast),
+            None => self.aggregator.worker.set_fail_fast(fail_fast),
+        }
+    }
+
     /// The stage at `index` (the aggregator after the filters and transforms).
     pub fn stage(&self, index: usize) -> &Stage {
         self.stages.get(index).unwrap_or(&self.aggregator)
@@ -183,6 +191,22 @@ impl Chain {
         state: &mut KeyedState,
         dead: &mut Vec<DeadLetter>,
     ) -> Tally {
+        self.process_guarded(source, state, dead, None)
+            .expect("an unguarded batch always completes")
+    }
+
+    /// [`Self::process`], all or nothing for stage `guarded` (a new plugin
+    /// version on probation): if it traps on the batch, nothing of the batch
+    /// is kept — no state, no dead letters — and the trap is returned.
+    pub fn process_guarded(
+        &mut self,
+        source: &Batch,
+        state: &mut KeyedState,
+        dead: &mut Vec<DeadLetter>,
+        guarded: Option<usize>,
+    ) -> Result<Tally, String> {
+        let restarts = |chain: &Self| guarded.map(|index| chain.stage(index).worker.restarts());
+        let before = restarts(self);
         let mut tally = Tally::default();
         let dead_before = dead.len();
         // The batch the next stage reads (`None`: the source itself), and
@@ -248,14 +272,31 @@ impl Chain {
             origin = next_origin;
         }
         let batch = current.as_ref().unwrap_or(source);
-        (tally.aggregated, tally.replayed) = self.aggregate(source, batch, &origin, state, dead);
+        let (aggregated, replayed, updates) = self.aggregate(source, batch, &origin, state, dead);
+        if restarts(self) != before {
+            let stage = &self
+                .stage(guarded.expect("restarts are counted when guarded"))
+                .name;
+            let reason = dead[dead_before..]
+                .iter()
+                .rev()
+                .find(|letter| letter.stage == *stage && letter.kind == Kind::Trapped)
+                .map_or_else(|| "it trapped".to_owned(), |letter| letter.reason.clone());
+            dead.truncate(dead_before);
+            return Err(reason);
+        }
+        for (partition, key, folded) in updates {
+            state.update(partition, &key, folded);
+        }
+        (tally.aggregated, tally.replayed) = (aggregated, replayed);
         tally.dead = (dead.len() - dead_before) as u64;
-        tally
+        Ok(tally)
     }
 
     /// Groups `batch` by (partition, key), runs the aggregator over the
     /// groups, and folds the results into `state`. Returns how many records
-    /// went into state and how many were skipped as already applied.
+    /// went into state, how many were skipped as already applied, and the
+    /// state updates (applied by the caller).
     fn aggregate(
         &mut self,
         source: &Batch,
@@ -263,7 +304,7 @@ impl Chain {
         origin: &[u32],
         state: &mut KeyedState,
         dead: &mut Vec<DeadLetter>,
-    ) -> (u64, u64) {
+    ) -> (u64, u64, Vec<(i32, Vec<u8>, Folded)>) {
         let stage = &self.aggregator;
         // Group ids in order of first appearance; records keep their order within a group.
         let mut ids: HashMap<(i32, Cow<'_, [u8]>), u32> = HashMap::new();
@@ -302,7 +343,7 @@ impl Chain {
             state.observe(partition, timestamp);
         }
         if order.is_empty() {
-            return (0, replayed);
+            return (0, replayed, Vec::new());
         }
         order.sort_by_key(|&(id, _)| id);
 
@@ -369,6 +410,7 @@ impl Chain {
 
         let stage = &self.aggregator;
         let mut aggregated = 0;
+        let mut updates = Vec::with_capacity(groups.len());
         for ((group, result), (partition, latest, applied)) in
             groups.iter().zip(results).zip(newest)
         {
@@ -401,10 +443,10 @@ impl Chain {
                     applied,
                     last_event: latest,
                 };
-                state.update(partition, &group.key, folded);
+                updates.push((partition, group.key.clone(), folded));
             }
         }
-        (aggregated, replayed)
+        (aggregated, replayed, updates)
     }
 }
 

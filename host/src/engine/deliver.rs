@@ -22,11 +22,23 @@ use super::changelog::ChangelogWriter;
 use super::dead_letter::DeadLetterWriter;
 use super::shard::Flush;
 use super::stats::Stats;
-use crate::sink::{KafkaSink, PostgresSink};
+use crate::sink::{KafkaSink, PostgresSink, RowSchema};
 
 /// After a stop, how long failing sinks are still retried before giving up
 /// (the offsets are then not committed; the records are read again on restart).
 const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// What the rows of a flush look like: the aggregator version that made
+/// them decides (a swap can change it while older flushes are in flight).
+#[derive(Debug)]
+pub struct Output {
+    /// The rows' schema.
+    pub schema: Arc<RowSchema>,
+    /// Its id in the schema registry (when there is a Kafka sink).
+    pub kafka_schema_id: Option<u32>,
+    /// The PostgreSQL upsert of such rows (when there is a PostgreSQL sink).
+    pub statement: Option<String>,
+}
 
 /// Where a pipeline's results go.
 pub struct Sinks {
@@ -67,18 +79,20 @@ impl Committed {
 impl Sinks {
     /// Writes one flush everywhere it goes; all or an error.
     async fn write(&self, flush: &Flush) -> Result<(), String> {
+        let output = &flush.output;
         let kafka = async {
-            match &self.kafka {
-                Some(sink) if !flush.rows.is_empty() => {
-                    sink.send(&flush.rows).await.map_err(|e| e.to_string())
-                }
+            match (&self.kafka, output.kafka_schema_id) {
+                (Some(sink), Some(id)) if !flush.rows.is_empty() => sink
+                    .send_as(&flush.rows, &output.schema, id)
+                    .await
+                    .map_err(|e| e.to_string()),
                 _ => Ok(()),
             }
         };
         let postgres = async {
-            match &self.postgres {
-                Some(sink) if !flush.rows.is_empty() => sink
-                    .upsert(&flush.rows)
+            match (&self.postgres, &output.statement) {
+                (Some(sink), Some(statement)) if !flush.rows.is_empty() => sink
+                    .upsert_as(&flush.rows, &output.schema, statement)
                     .await
                     .map(drop)
                     .map_err(|e| e.to_string()),

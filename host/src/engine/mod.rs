@@ -25,6 +25,7 @@ pub mod shard;
 pub mod source;
 pub mod state;
 pub mod stats;
+pub mod swap;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -161,6 +162,11 @@ async fn run_pipeline(
     })
     .await?;
     let sinks = Arc::new(sinks);
+    let output = Arc::new(deliver::Output {
+        schema: Arc::clone(&schema),
+        kafka_schema_id: sinks.kafka.as_ref().map(KafkaSink::schema_id),
+        statement: sinks.postgres.as_ref().map(|sink| sink.statement(&schema)),
+    });
     let committed = Arc::new(deliver::Committed::default());
 
     // Shards, each with its own plugin instances.
@@ -196,6 +202,7 @@ async fn run_pipeline(
             flush_interval: config.batch.flush_interval,
             idle_timeout: aggregator_config.idle_timeout,
             state_version,
+            output: Arc::clone(&output),
         };
         // Each shard has its own delivery: its flushes stay in order, and one
         // shard's writes never wait behind another's.

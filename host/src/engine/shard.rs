@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::Sender;
 
-use super::chain::Chain;
+use super::chain::{Chain, Stage};
 use super::changelog::{ChangelogRecord, Stored};
 use super::dead_letter::DeadLetter;
-use super::deliver::Committed;
+use super::deliver::{Committed, Output};
 use super::state::{KeyedState, Row};
 use super::stats::Stats;
+use super::swap::{AggregatorVersion, Order, Report};
 use crate::plugin::{Batch, BatchBuilder};
 
 /// What the source sends a shard.
@@ -28,6 +29,8 @@ use crate::plugin::{Batch, BatchBuilder};
 pub enum Input {
     /// Records to process.
     Chunk(Chunk),
+    /// A stage's plugin is replaced, from the next batch on.
+    Swap(Arc<Order>),
     /// A partition is now the shard's, with its state as the changelog holds it.
     Restore {
         /// The partition.
@@ -61,6 +64,8 @@ pub struct Chunk {
 /// What one flush hands to the sinks; once they have it, `offsets` may be committed.
 #[derive(Debug)]
 pub struct Flush {
+    /// The shape of `rows` (the aggregator version that made them).
+    pub output: Arc<Output>,
     /// Rows changed since the last flush, each key once.
     pub rows: Vec<Row>,
     /// The state changes, for the changelog (written after the rows).
@@ -87,11 +92,22 @@ pub struct ShardSettings {
     pub idle_timeout: Option<Duration>,
     /// The aggregator's state version.
     pub state_version: u32,
+    /// The shape of the aggregator's rows.
+    pub output: Arc<Output>,
+}
+
+/// A swapped stage on probation: what it replaced, and until when.
+struct Probation {
+    order: Arc<Order>,
+    previous: Stage,
+    previous_aggregator: Option<AggregatorVersion>,
+    until: Instant,
 }
 
 /// Runs a shard until its input closes, then flushes what it holds and
 /// returns. Fails when restored state cannot be migrated to the plugin's
 /// state version (the pipeline must not go on without it).
+#[allow(clippy::too_many_lines)]
 pub fn run(
     mut chain: Chain,
     input: Receiver<Input>,
@@ -101,9 +117,19 @@ pub fn run(
     committed: Arc<Committed>,
 ) -> Result<(), String> {
     let mut state = KeyedState::new(settings.state_version);
+    let mut rows = Arc::clone(&settings.output);
+    let mut aggregator = AggregatorVersion {
+        output: Arc::clone(&settings.output),
+        state_version: settings.state_version,
+    };
     let mut owned: HashSet<i32> = HashSet::new();
     let mut dead: Vec<DeadLetter> = Vec::new();
     let mut offsets: Vec<(i32, i64)> = Vec::new();
+    // After an aggregator swap: keys whose row the new version has yet to make.
+    let mut stale: Vec<(i32, Vec<u8>)> = Vec::new();
+    // Swaps whose first batch is still to come: (order, when the shard cut over, stall).
+    let mut first_batch: Vec<(Arc<Order>, Duration)> = Vec::new();
+    let mut probation: Option<Probation> = None;
     // Shards flush in turn, spread over the interval, so their writes do not
     // all reach the sinks at the same moment.
     let phase = settings
@@ -119,7 +145,13 @@ pub fn run(
     let mut next_evict = evict_every.map(|every| Instant::now() + every);
     let mut open = true;
     while open {
-        match input.recv_timeout(next_flush.saturating_duration_since(Instant::now())) {
+        // Stale keys are refreshed a slice at a time, between batches.
+        let wait = if stale.is_empty() {
+            next_flush.saturating_duration_since(Instant::now())
+        } else {
+            Duration::ZERO
+        };
+        match input.recv_timeout(wait) {
             Ok(Input::Chunk(chunk)) => {
                 let chunk = keep_owned(chunk, &owned);
                 let records = chunk.batch.records.len() as u64 + chunk.dead.len() as u64;
@@ -127,7 +159,51 @@ pub fn run(
                 let source_dead = chunk.dead.len() as u64;
                 dead.extend(chunk.dead);
                 let started = Instant::now();
-                let tally = chain.process(&chunk.batch, &mut state, &mut dead);
+                if let Some(ended) = probation.take_if(|p| Instant::now() >= p.until) {
+                    chain.set_fail_fast(ended.order.stage, false);
+                }
+                let guarded = probation.as_ref().map(|p| p.order.stage);
+                let tally = match chain.process_guarded(
+                    &chunk.batch,
+                    &mut state,
+                    &mut dead,
+                    guarded,
+                ) {
+                    Ok(tally) => tally,
+                    Err(reason) => {
+                        // The new version trapped on probation: back to the
+                        // one it replaced, which processes the batch instead.
+                        let failed = probation.take().expect("guarded by a probation");
+                        tracing::warn!(
+                            shard = settings.id,
+                            stage = %chain.stage(failed.order.stage).name,
+                            %reason,
+                            "The new plugin version trapped on probation; this shard went back to the previous one."
+                        );
+                        let stage = failed.order.stage;
+                        chain.replace(
+                            stage,
+                            failed.previous,
+                            failed
+                                .previous_aggregator
+                                .as_ref()
+                                .map(|a| (Arc::clone(&a.output.schema), a.state_version)),
+                        );
+                        if let Some(previous) = failed.previous_aggregator {
+                            rows = Arc::clone(&previous.output);
+                            state.new_generation(previous.state_version);
+                            stale = state.stale_keys();
+                            aggregator = previous;
+                        }
+                        first_batch.retain(|(order, _)| order.id != failed.order.id);
+                        failed.order.reports.add(Report::ProbationFailed {
+                            id: failed.order.id,
+                            shard: settings.id,
+                            reason,
+                        });
+                        chain.process(&chunk.batch, &mut state, &mut dead)
+                    }
+                };
                 if tracing::enabled!(tracing::Level::TRACE) {
                     // How long the oldest record waited to get here (Kafka's
                     // timestamps are the producer's clock: a rough guide).
@@ -140,6 +216,16 @@ pub fn run(
                         "Batch processed."
                     );
                 }
+                if !chunk.batch.records.is_empty() {
+                    for (order, stall) in first_batch.drain(..) {
+                        order.reports.add(Report::FirstBatch {
+                            id: order.id,
+                            shard: settings.id,
+                            latency: order.requested.elapsed(),
+                            stall,
+                        });
+                    }
+                }
                 stats.add_tally(tally, source_dead);
                 for (partition, offset) in chunk.offsets {
                     match offsets.iter_mut().find(|(p, _)| *p == partition) {
@@ -148,8 +234,51 @@ pub fn run(
                     }
                 }
             }
+            Ok(Input::Swap(order)) => {
+                let stopped = Instant::now();
+                // The rows made so far go out in the old version's shape.
+                flush(&mut state, &mut dead, &mut offsets, None, &rows, &output)?;
+                match Stage::new(&order.plugin, Arc::clone(&order.context)) {
+                    Err(error) => order.reports.add(Report::Failed {
+                        id: order.id,
+                        shard: settings.id,
+                        reason: format!("{error:#}"),
+                    }),
+                    Ok(stage) => {
+                        let previous = chain.replace(
+                            order.stage,
+                            stage,
+                            order
+                                .aggregator
+                                .as_ref()
+                                .map(|a| (Arc::clone(&a.output.schema), a.state_version)),
+                        );
+                        let mut previous_aggregator = None;
+                        if let Some(new) = &order.aggregator {
+                            rows = Arc::clone(&new.output);
+                            state.new_generation(new.state_version);
+                            stale = state.stale_keys();
+                            previous_aggregator =
+                                Some(std::mem::replace(&mut aggregator, new.clone()));
+                        }
+                        chain.set_fail_fast(order.stage, order.probation.is_some());
+                        probation = order.probation.map(|window| Probation {
+                            order: Arc::clone(&order),
+                            previous,
+                            previous_aggregator,
+                            until: Instant::now() + window,
+                        });
+                        order.reports.add(Report::CutOver {
+                            id: order.id,
+                            shard: settings.id,
+                        });
+                        first_batch.push((order, stopped.elapsed()));
+                    }
+                }
+                continue;
+            }
             Ok(Input::Restore { partition, entries }) => {
-                let entries = migrate(&mut chain, partition, entries, settings.state_version)?;
+                let entries = migrate(&mut chain, partition, entries, aggregator.state_version)?;
                 state.restore(partition, entries);
                 owned.insert(partition);
                 stats.set_keys(settings.id, state.len() as u64);
@@ -167,19 +296,33 @@ pub fn run(
                     ack.send(()).ok();
                 } else {
                     // Flush now (every partition: simpler, and harmless), then forget them.
-                    flush(&mut state, &mut dead, &mut offsets, Some(ack), &output)?;
+                    flush(
+                        &mut state,
+                        &mut dead,
+                        &mut offsets,
+                        Some(ack),
+                        &rows,
+                        &output,
+                    )?;
                     for partition in &partitions {
                         forget(*partition, &mut state, &mut owned, &mut offsets, &mut dead);
                     }
                 }
+                stale.retain(|(p, _)| !partitions.contains(p));
                 stats.set_keys(settings.id, state.len() as u64);
                 continue;
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => open = false,
         }
+        if !stale.is_empty() {
+            let slice: Vec<_> = stale
+                .drain(stale.len().saturating_sub(REFRESH_SLICE)..)
+                .collect();
+            chain.refresh(&slice, &mut state);
+        }
         if Instant::now() >= next_flush || !open {
-            flush(&mut state, &mut dead, &mut offsets, None, &output)?;
+            flush(&mut state, &mut dead, &mut offsets, None, &rows, &output)?;
             if let (Some(idle), Some(at)) = (settings.idle_timeout, next_evict)
                 && Instant::now() >= at
             {
@@ -197,16 +340,21 @@ pub fn run(
     Ok(())
 }
 
+/// Stale keys refreshed between two batches after a swap.
+const REFRESH_SLICE: usize = 1024;
+
 /// Hands what changed to delivery; an error when delivery has stopped.
 fn flush(
     state: &mut KeyedState,
     dead: &mut Vec<DeadLetter>,
     offsets: &mut Vec<(i32, i64)>,
     done: Option<std::sync::mpsc::Sender<()>>,
+    rows: &Arc<Output>,
     output: &Sender<Flush>,
 ) -> Result<(), String> {
     let changes = state.take_changes();
     let flush = Flush {
+        output: Arc::clone(rows),
         rows: changes.rows,
         changelog: changes.changelog,
         dead: std::mem::take(dead),

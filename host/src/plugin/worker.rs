@@ -47,6 +47,9 @@ pub struct Worker {
     store: Store<HostState>,
     instance: Instance,
     restarts: u64,
+    /// On a trap, fail the whole call instead of isolating the records
+    /// responsible (a new version on probation: it is replaced anyway).
+    fail_fast: bool,
 }
 
 impl Worker {
@@ -59,7 +62,13 @@ impl Worker {
             store,
             instance,
             restarts: 0,
+            fail_fast: false,
         })
+    }
+
+    /// Makes a trap fail the whole call (no record-by-record isolation).
+    pub fn set_fail_fast(&mut self, fail_fast: bool) {
+        self.fail_fast = fail_fast;
     }
 
     /// How many times a trap made this worker re-instantiate its plugin.
@@ -83,6 +92,18 @@ impl Worker {
         // `None`: the group failed as a whole (an error or a trap).
         let outcomes: Vec<Option<Outcome>> = match self.call_aggregate(batch, groups) {
             Ok(results) => results.into_iter().map(Result::ok).collect(),
+            Err(trap) if self.fail_fast => {
+                return groups
+                    .iter()
+                    .map(|group| GroupResult {
+                        state: None,
+                        row: None,
+                        failures: (group.first as usize..(group.first + group.count) as usize)
+                            .map(|index| (index, Failure::Trapped(trap.clone())))
+                            .collect(),
+                    })
+                    .collect();
+            }
             Err(_) if groups.len() == 1 => vec![None],
             Err(_) => groups
                 .iter()
@@ -159,8 +180,10 @@ impl Worker {
             Ok(results) => return results,
             Err(trap) => trap,
         };
-        if batch.records.len() == 1 {
-            return vec![failed(Failure::Trapped(trap))];
+        if batch.records.len() == 1 || self.fail_fast {
+            return (0..batch.records.len())
+                .map(|_| failed(Failure::Trapped(trap.clone())))
+                .collect();
         }
         tracing::debug!(
             pipeline = %self.context.pipeline,

@@ -96,4 +96,53 @@ impl RegistryClient {
             .insert(cache_key, id);
         Ok(id)
     }
+
+    /// Whether the registry's compatibility rules for `subject` accept
+    /// `schema` as its next version (a subject with no version accepts anything).
+    pub async fn is_compatible(&self, subject: &str, schema: &str) -> Result<bool, RegistryError> {
+        let unreachable = |message: String| RegistryError::Unreachable {
+            url: self.url.clone(),
+            message,
+        };
+        let response = self
+            .http
+            .post(format!(
+                "{}/compatibility/subjects/{subject}/versions/latest",
+                self.url
+            ))
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .json(&serde_json::json!({ "schema": schema }))
+            .send()
+            .await
+            .map_err(|e| {
+                unreachable(format!("cannot check compatibility under `{subject}`: {e}"))
+            })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(true);
+        }
+        if status.is_server_error() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(unreachable(format!(
+                "checking compatibility under `{subject}` failed ({status}): {body}"
+            )));
+        }
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            // An unparsable or invalid schema is refused with a client error.
+            return Err(RegistryError::Http {
+                url: self.url.clone(),
+                message: format!("the schema was refused under `{subject}` ({status}): {body}"),
+            });
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            is_compatible: bool,
+        }
+        let Answer { is_compatible } = response.json().await.map_err(|e| RegistryError::Http {
+            url: self.url.clone(),
+            message: format!("unexpected answer checking `{subject}`: {e}"),
+        })?;
+        Ok(is_compatible)
+    }
 }
