@@ -32,6 +32,9 @@ pub enum Command {
     /// Run pipelines until Ctrl-C or SIGTERM, then stop cleanly (in-flight
     /// records processed, written and committed).
     Run(RunArgs),
+    /// Inspect, swap or roll back the plugins of a running `weir run`
+    /// (through its admin API).
+    Plugin(crate::admin::client::PluginArgs),
     /// Check pipeline files without running them (no side effects).
     Validate {
         /// Pipeline files.

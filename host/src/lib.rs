@@ -15,6 +15,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod cli;
 pub mod engine;
 pub mod generate;

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
             let stop = stop_on_signal();
             weir::engine::run(&args, &stop)
         }
+        Command::Plugin(args) => weir::admin::client::run(&args),
         Command::Validate { files } => return validate(&files),
     };
     match result {

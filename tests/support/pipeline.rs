@@ -158,6 +158,8 @@ impl Running {
             &stack.database_url,
             "--status-every",
             "5s",
+            "--admin-addr",
+            "127.0.0.1:0",
             &file.display().to_string(),
         ])?
         .run;
@@ -305,6 +307,7 @@ impl Scenario {
         let child = std::process::Command::new(weir_binary()?)
             .arg("run")
             .arg(pipeline)
+            .args(["--admin-addr", "127.0.0.1:0"])
             .args(args)
             .env("WEIR_BOOTSTRAP", &self.stack.bootstrap)
             .env("WEIR_REGISTRY_URL", &self.stack.registry_url)

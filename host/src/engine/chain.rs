@@ -15,6 +15,9 @@ use crate::plugin::{
 };
 use crate::sink::RowSchema;
 
+/// A state update the aggregator computed: partition, key, result.
+type Update = (i32, Vec<u8>, Folded);
+
 /// One stage with its own plugin instance.
 pub struct Stage {
     /// The stage's name.
@@ -304,7 +307,7 @@ impl Chain {
         origin: &[u32],
         state: &mut KeyedState,
         dead: &mut Vec<DeadLetter>,
-    ) -> (u64, u64, Vec<(i32, Vec<u8>, Folded)>) {
+    ) -> (u64, u64, Vec<Update>) {
         let stage = &self.aggregator;
         // Group ids in order of first appearance; records keep their order within a group.
         let mut ids: HashMap<(i32, Cow<'_, [u8]>), u32> = HashMap::new();

@@ -77,6 +77,12 @@ pub struct RunArgs {
     /// Time between status lines (0 for none).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub status_every: Duration,
+    /// Where the admin API listens (port 0: any free port; the log says which).
+    #[arg(long, env = "WEIR_ADMIN_ADDR", default_value = "127.0.0.1:7878")]
+    pub admin_addr: std::net::SocketAddr,
+    /// The bearer token the admin API's changes need (none: changes are refused).
+    #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// Runs every pipeline of `args` until `stop` is raised, then shuts them
@@ -100,15 +106,47 @@ pub fn run(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     tokio.block_on(async {
+        let admin = Arc::new(crate::admin::Admin::new(args.admin_token.clone()));
+        let listener = tokio::net::TcpListener::bind(args.admin_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "the admin API cannot listen on {} (another weir?); give another --admin-addr, \
+                     for example 127.0.0.1:0 for any free port",
+                    args.admin_addr
+                )
+            })?;
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            changes = if args.admin_token.is_some() { "need the token" } else { "off (no WEIR_ADMIN_TOKEN)" },
+            "Admin API listening."
+        );
+        let server = {
+            let admin = Arc::clone(&admin);
+            let stop = Arc::clone(stop);
+            tokio::spawn(crate::admin::serve(listener, admin, async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }))
+        };
         // A pipeline that fails stops the others: the process exits with its error.
         let runs = pipelines.into_iter().map(|pipeline| async {
-            let result = run_pipeline(pipeline, Arc::clone(&runtime), args, Arc::clone(stop)).await;
+            let result = run_pipeline(
+                pipeline,
+                Arc::clone(&runtime),
+                args,
+                Arc::clone(stop),
+                Arc::clone(&admin),
+            )
+            .await;
             if result.is_err() {
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             result
         });
         let results = futures::future::join_all(runs).await;
+        server.abort();
         results
             .into_iter()
             .collect::<anyhow::Result<Vec<()>>>()
@@ -130,6 +168,7 @@ async fn run_pipeline(
     runtime: Arc<Runtime>,
     args: &RunArgs,
     stop: Arc<AtomicBool>,
+    admin: Arc<crate::admin::Admin>,
 ) -> anyhow::Result<()> {
     let config = &pipeline.config;
     let name = config.name.get_ref().clone();
@@ -248,6 +287,40 @@ async fn run_pipeline(
             .name(format!("weir-{name}-source"))
             .spawn(move || source::run(&consumer, &source_settings, &stop))?
     };
+    let swapper = Arc::new(swap::Swapper::new(swap::SwapperParts {
+        pipeline: name.clone(),
+        runtime: Arc::clone(&runtime),
+        stages: config
+            .stages
+            .iter()
+            .zip(&contexts)
+            .zip(&plugins)
+            .map(|((stage, context), plugin)| {
+                (stage.name.get_ref().clone(), Arc::clone(context), Arc::clone(plugin))
+            })
+            .collect(),
+        origins: config
+            .stages
+            .iter()
+            .map(|stage| pipeline.base_dir.join(stage.plugin.get_ref()).display().to_string())
+            .collect(),
+        aggregator: swap::AggregatorVersion {
+            output: Arc::clone(&output),
+            state_version,
+        },
+        sinks: Arc::clone(&sinks),
+        registry: sinks
+            .kafka
+            .as_ref()
+            .map(|_| RegistryClient::new(&args.registry_url)),
+        router: {
+            let consumer = Arc::clone(&consumer);
+            Arc::new(move |order: &Arc<swap::Order>| consumer.context().broadcast(order))
+        },
+        shards,
+    }));
+    let watcher = tokio::spawn(Arc::clone(&swapper).watch());
+    admin.register(Arc::clone(&swapper));
     tracing::info!(
         pipeline = %name,
         topic = %topic,
@@ -287,6 +360,8 @@ async fn run_pipeline(
     if let Some(status) = status {
         status.abort();
     }
+    admin.unregister(&name);
+    watcher.abort();
     // Delivery ends when every shard has; the threads are finishing.
     let (panicked, failed) = tokio::task::spawn_blocking(move || {
         let mut panicked = usize::from(source_thread.join().is_err());

@@ -202,6 +202,21 @@ impl SourceContext {
         }
     }
 
+    /// Queues `order` on every shard, after what each has queued already
+    /// (so it takes effect at a batch boundary). Fails once the pipeline stops.
+    pub fn broadcast(&self, order: &std::sync::Arc<super::swap::Order>) -> Result<(), String> {
+        let shards = self.router().shards.clone();
+        if shards.is_empty() {
+            return Err("the pipeline is stopping".to_owned());
+        }
+        for shard in shards {
+            shard
+                .send(Input::Swap(std::sync::Arc::clone(order)))
+                .map_err(|_| "the pipeline is stopping".to_owned())?;
+        }
+        Ok(())
+    }
+
     /// Drops the shards' senders: they finish once their queues are empty.
     fn close(&self) {
         self.router().shards.clear();

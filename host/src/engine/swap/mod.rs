@@ -3,6 +3,11 @@
 //! - [`order`]: what a swap tells the shards (an [`Order`]) and what they
 //!   answer ([`Report`]).
 
+//! - [`swapper`]: the [`Swapper`] of a running pipeline: checks, cut-over,
+//!   history, rollbacks (asked for, or automatic on probation).
+
 pub mod order;
+pub mod swapper;
 
 pub use order::{AggregatorVersion, Order, Report, Reports};
+pub use swapper::{StageInfo, SwapError, SwapRecord, Swapper, SwapperParts, VersionInfo};

@@ -1,0 +1,215 @@
+//! The admin HTTP API of `weir run`: the pipelines, their stages and
+//! plugin versions, and hot swap.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /pipelines` | every pipeline with its stages and plugin versions |
+//! | `GET /pipelines/{pipeline}` | one pipeline |
+//! | `GET /pipelines/{pipeline}/history` | its swaps and rollbacks, oldest first |
+//! | `PUT /pipelines/{pipeline}/stages/{stage}/plugin` | body: a component; swaps it in |
+//! | `POST /pipelines/{pipeline}/stages/{stage}/rollback` | back to the version before |
+//!
+//! Reads are open; the two mutating calls need `Authorization: Bearer
+//! <token>`, the token weir was started with (`WEIR_ADMIN_TOKEN`). Without
+//! one, mutating calls are refused. The API listens on 127.0.0.1 unless
+//! told otherwise. Errors are JSON: `{"error": "..."}`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::swap::{StageInfo, SwapError, Swapper};
+
+/// The largest component the API takes.
+const MAX_COMPONENT_BYTES: usize = 256 << 20;
+
+/// The running pipelines, as the API sees them.
+pub struct Admin {
+    pipelines: RwLock<BTreeMap<String, Arc<Swapper>>>,
+    token: Option<String>,
+}
+
+impl Admin {
+    /// An API whose mutating calls need `token` (none: they are refused).
+    pub fn new(token: Option<String>) -> Self {
+        Self {
+            pipelines: RwLock::default(),
+            token: token.filter(|token| !token.is_empty()),
+        }
+    }
+
+    /// Makes a running pipeline's swapper reachable.
+    pub fn register(&self, swapper: Arc<Swapper>) {
+        self.pipelines
+            .write()
+            .expect("not poisoned")
+            .insert(swapper.pipeline().to_owned(), swapper);
+    }
+
+    /// Forgets a pipeline that stopped.
+    pub fn unregister(&self, pipeline: &str) {
+        self.pipelines.write().expect("not poisoned").remove(pipeline);
+    }
+
+    fn pipeline(&self, name: &str) -> Result<Arc<Swapper>, ApiError> {
+        self.pipelines
+            .read()
+            .expect("not poisoned")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no pipeline `{name}` runs here")))
+    }
+
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(token) = &self.token else {
+            return Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "weir was started without WEIR_ADMIN_TOKEN, so changes through the admin API are off"
+                    .to_owned(),
+            ));
+        };
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        match given {
+            Some(given) if constant_time_eq::constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+                Ok(())
+            }
+            Some(_) => Err(ApiError(StatusCode::UNAUTHORIZED, "wrong token".to_owned())),
+            None => Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "this call changes the pipeline: send `Authorization: Bearer <WEIR_ADMIN_TOKEN>`"
+                    .to_owned(),
+            )),
+        }
+    }
+}
+
+/// The API's routes over `admin`.
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/pipelines", get(list))
+        .route("/pipelines/{pipeline}", get(describe))
+        .route("/pipelines/{pipeline}/history", get(history))
+        .route("/pipelines/{pipeline}/stages/{stage}/plugin", put(swap))
+        .route("/pipelines/{pipeline}/stages/{stage}/rollback", post(rollback))
+        .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
+        .with_state(admin)
+}
+
+/// Serves the API on `listener` until `stop` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    admin: Arc<Admin>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(admin))
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+/// A pipeline as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct PipelineInfo {
+    /// Its name.
+    pub name: String,
+    /// Its stages, in order.
+    pub stages: Vec<StageInfo>,
+}
+
+async fn list(State(admin): State<Arc<Admin>>) -> Json<Vec<PipelineInfo>> {
+    let swappers: Vec<_> = admin.pipelines.read().expect("not poisoned").values().cloned().collect();
+    let mut pipelines = Vec::with_capacity(swappers.len());
+    for swapper in swappers {
+        pipelines.push(PipelineInfo {
+            name: swapper.pipeline().to_owned(),
+            stages: swapper.stages().await,
+        });
+    }
+    Json(pipelines)
+}
+
+async fn describe(
+    State(admin): State<Arc<Admin>>,
+    Path(pipeline): Path<String>,
+) -> Result<Json<PipelineInfo>, ApiError> {
+    let swapper = admin.pipeline(&pipeline)?;
+    Ok(Json(PipelineInfo {
+        name: pipeline,
+        stages: swapper.stages().await,
+    }))
+}
+
+async fn history(
+    State(admin): State<Arc<Admin>>,
+    Path(pipeline): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(admin.pipeline(&pipeline)?.history()))
+}
+
+/// `?origin=` names where an uploaded component came from (a file path).
+#[derive(Debug, Deserialize)]
+struct Upload {
+    origin: Option<String>,
+}
+
+async fn swap(
+    State(admin): State<Arc<Admin>>,
+    Path((pipeline, stage)): Path<(String, String)>,
+    Query(upload): Query<Upload>,
+    headers: HeaderMap,
+    component: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    admin.authorize(&headers)?;
+    let swapper = admin.pipeline(&pipeline)?;
+    if component.is_empty() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "the request body must be the new component (a .wasm file)".to_owned(),
+        ));
+    }
+    let origin = upload.origin.unwrap_or_else(|| "upload".to_owned());
+    let record = swapper.swap(&stage, component.to_vec(), origin).await?;
+    Ok(Json(record))
+}
+
+async fn rollback(
+    State(admin): State<Arc<Admin>>,
+    Path((pipeline, stage)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    admin.authorize(&headers)?;
+    let record = admin.pipeline(&pipeline)?.rollback(&stage).await?;
+    Ok(Json(record))
+}
+
+/// An error answer: a status and a message.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl From<SwapError> for ApiError {
+    fn from(error: SwapError) -> Self {
+        let status = match &error {
+            SwapError::NoStage { .. } => StatusCode::NOT_FOUND,
+            SwapError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            SwapError::NoPrevious(_) => StatusCode::CONFLICT,
+            SwapError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SwapError::Incomplete(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self(status, error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}

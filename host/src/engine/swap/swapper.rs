@@ -1,0 +1,551 @@
+//! The swapper of one running pipeline: checks a new plugin version, cuts
+//! every shard over to it at a batch boundary, keeps what it replaced for a
+//! rollback, and rolls back by itself when the new version traps on
+//! probation.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::order::{AggregatorVersion, Order, Report, Reports};
+use crate::engine::deliver::{Output, Sinks};
+use crate::plugin::{Group, Plugin, PluginKind, Runtime, StageContext, Worker};
+use crate::sink::{RegistryClient, RowSchema};
+
+/// How long a new version is on probation.
+pub const PROBATION: Duration = Duration::from_secs(30);
+
+/// How long a swap waits for every shard to cut over.
+const CUT_OVER_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a swap waits for the new version's first batch (none comes
+/// while the input is idle).
+const FIRST_BATCH_WAIT: Duration = Duration::from_secs(5);
+
+/// A swap refused or failed; the pipeline runs on as before.
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    /// No such stage.
+    #[error("pipeline `{pipeline}` has no stage `{stage}`; its stages: {stages}")]
+    NoStage {
+        /// The pipeline.
+        pipeline: String,
+        /// The stage asked for.
+        stage: String,
+        /// The stages it has.
+        stages: String,
+    },
+    /// The new component cannot replace the stage's plugin.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Nothing to roll back to.
+    #[error("stage `{0}` has no earlier version to roll back to")]
+    NoPrevious(String),
+    /// A service the swap needs did not answer (the registry, PostgreSQL).
+    #[error("cannot swap now: {0}")]
+    Unavailable(String),
+    /// The shards did not all take the new version.
+    #[error("the swap did not complete: {0}")]
+    Incomplete(String),
+}
+
+/// One version of a stage's plugin.
+#[derive(Debug, Clone)]
+struct Version {
+    plugin: Arc<Plugin>,
+    origin: String,
+    loaded_at: DateTime<Utc>,
+    aggregator: Option<AggregatorVersion>,
+}
+
+impl Version {
+    fn describe(&self) -> VersionInfo {
+        VersionInfo {
+            name: self.plugin.name.clone(),
+            sha256: self.plugin.sha256.clone(),
+            world: self.plugin.kind.world().to_owned(),
+            contract_version: self.plugin.contract_version.to_string(),
+            state_version: self.aggregator.as_ref().map(|a| a.state_version),
+            origin: self.origin.clone(),
+            loaded_at: self.loaded_at,
+        }
+    }
+}
+
+/// A plugin version as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    /// The plugin's name.
+    pub name: String,
+    /// SHA-256 of its component.
+    pub sha256: String,
+    /// The world it exports.
+    pub world: String,
+    /// The contract version it was built against.
+    pub contract_version: String,
+    /// Its state version (aggregators).
+    pub state_version: Option<u32>,
+    /// Where it came from (a file, an upload).
+    pub origin: String,
+    /// When it was loaded.
+    pub loaded_at: DateTime<Utc>,
+}
+
+/// A stage as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageInfo {
+    /// The stage's name.
+    pub name: String,
+    /// The plugin running now.
+    pub plugin: VersionInfo,
+    /// Versions a rollback would go back to, newest first.
+    pub previous: Vec<VersionInfo>,
+}
+
+/// One swap or rollback, as the history keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapRecord {
+    /// The swap's number.
+    pub id: u64,
+    /// When it was asked for.
+    pub at: DateTime<Utc>,
+    /// The stage.
+    pub stage: String,
+    /// `swap`, `rollback` or `automatic-rollback`.
+    pub action: &'static str,
+    /// The version replaced (SHA-256).
+    pub from: String,
+    /// The version now running (SHA-256).
+    pub to: String,
+    /// Request to the last shard's cut-over (ms).
+    pub cut_over_ms: f64,
+    /// Request to the first batch the new version processed, slowest shard
+    /// (ms; none when no batch came within a few seconds).
+    pub first_batch_ms: Option<f64>,
+    /// The longest time a shard processed nothing because of the swap (ms).
+    pub stall_ms: Option<f64>,
+    /// Why, for an automatic rollback.
+    pub reason: Option<String>,
+}
+
+struct StageSlot {
+    name: String,
+    kind: PluginKind,
+    context: Arc<StageContext>,
+    current: Version,
+    /// Earlier versions, the newest last.
+    previous: Vec<Version>,
+    /// The order that put `current` in place, while it may be on probation.
+    probation: Option<u64>,
+}
+
+/// What a swapper needs of its pipeline.
+pub struct SwapperParts {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// Compiles new components.
+    pub runtime: Arc<Runtime>,
+    /// Per stage: name, context and the plugin loaded at start.
+    pub stages: Vec<(String, Arc<StageContext>, Arc<Plugin>)>,
+    /// Where the stage plugins came from.
+    pub origins: Vec<String>,
+    /// The aggregator's version at start.
+    pub aggregator: AggregatorVersion,
+    /// The sinks (to register schemas and add columns).
+    pub sinks: Arc<Sinks>,
+    /// The registry, when there is a Kafka sink.
+    pub registry: Option<RegistryClient>,
+    /// Reaches the shards.
+    pub router: Router,
+    /// How many shards there are.
+    pub shards: usize,
+}
+
+/// Sends an order to every shard (blocking until each has it queued).
+pub type Router = Arc<dyn Fn(&Arc<Order>) -> Result<(), String> + Send + Sync>;
+
+/// Swaps the plugins of one running pipeline, one swap at a time.
+pub struct Swapper {
+    pipeline: String,
+    runtime: Arc<Runtime>,
+    sinks: Arc<Sinks>,
+    registry: Option<RegistryClient>,
+    router: Router,
+    shards: usize,
+    stages: tokio::sync::Mutex<Vec<StageSlot>>,
+    history: std::sync::Mutex<Vec<SwapRecord>>,
+    reports: Arc<Reports>,
+    next_id: AtomicU64,
+}
+
+impl Swapper {
+    /// A swapper over `parts`; [`Self::watch`] must run beside it for
+    /// automatic rollbacks.
+    pub fn new(parts: SwapperParts) -> Self {
+        let last = parts.stages.len() - 1;
+        let stages = parts
+            .stages
+            .into_iter()
+            .zip(parts.origins)
+            .enumerate()
+            .map(|(index, ((name, context, plugin), origin))| StageSlot {
+                name,
+                kind: plugin.kind,
+                context,
+                current: Version {
+                    plugin,
+                    origin,
+                    loaded_at: Utc::now(),
+                    aggregator: (index == last).then(|| parts.aggregator.clone()),
+                },
+                previous: Vec::new(),
+                probation: None,
+            })
+            .collect();
+        Self {
+            pipeline: parts.pipeline,
+            runtime: parts.runtime,
+            sinks: parts.sinks,
+            registry: parts.registry,
+            router: parts.router,
+            shards: parts.shards,
+            stages: tokio::sync::Mutex::new(stages),
+            history: std::sync::Mutex::default(),
+            reports: Arc::new(Reports::default()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The pipeline's name.
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
+    /// Each stage and its plugin versions.
+    pub async fn stages(&self) -> Vec<StageInfo> {
+        self.stages
+            .lock()
+            .await
+            .iter()
+            .map(|slot| StageInfo {
+                name: slot.name.clone(),
+                plugin: slot.current.describe(),
+                previous: slot.previous.iter().rev().map(Version::describe).collect(),
+            })
+            .collect()
+    }
+
+    /// Every swap and rollback so far, oldest first.
+    pub fn history(&self) -> Vec<SwapRecord> {
+        self.history.lock().expect("not poisoned").clone()
+    }
+
+    /// Checks `component` and, if it can replace stage `stage`'s plugin,
+    /// cuts every shard over to it (on probation).
+    pub async fn swap(
+        &self,
+        stage: &str,
+        component: Vec<u8>,
+        origin: String,
+    ) -> Result<SwapRecord, SwapError> {
+        let mut stages = self.stages.lock().await;
+        let (index, slot) = self.slot(&mut stages, stage)?;
+        let runtime = Arc::clone(&self.runtime);
+        let name = slot.current.plugin.name.clone();
+        let plugin = tokio::task::spawn_blocking(move || runtime.load(&name, &component))
+            .await
+            .map_err(|error| SwapError::Unavailable(error.to_string()))?
+            .map_err(|error| SwapError::Refused(error.to_string()))?;
+        if plugin.kind != slot.kind {
+            return Err(SwapError::Refused(format!(
+                "stage `{}` runs a {} plugin; the new component is a {} plugin",
+                slot.name,
+                slot.kind.world(),
+                plugin.kind.world()
+            )));
+        }
+        let aggregator = match &slot.current.aggregator {
+            Some(current) => Some(self.check_aggregator(slot, current, &plugin).await?),
+            None => None,
+        };
+        let version = Version {
+            plugin,
+            origin,
+            loaded_at: Utc::now(),
+            aggregator,
+        };
+        self.cut_over(index, slot, version, "swap", None).await
+    }
+
+    /// Puts stage `stage` back on the version before its current one.
+    pub async fn rollback(&self, stage: &str) -> Result<SwapRecord, SwapError> {
+        let mut stages = self.stages.lock().await;
+        let (index, slot) = self.slot(&mut stages, stage)?;
+        self.roll_back(index, slot, "rollback", None).await
+    }
+
+    /// Rolls back, by themselves, the versions that trapped on probation;
+    /// runs until the pipeline stops.
+    pub async fn watch(self: Arc<Self>) {
+        loop {
+            self.reports.changed(Duration::from_millis(200)).await;
+            for failure in self.reports.take_probation_failures() {
+                let Report::ProbationFailed { id, shard, reason } = failure else {
+                    continue;
+                };
+                let mut stages = self.stages.lock().await;
+                let Some(index) = stages.iter().position(|slot| slot.probation == Some(id)) else {
+                    continue; // already rolled back (another shard reported it too)
+                };
+                let slot = &mut stages[index];
+                tracing::warn!(
+                    pipeline = %self.pipeline,
+                    stage = %slot.name,
+                    shard,
+                    %reason,
+                    "The new plugin version trapped on probation; rolling back."
+                );
+                if let Err(error) = self
+                    .roll_back(index, slot, "automatic-rollback", Some(reason))
+                    .await
+                {
+                    tracing::error!(pipeline = %self.pipeline, %error, "The automatic rollback failed.");
+                }
+            }
+        }
+    }
+
+    fn slot<'a>(
+        &self,
+        stages: &'a mut [StageSlot],
+        stage: &str,
+    ) -> Result<(usize, &'a mut StageSlot), SwapError> {
+        let names = stages
+            .iter()
+            .map(|slot| format!("`{}`", slot.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        stages
+            .iter_mut()
+            .enumerate()
+            .find(|(_, slot)| slot.name == stage)
+            .ok_or_else(|| SwapError::NoStage {
+                pipeline: self.pipeline.clone(),
+                stage: stage.to_owned(),
+                stages: names,
+            })
+    }
+
+    async fn roll_back(
+        &self,
+        index: usize,
+        slot: &mut StageSlot,
+        action: &'static str,
+        reason: Option<String>,
+    ) -> Result<SwapRecord, SwapError> {
+        let Some(mut version) = slot.previous.last().cloned() else {
+            return Err(SwapError::NoPrevious(slot.name.clone()));
+        };
+        version.loaded_at = Utc::now();
+        let record = self.cut_over(index, slot, version, action, reason).await?;
+        // The cut-over stacked the version left; a rollback forgets it, and
+        // the entry it went back to is the current one now.
+        slot.previous.pop();
+        slot.previous.pop();
+        Ok(record)
+    }
+
+    /// The aggregator checks: its schema parses, the registry accepts it,
+    /// the table can take it, and the version running now can read the
+    /// state the new one writes (or a rollback could not work).
+    async fn check_aggregator(
+        &self,
+        slot: &StageSlot,
+        current: &AggregatorVersion,
+        plugin: &Arc<Plugin>,
+    ) -> Result<AggregatorVersion, SwapError> {
+        let refused = |what: String| SwapError::Refused(what);
+        let mut probe = Worker::new(Arc::clone(plugin), Arc::clone(&slot.context))
+            .map_err(|error| refused(error.to_string()))?;
+        let text = probe
+            .output_schema()
+            .map_err(|failure| refused(format!("its output-schema {failure}")))?;
+        let state_version = probe
+            .state_version()
+            .map_err(|failure| refused(format!("its state-version {failure}")))?;
+        let schema = RowSchema::parse(&text)
+            .map_err(|error| refused(format!("its output schema is not one weir can use: {error}")))?;
+        if state_version != current.state_version {
+            // The state the new version writes for a fresh key...
+            let empty = crate::plugin::BatchBuilder::default().build();
+            let fresh = probe
+                .aggregate(&empty, &[Group { key: b"weir-probe".to_vec(), state: None, first: 0, count: 0 }])
+                .pop()
+                .and_then(|result| result.state)
+                .ok_or_else(|| refused("it returned no state for a key without events".to_owned()))?;
+            // ...must be readable by the version running now.
+            let mut running = Worker::new(
+                Arc::clone(&slot.current.plugin),
+                Arc::clone(&slot.context),
+            )
+            .map_err(|error| SwapError::Unavailable(error.to_string()))?;
+            running.migrate(state_version, &fresh).map_err(|failure| {
+                refused(format!(
+                    "the running version (state version {}) cannot read the state version {state_version} \
+                     the new one writes ({failure}), so the swap could not be rolled back; make the new \
+                     state a superset the old version can read, as weir's SDKs do",
+                    current.state_version
+                ))
+            })?;
+        }
+        let mut kafka_schema_id = None;
+        if let (Some(sink), Some(registry)) = (&self.sinks.kafka, &self.registry) {
+            let subject = sink.subject();
+            let compatible = registry
+                .is_compatible(subject, &schema.text)
+                .await
+                .map_err(|error| SwapError::Unavailable(error.to_string()))?;
+            if !compatible {
+                return Err(refused(format!(
+                    "the schema registry's compatibility rules for `{subject}` reject the new \
+                     output schema (add fields with defaults; do not remove or retype fields)"
+                )));
+            }
+            kafka_schema_id = Some(
+                registry
+                    .register(subject, &schema.text)
+                    .await
+                    .map_err(|error| SwapError::Unavailable(error.to_string()))?,
+            );
+        }
+        let mut statement = None;
+        if let Some(postgres) = &self.sinks.postgres {
+            postgres.migrate_to(&schema).await.map_err(|error| {
+                SwapError::Unavailable(format!("cannot add the new columns: {error}"))
+            })?;
+            statement = Some(postgres.statement(&schema));
+        }
+        Ok(AggregatorVersion {
+            output: Arc::new(Output {
+                schema: Arc::new(schema),
+                kafka_schema_id,
+                statement,
+            }),
+            state_version,
+        })
+    }
+
+    /// Sends the order to every shard and waits for their cut-over (and the
+    /// first batch, for a few seconds).
+    async fn cut_over(
+        &self,
+        index: usize,
+        slot: &mut StageSlot,
+        version: Version,
+        action: &'static str,
+        reason: Option<String>,
+    ) -> Result<SwapRecord, SwapError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let requested = Instant::now();
+        let at = Utc::now();
+        let order = Arc::new(Order {
+            id,
+            stage: index,
+            plugin: Arc::clone(&version.plugin),
+            context: Arc::clone(&slot.context),
+            aggregator: version.aggregator.clone(),
+            requested,
+            probation: (action == "swap").then_some(PROBATION),
+            reports: Arc::clone(&self.reports),
+        });
+        let router = Arc::clone(&self.router);
+        {
+            let order = Arc::clone(&order);
+            tokio::task::spawn_blocking(move || router(&order))
+                .await
+                .map_err(|error| SwapError::Incomplete(error.to_string()))?
+                .map_err(SwapError::Incomplete)?;
+        }
+        let count = self.shard_count();
+        // Every shard answers with a cut-over or a failure.
+        let mut cut_over = None;
+        loop {
+            let reports = self.reports.of(id);
+            if let Some(Report::Failed { shard, reason, .. }) =
+                reports.iter().find(|r| matches!(r, Report::Failed { .. }))
+            {
+                return Err(SwapError::Incomplete(format!(
+                    "shard {shard} could not start the new version: {reason}"
+                )));
+            }
+            let done = reports
+                .iter()
+                .filter(|r| matches!(r, Report::CutOver { .. }))
+                .count();
+            if cut_over.is_none() && done >= count {
+                cut_over = Some(requested.elapsed());
+            }
+            let firsts: Vec<(Duration, Duration)> = reports
+                .iter()
+                .filter_map(|r| match r {
+                    Report::FirstBatch { latency, stall, .. } => Some((*latency, *stall)),
+                    _ => None,
+                })
+                .collect();
+            let waited = requested.elapsed();
+            if let Some(cut_over) = cut_over
+                && (firsts.len() >= count || waited > FIRST_BATCH_WAIT)
+            {
+                let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                let record = SwapRecord {
+                    id,
+                    at,
+                    stage: slot.name.clone(),
+                    action,
+                    from: slot.current.plugin.sha256.clone(),
+                    to: version.plugin.sha256.clone(),
+                    cut_over_ms: ms(cut_over),
+                    first_batch_ms: (firsts.len() >= count)
+                        .then(|| firsts.iter().map(|f| ms(f.0)).fold(0.0, f64::max)),
+                    stall_ms: (!firsts.is_empty())
+                        .then(|| firsts.iter().map(|f| ms(f.1)).fold(0.0, f64::max)),
+                    reason,
+                };
+                let replaced = std::mem::replace(&mut slot.current, version);
+                slot.previous.push(replaced);
+                slot.probation = (action == "swap").then_some(id);
+                self.history.lock().expect("not poisoned").push(record.clone());
+                tracing::info!(
+                    pipeline = %self.pipeline,
+                    stage = %record.stage,
+                    action,
+                    from = %record.from,
+                    to = %record.to,
+                    cut_over_ms = record.cut_over_ms,
+                    first_batch_ms = ?record.first_batch_ms,
+                    "Plugin swapped."
+                );
+                metrics::counter!("weir_plugin_swaps_total", "pipeline" => self.pipeline.clone(), "action" => action)
+                    .increment(1);
+                // Probation failures stay for the watcher; the rest is done with.
+                if action != "swap" {
+                    self.reports.forget(id);
+                }
+                return Ok(record);
+            }
+            if cut_over.is_none() && waited > CUT_OVER_WAIT {
+                return Err(SwapError::Incomplete(format!(
+                    "{done} of {count} shards cut over within {CUT_OVER_WAIT:?}"
+                )));
+            }
+            self.reports.changed(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn shard_count(&self) -> usize {
+        self.shards
+    }
+}
