@@ -71,8 +71,18 @@ pub fn oracle_query(raw: &str) -> String {
 
 /// Rows in one table and not the other (both ways), as text, at most 10.
 pub async fn differences(pool: &PgPool, left: &str, right: &str) -> Result<(i64, Vec<String>)> {
+    differences_in(pool, left, right, COLUMNS).await
+}
+
+/// [`differences`] over `columns` (a comma-separated list of quoted names).
+pub async fn differences_in(
+    pool: &PgPool,
+    left: &str,
+    right: &str,
+    columns: &str,
+) -> Result<(i64, Vec<String>)> {
     let query = format!(
-        "WITH l AS (SELECT {COLUMNS} FROM {left}), r AS (SELECT {COLUMNS} FROM {right}), \
+        "WITH l AS (SELECT {columns} FROM {left}), r AS (SELECT {columns} FROM {right}), \
          d AS ((SELECT 'only in {left}' AS side, * FROM (SELECT * FROM l EXCEPT ALL SELECT * FROM r) a) \
                UNION ALL (SELECT 'only in {right}', * FROM (SELECT * FROM r EXCEPT ALL SELECT * FROM l) b)) \
          SELECT (SELECT count(*) FROM d), d::text FROM d ORDER BY 2 LIMIT 10"

@@ -1,0 +1,417 @@
+//! Hot swap through the admin API, on the real stack with a `weir run`
+//! process: `session-stats` v1 and v2 swapped back and forth under load, a
+//! broken v3 rolled back by itself, refusals that leave the pipeline as it
+//! was, and changes without the token refused. Results are compared with
+//! the SQL oracle of the version in force.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use weir_tests::oracle::{check_avro, differences_in, load_raw, oracle_query, read_topic};
+use weir_tests::pipeline::{Scenario, demo_pipeline, generate, terminate, wait_caught_up};
+use weir_tests::{Stack, unique};
+
+const TOKEN: &str = "swap-test-token";
+const SEED: &str = "42";
+
+/// The compiled plugins the test command builds.
+fn component(file: &str) -> Result<PathBuf> {
+    let dir = std::env::var_os("WEIR_PLUGIN_DIR").map_or_else(
+        || weir_tests::manifest_dir().join("../plugins/target/wasm32-wasip2/release"),
+        PathBuf::from,
+    );
+    let path = dir.join(file);
+    ensure!(
+        path.is_file(),
+        "{} is missing: build the plugins (`cargo xtask test` does)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// The admin API of a running `weir run`, found in its log.
+struct Api {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Api {
+    fn find(run: &Scenario, log: &str) -> Result<Self> {
+        let started = Instant::now();
+        let addr = loop {
+            if let Ok(line) = run.last_log_line(log, "Admin API listening.") {
+                break line["addr"].as_str().context("addr")?.to_owned();
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "no admin API in {log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Ok(Self {
+            base: format!("http://{addr}"),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()?,
+        })
+    }
+
+    /// PUTs `file` as the new plugin of `stage`: status and JSON answer.
+    fn swap(
+        &self,
+        pipeline: &str,
+        stage: &str,
+        file: &str,
+        token: Option<&str>,
+    ) -> Result<(u16, serde_json::Value)> {
+        let mut request = self
+            .http
+            .put(format!(
+                "{}/pipelines/{pipeline}/stages/{stage}/plugin",
+                self.base
+            ))
+            .body(std::fs::read(component(file)?)?);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send()?;
+        Ok((response.status().as_u16(), response.json()?))
+    }
+
+    fn get(&self, path: &str) -> Result<serde_json::Value> {
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()?
+            .error_for_status()?
+            .json()?)
+    }
+
+    /// The SHA-256 of the plugin stage `stage` runs now.
+    fn running(&self, pipeline: &str, stage: &str) -> Result<String> {
+        let described = self.get(&format!("/pipelines/{pipeline}"))?;
+        described["stages"]
+            .as_array()
+            .context("stages")?
+            .iter()
+            .find(|s| s["name"] == stage)
+            .and_then(|s| s["plugin"]["sha256"].as_str())
+            .map(str::to_owned)
+            .context("the stage's plugin")
+    }
+}
+
+/// The v2 columns the oracle adds to v1's, as session-stats-v2 defines them.
+fn oracle_v2(raw: &str) -> String {
+    format!(
+        "SELECT *, \"PAGES_VIEWED\" + \"PRODUCTS_VIEWED\" AS \"VIEWS_COUNT\", \
+         \"PURCHASE_COUNT\" > 0 AS \"CONVERTED\", \
+         coalesce(\"ITEMS_IN_CART\", 0) > 0 AND \"PURCHASE_COUNT\" = 0 AS \"CART_ABANDONED\", \
+         CASE WHEN coalesce(\"ITEMS_IN_CART\", 0) = 0 THEN NULL \
+              ELSE \"CART_VALUE\" / \"ITEMS_IN_CART\"::DOUBLE PRECISION END AS \"AVERAGE_ITEM_VALUE\" \
+         FROM ({}) v1",
+        oracle_query(raw)
+    )
+}
+
+const COLUMNS_V2: &str = "\"SESSION_ID\", \"USER_ID\", \"USER_SEGMENT\", \"SESSION_STATE\", \
+    \"EVENTS_COUNT\", \"PAGES_VIEWED\", \"PRODUCTS_VIEWED\", \"ITEMS_IN_CART\", \"CART_VALUE\", \
+    \"PURCHASE_COUNT\", \"VIEWS_COUNT\", \"CONVERTED\", \"CART_ABANDONED\", \"AVERAGE_ITEM_VALUE\"";
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[test]
+fn session_stats_swapped_back_and_forth_under_load_counts_every_event_once() -> Result<()> {
+    let run = Scenario::new("swap", 4)?;
+    let (stack, names) = (&run.stack, &run.names);
+    generate(
+        stack,
+        &[
+            "--seed",
+            SEED,
+            "--count",
+            "0",
+            "--write-catalog",
+            "--topic",
+            &unique("unused"),
+        ],
+    )?;
+    let pipeline = demo_pipeline(&run.dir, names, "")?;
+    let mut weir = run.spawn_weir(&pipeline, "weir.log", &["--admin-token", TOKEN])?;
+    let api = Api::find(&run, "weir.log")?;
+
+    let events: u64 = 400_000;
+    let generator = {
+        let stack = stack.clone();
+        let topic = names.events.clone();
+        std::thread::spawn(move || {
+            generate(
+                &stack,
+                &[
+                    "--rate",
+                    "20000",
+                    "--seed",
+                    SEED,
+                    "--sessions",
+                    "2000",
+                    "--count",
+                    &events.to_string(),
+                    "--topic",
+                    &topic,
+                    "--progress-every",
+                    "3600",
+                ],
+            )
+        })
+    };
+    // Let the pipeline start and the load settle.
+    std::thread::sleep(Duration::from_secs(4));
+    let v1 = api.running(&names.pipeline, "session-stats")?;
+    let swaps = 11; // v1 -> v2 -> v1 -> ... -> v2
+    for swap in 1..=swaps {
+        let file = if swap % 2 == 1 {
+            "session_stats_v2.wasm"
+        } else {
+            "session_stats.wasm"
+        };
+        let (status, answer) = api.swap(&names.pipeline, "session-stats", file, Some(TOKEN))?;
+        ensure!(status == 200, "swap {swap} to {file}: {status} {answer}");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let v2 = api.running(&names.pipeline, "session-stats")?;
+    ensure!(v1 != v2, "v2 runs at the end");
+
+    // A broken v3 traps on its first batch: rolled back by itself.
+    let (status, answer) = api.swap(
+        &names.pipeline,
+        "session-stats",
+        "trapping_aggregator_v3.wasm",
+        Some(TOKEN),
+    )?;
+    ensure!(
+        status == 200,
+        "the v3 swap itself goes through: {status} {answer}"
+    );
+    let started = Instant::now();
+    let history = loop {
+        let history = api.get(&format!("/pipelines/{}/history", names.pipeline))?;
+        if history
+            .as_array()
+            .is_some_and(|h| h.iter().any(|r| r["action"] == "automatic-rollback"))
+        {
+            break history;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "v3 was not rolled back: {history}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    ensure!(
+        api.running(&names.pipeline, "session-stats")? == v2,
+        "back on v2 after v3"
+    );
+    let rollback = history
+        .as_array()
+        .context("history")?
+        .last()
+        .context("an entry")?
+        .clone();
+    println!(
+        "v3 rolled back by itself {:.0?} after its swap: {}",
+        started.elapsed(),
+        rollback["reason"]
+    );
+
+    let counts = generator.join().expect("the generator thread")?;
+    ensure!(counts.events == events);
+    wait_caught_up(
+        stack,
+        &names.group(),
+        &names.events,
+        &mut weir,
+        Duration::from_secs(300),
+    )?;
+    // Stale keys get their v2 row between batches; the stop's last flush writes what is left.
+    std::thread::sleep(Duration::from_secs(2));
+    ensure!(terminate(&mut weir)?.success(), "weir stops cleanly");
+
+    // Swap latency and stall, from the history.
+    let records: Vec<serde_json::Value> = history
+        .as_array()
+        .context("history")?
+        .iter()
+        .filter(|r| r["action"] == "swap" && r["to"] != rollback["from"])
+        .cloned()
+        .collect();
+    ensure!(
+        records.len() == swaps,
+        "{} swaps in the history",
+        records.len()
+    );
+    let mut latency: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r["first_batch_ms"].as_f64())
+        .collect();
+    let mut stall: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r["stall_ms"].as_f64())
+        .collect();
+    ensure!(
+        latency.len() == swaps,
+        "every swap saw its first batch: {records:?}"
+    );
+    latency.sort_by(f64::total_cmp);
+    stall.sort_by(f64::total_cmp);
+    println!(
+        "{swaps} swaps under {} ev/s: request -> first batch of the new version p50 {:.1} ms, p99 {:.1} ms (target <= 100); \
+         longest processing stall {:.1} ms (target <= 250)",
+        20_000,
+        percentile(&latency, 50.0),
+        percentile(&latency, 99.0),
+        stall.last().copied().unwrap_or_default()
+    );
+
+    // Every row equals the v2 oracle over every event.
+    let raw_events = read_topic(stack, &names.events)?;
+    run.tokio.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&stack.database_url)
+            .await?;
+        let raw = format!("{}_raw", names.table);
+        let oracle = format!("{}_oracle", names.table);
+        load_raw(&pool, &raw, &raw_events).await?;
+        sqlx::query(&format!("CREATE TABLE {oracle} AS {}", oracle_v2(&raw)))
+            .execute(&pool)
+            .await?;
+        let (different, samples) = differences_in(&pool, &names.table, &oracle, COLUMNS_V2).await?;
+        ensure!(
+            different == 0,
+            "{different} rows differ from the v2 oracle; first ones:\n{}",
+            samples.join("\n")
+        );
+        let (keys, schema_ids) = check_avro(stack, &pool, &names.avro, &oracle).await?;
+        println!(
+            "{} events: `{}` and the latest Avro value of each of {keys} keys equal the v2 oracle \
+             (schema ids seen: {schema_ids})",
+            raw_events.len(),
+            names.table
+        );
+        for table in [&raw, &oracle] {
+            sqlx::query(&format!("DROP TABLE {table}"))
+                .execute(&pool)
+                .await?;
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn bad_components_and_missing_tokens_are_refused_and_change_nothing() -> Result<()> {
+    let run = Scenario::new("refuse", 2)?;
+    let (stack, names) = (&run.stack, &run.names);
+    generate(
+        stack,
+        &[
+            "--seed",
+            SEED,
+            "--count",
+            "0",
+            "--write-catalog",
+            "--topic",
+            &unique("unused"),
+        ],
+    )?;
+    generate(
+        stack,
+        &[
+            "--rate",
+            "0",
+            "--seed",
+            SEED,
+            "--count",
+            "2000",
+            "--topic",
+            &names.events,
+        ],
+    )?;
+    let pipeline = demo_pipeline(&run.dir, names, "")?;
+    let mut weir = run.spawn_weir(&pipeline, "weir.log", &["--admin-token", TOKEN])?;
+    let api = Api::find(&run, "weir.log")?;
+    wait_caught_up(
+        stack,
+        &names.group(),
+        &names.events,
+        &mut weir,
+        Duration::from_secs(120),
+    )?;
+    let before = api.get(&format!("/pipelines/{}", names.pipeline))?;
+
+    // The registry enforces backward compatibility on the subject, as in production.
+    set_compatibility(stack, &format!("{}-value", names.avro), "BACKWARD")?;
+    let cases = [
+        ("wrong_world.wasm", Some(TOKEN), 422, "exports"),
+        ("future_contract.wasm", Some(TOKEN), 422, "0.2.0"),
+        ("field_filter.wasm", Some(TOKEN), 422, "aggregator"),
+        ("panicking_counter.wasm", Some(TOKEN), 422, "compatibility"),
+        ("session_stats_v2.wasm", None, 401, "Authorization"),
+        ("session_stats_v2.wasm", Some("wrong"), 401, "wrong token"),
+    ];
+    for (file, token, status, says) in cases {
+        let (got, answer) = api.swap(&names.pipeline, "session-stats", file, token)?;
+        let message = answer["error"].as_str().unwrap_or_default();
+        println!("{file} (token {token:?}): {got} {message}");
+        ensure!(
+            got == status,
+            "{file}: expected {status}, got {got}: {answer}"
+        );
+        ensure!(
+            message.contains(says),
+            "{file}: the message should mention `{says}`: {message}"
+        );
+    }
+    let response = api
+        .http
+        .post(format!(
+            "{}/pipelines/{}/stages/session-stats/rollback",
+            api.base, names.pipeline
+        ))
+        .send()?;
+    ensure!(
+        response.status().as_u16() == 401,
+        "a rollback without the token is refused"
+    );
+    let after = api.get(&format!("/pipelines/{}", names.pipeline))?;
+    ensure!(
+        before == after,
+        "nothing changed:\nbefore {before}\nafter {after}"
+    );
+    ensure!(
+        api.get(&format!("/pipelines/{}/history", names.pipeline))?
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "no swap in the history"
+    );
+    ensure!(
+        matches!(weir.try_wait(), Ok(None)),
+        "the pipeline still runs"
+    );
+    ensure!(terminate(&mut weir)?.success());
+    Ok(())
+}
+
+/// Sets the registry's compatibility level of `subject`.
+fn set_compatibility(stack: &Stack, subject: &str, level: &str) -> Result<()> {
+    reqwest::blocking::Client::new()
+        .put(format!("{}/config/{subject}", stack.registry_url))
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .json(&serde_json::json!({ "compatibility": level }))
+        .send()?
+        .error_for_status()?;
+    Ok(())
+}
