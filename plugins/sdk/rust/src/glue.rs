@@ -7,7 +7,9 @@ use crate::batch::{self, Emitter};
 use crate::bindings::aggregating::{Group, Outcome};
 use crate::bindings::transforming::Transformed;
 use crate::bindings::types::{Batch, Rejection};
-use crate::{Aggregator, Config, Decision, Filter, PluginError, Transform, plugin_error};
+use crate::{
+    Aggregator, Config, Decision, Filter, PluginError, Transform, decode_state, plugin_error,
+};
 
 /// Builds the plugin from the host's configuration, once per instance.
 pub fn init<P>(
@@ -71,7 +73,7 @@ fn aggregate_group<P: Aggregator>(
 ) -> Result<Outcome, PluginError> {
     let mut state = match &group.state {
         None => P::State::default(),
-        Some(bytes) => decode_state::<P>(bytes)?,
+        Some(bytes) => decode_state(bytes)?,
     };
     let mut rejected = Vec::new();
     for (index, event) in events.iter().enumerate() {
@@ -91,20 +93,13 @@ fn aggregate_group<P: Aggregator>(
     })
 }
 
+/// The `migrate` export: state of this plugin's own version is returned as it
+/// is; any other goes through [`Aggregator::migrate`] and is encoded again.
 pub fn migrate<P: Aggregator>(from_version: u32, state: Vec<u8>) -> Result<Vec<u8>, PluginError> {
     if from_version == P::STATE_VERSION {
         return Ok(state);
     }
     encode_state::<P>(&P::migrate(from_version, &state)?)
-}
-
-fn decode_state<P: Aggregator>(bytes: &[u8]) -> Result<P::State, PluginError> {
-    serde_json::from_slice(bytes).map_err(|error| {
-        plugin_error(
-            "bad-state",
-            format!("cannot decode the key's state: {error}"),
-        )
-    })
 }
 
 fn encode_state<P: Aggregator>(state: &P::State) -> Result<Vec<u8>, PluginError> {

@@ -102,9 +102,37 @@ pub trait Transform: Sized + Send + Sync + 'static {
 }
 
 /// A keyed aggregator whose state the host keeps.
+///
+/// # State versions and rollbacks
+///
+/// The host stores each key's state bytes with the [`STATE_VERSION`] of the
+/// plugin that wrote them. When a plugin gets state of another version (a
+/// newer plugin was swapped in, or an older one swapped back), the host first
+/// calls its [`migrate`] with that version.
+///
+/// Swaps go both ways, so state encodings follow one rule, **forward
+/// compatibility**: a newer version's state is a JSON superset of an older
+/// version's. A new version may add fields; it never renames, retypes or
+/// changes the meaning of an existing one. An older plugin then reads a newer
+/// plugin's state as it is (fields it does not know are ignored, missing ones
+/// take their default), which is what [`migrate`] does by default for any
+/// `from_version` above [`STATE_VERSION`]. The older plugin drops the fields
+/// it does not know when it writes the state back, so the newer version's
+/// [`migrate`] from the older version must rebuild them from the older fields
+/// (`session-stats-v2` recomputes its `views_count` that way).
+///
+/// State of an *older* version needs an override of [`migrate`]; without
+/// one it is refused with `unsupported-state-version`. An override handles
+/// the versions it knows and hands the others to [`default_migrate`], which
+/// keeps the rule above.
+///
+/// [`STATE_VERSION`]: Aggregator::STATE_VERSION
+/// [`migrate`]: Aggregator::migrate
 pub trait Aggregator: Sized + Send + Sync + 'static {
-    /// The per-key state, stored by the SDK as JSON: unknown fields are
-    /// ignored and missing ones take their default, so versions can evolve.
+    /// The per-key state, stored by the SDK as JSON. Give the type
+    /// `#[serde(default)]` (and never `deny_unknown_fields`) so that unknown
+    /// fields are ignored and missing ones take their default: that is what
+    /// lets versions evolve (see the trait's documentation).
     type State: Serialize + DeserializeOwned + Default;
     /// The version of [`Self::State`]'s encoding; bump it when a migration is needed.
     const STATE_VERSION: u32;
@@ -119,15 +147,184 @@ pub trait Aggregator: Sized + Send + Sync + 'static {
     fn apply(&self, state: &mut Self::State, event: &Record<'_>) -> Result<(), PluginError>;
     /// The output row for `key`, one value per output-schema field.
     fn row(&self, key: &[u8], state: &Self::State) -> Vec<Value>;
-    /// Converts state written by an older (or newer) `from_version`.
+    /// Converts state written by version `from_version` of this plugin (never
+    /// [`Self::STATE_VERSION`] itself: that state is used as it is).
+    ///
+    /// The default is [`default_migrate`]: state of a newer version is
+    /// decoded as it is (the forward-compatibility rule), state of an older
+    /// version is refused with `unsupported-state-version`.
     fn migrate(from_version: u32, state: &[u8]) -> Result<Self::State, PluginError> {
-        let _ = state;
-        Err(plugin_error(
-            "unsupported-state-version",
-            format!(
-                "cannot read state version {from_version}; this plugin writes version {}",
-                Self::STATE_VERSION
-            ),
-        ))
+        default_migrate::<Self>(from_version, state)
+    }
+}
+
+/// What [`Aggregator::migrate`] does unless overridden: state written by a
+/// newer version (`from_version` above `A::STATE_VERSION`) is decoded as it
+/// is, ignoring the fields this version does not know; state of an older
+/// version is refused with `unsupported-state-version`. An override calls it
+/// for the versions it does not convert itself.
+pub fn default_migrate<A: Aggregator>(
+    from_version: u32,
+    state: &[u8],
+) -> Result<A::State, PluginError> {
+    if from_version > A::STATE_VERSION {
+        return decode_state(state);
+    }
+    Err(plugin_error(
+        "unsupported-state-version",
+        format!(
+            "cannot read state version {from_version}: this plugin writes version {} \
+             and has no migration from older versions",
+            A::STATE_VERSION
+        ),
+    ))
+}
+
+/// Decodes a key's state from the JSON bytes the SDK stores (an error has
+/// code `bad-state`). Migrations use it to read an older version's state.
+pub fn decode_state<S: DeserializeOwned>(bytes: &[u8]) -> Result<S, PluginError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        plugin_error(
+            "bad-state",
+            format!("cannot decode the key's state: {error}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    /// Version 2 of a counter's state (tests treat `total` as a field of version 3).
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Counter {
+        events: i64,
+        last: Option<String>,
+    }
+
+    struct CounterV2;
+
+    impl Aggregator for CounterV2 {
+        type State = Counter;
+        const STATE_VERSION: u32 = 2;
+        const OUTPUT_SCHEMA: &'static str =
+            r#"{"type":"record","name":"Count","fields":[{"name":"EVENTS","type":"long"}]}"#;
+
+        fn new(_config: &Config) -> Result<Self, PluginError> {
+            Ok(Self)
+        }
+
+        fn apply(&self, state: &mut Counter, _event: &Record<'_>) -> Result<(), PluginError> {
+            state.events += 1;
+            Ok(())
+        }
+
+        fn row(&self, _key: &[u8], state: &Counter) -> Vec<Value> {
+            vec![Value::Long(state.events)]
+        }
+    }
+
+    /// The same counter with a migration from version 1, which counted in `n`.
+    struct CounterV2FromV1;
+
+    impl Aggregator for CounterV2FromV1 {
+        type State = Counter;
+        const STATE_VERSION: u32 = 2;
+        const OUTPUT_SCHEMA: &'static str = CounterV2::OUTPUT_SCHEMA;
+
+        fn new(_config: &Config) -> Result<Self, PluginError> {
+            Ok(Self)
+        }
+
+        fn apply(&self, state: &mut Counter, event: &Record<'_>) -> Result<(), PluginError> {
+            CounterV2.apply(state, event)
+        }
+
+        fn row(&self, key: &[u8], state: &Counter) -> Vec<Value> {
+            CounterV2.row(key, state)
+        }
+
+        fn migrate(from_version: u32, state: &[u8]) -> Result<Counter, PluginError> {
+            #[derive(Deserialize)]
+            struct V1 {
+                n: i64,
+            }
+            match from_version {
+                1 => {
+                    let old: V1 = decode_state(state)?;
+                    Ok(Counter {
+                        events: old.n,
+                        last: None,
+                    })
+                }
+                _ => default_migrate::<Self>(from_version, state),
+            }
+        }
+    }
+
+    #[test]
+    fn newer_state_is_read_as_it_is() {
+        let newer = br#"{"events":7,"last":"b","total":12.5,"extra":{"nested":[1,2]}}"#;
+        let state = CounterV2::migrate(3, newer).unwrap();
+        assert_eq!(
+            state,
+            Counter {
+                events: 7,
+                last: Some("b".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn newer_state_missing_fields_take_their_default() {
+        let state = CounterV2::migrate(9, br#"{"total":1}"#).unwrap();
+        assert_eq!(state, Counter::default());
+    }
+
+    #[test]
+    fn newer_state_that_is_not_json_is_bad_state() {
+        let error = CounterV2::migrate(3, b"not json").unwrap_err();
+        assert_eq!(error.code, "bad-state");
+        assert!(error.message.contains("cannot decode"), "{}", error.message);
+    }
+
+    #[test]
+    fn older_state_without_a_migration_is_refused() {
+        for version in [0, 1] {
+            let error = CounterV2::migrate(version, br#"{"events":1}"#).unwrap_err();
+            assert_eq!(error.code, "unsupported-state-version");
+            assert!(
+                error.message.contains(&format!("state version {version}"))
+                    && error.message.contains("writes version 2"),
+                "{}",
+                error.message
+            );
+        }
+    }
+
+    #[test]
+    fn an_override_keeps_the_default_for_other_versions() {
+        let migrated = CounterV2FromV1::migrate(1, br#"{"n":4}"#).unwrap();
+        assert_eq!(migrated.events, 4);
+        let newer = CounterV2FromV1::migrate(3, br#"{"events":5,"total":1}"#).unwrap();
+        assert_eq!(newer.events, 5);
+        let error = CounterV2FromV1::migrate(0, br#"{}"#).unwrap_err();
+        assert_eq!(error.code, "unsupported-state-version");
+    }
+
+    #[test]
+    fn the_export_passes_own_state_through_and_reencodes_newer_state() {
+        // Its own version is not decoded at all.
+        let own = glue::migrate::<CounterV2>(2, b"opaque".to_vec()).unwrap();
+        assert_eq!(own, b"opaque");
+        // A newer version's state comes back in this version's encoding.
+        let newer = br#"{"events":3,"total":2,"last":"a"}"#.to_vec();
+        let migrated = glue::migrate::<CounterV2>(3, newer).unwrap();
+        assert_eq!(migrated, br#"{"events":3,"last":"a"}"#);
+        let error = glue::migrate::<CounterV2>(1, b"{}".to_vec()).unwrap_err();
+        assert_eq!(error.code, "unsupported-state-version");
     }
 }
