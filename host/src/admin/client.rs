@@ -8,7 +8,12 @@ use anyhow::{Context, bail};
 #[derive(Debug, clap::Args)]
 pub struct PluginArgs {
     /// The admin API of the running `weir run`.
-    #[arg(long, env = "WEIR_ADMIN_URL", default_value = "http://127.0.0.1:7878", global = true)]
+    #[arg(
+        long,
+        env = "WEIR_ADMIN_URL",
+        default_value = "http://127.0.0.1:7878",
+        global = true
+    )]
     pub admin: String,
     /// The token changes need (the one `weir run` was started with).
     #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true, global = true)]
@@ -67,8 +72,8 @@ pub fn run(args: &PluginArgs) -> anyhow::Result<()> {
             stage,
             file,
         } => {
-            let component = std::fs::read(file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let component =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
             let origin = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
             authorized(
                 client
@@ -78,9 +83,9 @@ pub fn run(args: &PluginArgs) -> anyhow::Result<()> {
                     .body(component),
             )
         }
-        PluginAction::Rollback { pipeline, stage } => authorized(
-            client.post(format!("{base}/pipelines/{pipeline}/stages/{stage}/rollback")),
-        ),
+        PluginAction::Rollback { pipeline, stage } => authorized(client.post(format!(
+            "{base}/pipelines/{pipeline}/stages/{stage}/rollback"
+        ))),
     };
     let response = request
         .send()
@@ -90,7 +95,9 @@ pub fn run(args: &PluginArgs) -> anyhow::Result<()> {
         .json()
         .with_context(|| format!("the admin API answered {status} without JSON"))?;
     if !status.is_success() {
-        let message = body["error"].as_str().map_or_else(|| body.to_string(), str::to_owned);
+        let message = body["error"]
+            .as_str()
+            .map_or_else(|| body.to_string(), str::to_owned);
         bail!("{message} ({status})");
     }
     println!("{}", serde_json::to_string_pretty(&body)?);

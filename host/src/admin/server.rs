@@ -55,7 +55,10 @@ impl Admin {
 
     /// Forgets a pipeline that stopped.
     pub fn unregister(&self, pipeline: &str) {
-        self.pipelines.write().expect("not poisoned").remove(pipeline);
+        self.pipelines
+            .write()
+            .expect("not poisoned")
+            .remove(pipeline);
     }
 
     fn pipeline(&self, name: &str) -> Result<Arc<Swapper>, ApiError> {
@@ -64,7 +67,12 @@ impl Admin {
             .expect("not poisoned")
             .get(name)
             .cloned()
-            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no pipeline `{name}` runs here")))
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::NOT_FOUND,
+                    format!("no pipeline `{name}` runs here"),
+                )
+            })
     }
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -80,7 +88,9 @@ impl Admin {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
         match given {
-            Some(given) if constant_time_eq::constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+            Some(given)
+                if constant_time_eq::constant_time_eq(given.as_bytes(), token.as_bytes()) =>
+            {
                 Ok(())
             }
             Some(_) => Err(ApiError(StatusCode::UNAUTHORIZED, "wrong token".to_owned())),
@@ -100,7 +110,10 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/pipelines/{pipeline}", get(describe))
         .route("/pipelines/{pipeline}/history", get(history))
         .route("/pipelines/{pipeline}/stages/{stage}/plugin", put(swap))
-        .route("/pipelines/{pipeline}/stages/{stage}/rollback", post(rollback))
+        .route(
+            "/pipelines/{pipeline}/stages/{stage}/rollback",
+            post(rollback),
+        )
         .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
         .with_state(admin)
 }
@@ -126,7 +139,13 @@ pub struct PipelineInfo {
 }
 
 async fn list(State(admin): State<Arc<Admin>>) -> Json<Vec<PipelineInfo>> {
-    let swappers: Vec<_> = admin.pipelines.read().expect("not poisoned").values().cloned().collect();
+    let swappers: Vec<_> = admin
+        .pipelines
+        .read()
+        .expect("not poisoned")
+        .values()
+        .cloned()
+        .collect();
     let mut pipelines = Vec::with_capacity(swappers.len());
     for swapper in swappers {
         pipelines.push(PipelineInfo {

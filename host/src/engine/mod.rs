@@ -190,7 +190,11 @@ async fn run_pipeline(
         .collect::<anyhow::Result<_>>()?;
 
     // The aggregator says what its rows look like; the sinks follow.
-    let (schema, state_version) = output_schema(&plugins, &contexts)?;
+    // Plugin calls block (and may write to stdio): off the async threads.
+    let (schema, state_version) = {
+        let (plugins, contexts) = (plugins.clone(), contexts.clone());
+        tokio::task::spawn_blocking(move || output_schema(&plugins, &contexts)).await??
+    };
 
     let partitions = source_partitions(&args.bootstrap, &topic).await?;
     let dead_letter_topic = pipeline.dead_letter_topic();
@@ -296,13 +300,23 @@ async fn run_pipeline(
             .zip(&contexts)
             .zip(&plugins)
             .map(|((stage, context), plugin)| {
-                (stage.name.get_ref().clone(), Arc::clone(context), Arc::clone(plugin))
+                (
+                    stage.name.get_ref().clone(),
+                    Arc::clone(context),
+                    Arc::clone(plugin),
+                )
             })
             .collect(),
         origins: config
             .stages
             .iter()
-            .map(|stage| pipeline.base_dir.join(stage.plugin.get_ref()).display().to_string())
+            .map(|stage| {
+                pipeline
+                    .base_dir
+                    .join(stage.plugin.get_ref())
+                    .display()
+                    .to_string()
+            })
             .collect(),
         aggregator: swap::AggregatorVersion {
             output: Arc::clone(&output),

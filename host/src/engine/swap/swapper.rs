@@ -261,7 +261,7 @@ impl Swapper {
             .map_err(|error| SwapError::Refused(error.to_string()))?;
         if plugin.kind != slot.kind {
             return Err(SwapError::Refused(format!(
-                "stage `{}` runs a {} plugin; the new component is a {} plugin",
+                "stage `{}` runs a plugin of world `{}`; the new component's world is `{}`",
                 slot.name,
                 slot.kind.world(),
                 plugin.kind.world()
@@ -367,40 +367,19 @@ impl Swapper {
         current: &AggregatorVersion,
         plugin: &Arc<Plugin>,
     ) -> Result<AggregatorVersion, SwapError> {
+        // Plugin calls block (and may write to stdio): off the async threads.
+        let (plugin, running, context) = (
+            Arc::clone(plugin),
+            Arc::clone(&slot.current.plugin),
+            Arc::clone(&slot.context),
+        );
+        let current_version = current.state_version;
+        let (schema, state_version) = tokio::task::spawn_blocking(move || {
+            probe_aggregator(&plugin, &running, &context, current_version)
+        })
+        .await
+        .map_err(|error| SwapError::Unavailable(error.to_string()))??;
         let refused = |what: String| SwapError::Refused(what);
-        let mut probe = Worker::new(Arc::clone(plugin), Arc::clone(&slot.context))
-            .map_err(|error| refused(error.to_string()))?;
-        let text = probe
-            .output_schema()
-            .map_err(|failure| refused(format!("its output-schema {failure}")))?;
-        let state_version = probe
-            .state_version()
-            .map_err(|failure| refused(format!("its state-version {failure}")))?;
-        let schema = RowSchema::parse(&text)
-            .map_err(|error| refused(format!("its output schema is not one weir can use: {error}")))?;
-        if state_version != current.state_version {
-            // The state the new version writes for a fresh key...
-            let empty = crate::plugin::BatchBuilder::default().build();
-            let fresh = probe
-                .aggregate(&empty, &[Group { key: b"weir-probe".to_vec(), state: None, first: 0, count: 0 }])
-                .pop()
-                .and_then(|result| result.state)
-                .ok_or_else(|| refused("it returned no state for a key without events".to_owned()))?;
-            // ...must be readable by the version running now.
-            let mut running = Worker::new(
-                Arc::clone(&slot.current.plugin),
-                Arc::clone(&slot.context),
-            )
-            .map_err(|error| SwapError::Unavailable(error.to_string()))?;
-            running.migrate(state_version, &fresh).map_err(|failure| {
-                refused(format!(
-                    "the running version (state version {}) cannot read the state version {state_version} \
-                     the new one writes ({failure}), so the swap could not be rolled back; make the new \
-                     state a superset the old version can read, as weir's SDKs do",
-                    current.state_version
-                ))
-            })?;
-        }
         let mut kafka_schema_id = None;
         if let (Some(sink), Some(registry)) = (&self.sinks.kafka, &self.registry) {
             let subject = sink.subject();
@@ -517,7 +496,10 @@ impl Swapper {
                 let replaced = std::mem::replace(&mut slot.current, version);
                 slot.previous.push(replaced);
                 slot.probation = (action == "swap").then_some(id);
-                self.history.lock().expect("not poisoned").push(record.clone());
+                self.history
+                    .lock()
+                    .expect("not poisoned")
+                    .push(record.clone());
                 tracing::info!(
                     pipeline = %self.pipeline,
                     stage = %record.stage,
@@ -548,4 +530,56 @@ impl Swapper {
     fn shard_count(&self) -> usize {
         self.shards
     }
+}
+
+/// Reads a new aggregator's output schema and state version, and checks
+/// that `running` (state version `current_version`) can read the state the
+/// new one writes — or a rollback could not work.
+fn probe_aggregator(
+    plugin: &Arc<Plugin>,
+    running: &Arc<Plugin>,
+    context: &Arc<StageContext>,
+    current_version: u32,
+) -> Result<(RowSchema, u32), SwapError> {
+    let refused = |what: String| SwapError::Refused(what);
+    let mut probe = Worker::new(Arc::clone(plugin), Arc::clone(context))
+        .map_err(|error| refused(error.to_string()))?;
+    let text = probe
+        .output_schema()
+        .map_err(|failure| refused(format!("its output-schema {failure}")))?;
+    let state_version = probe
+        .state_version()
+        .map_err(|failure| refused(format!("its state-version {failure}")))?;
+    let schema = RowSchema::parse(&text).map_err(|error| {
+        refused(format!(
+            "its output schema is not one weir can use: {error}"
+        ))
+    })?;
+    if state_version != current_version {
+        // The state the new version writes for a fresh key...
+        let empty = crate::plugin::BatchBuilder::default().build();
+        let key = Group {
+            key: b"weir-probe".to_vec(),
+            state: None,
+            first: 0,
+            count: 0,
+        };
+        let fresh = probe
+            .aggregate(&empty, &[key])
+            .pop()
+            .and_then(|result| result.state)
+            .ok_or_else(|| refused("it returned no state for a key without events".to_owned()))?;
+        // ...must be readable by the version running now.
+        let mut old = Worker::new(Arc::clone(running), Arc::clone(context))
+            .map_err(|error| SwapError::Unavailable(error.to_string()))?;
+        old.migrate(state_version, &fresh).map_err(|failure| {
+            refused(format!(
+                "the running version (state version {current_version}) cannot read the state \
+                 version {state_version} the new one writes ({failure}), so the swap could not be \
+                 rolled back; make the new state a superset the old version can read, as weir's \
+                 SDKs do"
+            ))
+        })?;
+    }
+    Ok((schema, state_version))
 }

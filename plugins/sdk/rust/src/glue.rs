@@ -83,9 +83,11 @@ fn aggregate_group<P: Aggregator>(
         }
     }
     let new_state = encode_state::<P>(&state)?;
-    // A row goes out only when the state changed.
+    // A row goes out when the state changed, and always for a group
+    // without events: the host asks that way for a key's row as this
+    // version makes it (after a swap).
     let changed = group.state.as_deref() != Some(new_state.as_slice());
-    let row = changed.then(|| plugin.row(&group.key, &state));
+    let row = (changed || events.is_empty()).then(|| plugin.row(&group.key, &state));
     Ok(Outcome {
         state: new_state,
         row,
