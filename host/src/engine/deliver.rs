@@ -79,25 +79,31 @@ impl Committed {
 impl Sinks {
     /// Writes one flush everywhere it goes; all or an error.
     async fn write(&self, flush: &Flush) -> Result<(), String> {
-        let output = &flush.output;
         let kafka = async {
-            match (&self.kafka, output.kafka_schema_id) {
-                (Some(sink), Some(id)) if !flush.rows.is_empty() => sink
-                    .send_as(&flush.rows, &output.schema, id)
-                    .await
-                    .map_err(|e| e.to_string()),
-                _ => Ok(()),
+            let Some(sink) = &self.kafka else {
+                return Ok(());
+            };
+            for (output, rows) in &flush.rows {
+                if let Some(id) = output.kafka_schema_id {
+                    sink.send_as(rows, &output.schema, id)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
             }
+            Ok(())
         };
         let postgres = async {
-            match (&self.postgres, &output.statement) {
-                (Some(sink), Some(statement)) if !flush.rows.is_empty() => sink
-                    .upsert_as(&flush.rows, &output.schema, statement)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string()),
-                _ => Ok(()),
+            let Some(sink) = &self.postgres else {
+                return Ok(());
+            };
+            for (output, rows) in &flush.rows {
+                if let Some(statement) = &output.statement {
+                    sink.upsert_as(rows, &output.schema, statement)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
             }
+            Ok(())
         };
         let dead_letters = async {
             if flush.dead.is_empty() {
@@ -130,7 +136,8 @@ pub async fn run<C: ConsumerContext + 'static>(
         let queued = flush.made.elapsed();
         write_with_retries(&sinks, &flush, &stop).await?;
         let written = started.elapsed();
-        stats.add_rows_written(flush.rows.len() as u64);
+        let rows: usize = flush.rows.iter().map(|(_, rows)| rows.len()).sum();
+        stats.add_rows_written(rows as u64);
         for letter in &flush.dead {
             metrics::counter!(
                 "weir_dead_letters_total",
@@ -150,7 +157,7 @@ pub async fn run<C: ConsumerContext + 'static>(
         }
         tracing::debug!(
             pipeline = %sinks.pipeline,
-            rows = flush.rows.len(),
+            rows,
             dead_letters = flush.dead.len(),
             queued = ?queued,
             written = ?written,

@@ -64,10 +64,10 @@ pub struct Chunk {
 /// What one flush hands to the sinks; once they have it, `offsets` may be committed.
 #[derive(Debug)]
 pub struct Flush {
-    /// The shape of `rows` (the aggregator version that made them).
-    pub output: Arc<Output>,
-    /// Rows changed since the last flush, each key once.
-    pub rows: Vec<Row>,
+    /// Rows changed since the last flush, each key once, grouped by their
+    /// shape (the aggregator version that made them: a swap can fall
+    /// between two flushes).
+    pub rows: Vec<(Arc<Output>, Vec<Row>)>,
     /// The state changes, for the changelog (written after the rows).
     pub changelog: Vec<ChangelogRecord>,
     /// Dead letters since the last flush.
@@ -117,7 +117,7 @@ pub fn run(
     committed: Arc<Committed>,
 ) -> Result<(), String> {
     let mut state = KeyedState::new(settings.state_version);
-    let mut rows = Arc::clone(&settings.output);
+    let mut outputs = Outputs::new(Arc::clone(&settings.output));
     let mut aggregator = AggregatorVersion {
         output: Arc::clone(&settings.output),
         state_version: settings.state_version,
@@ -190,8 +190,8 @@ pub fn run(
                                 .map(|a| (Arc::clone(&a.output.schema), a.state_version)),
                         );
                         if let Some(previous) = failed.previous_aggregator {
-                            rows = Arc::clone(&previous.output);
-                            state.new_generation(previous.state_version);
+                            let generation = state.new_generation(previous.state_version);
+                            outputs.add(generation, Arc::clone(&previous.output));
                             stale = state.stale_keys();
                             aggregator = previous;
                         }
@@ -236,8 +236,6 @@ pub fn run(
             }
             Ok(Input::Swap(order)) => {
                 let stopped = Instant::now();
-                // The rows made so far go out in the old version's shape.
-                flush(&mut state, &mut dead, &mut offsets, None, &rows, &output)?;
                 match Stage::new(&order.plugin, Arc::clone(&order.context)) {
                     Err(error) => order.reports.add(Report::Failed {
                         id: order.id,
@@ -255,8 +253,8 @@ pub fn run(
                         );
                         let mut previous_aggregator = None;
                         if let Some(new) = &order.aggregator {
-                            rows = Arc::clone(&new.output);
-                            state.new_generation(new.state_version);
+                            let generation = state.new_generation(new.state_version);
+                            outputs.add(generation, Arc::clone(&new.output));
                             stale = state.stale_keys();
                             previous_aggregator =
                                 Some(std::mem::replace(&mut aggregator, new.clone()));
@@ -301,7 +299,7 @@ pub fn run(
                         &mut dead,
                         &mut offsets,
                         Some(ack),
-                        &rows,
+                        &mut outputs,
                         &output,
                     )?;
                     for partition in &partitions {
@@ -322,7 +320,14 @@ pub fn run(
             chain.refresh(&slice, &mut state);
         }
         if Instant::now() >= next_flush || !open {
-            flush(&mut state, &mut dead, &mut offsets, None, &rows, &output)?;
+            flush(
+                &mut state,
+                &mut dead,
+                &mut offsets,
+                None,
+                &mut outputs,
+                &output,
+            )?;
             if let (Some(idle), Some(at)) = (settings.idle_timeout, next_evict)
                 && Instant::now() >= at
             {
@@ -349,13 +354,12 @@ fn flush(
     dead: &mut Vec<DeadLetter>,
     offsets: &mut Vec<(i32, i64)>,
     done: Option<std::sync::mpsc::Sender<()>>,
-    rows: &Arc<Output>,
+    outputs: &mut Outputs,
     output: &Sender<Flush>,
 ) -> Result<(), String> {
     let changes = state.take_changes();
     let flush = Flush {
-        output: Arc::clone(rows),
-        rows: changes.rows,
+        rows: outputs.group(changes.rows),
         changelog: changes.changelog,
         dead: std::mem::take(dead),
         offsets: std::mem::take(offsets),
@@ -376,6 +380,50 @@ fn flush(
     output
         .blocking_send(flush)
         .map_err(|_| "delivery stopped".to_owned())
+}
+
+/// The shape of the rows of each aggregator generation still in state.
+struct Outputs {
+    generations: Vec<(u64, Arc<Output>)>,
+}
+
+impl Outputs {
+    fn new(output: Arc<Output>) -> Self {
+        Self {
+            generations: vec![(0, output)],
+        }
+    }
+
+    /// Rows of `generation` (the newest) have the shape `output`.
+    fn add(&mut self, generation: u64, output: Arc<Output>) {
+        self.generations.push((generation, output));
+    }
+
+    /// `rows` grouped by shape. Every pending row is taken, so only the
+    /// newest generation is kept after.
+    fn group(&mut self, rows: Vec<(u64, Row)>) -> Vec<(Arc<Output>, Vec<Row>)> {
+        let mut groups: Vec<(u64, Arc<Output>, Vec<Row>)> = Vec::new();
+        for (generation, row) in rows {
+            match groups.iter_mut().find(|(g, _, _)| *g == generation) {
+                Some(group) => group.2.push(row),
+                None => {
+                    let output = self
+                        .generations
+                        .iter()
+                        .find(|(g, _)| *g == generation)
+                        .map(|(_, output)| Arc::clone(output))
+                        .expect("every generation with rows has its output");
+                    groups.push((generation, output, vec![row]));
+                }
+            }
+        }
+        let newest = self.generations.pop().expect("the running generation");
+        self.generations = vec![newest];
+        groups
+            .into_iter()
+            .map(|(_, output, rows)| (output, rows))
+            .collect()
+    }
 }
 
 /// Drops everything the shard holds of `partition`.

@@ -31,6 +31,8 @@ struct Entry {
     applied: i64,
     /// The newest row not yet handed to the sinks.
     row: Option<Vec<Value>>,
+    /// The aggregator generation that made `row` (its shape).
+    row_generation: u64,
     /// Timestamp (ms) of the key's newest event.
     last_event: i64,
     /// Changed since the last flush (its changelog record is due).
@@ -68,8 +70,9 @@ pub type Row = (String, Vec<Value>);
 /// What changed since the last flush.
 #[derive(Debug, Default)]
 pub struct Changes {
-    /// Each key whose row changed, once, with its newest row.
-    pub rows: Vec<Row>,
+    /// Each key whose row changed, once, with its newest row and the
+    /// aggregator generation that made it.
+    pub rows: Vec<(u64, Row)>,
     /// The changelog records that bring the changelog up to date.
     pub changelog: Vec<ChangelogRecord>,
 }
@@ -108,9 +111,10 @@ impl KeyedState {
     /// A new aggregator version takes over: the state it writes has
     /// `state_version`; keys whose row an older generation made are listed
     /// by [`Self::stale_keys`].
-    pub fn new_generation(&mut self, state_version: u32) {
+    pub fn new_generation(&mut self, state_version: u32) -> u64 {
         self.state_version = state_version;
         self.generation += 1;
+        self.generation
     }
 
     /// Every key whose newest row an older aggregator generation made.
@@ -151,6 +155,7 @@ impl KeyedState {
         entry.generation = generation;
         if row.is_some() {
             entry.row = row;
+            entry.row_generation = generation;
         }
         if !entry.changed {
             entry.changed = true;
@@ -191,6 +196,7 @@ impl KeyedState {
                     state: Vec::new(),
                     version,
                     generation,
+                    row_generation: generation,
                     applied,
                     row: None,
                     last_event,
@@ -208,6 +214,7 @@ impl KeyedState {
         }
         if row.is_some() {
             entry.row = row;
+            entry.row_generation = generation;
         }
     }
 
@@ -244,7 +251,7 @@ impl KeyedState {
                 });
                 if let Some(row) = entry.row.take() {
                     let key = String::from_utf8(key).expect("keys are checked to be UTF-8");
-                    changes.rows.push((key, row));
+                    changes.rows.push((entry.row_generation, (key, row)));
                 }
             }
             changes
@@ -301,6 +308,7 @@ impl KeyedState {
                     state: stored.state,
                     version: stored.state_version,
                     generation: self.generation,
+                    row_generation: self.generation,
                     applied: stored.applied,
                     row: None,
                     last_event: stored.last_event,
@@ -358,7 +366,7 @@ mod tests {
         state.update(0, b"a", folded(b"2".to_vec(), row(2), 101, 11));
         state.update(1, b"b", folded(b"1".to_vec(), None, 7, 12));
         let mut changes = state.take_changes();
-        assert_eq!(changes.rows, vec![("a".into(), vec![Value::Long(2)])]);
+        assert_eq!(changes.rows, vec![(0, ("a".into(), vec![Value::Long(2)]))]);
         changes.changelog.sort_by_key(|r| r.partition);
         assert_eq!(
             changes.changelog.len(),
