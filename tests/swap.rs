@@ -415,3 +415,79 @@ fn set_compatibility(stack: &Stack, subject: &str, level: &str) -> Result<()> {
         .error_for_status()?;
     Ok(())
 }
+
+#[test]
+fn weir_run_watch_swaps_a_plugin_whose_file_changes() -> Result<()> {
+    let run = Scenario::new("watch", 1)?;
+    let (stack, names) = (&run.stack, &run.names);
+    generate(
+        stack,
+        &[
+            "--seed",
+            SEED,
+            "--count",
+            "0",
+            "--write-catalog",
+            "--topic",
+            &unique("unused"),
+        ],
+    )?;
+    // The pipeline's plugins are copies this test can overwrite.
+    let plugins = run.dir.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    for file in [
+        "field_filter.wasm",
+        "catalog_enrich.wasm",
+        "session_stats.wasm",
+    ] {
+        std::fs::copy(component(file)?, plugins.join(file))?;
+    }
+    let pipeline = demo_pipeline(&run.dir, names, "")?;
+    let text = std::fs::read_to_string(&pipeline)?;
+    let dir = component("session_stats.wasm")?
+        .parent()
+        .context("a folder")?
+        .display()
+        .to_string();
+    std::fs::write(
+        &pipeline,
+        text.replace(&dir, &plugins.display().to_string()),
+    )?;
+    let mut weir = run.spawn_weir(&pipeline, "weir.log", &["--watch"])?;
+    let api = Api::find(&run, "weir.log")?;
+    let started = Instant::now();
+    while run
+        .last_log_line("weir.log", "Watching the plugin files.")
+        .is_err()
+    {
+        ensure!(started.elapsed() < Duration::from_secs(60), "not watching");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = api.running(&names.pipeline, "session-stats")?;
+    // A rebuild: the file is rewritten in place.
+    std::fs::write(
+        plugins.join("session_stats.wasm"),
+        std::fs::read(component("session_stats_v2.wasm")?)?,
+    )?;
+    let started = Instant::now();
+    let history = loop {
+        let history = api.get(&format!("/pipelines/{}/history", names.pipeline))?;
+        if history.as_array().is_some_and(|h| !h.is_empty()) {
+            break history;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "no swap after the file changed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let after = api.running(&names.pipeline, "session-stats")?;
+    ensure!(before != after, "the stage runs the new file");
+    ensure!(history[0]["from"] == before.as_str() && history[0]["to"] == after.as_str());
+    println!(
+        "--watch: swapped {:.1?} after the file changed",
+        started.elapsed()
+    );
+    ensure!(terminate(&mut weir)?.success());
+    Ok(())
+}

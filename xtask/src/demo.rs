@@ -124,15 +124,22 @@ pub fn run(stack: &Stack, args: &DemoArgs) -> Result<()> {
         "==> starting weir run pipelines/demo.toml and the generator ({} events/s)",
         args.rate
     );
+    let admin_token = std::env::var("WEIR_ADMIN_TOKEN").unwrap_or_else(|_| "demo".to_owned());
     let mut pipeline = Command::new(&weir)
         .args(["run", "pipelines/demo.toml"])
         .current_dir(stack.repo())
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("WEIR_LOG_FORMAT", "text")
+        // The admin API's changes (hot swap) need a token: the demo's is `demo`.
+        .env("WEIR_ADMIN_TOKEN", &admin_token)
         .stdout(Stdio::null())
         .stderr(log_file(&logs, "weir.log")?)
         .spawn()
         .context("cannot start weir run")?;
+    println!(
+        "==> admin API on http://127.0.0.1:7878 (token `{admin_token}`): try \
+         `WEIR_ADMIN_TOKEN={admin_token} cargo run -q -p weir -- plugin list`"
+    );
     let mut generator = Command::new(&weir)
         .args(["generate", "--seed", &seed, "--start", &now])
         .args([

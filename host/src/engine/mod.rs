@@ -80,6 +80,10 @@ pub struct RunArgs {
     /// Where the admin API listens (port 0: any free port; the log says which).
     #[arg(long, env = "WEIR_ADMIN_ADDR", default_value = "127.0.0.1:7878")]
     pub admin_addr: std::net::SocketAddr,
+    /// Swap a stage's plugin when its file changes on disk (after the same
+    /// checks as the admin API).
+    #[arg(long)]
+    pub watch: bool,
     /// The bearer token the admin API's changes need (none: changes are refused).
     #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -334,6 +338,18 @@ async fn run_pipeline(
         shards,
     }));
     let watcher = tokio::spawn(Arc::clone(&swapper).watch());
+    let file_watcher = args.watch.then(|| {
+        let files = config
+            .stages
+            .iter()
+            .map(|stage| {
+                let path = pipeline.base_dir.join(stage.plugin.get_ref());
+                let path = std::fs::canonicalize(&path).unwrap_or(path);
+                (stage.name.get_ref().clone(), path)
+            })
+            .collect();
+        tokio::spawn(swap::watch::run(Arc::clone(&swapper), files))
+    });
     admin.register(Arc::clone(&swapper));
     tracing::info!(
         pipeline = %name,
@@ -376,6 +392,9 @@ async fn run_pipeline(
     }
     admin.unregister(&name);
     watcher.abort();
+    if let Some(file_watcher) = file_watcher {
+        file_watcher.abort();
+    }
     // Delivery ends when every shard has; the threads are finishing.
     let (panicked, failed) = tokio::task::spawn_blocking(move || {
         let mut panicked = usize::from(source_thread.join().is_err());

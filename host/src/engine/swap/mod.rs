@@ -5,9 +5,11 @@
 
 //! - [`swapper`]: the [`Swapper`] of a running pipeline: checks, cut-over,
 //!   history, rollbacks (asked for, or automatic on probation).
+//! - [`watch`]: `weir run --watch`, a swap when a plugin file changes.
 
 pub mod order;
 pub mod swapper;
+pub mod watch;
 
 pub use order::{AggregatorVersion, Order, Report, Reports};
 pub use swapper::{StageInfo, SwapError, SwapRecord, Swapper, SwapperParts, VersionInfo};
