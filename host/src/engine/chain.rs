@@ -15,6 +15,10 @@ use crate::plugin::{
 };
 use crate::sink::RowSchema;
 
+/// On probation, a batch in which the new version rejects more than half
+/// of the records, and at least this many, counts as a failure.
+const PROBATION_MIN_REJECTED: usize = 8;
+
 /// A state update the aggregator computed: partition, key, result.
 type Update = (i32, Vec<u8>, Folded);
 
@@ -199,8 +203,9 @@ impl Chain {
     }
 
     /// [`Self::process`], all or nothing for stage `guarded` (a new plugin
-    /// version on probation): if it traps on the batch, nothing of the batch
-    /// is kept — no state, no dead letters — and the trap is returned.
+    /// version on probation): if it traps on the batch, or rejects more than
+    /// half of its records, nothing of the batch is kept — no state, no dead
+    /// letters — and why is returned.
     pub fn process_guarded(
         &mut self,
         source: &Batch,
@@ -276,17 +281,33 @@ impl Chain {
         }
         let batch = current.as_ref().unwrap_or(source);
         let (aggregated, replayed, updates) = self.aggregate(source, batch, &origin, state, dead);
-        if restarts(self) != before {
-            let stage = &self
-                .stage(guarded.expect("restarts are counted when guarded"))
-                .name;
-            let reason = dead[dead_before..]
-                .iter()
-                .rev()
-                .find(|letter| letter.stage == *stage && letter.kind == Kind::Trapped)
-                .map_or_else(|| "it trapped".to_owned(), |letter| letter.reason.clone());
-            dead.truncate(dead_before);
-            return Err(reason);
+        if let Some(index) = guarded {
+            let stage = &self.stage(index).name;
+            let ours = |letter: &&DeadLetter| letter.stage == *stage;
+            let failure = if restarts(self) != before {
+                Some(
+                    dead[dead_before..]
+                        .iter()
+                        .filter(ours)
+                        .rfind(|letter| letter.kind == Kind::Trapped)
+                        .map_or_else(|| "it trapped".to_owned(), |letter| letter.reason.clone()),
+                )
+            } else {
+                // Errors above the probation threshold count as a failure too.
+                let rejected = dead[dead_before..].iter().filter(ours).count();
+                (rejected >= PROBATION_MIN_REJECTED
+                    && rejected * 2 > source.records.len())
+                .then(|| {
+                    format!(
+                        "it rejected {rejected} of {} records in one batch (more than half)",
+                        source.records.len()
+                    )
+                })
+            };
+            if let Some(reason) = failure {
+                dead.truncate(dead_before);
+                return Err(reason);
+            }
         }
         for (partition, key, folded) in updates {
             state.update(partition, &key, folded);
