@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::swap::{StageInfo, SwapError, Swapper};
 
 /// The largest component the API takes.
-const MAX_COMPONENT_BYTES: usize = 256 << 20;
+const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
 /// The running pipelines, as the API sees them.
 pub struct Admin {
@@ -105,17 +105,33 @@ impl Admin {
 
 /// The API's routes over `admin`.
 pub fn router(admin: Arc<Admin>) -> Router {
-    Router::new()
-        .route("/pipelines", get(list))
-        .route("/pipelines/{pipeline}", get(describe))
-        .route("/pipelines/{pipeline}/history", get(history))
+    // Changes are authorized before their body is read.
+    let changes = Router::new()
         .route("/pipelines/{pipeline}/stages/{stage}/plugin", put(swap))
         .route(
             "/pipelines/{pipeline}/stages/{stage}/rollback",
             post(rollback),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&admin),
+            require_token,
+        ));
+    Router::new()
+        .route("/pipelines", get(list))
+        .route("/pipelines/{pipeline}", get(describe))
+        .route("/pipelines/{pipeline}/history", get(history))
+        .merge(changes)
         .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
         .with_state(admin)
+}
+
+async fn require_token(
+    State(admin): State<Arc<Admin>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    admin.authorize(request.headers())?;
+    Ok(next.run(request).await)
 }
 
 /// Serves the API on `listener` until `stop` resolves.
@@ -184,10 +200,8 @@ async fn swap(
     State(admin): State<Arc<Admin>>,
     Path((pipeline, stage)): Path<(String, String)>,
     Query(upload): Query<Upload>,
-    headers: HeaderMap,
     component: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    admin.authorize(&headers)?;
     let swapper = admin.pipeline(&pipeline)?;
     if component.is_empty() {
         return Err(ApiError(
@@ -196,17 +210,22 @@ async fn swap(
         ));
     }
     let origin = upload.origin.unwrap_or_else(|| "upload".to_owned());
-    let record = swapper.swap(&stage, component.to_vec(), origin).await?;
+    // A swap runs to its end even if the client goes away.
+    let record =
+        tokio::spawn(async move { swapper.swap(&stage, component.to_vec(), origin).await })
+            .await
+            .map_err(|error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))??;
     Ok(Json(record))
 }
 
 async fn rollback(
     State(admin): State<Arc<Admin>>,
     Path((pipeline, stage)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    admin.authorize(&headers)?;
-    let record = admin.pipeline(&pipeline)?.rollback(&stage).await?;
+    let swapper = admin.pipeline(&pipeline)?;
+    let record = tokio::spawn(async move { swapper.rollback(&stage).await })
+        .await
+        .map_err(|error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))??;
     Ok(Json(record))
 }
 

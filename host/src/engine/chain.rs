@@ -48,6 +48,11 @@ impl Stage {
         })
     }
 
+    /// Makes a trap fail the whole call (on probation) or isolate records.
+    pub fn set_fail_fast(&mut self, fail_fast: bool) {
+        self.worker.set_fail_fast(fail_fast);
+    }
+
     fn fail(&self, record: RecordRef<'_>, failure: Failure) -> DeadLetter {
         DeadLetter::failed(record, &self.name, &self.plugin, failure)
     }
@@ -121,8 +126,8 @@ impl Chain {
     /// Makes a trap in stage `index` fail its whole call (on probation).
     pub fn set_fail_fast(&mut self, index: usize, fail_fast: bool) {
         match self.stages.get_mut(index) {
-            Some(stage) => stage.worker.set_fail_fast(fail_fast),
-            None => self.aggregator.worker.set_fail_fast(fail_fast),
+            Some(stage) => stage.set_fail_fast(fail_fast),
+            None => self.aggregator.set_fail_fast(fail_fast),
         }
     }
 
@@ -294,15 +299,19 @@ impl Chain {
                 )
             } else {
                 // Errors above the probation threshold count as a failure too.
-                let rejected = dead[dead_before..].iter().filter(ours).count();
-                (rejected >= PROBATION_MIN_REJECTED
-                    && rejected * 2 > source.records.len())
-                .then(|| {
-                    format!(
-                        "it rejected {rejected} of {} records in one batch (more than half)",
-                        source.records.len()
-                    )
-                })
+                let rejected = dead[dead_before..]
+                    .iter()
+                    .filter(ours)
+                    .filter(|letter| letter.kind == Kind::Rejected)
+                    .count();
+                (rejected >= PROBATION_MIN_REJECTED && rejected * 2 > source.records.len()).then(
+                    || {
+                        format!(
+                            "it rejected {rejected} of {} records in one batch (more than half)",
+                            source.records.len()
+                        )
+                    },
+                )
             };
             if let Some(reason) = failure {
                 dead.truncate(dead_before);

@@ -228,7 +228,10 @@ async fn run_pipeline(
     for id in 0..shards {
         let mut stages = Vec::with_capacity(plugins.len());
         for (plugin, context) in plugins.iter().zip(&contexts) {
-            stages.push(Stage::new(plugin, Arc::clone(context))?);
+            // A plugin's `init` may write to stdio, which blocks: not on an async thread.
+            stages.push(tokio::task::block_in_place(|| {
+                Stage::new(plugin, Arc::clone(context))
+            })?);
         }
         let aggregator = stages.pop().expect("stages");
         let chain = Chain::new(
@@ -333,7 +336,9 @@ async fn run_pipeline(
             .map(|_| RegistryClient::new(&args.registry_url)),
         router: {
             let consumer = Arc::clone(&consumer);
-            Arc::new(move |order: &Arc<swap::Order>| consumer.context().broadcast(order))
+            Arc::new(move |order: &Arc<swap::Order>, wait: Duration| {
+                consumer.context().broadcast(order, wait)
+            })
         },
         shards,
     }));

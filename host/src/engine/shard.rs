@@ -45,6 +45,9 @@ pub enum Input {
         partitions: Vec<i32>,
         /// The group took them without asking; writing is too late.
         lost: bool,
+        /// Set when the source stopped waiting for this revocation: the
+        /// partitions may have a new owner by now, so nothing is written.
+        abandoned: Arc<std::sync::atomic::AtomicBool>,
         /// Told once their last flush is committed (or forgotten, if lost).
         done: std::sync::mpsc::Sender<()>,
     },
@@ -181,9 +184,11 @@ pub fn run(
                             "The new plugin version trapped on probation; this shard went back to the previous one."
                         );
                         let stage = failed.order.stage;
+                        let mut previous = failed.previous;
+                        previous.set_fail_fast(false);
                         chain.replace(
                             stage,
-                            failed.previous,
+                            previous,
                             failed
                                 .previous_aggregator
                                 .as_ref()
@@ -259,6 +264,10 @@ pub fn run(
                             previous_aggregator =
                                 Some(std::mem::replace(&mut aggregator, new.clone()));
                         }
+                        // One probation at a time: a newer swap ends the one before.
+                        if let Some(ended) = probation.take() {
+                            chain.set_fail_fast(ended.order.stage, false);
+                        }
                         chain.set_fail_fast(order.stage, order.probation.is_some());
                         probation = order.probation.map(|window| Probation {
                             order: Arc::clone(&order),
@@ -276,7 +285,14 @@ pub fn run(
                 continue;
             }
             Ok(Input::Restore { partition, entries }) => {
-                let entries = migrate(&mut chain, partition, entries, aggregator.state_version)?;
+                // State of another version is migrated when its key is next
+                // used; its row is refreshed like after a swap.
+                stale.extend(
+                    entries
+                        .iter()
+                        .filter(|(_, stored)| stored.state_version != aggregator.state_version)
+                        .map(|(key, _)| (partition, key.clone())),
+                );
                 state.restore(partition, entries);
                 owned.insert(partition);
                 stats.set_keys(settings.id, state.len() as u64);
@@ -284,9 +300,10 @@ pub fn run(
             Ok(Input::Revoke {
                 partitions,
                 lost,
+                abandoned,
                 done: ack,
             }) => {
-                if lost {
+                if lost || abandoned.load(std::sync::atomic::Ordering::Relaxed) {
                     // Whatever was not committed, the new owner reads again.
                     for partition in &partitions {
                         forget(*partition, &mut state, &mut owned, &mut offsets, &mut dead);
@@ -465,31 +482,4 @@ fn keep_owned(chunk: Chunk, owned: &HashSet<i32>) -> Chunk {
             .filter(|(p, _)| owned.contains(p))
             .collect(),
     }
-}
-
-/// Restored entries in the plugin's state version: state an older (or
-/// newer) plugin version wrote goes through the plugin's `migrate`.
-fn migrate(
-    chain: &mut Chain,
-    partition: i32,
-    mut entries: HashMap<Vec<u8>, Stored>,
-    version: u32,
-) -> Result<HashMap<Vec<u8>, Stored>, String> {
-    for (key, stored) in &mut entries {
-        if stored.state_version == version {
-            continue;
-        }
-        stored.state = chain
-            .migrate(stored.state_version, &stored.state)
-            .map_err(|failure| {
-                format!(
-                    "partition {partition}, key `{}`: the changelog holds state version {} and \
-                     the aggregator (version {version}) cannot migrate it: {failure}",
-                    String::from_utf8_lossy(key),
-                    stored.state_version
-                )
-            })?;
-        stored.state_version = version;
-    }
-    Ok(entries)
 }

@@ -142,6 +142,7 @@ impl SourceContext {
 
     fn revoked(&self, consumer: &BaseConsumer<Self>, partitions: &TopicPartitionList) {
         let lost = consumer.assignment_lost();
+        let abandoned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let numbers: Vec<i32> = partitions
             .elements()
             .iter()
@@ -164,13 +165,15 @@ impl SourceContext {
             }
             let (ack, acks) = std::sync::mpsc::channel();
             let mut sent = 0;
+            let deadline = Instant::now() + REVOKE_WAIT;
             for (shard, partitions) in per_shard {
                 let input = Input::Revoke {
                     partitions,
                     lost,
+                    abandoned: std::sync::Arc::clone(&abandoned),
                     done: ack.clone(),
                 };
-                if router.shards[shard].send(input).is_ok() {
+                if send_until(&router.shards[shard], input, deadline) {
                     sent += 1;
                 }
             }
@@ -186,6 +189,9 @@ impl SourceContext {
             }
         }
         if confirmed < sent {
+            // Too late now: the partitions may go to another instance, so
+            // the shards must not write them any more.
+            abandoned.store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(
                 partitions = ?numbers,
                 waited = ?REVOKE_WAIT,
@@ -203,18 +209,28 @@ impl SourceContext {
     }
 
     /// Queues `order` on every shard, after what each has queued already
-    /// (so it takes effect at a batch boundary). Fails once the pipeline stops.
-    pub fn broadcast(&self, order: &std::sync::Arc<super::swap::Order>) -> Result<(), String> {
+    /// (so it takes effect at a batch boundary). Fails once the pipeline
+    /// stops, or when a shard's queue stays full for `wait`; returns how
+    /// many shards have it.
+    pub fn broadcast(
+        &self,
+        order: &std::sync::Arc<super::swap::Order>,
+        wait: Duration,
+    ) -> Result<usize, String> {
         let shards = self.router().shards.clone();
         if shards.is_empty() {
             return Err("the pipeline is stopping".to_owned());
         }
-        for shard in shards {
-            shard
-                .send(Input::Swap(std::sync::Arc::clone(order)))
-                .map_err(|_| "the pipeline is stopping".to_owned())?;
+        let deadline = Instant::now() + wait;
+        for (index, shard) in shards.iter().enumerate() {
+            if !send_until(shard, Input::Swap(std::sync::Arc::clone(order)), deadline) {
+                return Err(format!(
+                    "shard {index} did not take the order within {wait:?} (the pipeline is \
+                     stopping, or its sinks are stalled)"
+                ));
+            }
         }
-        Ok(())
+        Ok(shards.len())
     }
 
     /// Drops the shards' senders: they finish once their queues are empty.
@@ -240,6 +256,22 @@ impl ConsumerContext for SourceContext {
                 tracing::warn!(%error, "Rebalance failed; the group retries.")
             }
         }
+    }
+}
+
+/// Sends `input` to a shard, waiting while its queue is full, but not past
+/// `deadline`; false when it could not.
+fn send_until(shard: &SyncSender<Input>, mut input: Input, deadline: Instant) -> bool {
+    loop {
+        match shard.try_send(input) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(back)) => input = back,
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

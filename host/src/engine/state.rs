@@ -205,7 +205,6 @@ impl KeyedState {
         };
         entry.state = state;
         entry.version = version;
-        entry.generation = generation;
         entry.applied = entry.applied.max(applied);
         entry.last_event = entry.last_event.max(last_event);
         if !entry.changed {
@@ -215,6 +214,7 @@ impl KeyedState {
         if row.is_some() {
             entry.row = row;
             entry.row_generation = generation;
+            entry.generation = generation;
         }
     }
 

@@ -32,6 +32,8 @@ const ROWS_PER_STATEMENT: usize = 1024;
 /// Upserts rows into one table.
 pub struct PostgresSink {
     pool: PgPool,
+    /// The table's columns as of the last migration.
+    columns: std::sync::Mutex<Vec<String>>,
     table: String,
     key_column: String,
     schema: RowSchema,
@@ -66,9 +68,10 @@ impl PostgresSink {
             .connect_with(options)
             .await
             .map_err(database)?;
-        let upsert = upsert_statement(table, key_column, &schema);
+        let upsert = upsert_statement(table, key_column, &schema, &[]);
         Ok(Self {
             pool,
+            columns: std::sync::Mutex::default(),
             table: table.to_owned(),
             key_column: key_column.to_owned(),
             schema,
@@ -121,6 +124,15 @@ impl PostgresSink {
         .fetch_all(&mut *transaction)
         .await
         .map_err(|source| self.error(source))?;
+        let mut all = existing.clone();
+        all.extend(
+            schema
+                .columns
+                .iter()
+                .filter(|c| !existing.contains(&c.name))
+                .map(|c| c.name.clone()),
+        );
+        *self.columns.lock().expect("not poisoned") = all;
         for column in &schema.columns {
             if existing.contains(&column.name) {
                 continue;
@@ -221,9 +233,17 @@ impl PostgresSink {
         Ok(result.rows_affected())
     }
 
-    /// The upsert statement of rows shaped by `schema`.
+    /// The upsert statement of rows shaped by `schema`: it also clears the
+    /// table's columns `schema` lacks (as of the last migration).
     pub fn statement(&self, schema: &RowSchema) -> String {
-        upsert_statement(&self.table, &self.key_column, schema)
+        let columns = self.columns.lock().expect("not poisoned");
+        let others: Vec<String> = columns
+            .iter()
+            .filter(|name| **name != self.key_column)
+            .filter(|name| !schema.columns.iter().any(|c| c.name == **name))
+            .cloned()
+            .collect();
+        upsert_statement(&self.table, &self.key_column, schema, &others)
     }
 
     /// The connection pool (for readers in tests and tools).
@@ -249,7 +269,12 @@ fn array<'a, T>(
 
 /// `INSERT ... SELECT * FROM UNNEST($1::TEXT[], ...) ON CONFLICT (key) DO UPDATE ...`:
 /// one statement and one round trip for a whole batch, values bound as arrays.
-fn upsert_statement(table: &str, key_column: &str, schema: &RowSchema) -> String {
+fn upsert_statement(
+    table: &str,
+    key_column: &str,
+    schema: &RowSchema,
+    others: &[String],
+) -> String {
     let key = quote_ident(key_column);
     let names: Vec<String> = std::iter::once(key.clone())
         .chain(schema.columns.iter().map(|c| quote_ident(&c.name)))
@@ -259,9 +284,16 @@ fn upsert_statement(table: &str, key_column: &str, schema: &RowSchema) -> String
         .enumerate()
         .map(|(i, kind)| format!("${}::{kind}[]", i + 1))
         .collect();
+    // Columns of the table this schema does not have (another version of
+    // the plugin added them) are cleared: a row is this version's, whole.
     let updates: Vec<String> = names[1..]
         .iter()
         .map(|name| format!("{name} = EXCLUDED.{name}"))
+        .chain(
+            others
+                .iter()
+                .map(|name| format!("{} = NULL", quote_ident(name))),
+        )
         .collect();
     let on_conflict = if updates.is_empty() {
         "DO NOTHING".to_owned()
@@ -290,7 +322,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            upsert_statement("sessions", "SESSION_ID", &schema),
+            upsert_statement("sessions", "SESSION_ID", &schema, &[]),
             "INSERT INTO \"sessions\" (\"SESSION_ID\", \"USER_ID\", \"EVENTS\") \
              SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[]) \
              ON CONFLICT (\"SESSION_ID\") DO UPDATE SET \"USER_ID\" = EXCLUDED.\"USER_ID\", \

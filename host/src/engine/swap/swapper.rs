@@ -164,8 +164,9 @@ pub struct SwapperParts {
     pub shards: usize,
 }
 
-/// Sends an order to every shard (blocking until each has it queued).
-pub type Router = Arc<dyn Fn(&Arc<Order>) -> Result<(), String> + Send + Sync>;
+/// Sends an order to every shard (blocking until each has it queued, for
+/// at most the given time).
+pub type Router = Arc<dyn Fn(&Arc<Order>, Duration) -> Result<usize, String> + Send + Sync>;
 
 /// Swaps the plugins of one running pipeline, one swap at a time.
 pub struct Swapper {
@@ -440,13 +441,10 @@ impl Swapper {
             probation: (action == "swap").then_some(PROBATION),
             reports: Arc::clone(&self.reports),
         });
-        let router = Arc::clone(&self.router);
-        {
-            let order = Arc::clone(&order);
-            tokio::task::spawn_blocking(move || router(&order))
-                .await
-                .map_err(|error| SwapError::Incomplete(error.to_string()))?
-                .map_err(SwapError::Incomplete)?;
+        if let Err(error) = self.send(&order).await {
+            // Some shards may have it: put them back on the running version.
+            self.compensate(index, slot).await;
+            return Err(SwapError::Incomplete(error));
         }
         let count = self.shard_count();
         // Every shard answers with a cut-over or a failure.
@@ -456,9 +454,12 @@ impl Swapper {
             if let Some(Report::Failed { shard, reason, .. }) =
                 reports.iter().find(|r| matches!(r, Report::Failed { .. }))
             {
-                return Err(SwapError::Incomplete(format!(
-                    "shard {shard} could not start the new version: {reason}"
-                )));
+                let message = format!(
+                    "shard {shard} could not start the new version ({reason}); every shard went back to the running version"
+                );
+                self.reports.forget(id);
+                self.compensate(index, slot).await;
+                return Err(SwapError::Incomplete(message));
             }
             let done = reports
                 .iter()
@@ -519,11 +520,47 @@ impl Swapper {
                 return Ok(record);
             }
             if cut_over.is_none() && waited > CUT_OVER_WAIT {
+                // The order stays queued on the slow shards; the running
+                // version follows it on every shard, so all end on it.
+                self.reports.forget(id);
+                self.compensate(index, slot).await;
                 return Err(SwapError::Incomplete(format!(
-                    "{done} of {count} shards cut over within {CUT_OVER_WAIT:?}"
+                    "{done} of {count} shards cut over within {CUT_OVER_WAIT:?}; every shard goes back to the running version"
                 )));
             }
             self.reports.changed(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Queues `order` on every shard.
+    async fn send(&self, order: &Arc<Order>) -> Result<usize, String> {
+        let router = Arc::clone(&self.router);
+        let order = Arc::clone(order);
+        tokio::task::spawn_blocking(move || router(&order, CUT_OVER_WAIT))
+            .await
+            .map_err(|error| error.to_string())?
+    }
+
+    /// Puts every shard back on the stage's running version (after a swap
+    /// that some shards may have taken and others not).
+    async fn compensate(&self, index: usize, slot: &StageSlot) {
+        let order = Arc::new(Order {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            stage: index,
+            plugin: Arc::clone(&slot.current.plugin),
+            context: Arc::clone(&slot.context),
+            aggregator: slot.current.aggregator.clone(),
+            requested: Instant::now(),
+            probation: None,
+            reports: Arc::new(Reports::default()),
+        });
+        if let Err(error) = self.send(&order).await {
+            tracing::error!(
+                pipeline = %self.pipeline,
+                stage = %slot.name,
+                %error,
+                "Could not put every shard back on the running version."
+            );
         }
     }
 
