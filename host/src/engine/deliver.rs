@@ -134,6 +134,25 @@ pub async fn run<C: ConsumerContext + 'static>(
     while let Some(mut flush) = flushes.recv().await {
         let started = Instant::now();
         let queued = flush.made.elapsed();
+        // State of partitions this instance no longer holds (lost to the
+        // group while the flush waited) is their new owner's to write.
+        if !flush.changelog.is_empty()
+            && let Ok(assignment) = consumer.assignment()
+        {
+            let before = flush.changelog.len();
+            flush.changelog.retain(|record| {
+                assignment
+                    .find_partition(&sinks.topic, record.partition)
+                    .is_some()
+            });
+            if flush.changelog.len() < before {
+                tracing::warn!(
+                    pipeline = %sinks.pipeline,
+                    dropped = before - flush.changelog.len(),
+                    "Changelog records of partitions no longer held were not written."
+                );
+            }
+        }
         write_with_retries(&sinks, &flush, &stop).await?;
         let written = started.elapsed();
         let rows: usize = flush.rows.iter().map(|(_, rows)| rows.len()).sum();
