@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use weir_tests::oracle::check_run;
 use weir_tests::pipeline::{
-    Names, Scenario, demo_pipeline, generate, progress, terminate, wait_caught_up,
+    Scenario, demo_pipeline, generate, progress, terminate, wait_caught_up,
 };
 use weir_tests::{Stack, unique};
 
@@ -279,7 +279,8 @@ fn instances_share_partitions_and_take_over_from_a_killed_one() -> Result<()> {
 
 /// How long the pipeline of `names` takes to commit everything that was
 /// in its input at the call.
-fn catch_up(stack: &Stack, names: &Names, weir: &mut Child, limit: Duration) -> Result<Duration> {
+fn catch_up(run: &Scenario, weir: &mut Child, limit: Duration) -> Result<Duration> {
+    let (stack, names) = (&run.stack, &run.names);
     let started = Instant::now();
     // Right after a broker restart the group's coordinator may not answer yet.
     let target = loop {
@@ -297,7 +298,8 @@ fn catch_up(stack: &Stack, names: &Names, weir: &mut Child, limit: Duration) -> 
     loop {
         ensure!(
             matches!(weir.try_wait(), Ok(None)),
-            "weir exited during an outage"
+            "weir exited during an outage; its log ends with:\n{}",
+            run.log_tail("weir.log", 40)
         );
         if let Ok((committed, _)) = progress(stack, &names.group(), &names.events)
             && committed
@@ -334,7 +336,7 @@ fn broker_and_database_outages_lose_nothing_and_weir_catches_up_by_itself() -> R
     std::thread::sleep(Duration::from_secs(5));
     run.stack.start_service("kafka")?;
     println!("broker back at {:.1?}", started.elapsed());
-    let took = catch_up(&run.stack, &run.names, &mut weir, Duration::from_secs(180))?;
+    let took = catch_up(&run, &mut weir, Duration::from_secs(180))?;
     println!("caught up {took:.1?} after the broker came back");
 
     std::thread::sleep(Duration::from_secs(3));
@@ -343,11 +345,13 @@ fn broker_and_database_outages_lose_nothing_and_weir_catches_up_by_itself() -> R
     std::thread::sleep(Duration::from_secs(30));
     ensure!(
         matches!(weir.try_wait(), Ok(None)),
-        "weir exited while PostgreSQL was down"
+        "weir exited while PostgreSQL was down; its log ends with:
+{}",
+        run.log_tail("weir.log", 40)
     );
     run.stack.start_service("postgres")?;
     println!("PostgreSQL back at {:.1?}", started.elapsed());
-    let took = catch_up(&run.stack, &run.names, &mut weir, Duration::from_secs(180))?;
+    let took = catch_up(&run, &mut weir, Duration::from_secs(180))?;
     println!("caught up {took:.1?} after PostgreSQL came back");
 
     let counts = generator.join().expect("the generator thread")?;

@@ -95,21 +95,34 @@ pub fn demo_pipeline(dir: &Path, names: &Names, source_extra: &str) -> Result<Pa
     Ok(path)
 }
 
-/// Creates `topic` with `partitions` partitions.
+/// Creates `topic` with `partitions` partitions (retrying for a while: a
+/// broker just restarted by another test may not take requests yet).
 pub async fn create_topic(stack: &Stack, topic: &str, partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &stack.bootstrap)
         .create()?;
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await?;
-    for result in results {
-        result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
+    let started = Instant::now();
+    loop {
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+            )
+            .await;
+        match results {
+            Ok(results) => {
+                for result in results {
+                    result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
+                }
+                return Ok(());
+            }
+            Err(error) if started.elapsed() < Duration::from_secs(60) => {
+                eprintln!("creating {topic}: {error}; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
-    Ok(())
 }
 
 /// `weir generate` with `args` (the command's own options) against the stack.
@@ -330,6 +343,13 @@ impl Scenario {
             .rfind(|line| line["fields"]["message"] == message)
             .map(|line| line["fields"].clone())
             .with_context(|| format!("no `{message}` line in {log} yet"))
+    }
+
+    /// The last `lines` lines of `log` (for a failure message).
+    pub fn log_tail(&self, log: &str, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.join(log)).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// A connection pool to the stack's database.
