@@ -351,6 +351,17 @@ impl Swapper {
             return Err(SwapError::NoPrevious(slot.name.clone()));
         };
         version.loaded_at = Utc::now();
+        // The table may have columns this version's statement does not
+        // know yet (a later version added them): its rows clear them.
+        if let (Some(aggregator), Some(postgres)) = (&mut version.aggregator, &self.sinks.postgres)
+        {
+            let output = &aggregator.output;
+            aggregator.output = Arc::new(Output {
+                schema: Arc::clone(&output.schema),
+                kafka_schema_id: output.kafka_schema_id,
+                statement: Some(postgres.statement(&output.schema)),
+            });
+        }
         let record = self.cut_over(index, slot, version, action, reason).await?;
         // The cut-over stacked the version left; a rollback forgets it, and
         // the entry it went back to is the current one now.
