@@ -3,6 +3,9 @@
 //! broken v3 rolled back by itself, refusals that leave the pipeline as it
 //! was, and changes without the token refused. Results are compared with
 //! the SQL oracle of the version in force.
+//!
+//! `cargo xtask test` runs the test under load on a release build (it
+//! prints swap latency against targets), the others with the rest.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -86,19 +86,59 @@ fn run_checks(stack: &Stack) -> Result<()> {
     let xtask = xtask_exe()?;
     // `--show-output` keeps what passing tests print: the broker's version,
     // the registry's schema id, measured figures.
+    let env = [
+        ("WEIR_PYTHON", python.as_os_str()),
+        ("WEIR_XTASK", xtask.as_os_str()),
+    ];
     step("tests", || {
         cargo_with(
-            &["test", "--workspace", "--locked", "--", "--show-output"],
+            &[
+                "test",
+                "--workspace",
+                "--locked",
+                "--",
+                "--show-output",
+                "--skip",
+                SWAP_UNDER_LOAD,
+            ],
             stack,
             None,
+            &env,
+        )
+    })?;
+    // The swap test measures latency against targets: it runs on a release
+    // build, as weir runs in production.
+    step("swap under load (release build)", || {
+        cargo(
+            &["build", "--release", "--locked", "-p", "weir"],
+            stack,
+            None,
+        )?;
+        cargo_with(
             &[
-                ("WEIR_PYTHON", python.as_os_str()),
-                ("WEIR_XTASK", xtask.as_os_str()),
+                "test",
+                "--release",
+                "--locked",
+                "-p",
+                "weir-tests",
+                "--test",
+                "swap",
+                "--",
+                "--show-output",
+                "--exact",
+                SWAP_UNDER_LOAD,
             ],
+            stack,
+            None,
+            &env,
         )
     })?;
     Ok(())
 }
+
+/// The hot-swap test that prints swap latency (`tests/swap.rs`).
+const SWAP_UNDER_LOAD: &str =
+    "session_stats_swapped_back_and_forth_under_load_counts_every_event_once";
 
 fn step<T>(name: &str, run: impl FnOnce() -> Result<T>) -> Result<T> {
     println!("==> {name}");
