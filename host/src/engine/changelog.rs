@@ -253,7 +253,20 @@ pub fn restore(
             continue;
         };
         restored.records += 1;
-        if let Some(key) = message.key() {
+        // weir writes only UTF-8 keys (the sinks need text); anything else
+        // was not written by weir and is left out.
+        let key = message
+            .key()
+            .filter(|key| std::str::from_utf8(key).is_ok_and(|text| !text.contains('\0')));
+        if key.is_none() && message.key().is_some() {
+            tracing::warn!(
+                topic,
+                partition,
+                offset = message.offset(),
+                "A changelog key that is not text weir writes; left out of the restore."
+            );
+        }
+        if let Some(key) = key {
             let keys = restored.partitions.entry(partition).or_default();
             match message.payload() {
                 Some(value) => {
