@@ -9,67 +9,17 @@
 
 use std::process::Child;
 use std::sync::Mutex;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use weir_tests::oracle::check_run;
-use weir_tests::pipeline::{
-    Scenario, demo_pipeline, generate, progress, terminate, wait_caught_up,
-};
-use weir_tests::{Stack, unique};
+use weir_tests::pipeline::{Scenario, demo_pipeline, progress, terminate, wait_caught_up};
 
 /// One fault test at a time: they stop the shared stack's services.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The catalog every pipeline test writes (seed 42), so tests agree on it.
 const SEED: &str = "42";
-
-/// Starts `weir generate` on a thread: `count` events at `rate` per second.
-fn start_generator(
-    run: &Scenario,
-    count: u64,
-    rate: u64,
-) -> JoinHandle<Result<weir::generate::Counts>> {
-    let stack = run.stack.clone();
-    let topic = run.names.events.clone();
-    std::thread::spawn(move || {
-        generate(
-            &stack,
-            &[
-                "--rate",
-                &rate.to_string(),
-                "--seed",
-                SEED,
-                "--sessions",
-                "200",
-                "--count",
-                &count.to_string(),
-                "--topic",
-                &topic,
-                "--progress-every",
-                "3600",
-            ],
-        )
-    })
-}
-
-/// Writes the shared catalog (users and products) before any pipeline loads it.
-fn write_catalog(stack: &Stack) -> Result<()> {
-    generate(
-        stack,
-        &[
-            "--seed",
-            SEED,
-            "--count",
-            "0",
-            "--write-catalog",
-            "--topic",
-            &unique("unused"),
-        ],
-    )?;
-    Ok(())
-}
 
 /// A small pseudo-random source, seeded from the clock; the test prints
 /// what it drew so a failing run can be told apart.
@@ -133,11 +83,11 @@ fn weir_killed_with_sigkill_at_random_moments_counts_every_event_exactly_once() 
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let run = Scenario::new("chaos", 4)?;
-    write_catalog(&run.stack)?;
+    run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
     let pool = run.pool()?;
     let events = 200_000;
-    let generator = start_generator(&run, events, 2_500);
+    let generator = run.start_generator(SEED, events, 2_500, 200);
     let started = Instant::now();
     let mut weir = run.spawn_weir(&pipeline, "weir-0.log", &[])?;
     let mut draw = Draw::new();
@@ -225,10 +175,10 @@ fn instances_share_partitions_and_take_over_from_a_killed_one() -> Result<()> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let run = Scenario::new("scale", 6)?;
-    write_catalog(&run.stack)?;
+    run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
     let events = 200_000;
-    let generator = start_generator(&run, events, 5_000);
+    let generator = run.start_generator(SEED, events, 5_000, 200);
     let started = Instant::now();
     let mut a = run.spawn_weir(&pipeline, "a.log", &["--shards", "1"])?;
     let mut b = run.spawn_weir(&pipeline, "b.log", &["--shards", "1"])?;
@@ -323,10 +273,10 @@ fn broker_and_database_outages_lose_nothing_and_weir_catches_up_by_itself() -> R
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let run = Scenario::new("outage", 4)?;
-    write_catalog(&run.stack)?;
+    run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
     let events = 150_000;
-    let generator = start_generator(&run, events, 3_000);
+    let generator = run.start_generator(SEED, events, 3_000, 200);
     let started = Instant::now();
     let mut weir = run.spawn_weir(&pipeline, "weir.log", &[])?;
     std::thread::sleep(Duration::from_secs(8));

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use weir_tests::Stack;
 use weir_tests::oracle::{check_avro, differences_in, load_raw, oracle_query, read_topic};
 use weir_tests::pipeline::{Scenario, demo_pipeline, generate, terminate, wait_caught_up};
-use weir_tests::{Stack, unique};
 
 const TOKEN: &str = "swap-test-token";
 const SEED: &str = "42";
@@ -131,46 +131,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn session_stats_swapped_back_and_forth_under_load_counts_every_event_once() -> Result<()> {
     let run = Scenario::new("swap", 4)?;
     let (stack, names) = (&run.stack, &run.names);
-    generate(
-        stack,
-        &[
-            "--seed",
-            SEED,
-            "--count",
-            "0",
-            "--write-catalog",
-            "--topic",
-            &unique("unused"),
-        ],
-    )?;
+    run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, names, "")?;
     let mut weir = run.spawn_weir(&pipeline, "weir.log", &["--admin-token", TOKEN])?;
     let api = Api::find(&run, "weir.log")?;
 
     let events: u64 = 400_000;
-    let generator = {
-        let stack = stack.clone();
-        let topic = names.events.clone();
-        std::thread::spawn(move || {
-            generate(
-                &stack,
-                &[
-                    "--rate",
-                    "20000",
-                    "--seed",
-                    SEED,
-                    "--sessions",
-                    "2000",
-                    "--count",
-                    &events.to_string(),
-                    "--topic",
-                    &topic,
-                    "--progress-every",
-                    "3600",
-                ],
-            )
-        })
-    };
+    let generator = run.start_generator(SEED, events, 20_000, 2_000);
     // Let the pipeline start and the load settle.
     std::thread::sleep(Duration::from_secs(4));
     let v1 = api.running(&names.pipeline, "session-stats")?;
@@ -318,18 +285,7 @@ fn session_stats_swapped_back_and_forth_under_load_counts_every_event_once() -> 
 fn bad_components_and_missing_tokens_are_refused_and_change_nothing() -> Result<()> {
     let run = Scenario::new("refuse", 2)?;
     let (stack, names) = (&run.stack, &run.names);
-    generate(
-        stack,
-        &[
-            "--seed",
-            SEED,
-            "--count",
-            "0",
-            "--write-catalog",
-            "--topic",
-            &unique("unused"),
-        ],
-    )?;
+    run.write_catalog(SEED)?;
     generate(
         stack,
         &[
@@ -422,19 +378,8 @@ fn set_compatibility(stack: &Stack, subject: &str, level: &str) -> Result<()> {
 #[test]
 fn weir_run_watch_swaps_a_plugin_whose_file_changes() -> Result<()> {
     let run = Scenario::new("watch", 1)?;
-    let (stack, names) = (&run.stack, &run.names);
-    generate(
-        stack,
-        &[
-            "--seed",
-            SEED,
-            "--count",
-            "0",
-            "--write-catalog",
-            "--topic",
-            &unique("unused"),
-        ],
-    )?;
+    let names = &run.names;
+    run.write_catalog(SEED)?;
     // The pipeline's plugins are copies this test can overwrite.
     let plugins = run.dir.join("plugins");
     std::fs::create_dir_all(&plugins)?;

@@ -345,6 +345,58 @@ impl Scenario {
             .with_context(|| format!("no `{message}` line in {log} yet"))
     }
 
+    /// Writes the shop's catalog of seed `seed` (users and products) to
+    /// the shared tables, for the enrichment stage: before weir starts.
+    pub fn write_catalog(&self, seed: &str) -> Result<()> {
+        let unused = unique("unused");
+        generate(
+            &self.stack,
+            &[
+                "--seed",
+                seed,
+                "--count",
+                "0",
+                "--write-catalog",
+                "--topic",
+                &unused,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// `weir generate` into the scenario's input topic on a thread: `count`
+    /// events of seed `seed` at `rate` per second, `sessions` live at once.
+    pub fn start_generator(
+        &self,
+        seed: &str,
+        count: u64,
+        rate: u64,
+        sessions: u64,
+    ) -> JoinHandle<Result<weir::generate::Counts>> {
+        let stack = self.stack.clone();
+        let args: Vec<String> = [
+            "--rate",
+            &rate.to_string(),
+            "--seed",
+            seed,
+            "--sessions",
+            &sessions.to_string(),
+            "--count",
+            &count.to_string(),
+            "--topic",
+            &self.names.events,
+            "--progress-every",
+            "3600",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            generate(&stack, &args)
+        })
+    }
+
     /// The last `lines` lines of `log` (for a failure message).
     pub fn log_tail(&self, log: &str, lines: usize) -> String {
         let text = std::fs::read_to_string(self.dir.join(log)).unwrap_or_default();
