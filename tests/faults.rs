@@ -275,28 +275,52 @@ fn broker_and_database_outages_lose_nothing_and_weir_catches_up_by_itself() -> R
     let run = Scenario::new("outage", 4)?;
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
-    let events = 150_000;
-    let generator = run.start_generator(SEED, events, 3_000, 200);
+    // The second part's generator starts the same sessions again: no key
+    // may be evicted in between (an evicted key that comes back starts a
+    // new aggregate, which the oracle does not model).
+    let text = std::fs::read_to_string(&pipeline)?;
+    ensure!(
+        text.contains("idle_timeout = \"30m\""),
+        "the demo pipeline's idle timeout"
+    );
+    std::fs::write(
+        &pipeline,
+        text.replace("idle_timeout = \"30m\"", "idle_timeout = \"3650d\""),
+    )?;
     let started = Instant::now();
     let mut weir = run.spawn_weir(&pipeline, "weir.log", &[])?;
-    std::thread::sleep(Duration::from_secs(8));
-
+    // The load goes in two parts, none of it written while the broker is
+    // away: a broker that has just restarted can report a topic before all
+    // its partitions and refuse writes to them for a moment. weir's own
+    // writers retry whole flushes; the generator, a plain producer, says
+    // what it could not deliver and stops.
+    let first = run
+        .start_generator(SEED, 100_000, 0, 200)
+        .join()
+        .expect("the generator thread")?;
+    // weir is still working through them when the broker goes.
     run.stack.stop_service("kafka")?;
-    println!("broker stopped at {:.1?}", started.elapsed());
+    println!(
+        "broker stopped at {:.1?}, {} events in",
+        started.elapsed(),
+        first.events
+    );
     std::thread::sleep(Duration::from_secs(5));
     run.stack.start_service("kafka")?;
     println!("broker back at {:.1?}", started.elapsed());
     let took = catch_up(&run, &mut weir, Duration::from_secs(180))?;
     println!("caught up {took:.1?} after the broker came back");
 
+    // The same seed: the same users as the catalog (which enrichment reads),
+    // and the same session keys again, folded onto the first part's.
+    let generator = run.start_generator(SEED, 50_000, 3_000, 200);
     std::thread::sleep(Duration::from_secs(3));
     run.stack.stop_service("postgres")?;
     println!("PostgreSQL stopped at {:.1?}", started.elapsed());
     std::thread::sleep(Duration::from_secs(30));
     ensure!(
         matches!(weir.try_wait(), Ok(None)),
-        "weir exited while PostgreSQL was down; its log ends with:
-{}",
+        "weir exited while PostgreSQL was down; its log ends with:\n{}",
         run.log_tail("weir.log", 40)
     );
     run.stack.start_service("postgres")?;
@@ -304,8 +328,8 @@ fn broker_and_database_outages_lose_nothing_and_weir_catches_up_by_itself() -> R
     let took = catch_up(&run, &mut weir, Duration::from_secs(180))?;
     println!("caught up {took:.1?} after PostgreSQL came back");
 
-    let counts = generator.join().expect("the generator thread")?;
-    ensure!(counts.events == events);
+    let second = generator.join().expect("the generator thread")?;
+    ensure!(first.events + second.events == 150_000);
     wait_caught_up(
         &run.stack,
         &run.names.group(),
@@ -314,7 +338,6 @@ fn broker_and_database_outages_lose_nothing_and_weir_catches_up_by_itself() -> R
         Duration::from_secs(300),
     )?;
     ensure!(terminate(&mut weir)?.success(), "weir stops cleanly");
-    let sessions = check_run(&run.stack, &run.tokio, &run.names)?;
-    ensure!(sessions as u64 == counts.sessions);
+    check_run(&run.stack, &run.tokio, &run.names)?;
     Ok(())
 }
