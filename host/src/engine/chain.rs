@@ -191,11 +191,6 @@ impl Chain {
         refreshed
     }
 
-    /// Converts state an aggregator of `from_version` wrote into this one's version.
-    pub fn migrate(&mut self, from_version: u32, state: &[u8]) -> Result<Vec<u8>, Failure> {
-        self.aggregator.worker.migrate(from_version, state)
-    }
-
     /// Runs `source` through every stage into `state`; failed records go to `dead`.
     pub fn process(
         &mut self,
@@ -391,13 +386,10 @@ impl Chain {
             let done = previous.map_or(i64::MIN, |held| held.applied);
             // A record the key's state already holds (read again after a
             // restart or a rebalance) is skipped: nothing counts twice.
-            let fresh: Vec<u32> = run
-                .iter()
-                .map(|&(_, index)| index)
-                .filter(|&index| batch.records[index as usize].offset > done)
-                .collect();
-            replayed += (run.len() - fresh.len()) as u64;
-            if fresh.is_empty() {
+            let fresh = |&&(_, index): &&(u32, u32)| batch.records[index as usize].offset > done;
+            let skipped = run.len() - run.iter().filter(fresh).count();
+            replayed += skipped as u64;
+            if skipped == run.len() {
                 continue;
             }
             // State another version of the aggregator wrote is migrated first.
@@ -411,7 +403,7 @@ impl Chain {
                             "cannot migrate the key's state from version {}: {failure}",
                             held.version
                         ));
-                        for &index in &fresh {
+                        for &(_, index) in run.iter().filter(fresh) {
                             dead.push(self.aggregator.fail(
                                 source.record(origin[index as usize] as usize),
                                 failure.clone(),
@@ -423,7 +415,7 @@ impl Chain {
             };
             let first = index_u32(grouped.len());
             let (mut latest, mut applied) = (i64::MIN, i64::MIN);
-            for index in fresh {
+            for &(_, index) in run.iter().filter(fresh) {
                 let record = &batch.records[index as usize];
                 latest = latest.max(record.timestamp);
                 applied = applied.max(record.offset);

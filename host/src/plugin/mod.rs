@@ -29,5 +29,5 @@ pub use bindings::types::{Batch, PluginError, Value};
 pub use context::{LookupTables, StageContext};
 pub use error::{Failure, LoadError};
 pub use limits::StageLimits;
-pub use runtime::{CONTRACT_VERSION, Plugin, PluginKind, Runtime, RuntimeOptions};
+pub use runtime::{CONTRACT_VERSION, Plugin, PluginKind, Runtime, RuntimeOptions, sha256_hex};
 pub use worker::{GroupResult, OutputRecord, Verdict, Worker};

@@ -161,10 +161,7 @@ impl Runtime {
     /// Compiles `bytes`, detects the world it exports and its contract
     /// version, refuses what this host cannot run, and pre-instantiates it.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
-        let sha256: String = Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256 = sha256_hex(bytes);
         let component = self.compile(name, bytes, &sha256)?;
         let (kind, version) = detect_world(name, &self.engine, &component)?;
         let link = |error: wasmtime::Error| LoadError::Link {
@@ -388,4 +385,13 @@ pub(super) enum Pre {
     Filter(filter_world::FilterPre<HostState>),
     Transform(transform_world::TransformPre<HostState>),
     Aggregator(aggregator_world::AggregatorPre<HostState>),
+}
+
+/// The SHA-256 of a component, in hex: the version logs, dead letters and
+/// the admin API name a plugin by.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

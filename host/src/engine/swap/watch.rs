@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 
 use super::Swapper;
 
@@ -78,10 +77,7 @@ async fn swap_if_changed(swapper: &Swapper, stage: &str, file: &PathBuf) {
             return;
         }
     };
-    let sha256: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = crate::plugin::sha256_hex(&bytes);
     let running = swapper
         .stages()
         .await
