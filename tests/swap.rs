@@ -315,7 +315,7 @@ fn bad_components_and_missing_tokens_are_refused_and_change_nothing() -> Result<
     set_compatibility(stack, &format!("{}-value", names.avro), "BACKWARD")?;
     let cases = [
         ("wrong_world.wasm", Some(TOKEN), 422, "exports"),
-        ("future_contract.wasm", Some(TOKEN), 422, "0.2.0"),
+        ("future_contract.wasm", Some(TOKEN), 422, "0.3.0"),
         ("field_filter.wasm", Some(TOKEN), 422, "aggregator"),
         ("panicking_counter.wasm", Some(TOKEN), 422, "compatibility"),
         ("session_stats_v2.wasm", None, 401, "Authorization"),

@@ -137,28 +137,32 @@ pub fn run(args: &Args) -> Result<()> {
 
         if wanted("noop-filter") {
             let mut worker = worker(&noop, json!({}), LookupTables::default())?;
+            let none = host::no_fields();
             let wasm = median(args.runs, || {
                 timed(|| {
                     host_batches
                         .iter()
-                        .for_each(|b| drop(black_box(worker.filter(b))))
+                        .for_each(|b| drop(black_box(worker.filter(b, &none))))
                 })
             });
             report("noop-filter", size, events.len(), wasm, None);
         }
         if wanted("field-filter") {
             let mut worker = worker(&field_filter, filter_config(), LookupTables::default())?;
+            let reads = worker.reads().to_vec();
             let wasm = median(args.runs, || {
                 timed(|| {
-                    host_batches
-                        .iter()
-                        .for_each(|b| drop(black_box(worker.filter(b))))
+                    for batch in &host_batches {
+                        let fields = host::read(batch, &reads);
+                        black_box(worker.filter(batch, &fields));
+                    }
                 })
             });
             let native = median(args.runs, || {
                 timed(|| {
-                    for batch in &guest_batches {
-                        black_box(sdk::glue::filter(&native_filter, batch));
+                    for (host_batch, batch) in host_batches.iter().zip(&guest_batches) {
+                        let fields = guest_fields(host::read(host_batch, &reads));
+                        black_box(sdk::glue::filter(&native_filter, batch, &fields));
                     }
                 })
             });
@@ -166,22 +170,26 @@ pub fn run(args: &Args) -> Result<()> {
         }
         if wanted("catalog-enrich") {
             let mut worker = worker(&enrich, enrich_config(), lookup_tables())?;
+            let reads = worker.reads().to_vec();
             let wasm = median(args.runs, || {
                 timed(|| {
-                    host_batches
-                        .iter()
-                        .for_each(|b| drop(black_box(worker.transform(b))))
+                    for batch in &host_batches {
+                        let fields = host::read(batch, &reads);
+                        black_box(worker.transform(batch, &fields));
+                    }
                 })
             });
             // Natively the plugin's own code runs with a map in place of the
             // host import, writing its output the way it does in Wasm.
             let native = median(args.runs, || {
                 timed(|| {
-                    for batch in &guest_batches {
+                    for (host_batch, batch) in host_batches.iter().zip(&guest_batches) {
+                        let fields = guest_fields(host::read(host_batch, &reads));
                         let mut out = Vec::new();
-                        for record in sdk::batch::records(batch) {
+                        for record in sdk::batch::records(batch, &fields, reads.len()) {
+                            let found = record.fields().expect("the benchmark stream is valid");
                             native_enrich
-                                .enrich(record.value, &native_lookup, &mut out)
+                                .enrich(record.value, &found, &native_lookup, &mut out)
                                 .map_err(plugin_error)
                                 .expect("the benchmark stream is valid");
                         }
@@ -193,6 +201,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
         if wanted("session-stats") {
             let mut worker = worker(&stats, json!({}), LookupTables::default())?;
+            let reads = worker.reads().to_vec();
             let host_grouped: Vec<(host::Batch, Vec<host::Group>)> =
                 events.chunks(size).map(host_groups).collect();
             let guest_grouped: Vec<(sdk::Batch, Vec<sdk::bindings::aggregating::Group>)> =
@@ -205,7 +214,8 @@ pub fn run(args: &Args) -> Result<()> {
                         for group in groups.iter_mut() {
                             group.state = states.remove(&group.key);
                         }
-                        let results = worker.aggregate(batch, groups);
+                        let fields = host::read(batch, &reads);
+                        let results = worker.aggregate(batch, &fields, groups);
                         for (group, result) in groups.iter().zip(results) {
                             if let Some(state) = result.state {
                                 states.insert(group.key.clone(), state);
@@ -219,7 +229,9 @@ pub fn run(args: &Args) -> Result<()> {
                 let mut grouped = guest_grouped.clone();
                 let mut states: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
                 timed(|| {
-                    for (batch, groups) in &mut grouped {
+                    for ((host_batch, _), (batch, groups)) in host_grouped.iter().zip(&mut grouped)
+                    {
+                        let fields = guest_fields(host::read(host_batch, &reads));
                         for group in groups.iter_mut() {
                             group.state = states.remove(&group.key);
                         }
@@ -227,6 +239,7 @@ pub fn run(args: &Args) -> Result<()> {
                         let outcomes = sdk::glue::aggregate(
                             &session_stats::SessionStats,
                             batch,
+                            &fields,
                             std::mem::take(groups),
                         );
                         for (key, outcome) in keys.into_iter().zip(outcomes) {
@@ -241,6 +254,22 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The fields the host found, as the guest-side type (natively the SDK's
+/// bindings are a type of their own; same layout).
+fn guest_fields(fields: host::Fields) -> sdk::BatchFields {
+    sdk::BatchFields {
+        first: fields.first,
+        spans: fields
+            .spans
+            .into_iter()
+            .map(|span| sdk::bindings::types::Span {
+                start: span.start,
+                len: span.len,
+            })
+            .collect(),
+    }
 }
 
 fn host_batch(events: &[Event]) -> host::Batch {

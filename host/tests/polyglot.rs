@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::{batch, load};
-use weir::plugin::{Failure, PluginKind, StageContext, Verdict, Worker};
+use weir::plugin::{Batch, Failure, PluginKind, StageContext, Verdict, Worker};
 
 fn check_purchase_filter(name: &str) {
     let started = Instant::now();
     let plugin = load(name);
     let compiled = started.elapsed();
     assert_eq!(plugin.kind, PluginKind::Filter);
-    assert_eq!(plugin.contract_version.to_string(), "0.1.0");
+    assert_eq!(plugin.contract_version.to_string(), "0.2.0");
     let mut worker =
         Worker::new(plugin, Arc::new(StageContext::new("test", name))).expect("starts");
     let records = batch(&[
@@ -24,7 +24,7 @@ fn check_purchase_filter(name: &str) {
         ("s1", "{not json"),
         ("s2", r#"{"event_type":"purchase"}"#),
     ]);
-    let verdicts = worker.filter(&records);
+    let verdicts = filter(&mut worker, &records);
     assert_eq!(verdicts[0], Verdict::Keep);
     assert_eq!(verdicts[1], Verdict::Drop);
     match &verdicts[2] {
@@ -43,4 +43,10 @@ fn a_javascript_filter_runs() {
 #[test]
 fn a_python_filter_runs() {
     check_purchase_filter("python-filter");
+}
+
+// The stage alone, its fields found as a chain would find them.
+fn filter(worker: &mut Worker, batch: &Batch) -> Vec<Verdict> {
+    let fields = weir::plugin::read(batch, worker.reads());
+    worker.filter(batch, &fields)
 }

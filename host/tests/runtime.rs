@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::{RUNTIME, batch, load, plugin_path};
 use serde_json::{Value as Json, json};
 use weir::plugin::{
-    Failure, Group, LoadError, LookupTables, PluginKind, Runtime, RuntimeOptions, StageContext,
-    StageLimits, Value, Verdict, Worker,
+    Batch, Failure, Group, GroupResult, LoadError, LookupTables, OutputRecord, PluginKind, Runtime,
+    RuntimeOptions, StageContext, StageLimits, Value, Verdict, Worker,
 };
 
 fn stage(config: Json) -> Arc<StageContext> {
@@ -61,7 +61,7 @@ fn field_filter_keeps_drops_and_rejects_by_its_predicates() {
             r#"{"session_id":"s1","event_type":"purchase","device":{"type":"mobile"}}"#,
         ),
     ]);
-    let verdicts = worker.filter(&records);
+    let verdicts = filter(&mut worker, &records);
     assert_eq!(verdicts.len(), records.records.len());
     assert_eq!(verdicts[0], Verdict::Keep);
     assert_eq!(verdicts[1], Verdict::Drop, "no session_id");
@@ -124,7 +124,7 @@ fn catalog_enrich_copies_fields_from_lookup_tables() {
             "{ \"user_id\" : \"user_00042\" , \"caf\\u00e9\": 1 }  ",
         ),
     ]);
-    let results = worker.transform(&records);
+    let results = transform(&mut worker, &records);
     let value = |index: usize| -> Json {
         let emitted = results[index].as_ref().expect("transformed");
         assert_eq!(emitted.len(), 1);
@@ -218,7 +218,7 @@ fn session_stats_computes_the_reference_columns() {
         first: 0,
         count: 7,
     };
-    let results = worker.aggregate(&batch(&events), &[group]);
+    let results = aggregate(&mut worker, &batch(&events), &[group]);
     assert_eq!(results.len(), 1);
     assert!(results[0].failures.is_empty(), "{:?}", results[0].failures);
     // Hand-computed from the rules: newest non-null user, segment and state;
@@ -258,7 +258,7 @@ fn session_stats_computes_the_reference_columns() {
             r#"{"event_type":"page_view","cart_total":"lots"}"#,
         ),
     ]);
-    let results = worker.aggregate(&events, &[next]);
+    let results = aggregate(&mut worker, &events, &[next]);
     let row = results[0].row.as_ref().expect("changed");
     assert_eq!(row[2], Value::Text("browsing".into()));
     assert_eq!(row[3], Value::Long(8), "the bad event is not counted");
@@ -276,7 +276,7 @@ fn a_panicking_plugin_fails_only_the_poison_records() {
     let records: Vec<(&str, &str)> = (0..20)
         .map(|i| ("k", if i == 3 || i == 17 { "POISON" } else { "fine" }))
         .collect();
-    let verdicts = worker.filter(&batch(&records));
+    let verdicts = filter(&mut worker, &batch(&records));
     for (i, verdict) in verdicts.iter().enumerate() {
         if i == 3 || i == 17 {
             match verdict {
@@ -292,7 +292,10 @@ fn a_panicking_plugin_fails_only_the_poison_records() {
     }
     assert!(worker.restarts() >= 2, "each trap renews the instance");
     // The worker goes on with fresh instances.
-    assert_eq!(worker.filter(&batch(&[("k", "fine")])), vec![Verdict::Keep]);
+    assert_eq!(
+        filter(&mut worker, &batch(&[("k", "fine")])),
+        vec![Verdict::Keep]
+    );
 }
 
 #[test]
@@ -305,7 +308,7 @@ fn a_plugin_that_loops_forever_hits_its_deadline() {
     let mut worker = Worker::new(load("looping-filter"), Arc::new(context)).expect("starts");
     let records = batch(&[("k", "fine"), ("k", "LOOP"), ("k", "fine")]);
     let started = Instant::now();
-    let verdicts = worker.filter(&records);
+    let verdicts = filter(&mut worker, &records);
     let elapsed = started.elapsed();
     assert_eq!(verdicts[0], Verdict::Keep);
     assert_eq!(
@@ -327,7 +330,7 @@ fn a_plugin_that_allocates_without_bound_hits_its_memory_cap() {
         ..StageLimits::default()
     };
     let mut worker = Worker::new(load("hungry-filter"), Arc::new(context)).expect("starts");
-    let verdicts = worker.filter(&batch(&[("k", "HUNGRY"), ("k", "fine")]));
+    let verdicts = filter(&mut worker, &batch(&[("k", "HUNGRY"), ("k", "fine")]));
     match &verdicts[0] {
         Verdict::Failed(Failure::Trapped(message)) => {
             assert!(
@@ -356,7 +359,7 @@ fn fuel_limits_the_work_of_one_call() {
         ..StageLimits::default()
     };
     let mut worker = Worker::new(plugin, Arc::new(context)).expect("starts");
-    let verdicts = worker.filter(&batch(&[("k", "LOOP"), ("k", "fine")]));
+    let verdicts = filter(&mut worker, &batch(&[("k", "LOOP"), ("k", "fine")]));
     assert_eq!(
         verdicts[0],
         Verdict::Failed(Failure::Trapped(
@@ -384,7 +387,7 @@ fn an_aggregator_that_traps_loses_only_the_poison_events() {
         ("b", "x"),
         ("b", "x"),
     ]);
-    let results = worker.aggregate(&events, &[group("a", 0, 3), group("b", 3, 4)]);
+    let results = aggregate(&mut worker, &events, &[group("a", 0, 3), group("b", 3, 4)]);
     assert_eq!(results[0].row, Some(vec![Value::Long(3)]));
     assert!(results[0].failures.is_empty());
     assert_eq!(
@@ -418,15 +421,15 @@ fn a_component_of_another_world_is_refused_by_name() {
 fn a_component_of_an_incompatible_contract_is_refused() {
     let error = RUNTIME
         .load_file("future", &plugin_path("future-contract"))
-        .expect_err("built for 0.2.0");
+        .expect_err("built for 0.3.0");
     assert!(
         matches!(error, LoadError::IncompatibleVersion { .. }),
         "{error:?}"
     );
     assert_eq!(
         error.to_string(),
-        "plugin `future` was built against weir:plugin@0.2.0; this weir runs weir:plugin@0.1.0 \
-         and versions compatible with it. Rebuild the plugin against weir:plugin@0.1.0"
+        "plugin `future` was built against weir:plugin@0.3.0; this weir runs weir:plugin@0.2.0 \
+         and versions compatible with it. Rebuild the plugin against weir:plugin@0.2.0"
     );
 }
 
@@ -495,7 +498,10 @@ fn compiled_plugins_are_cached_and_a_bad_cache_file_is_recompiled() {
         .load_file("field-filter", &path)
         .expect("from the cache");
     let mut worker = Worker::new(plugin, stage(config.clone())).expect("starts");
-    let verdicts = worker.filter(&batch(&[("s", r#"{"session_id":"s"}"#), ("s", "{}")]));
+    let verdicts = filter(
+        &mut worker,
+        &batch(&[("s", r#"{"session_id":"s"}"#), ("s", "{}")]),
+    );
     assert_eq!(verdicts, vec![Verdict::Keep, Verdict::Drop]);
 
     // A damaged cache file is not trusted: the plugin is compiled again.
@@ -504,10 +510,29 @@ fn compiled_plugins_are_cached_and_a_bad_cache_file_is_recompiled() {
         .load_file("field-filter", &path)
         .expect("recompiled");
     let mut worker = Worker::new(plugin, stage(config)).expect("starts");
-    assert_eq!(worker.filter(&batch(&[("s", "{}")])), vec![Verdict::Drop]);
+    assert_eq!(
+        filter(&mut worker, &batch(&[("s", "{}")])),
+        vec![Verdict::Drop]
+    );
     assert!(
         std::fs::metadata(&files[0]).expect("rewritten").len() > 1000,
         "the cache file is rewritten"
     );
     let _ = std::fs::remove_dir_all(&cache);
+}
+
+// The stage alone, its fields found as a chain would find them.
+fn filter(worker: &mut Worker, batch: &Batch) -> Vec<Verdict> {
+    let fields = weir::plugin::read(batch, worker.reads());
+    worker.filter(batch, &fields)
+}
+
+fn transform(worker: &mut Worker, batch: &Batch) -> Vec<Result<Vec<OutputRecord>, Failure>> {
+    let fields = weir::plugin::read(batch, worker.reads());
+    worker.transform(batch, &fields)
+}
+
+fn aggregate(worker: &mut Worker, batch: &Batch, groups: &[Group]) -> Vec<GroupResult> {
+    let fields = weir::plugin::read(batch, worker.reads());
+    worker.aggregate(batch, &fields, groups)
 }

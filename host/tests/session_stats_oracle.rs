@@ -12,7 +12,9 @@ use common::load;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value as Json, json};
-use weir::plugin::{BatchBuilder, Failure, Group, RecordRef, StageContext, Value, Worker};
+use weir::plugin::{
+    Batch, BatchBuilder, Failure, Group, GroupResult, RecordRef, StageContext, Value, Worker,
+};
 
 const EVENTS: usize = 60_000;
 const PARTITIONS: i32 = 4;
@@ -239,7 +241,7 @@ fn session_stats_matches_the_oracle_on_60k_events() {
                 });
             }
             let batch = builder.build();
-            for (group, result) in groups.iter().zip(worker.aggregate(&batch, &groups)) {
+            for (group, result) in groups.iter().zip(aggregate(&mut worker, &batch, &groups)) {
                 let key = String::from_utf8(group.key.clone()).expect("UTF-8 key");
                 for (index, failure) in &result.failures {
                     assert!(
@@ -294,4 +296,11 @@ fn session_stats_matches_the_oracle_on_60k_events() {
         expected.len(),
         rejected.len()
     );
+}
+
+// The stage alone, its fields found as a chain would find them.
+
+fn aggregate(worker: &mut Worker, batch: &Batch, groups: &[Group]) -> Vec<GroupResult> {
+    let fields = weir::plugin::read(batch, worker.reads());
+    worker.aggregate(batch, &fields, groups)
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use super::dead_letter::{DeadLetter, Kind, PluginRef};
 use super::state::{Folded, KeyedState};
 use crate::plugin::{
-    Batch, BatchBuilder, BatchExt, Failure, Group, Plugin, PluginKind, RecordRef, StageContext,
-    Verdict, Worker,
+    Batch, BatchBuilder, BatchExt, Failure, Fields, Group, Parsed, Plugin, PluginKind, Reader,
+    RecordRef, StageContext, Verdict, Worker, no_fields,
 };
 use crate::sink::RowSchema;
 
@@ -30,6 +30,8 @@ pub struct Stage {
     pub plugin: PluginRef,
     kind: PluginKind,
     worker: Worker,
+    /// Where the fields the plugin reads lie among the chain's (its [`Reader`]).
+    columns: Vec<usize>,
 }
 
 impl Stage {
@@ -45,7 +47,19 @@ impl Stage {
             },
             kind: plugin.kind,
             worker,
+            columns: Vec::new(),
         })
+    }
+
+    /// The values of the fields this stage reads, from the batch's `parsed`
+    /// fields (parsed now, if no stage before needed them).
+    fn fields(&self, batch: &Batch, parsed: &mut Option<Parsed>, reader: &Reader) -> Fields {
+        if self.columns.is_empty() {
+            return no_fields();
+        }
+        parsed
+            .get_or_insert_with(|| reader.parse(batch))
+            .project(&self.columns)
     }
 
     /// Makes a trap fail the whole call (on probation) or isolate records.
@@ -76,6 +90,8 @@ pub struct Tally {
 pub struct Chain {
     stages: Vec<Stage>,
     aggregator: Stage,
+    /// Every field the stages read: each record is parsed once for all of them.
+    reader: Reader,
     /// The JSON field keying the state (the record key when `None`).
     key_field: Option<String>,
     /// The aggregator's output schema.
@@ -96,13 +112,35 @@ impl Chain {
     ) -> Self {
         debug_assert!(stages.iter().all(|s| s.kind != PluginKind::Aggregator));
         debug_assert_eq!(aggregator.kind, PluginKind::Aggregator);
-        Self {
+        let mut chain = Self {
             stages,
             aggregator,
+            reader: Reader::default(),
             key_field,
             schema,
             state_version,
+        };
+        chain.read_fields();
+        chain
+    }
+
+    /// Gathers the fields every stage reads into one [`Reader`] and tells
+    /// each stage where its own are.
+    fn read_fields(&mut self) {
+        let stages = || self.stages.iter().chain([&self.aggregator]);
+        let reader = Reader::new(stages().map(|stage| stage.worker.reads()));
+        let columns: Vec<Vec<usize>> = stages()
+            .map(|stage| reader.columns(stage.worker.reads()))
+            .collect();
+        for (stage, columns) in self
+            .stages
+            .iter_mut()
+            .chain([&mut self.aggregator])
+            .zip(columns)
+        {
+            stage.columns = columns;
         }
+        self.reader = reader;
     }
 
     /// Puts `stage` in place of stage `index` (the aggregator when it is the
@@ -113,14 +151,16 @@ impl Chain {
         stage: Stage,
         aggregator: Option<(Arc<RowSchema>, u32)>,
     ) -> Stage {
-        match aggregator {
+        let replaced = match aggregator {
             Some((schema, state_version)) => {
                 self.schema = schema;
                 self.state_version = state_version;
                 std::mem::replace(&mut self.aggregator, stage)
             }
             None => std::mem::replace(&mut self.stages[index], stage),
-        }
+        };
+        self.read_fields();
+        replaced
     }
 
     /// Makes a trap in stage `index` fail its whole call (on probation).
@@ -179,7 +219,10 @@ impl Chain {
             return 0;
         }
         let empty = BatchBuilder::default().build();
-        let results = self.aggregator.worker.aggregate(&empty, &groups);
+        let results = self
+            .aggregator
+            .worker
+            .aggregate(&empty, &no_fields(), &groups);
         let mut refreshed = 0;
         for ((group, result), partition) in groups.into_iter().zip(results).zip(owners) {
             let row = result.row.filter(|row| self.schema.check(row).is_ok());
@@ -220,17 +263,31 @@ impl Chain {
         // The batch the next stage reads (`None`: the source itself), and
         // for each of its records the source record it came from.
         let mut current: Option<Batch> = None;
+        // The fields the stages read, once parsed (a transform's output is
+        // new JSON: parsed again when a later stage reads fields).
+        let mut parsed: Option<Parsed> = None;
         let mut origin: Vec<u32> = (0..index_u32(source.records.len())).collect();
-        for stage in &mut self.stages {
+        // Whether a stage after each one reads fields.
+        let read_later: Vec<bool> = (0..self.stages.len())
+            .map(|index| {
+                self.stages[index + 1..]
+                    .iter()
+                    .chain([&self.aggregator])
+                    .any(|stage| !stage.columns.is_empty())
+            })
+            .collect();
+        for (stage, read_later) in self.stages.iter_mut().zip(read_later) {
             let batch = current.as_ref().unwrap_or(source);
             if batch.records.is_empty() {
                 break;
             }
+            let fields = stage.fields(batch, &mut parsed, &self.reader);
             let mut next = BatchBuilder::default();
             let mut next_origin = Vec::with_capacity(origin.len());
+            let mut next_parsed = parsed.as_ref().map(Parsed::empty_like);
             match stage.kind {
                 PluginKind::Filter => {
-                    let verdicts = stage.worker.filter(batch);
+                    let verdicts = stage.worker.filter(batch, &fields);
                     if verdicts.iter().all(|v| *v == Verdict::Keep) {
                         continue;
                     }
@@ -239,6 +296,9 @@ impl Chain {
                             Verdict::Keep => {
                                 next.push_from(batch, index);
                                 next_origin.push(origin[index]);
+                                if let (Some(next), Some(parsed)) = (&mut next_parsed, &parsed) {
+                                    next.push_from(parsed, index);
+                                }
                             }
                             Verdict::Drop => tally.dropped += 1,
                             Verdict::Failed(failure) => dead
@@ -247,7 +307,15 @@ impl Chain {
                     }
                 }
                 PluginKind::Transform => {
-                    for (index, result) in stage.worker.transform(batch).into_iter().enumerate() {
+                    // Outputs that extend their input (enrichment) are
+                    // parsed only where they differ, while the input's
+                    // fields are at hand; other outputs wait for a stage
+                    // that reads them.
+                    if !read_later {
+                        next_parsed = None;
+                    }
+                    let results = stage.worker.transform(batch, &fields);
+                    for (index, result) in results.into_iter().enumerate() {
                         let outputs = match result {
                             Ok(outputs) => outputs,
                             Err(failure) => {
@@ -267,6 +335,15 @@ impl Chain {
                                 value: &output.value,
                                 ..input
                             });
+                            if let (Some(next), Some(parsed)) = (&mut next_parsed, &parsed) {
+                                self.reader.push_extended(
+                                    parsed,
+                                    index,
+                                    input.value,
+                                    &output.value,
+                                    next,
+                                );
+                            }
                             for (key, value) in &output.headers {
                                 next.header(key, value);
                             }
@@ -278,9 +355,14 @@ impl Chain {
             }
             current = Some(next.build());
             origin = next_origin;
+            parsed = next_parsed;
         }
-        let batch = current.as_ref().unwrap_or(source);
-        let (aggregated, replayed, updates) = self.aggregate(source, batch, &origin, state, dead);
+        let reaching = Reaching {
+            batch: current.as_ref().unwrap_or(source),
+            parsed,
+            origin: &origin,
+        };
+        let (aggregated, replayed, updates) = self.aggregate(source, reaching, state, dead);
         if let Some(index) = guarded {
             let stage = &self.stage(index).name;
             let ours = |letter: &&DeadLetter| letter.stage == *stage;
@@ -328,11 +410,18 @@ impl Chain {
     fn aggregate(
         &mut self,
         source: &Batch,
-        batch: &Batch,
-        origin: &[u32],
+        reaching: Reaching<'_>,
         state: &mut KeyedState,
         dead: &mut Vec<DeadLetter>,
     ) -> (u64, u64, Vec<Update>) {
+        let Reaching {
+            batch,
+            mut parsed,
+            origin,
+        } = reaching;
+        if !self.aggregator.columns.is_empty() && parsed.is_none() {
+            parsed = Some(self.reader.parse(batch));
+        }
         let stage = &self.aggregator;
         // Group ids in order of first appearance; records keep their order within a group.
         let mut ids: HashMap<(i32, Cow<'_, [u8]>), u32> = HashMap::new();
@@ -376,6 +465,7 @@ impl Chain {
         order.sort_by_key(|&(id, _)| id);
 
         let mut grouped = BatchBuilder::default();
+        let mut grouped_parsed = parsed.as_ref().map(Parsed::empty_like);
         let mut grouped_origin = Vec::with_capacity(order.len());
         let mut groups: Vec<Group> = Vec::with_capacity(keys.len());
         // Per group: its partition, newest event time and newest offset.
@@ -421,6 +511,9 @@ impl Chain {
                 applied = applied.max(record.offset);
                 grouped.push_from(batch, index as usize);
                 grouped_origin.push(origin[index as usize]);
+                if let (Some(grouped), Some(parsed)) = (&mut grouped_parsed, &parsed) {
+                    grouped.push_from(parsed, index as usize);
+                }
             }
             groups.push(Group {
                 key: key.to_vec(),
@@ -431,7 +524,9 @@ impl Chain {
             newest.push((*partition, latest, applied));
         }
         let grouped = grouped.build();
-        let results = self.aggregator.worker.aggregate(&grouped, &groups);
+        let fields = grouped_parsed
+            .map_or_else(no_fields, |parsed| parsed.project(&self.aggregator.columns));
+        let results = self.aggregator.worker.aggregate(&grouped, &fields, &groups);
 
         let stage = &self.aggregator;
         let mut aggregated = 0;
@@ -473,6 +568,14 @@ impl Chain {
         }
         (aggregated, replayed, updates)
     }
+}
+
+/// The records that reach the aggregator: their batch, their fields if a
+/// stage already parsed them, and for each the source record it came from.
+struct Reaching<'a> {
+    batch: &'a Batch,
+    parsed: Option<Parsed>,
+    origin: &'a [u32],
 }
 
 /// The state key of `record`: its Kafka key, or the value's `field` (a

@@ -1,5 +1,5 @@
 //! The one place the WIT contract becomes Rust: host bindings for the three
-//! worlds of `weir:plugin@0.1.0`. The shared types and host imports are
+//! worlds of `weir:plugin@0.2.0`. The shared types and host imports are
 //! generated once (with the filter world) and reused by the other two, so a
 //! `Record` is one type whatever the world.
 
@@ -9,7 +9,7 @@
 pub mod filter_world {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "weir:plugin/filter@0.1.0",
+        world: "weir:plugin/filter@0.2.0",
         additional_derives: [PartialEq],
     });
 }
@@ -18,7 +18,7 @@ pub mod filter_world {
 pub mod transform_world {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "weir:plugin/transform@0.1.0",
+        world: "weir:plugin/transform@0.2.0",
         with: {
             "weir:plugin/types": crate::plugin::bindings::filter_world::weir::plugin::types,
             "weir:plugin/logging": crate::plugin::bindings::filter_world::weir::plugin::logging,
@@ -33,7 +33,7 @@ pub mod transform_world {
 pub mod aggregator_world {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "weir:plugin/aggregator@0.1.0",
+        world: "weir:plugin/aggregator@0.2.0",
         with: {
             "weir:plugin/types": crate::plugin::bindings::filter_world::weir::plugin::types,
             "weir:plugin/logging": crate::plugin::bindings::filter_world::weir::plugin::logging,

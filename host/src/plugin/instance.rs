@@ -20,11 +20,12 @@ pub(super) enum Instance {
     Aggregator(aggregator_world::Aggregator),
 }
 
-/// A new store with the stage's limits, the plugin instantiated in it, `init` called.
+/// A new store with the stage's limits, the plugin instantiated in it, `init`
+/// called; and the fields the plugin reads.
 pub(super) fn instantiate(
     plugin: &Plugin,
     context: &Arc<StageContext>,
-) -> Result<(Store<HostState>, Instance), LoadError> {
+) -> Result<(Store<HostState>, Instance, Vec<String>), LoadError> {
     let state = HostState::new(Arc::clone(context), Arc::from(plugin.name.as_str()));
     let mut store = Store::new(&plugin.engine, state);
     store.limiter(|state| &mut state.limits);
@@ -44,30 +45,48 @@ pub(super) fn instantiate(
     let (instance, init) = match &plugin.pre {
         Pre::Filter(pre) => {
             let bindings = pre.instantiate(&mut store).map_err(|e| start(&store, e))?;
-            let init = bindings
-                .weir_plugin_filtering()
+            let exports = bindings.weir_plugin_filtering();
+            let init = exports
                 .call_init(&mut store)
                 .map_err(|e| start(&store, e))?;
-            (Instance::Filter(bindings), init)
+            let reads = match init {
+                Ok(()) => exports
+                    .call_reads(&mut store)
+                    .map_err(|e| start(&store, e))?,
+                Err(_) => Vec::new(),
+            };
+            (Instance::Filter(bindings), init.map(|()| reads))
         }
         Pre::Transform(pre) => {
             let bindings = pre.instantiate(&mut store).map_err(|e| start(&store, e))?;
-            let init = bindings
-                .weir_plugin_transforming()
+            let exports = bindings.weir_plugin_transforming();
+            let init = exports
                 .call_init(&mut store)
                 .map_err(|e| start(&store, e))?;
-            (Instance::Transform(bindings), init)
+            let reads = match init {
+                Ok(()) => exports
+                    .call_reads(&mut store)
+                    .map_err(|e| start(&store, e))?,
+                Err(_) => Vec::new(),
+            };
+            (Instance::Transform(bindings), init.map(|()| reads))
         }
         Pre::Aggregator(pre) => {
             let bindings = pre.instantiate(&mut store).map_err(|e| start(&store, e))?;
-            let init = bindings
-                .weir_plugin_aggregating()
+            let exports = bindings.weir_plugin_aggregating();
+            let init = exports
                 .call_init(&mut store)
                 .map_err(|e| start(&store, e))?;
-            (Instance::Aggregator(bindings), init)
+            let reads = match init {
+                Ok(()) => exports
+                    .call_reads(&mut store)
+                    .map_err(|e| start(&store, e))?,
+                Err(_) => Vec::new(),
+            };
+            (Instance::Aggregator(bindings), init.map(|()| reads))
         }
     };
-    init.map_err(|error| LoadError::Config {
+    let reads = init.map_err(|error| LoadError::Config {
         plugin: plugin.name.clone(),
         error,
     })?;
@@ -77,7 +96,7 @@ pub(super) fn instantiate(
             | (Instance::Transform(_), PluginKind::Transform)
             | (Instance::Aggregator(_), PluginKind::Aggregator)
     ));
-    Ok((store, instance))
+    Ok((store, instance, reads))
 }
 
 /// Arms `store` for the next call: the epoch deadline and the fuel budget.

@@ -2,6 +2,7 @@
 //!
 //! - [`bindings`]: the one `bindgen!` of the contract, per world.
 //! - [`batch`]: building the batches that cross the boundary.
+//! - [`fields`]: the host's one parse of each record, for the fields plugins read.
 //! - [`runtime`]: the engine, loading (compile, check world and version,
 //!   pre-instantiate).
 //! - [`worker`]: one instance per worker with its limits; trap isolation
@@ -15,6 +16,7 @@ pub mod batch;
 pub mod bindings;
 pub mod context;
 pub mod error;
+pub mod fields;
 pub mod imports;
 mod instance;
 pub mod limits;
@@ -25,9 +27,10 @@ pub mod worker;
 
 pub use batch::{BatchBuilder, BatchExt, RecordRef};
 pub use bindings::aggregating::Group;
-pub use bindings::types::{Batch, PluginError, Value};
+pub use bindings::types::{Batch, Fields, PluginError, Value};
 pub use context::{LookupTables, StageContext};
 pub use error::{Failure, LoadError};
+pub use fields::{FieldsExt, Parsed, Reader, no_fields, read};
 pub use limits::StageLimits;
 pub use runtime::{CONTRACT_VERSION, Plugin, PluginKind, Runtime, RuntimeOptions, sha256_hex};
 pub use worker::{GroupResult, OutputRecord, Verdict, Worker};

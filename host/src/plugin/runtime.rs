@@ -19,7 +19,7 @@ use super::error::LoadError;
 use super::imports::{self, HostState};
 
 /// The contract this host implements (the version of the `wit/` package).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// How often the engine's epoch advances; call deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

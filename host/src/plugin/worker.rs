@@ -9,9 +9,10 @@ use wasmtime::Store;
 use super::batch::BatchExt;
 use super::bindings::aggregating::{Group, Outcome};
 use super::bindings::filtering::Decision;
-use super::bindings::types::{Batch, PluginError, Value};
+use super::bindings::types::{Batch, Fields, PluginError, Value};
 use super::context::StageContext;
 use super::error::{Failure, LoadError};
+use super::fields::FieldsExt;
 use super::imports::HostState;
 use super::instance::{Instance, arm, instantiate};
 use super::runtime::Plugin;
@@ -46,6 +47,8 @@ pub struct Worker {
     context: Arc<StageContext>,
     store: Store<HostState>,
     instance: Instance,
+    /// The fields the plugin reads, as it said after `init`.
+    reads: Vec<String>,
     restarts: u64,
     /// On a trap, fail the whole call instead of isolating the records
     /// responsible (a new version on probation: it is replaced anyway).
@@ -55,12 +58,13 @@ pub struct Worker {
 impl Worker {
     /// Instantiates `plugin` for the stage `context` and calls its `init`.
     pub fn new(plugin: Arc<Plugin>, context: Arc<StageContext>) -> Result<Self, LoadError> {
-        let (store, instance) = instantiate(&plugin, &context)?;
+        let (store, instance, reads) = instantiate(&plugin, &context)?;
         Ok(Self {
             plugin,
             context,
             store,
             instance,
+            reads,
             restarts: 0,
             fail_fast: false,
         })
@@ -71,26 +75,42 @@ impl Worker {
         self.fail_fast = fail_fast;
     }
 
+    /// The top-level JSON fields the plugin reads (its `reads` export); each
+    /// call gets their values as [`Fields`].
+    pub fn reads(&self) -> &[String] {
+        &self.reads
+    }
+
     /// How many times a trap made this worker re-instantiate its plugin.
     pub fn restarts(&self) -> u64 {
         self.restarts
     }
 
-    /// Runs a filter over `batch`: one verdict per record.
-    pub fn filter(&mut self, batch: &Batch) -> Vec<Verdict> {
-        self.isolating(batch, Self::call_filter, Verdict::Failed)
+    /// Runs a filter over `batch`: one verdict per record. `fields` holds
+    /// the values of the fields the plugin reads ([`Self::reads`]).
+    pub fn filter(&mut self, batch: &Batch, fields: &Fields) -> Vec<Verdict> {
+        self.isolating(batch, fields, Self::call_filter, Verdict::Failed)
     }
 
     /// Runs a transform over `batch`: per record, what it became or why not.
-    pub fn transform(&mut self, batch: &Batch) -> Vec<Result<Vec<OutputRecord>, Failure>> {
-        self.isolating(batch, Self::call_transform, Err)
+    pub fn transform(
+        &mut self,
+        batch: &Batch,
+        fields: &Fields,
+    ) -> Vec<Result<Vec<OutputRecord>, Failure>> {
+        self.isolating(batch, fields, Self::call_transform, Err)
     }
 
     /// Runs an aggregator over `groups` of `batch` (one group per key, each
     /// a run of consecutive records in offset order).
-    pub fn aggregate(&mut self, batch: &Batch, groups: &[Group]) -> Vec<GroupResult> {
+    pub fn aggregate(
+        &mut self,
+        batch: &Batch,
+        fields: &Fields,
+        groups: &[Group],
+    ) -> Vec<GroupResult> {
         // `None`: the group failed as a whole (an error or a trap).
-        let outcomes: Vec<Option<Outcome>> = match self.call_aggregate(batch, groups) {
+        let outcomes: Vec<Option<Outcome>> = match self.call_aggregate(batch, fields, groups) {
             Ok(results) => results.into_iter().map(Result::ok).collect(),
             Err(trap) if self.fail_fast => {
                 return groups
@@ -108,7 +128,7 @@ impl Worker {
             Err(_) => groups
                 .iter()
                 .map(|group| {
-                    self.call_aggregate(batch, std::slice::from_ref(group))
+                    self.call_aggregate(batch, fields, std::slice::from_ref(group))
                         .ok()
                         .and_then(|mut results| results.pop())
                         .and_then(Result::ok)
@@ -121,7 +141,7 @@ impl Worker {
             .map(|(group, outcome)| match outcome {
                 Some(outcome) => self.group_result(group, outcome),
                 // Find the events responsible, and apply the others.
-                None => self.aggregate_event_by_event(batch, group),
+                None => self.aggregate_event_by_event(batch, fields, group),
             })
             .collect()
     }
@@ -173,10 +193,11 @@ impl Worker {
     fn isolating<R>(
         &mut self,
         batch: &Batch,
-        call: impl Fn(&mut Self, &Batch) -> Result<Vec<R>, String>,
+        fields: &Fields,
+        call: impl Fn(&mut Self, &Batch, &Fields) -> Result<Vec<R>, String>,
         failed: impl Fn(Failure) -> R,
     ) -> Vec<R> {
-        let trap = match call(self, batch) {
+        let trap = match call(self, batch, fields) {
             Ok(results) => return results,
             Err(trap) => trap,
         };
@@ -194,21 +215,24 @@ impl Worker {
             "Batch trapped; retrying record by record."
         );
         (0..batch.records.len())
-            .map(|index| match call(self, &batch.single(index)) {
-                Ok(mut results) => results.pop().expect("one result for one record"),
-                Err(trap) => failed(Failure::Trapped(trap)),
+            .map(|index| {
+                let single = fields.single(index, self.reads.len());
+                match call(self, &batch.single(index), &single) {
+                    Ok(mut results) => results.pop().expect("one result for one record"),
+                    Err(trap) => failed(Failure::Trapped(trap)),
+                }
             })
             .collect()
     }
 
-    fn call_filter(&mut self, batch: &Batch) -> Result<Vec<Verdict>, String> {
+    fn call_filter(&mut self, batch: &Batch, fields: &Fields) -> Result<Vec<Verdict>, String> {
         self.prepare_call();
         let Instance::Filter(bindings) = &self.instance else {
             unreachable!("a filter call on a {} plugin", self.plugin.kind.world());
         };
         let result = bindings
             .weir_plugin_filtering()
-            .call_filter(&mut self.store, batch);
+            .call_filter(&mut self.store, batch, fields);
         let decisions = self.checked(result, batch.records.len())?;
         Ok(decisions
             .into_iter()
@@ -223,14 +247,16 @@ impl Worker {
     fn call_transform(
         &mut self,
         batch: &Batch,
+        fields: &Fields,
     ) -> Result<Vec<Result<Vec<OutputRecord>, Failure>>, String> {
         self.prepare_call();
         let Instance::Transform(bindings) = &self.instance else {
             unreachable!("a transform call on a {} plugin", self.plugin.kind.world());
         };
-        let result = bindings
-            .weir_plugin_transforming()
-            .call_transform(&mut self.store, batch);
+        let result =
+            bindings
+                .weir_plugin_transforming()
+                .call_transform(&mut self.store, batch, fields);
         let transformed = self
             .checked(result.map(|t| vec![t]), 1)?
             .pop()
@@ -247,22 +273,30 @@ impl Worker {
     fn call_aggregate(
         &mut self,
         batch: &Batch,
+        fields: &Fields,
         groups: &[Group],
     ) -> Result<Vec<Result<Outcome, PluginError>>, String> {
         self.prepare_call();
         let Instance::Aggregator(bindings) = &self.instance else {
             unreachable!("an aggregate call on a {} plugin", self.plugin.kind.world());
         };
-        let result =
-            bindings
-                .weir_plugin_aggregating()
-                .call_aggregate(&mut self.store, batch, groups);
+        let result = bindings.weir_plugin_aggregating().call_aggregate(
+            &mut self.store,
+            batch,
+            fields,
+            groups,
+        );
         self.checked(result, groups.len())
     }
 
     /// Applies a failed group's events one at a time, carrying the state
     /// forward, so each bad event is found and every good one counts.
-    fn aggregate_event_by_event(&mut self, batch: &Batch, group: &Group) -> GroupResult {
+    fn aggregate_event_by_event(
+        &mut self,
+        batch: &Batch,
+        fields: &Fields,
+        group: &Group,
+    ) -> GroupResult {
         let mut result = GroupResult {
             state: group.state.clone(),
             row: None,
@@ -276,14 +310,18 @@ impl Worker {
                 first: 0,
                 count: 1,
             };
-            let outcome =
-                match self.call_aggregate(&batch.single(index), std::slice::from_ref(&single)) {
-                    Ok(mut outcomes) => outcomes.pop().expect("one outcome for one group"),
-                    Err(trap) => {
-                        result.failures.push((index, Failure::Trapped(trap)));
-                        continue;
-                    }
-                };
+            let alone = fields.single(index, self.reads.len());
+            let outcome = match self.call_aggregate(
+                &batch.single(index),
+                &alone,
+                std::slice::from_ref(&single),
+            ) {
+                Ok(mut outcomes) => outcomes.pop().expect("one outcome for one group"),
+                Err(trap) => {
+                    result.failures.push((index, Failure::Trapped(trap)));
+                    continue;
+                }
+            };
             match outcome {
                 Ok(outcome) => {
                     if let Some(rejection) = outcome.rejected.into_iter().next() {
@@ -420,7 +458,8 @@ impl Worker {
     fn renew(&mut self) {
         self.restarts += 1;
         match instantiate(&self.plugin, &self.context) {
-            Ok((store, instance)) => {
+            // Same plugin, same configuration: the same `reads`.
+            Ok((store, instance, _reads)) => {
                 self.store = store;
                 self.instance = instance;
             }

@@ -29,7 +29,8 @@ use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use weir_plugin_sdk::{
-    Config, Emitter, PluginError, Record, Transform, export_transform, host, plugin_error,
+    Config, Emitter, Field, Fields, PluginError, Record, Transform, export_transform, host,
+    plugin_error,
 };
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +73,9 @@ type Added = Arc<[(String, String)]>;
 
 pub struct CatalogEnrich {
     rules: Vec<Rule>,
+    /// The fields read: every rule's key field, then the fields rules write
+    /// (to keep an event's own values).
+    reads: Vec<String>,
     /// Per rule and key, the fields a row adds, as `(field, JSON text)`:
     /// lookup tables are read-only, so each row is fetched and parsed once.
     cache: Mutex<HashMap<(usize, String), Option<Added>>>,
@@ -81,67 +85,69 @@ pub struct CatalogEnrich {
 /// a table is large).
 const CACHE_ROWS: usize = 200_000;
 
-/// An event's top-level fields, values left unparsed.
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// An event's top-level fields, values left unparsed: only for the rare
+/// events that must be written again (a field replaced).
+struct AllFields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
-impl<'de> Deserialize<'de> for Fields<'de> {
+impl<'de> Deserialize<'de> for AllFields<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visit;
         impl<'de> Visitor<'de> for Visit {
-            type Value = Fields<'de>;
+            type Value = AllFields<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AllFields<'de>, A::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(24));
                 while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
                     fields.push(entry);
                 }
-                Ok(Fields(fields))
+                Ok(AllFields(fields))
             }
         }
         deserializer.deserialize_map(Visit)
     }
 }
 
-impl Fields<'_> {
-    fn get(&self, name: &str) -> Option<&RawValue> {
+impl AllFields<'_> {
+    fn has(&self, name: &str) -> bool {
         self.0
             .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| *value)
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.get(name).is_some_and(|value| value.get() != "null")
+            .any(|(key, value)| key == name && value.get() != "null")
     }
 }
 
 impl CatalogEnrich {
-    /// Enriches one JSON event, appending the result to `out`; returns how
-    /// many lookups missed. The event's bytes are kept as they are and the
-    /// looked-up fields appended before its closing brace, so nothing is
-    /// parsed beyond the top level.
+    /// The value of field `name` (one of `reads`) in `fields`.
+    fn field<'a>(&self, fields: &Fields<'a>, name: &str) -> Option<Field<'a>> {
+        let column = self.reads.iter().position(|read| read == name)?;
+        fields.get(column)
+    }
+
+    /// True when the event has field `name`, not null.
+    fn has(&self, fields: &Fields<'_>, name: &str) -> bool {
+        self.field(fields, name)
+            .is_some_and(|field| !field.is_null())
+    }
+
+    /// Enriches one JSON event (`value`, whose `fields` the host found),
+    /// appending the result to `out`; returns how many lookups missed. The
+    /// event's bytes are kept as they are and the looked-up fields appended
+    /// before its closing brace: nothing of the event is parsed here.
     pub fn enrich(
         &self,
         value: &[u8],
+        fields: &Fields<'_>,
         lookup: &impl Lookup,
         out: &mut Vec<u8>,
     ) -> Result<u64, PluginError> {
-        let malformed = |error: serde_json::Error| {
-            plugin_error(
-                "malformed-json",
-                format!("value is not a JSON object: {error}"),
-            )
-        };
-        let fields: Fields<'_> = serde_json::from_slice(value).map_err(malformed)?;
         let mut misses = 0;
         let mut added: Vec<(usize, Added)> = Vec::new();
         for (index, rule) in self.rules.iter().enumerate() {
-            let Some(raw) = fields.get(&rule.key_field) else {
+            let Some(raw) = self.field(fields, &rule.key_field) else {
                 continue;
             };
-            let key = match serde_json::from_str::<Json>(raw.get()) {
+            let key = match raw.parse::<Json>() {
                 Ok(Json::String(key)) => key,
                 Ok(Json::Number(key)) => key.to_string(),
                 _ => continue,
@@ -155,24 +161,35 @@ impl CatalogEnrich {
         // the event rewritten; appending would give it the key twice.
         let replaces = added.iter().any(|(index, row)| {
             self.rules[*index].overwrite
-                || row
-                    .iter()
-                    .any(|(field, _)| fields.get(field).is_some_and(|v| v.get() == "null"))
+                || row.iter().any(|(field, _)| {
+                    self.field(fields, field)
+                        .is_some_and(|value| value.is_null())
+                })
         });
         if replaces {
-            self.enrich_rewriting(&fields, &added, out);
+            let all: AllFields<'_> = serde_json::from_slice(value).map_err(|error| {
+                plugin_error(
+                    "malformed-json",
+                    format!("value is not a JSON object: {error}"),
+                )
+            })?;
+            self.enrich_rewriting(&all, &added, out);
             return Ok(misses);
         }
+        let start = value
+            .iter()
+            .position(|&b| b == b'{')
+            .expect("a JSON object starts with `{`");
         let end = value
             .iter()
             .rposition(|&b| b == b'}')
-            .expect("a parsed JSON object ends with `}`");
+            .expect("a JSON object ends with `}`");
         out.extend_from_slice(&value[..end]);
-        let mut empty = fields.0.is_empty();
+        let mut empty = value[start + 1..end].iter().all(u8::is_ascii_whitespace);
         let mut written: Vec<&str> = Vec::new();
         for (_, row) in &added {
             for (field, json) in row.iter() {
-                if fields.has(field) || written.contains(&field.as_str()) {
+                if self.has(fields, field) || written.contains(&field.as_str()) {
                     continue;
                 }
                 if !empty {
@@ -219,7 +236,7 @@ impl CatalogEnrich {
     /// written again from its top-level fields, each kept as its original
     /// text (numbers keep every digit), replaced ones left out, then the
     /// looked-up fields appended.
-    fn enrich_rewriting(&self, fields: &Fields<'_>, added: &[(usize, Added)], out: &mut Vec<u8>) {
+    fn enrich_rewriting(&self, all: &AllFields<'_>, added: &[(usize, Added)], out: &mut Vec<u8>) {
         // The value each field ends with: the first rule that sets it wins,
         // as on the appending path; an event's own non-null value stays
         // unless that rule overwrites.
@@ -230,7 +247,7 @@ impl CatalogEnrich {
                 if set.iter().any(|(name, _)| name == field) {
                     continue;
                 }
-                if overwrite || !fields.has(field) {
+                if overwrite || !all.has(field) {
                     set.push((field, json));
                 }
             }
@@ -246,7 +263,7 @@ impl CatalogEnrich {
             out.push(b':');
             out.extend_from_slice(json.as_bytes());
         };
-        for (name, raw) in &fields.0 {
+        for (name, raw) in &all.0 {
             if !set.iter().any(|(field, _)| *field == name.as_ref()) {
                 write(out, name, raw.get());
             }
@@ -274,15 +291,30 @@ impl Transform for CatalogEnrich {
                 ));
             }
         }
+        let mut reads: Vec<String> = Vec::new();
+        let names = settings
+            .enrich
+            .iter()
+            .flat_map(|rule| std::iter::once(&rule.key_field).chain(rule.fields.keys()));
+        for name in names {
+            if !reads.contains(name) {
+                reads.push(name.clone());
+            }
+        }
         Ok(Self {
             rules: settings.enrich,
+            reads,
             cache: Mutex::default(),
         })
     }
 
+    fn reads(&self) -> Vec<String> {
+        self.reads.clone()
+    }
+
     fn transform(&self, record: &Record<'_>, out: &mut Emitter) -> Result<(), PluginError> {
         let mut event = Vec::with_capacity(record.value.len() + 96);
-        let misses = self.enrich(record.value, &HostLookup, &mut event)?;
+        let misses = self.enrich(record.value, &record.fields()?, &HostLookup, &mut event)?;
         if misses > 0 {
             host::counter_add("lookup_misses", misses);
         }

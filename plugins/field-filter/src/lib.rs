@@ -22,10 +22,11 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
-use weir_plugin_sdk::{Config, Decision, Filter, PluginError, Record, export_filter, plugin_error};
+use weir_plugin_sdk::{
+    Config, Decision, Fields, Filter, PluginError, Record, export_filter, plugin_error,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +67,8 @@ enum Test {
 #[derive(Debug)]
 struct Predicate {
     path: Vec<String>,
+    /// Where `path[0]` is in the plugin's `reads`.
+    column: usize,
     test: Test,
     otherwise: Otherwise,
 }
@@ -94,14 +97,15 @@ impl Predicate {
         }
         Ok(Self {
             path: field.split('.').map(str::to_owned).collect(),
+            column: 0,
             test,
             otherwise: config.otherwise,
         })
     }
 
     /// `Ok(true)` when the record passes; an error when the JSON is malformed.
-    fn holds(&self, top: &Top<'_>) -> Result<bool, serde_json::Error> {
-        let value = lookup(top, &self.path)?;
+    fn holds(&self, top: &Fields<'_>) -> Result<bool, PluginError> {
+        let value = self.lookup(top)?;
         Ok(match &self.test {
             Test::Present(wanted) => value.as_ref().is_some_and(|v| !v.is_null()) == *wanted,
             Test::Equals(expected) => value.as_ref() == Some(expected),
@@ -112,12 +116,9 @@ impl Predicate {
 
 impl Predicate {
     /// Why a record fails this predicate, in words (the failure path only).
-    fn failure(&self, top: &Top<'_>) -> String {
+    fn failure(&self, top: &Fields<'_>) -> String {
         let field = self.path.join(".");
-        let value = lookup(top, &self.path)
-            .ok()
-            .flatten()
-            .filter(|v| !v.is_null());
+        let value = self.lookup(top).ok().flatten().filter(|v| !v.is_null());
         let shown = |value: &Json| {
             let text = value.to_string();
             if text.len() > 60 {
@@ -146,69 +147,28 @@ impl Predicate {
     }
 }
 
-/// The top-level fields the predicates read, values unparsed; every other
-/// field is skipped without being kept.
-struct Top<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl Top<'_> {
-    fn get(&self, name: &str) -> Option<&RawValue> {
-        self.0
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| *value)
-    }
-}
-
-/// Reads a [`Top`] keeping only the fields named.
-struct Wanted<'w>(&'w [String]);
-
-impl<'de> DeserializeSeed<'de> for Wanted<'_> {
-    type Value = Top<'de>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Top<'de>, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Wanted<'_> {
-    type Value = Top<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
-        let mut found = Vec::with_capacity(self.0.len());
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if self.0.iter().any(|wanted| *wanted == key) {
-                found.push((key, map.next_value::<&'de RawValue>()?));
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(Top(found))
-    }
-}
-
-/// The value at `path`, parsed only along the way (siblings stay raw).
-fn lookup(top: &Top<'_>, path: &[String]) -> Result<Option<Json>, serde_json::Error> {
-    let Some(raw) = top.get(&path[0]) else {
-        return Ok(None);
-    };
-    let mut raw: &RawValue = raw;
-    for segment in &path[1..] {
-        let Ok(object) = serde_json::from_str::<HashMap<Cow<'_, str>, &RawValue>>(raw.get()) else {
+impl Predicate {
+    /// The value at the predicate's path: the top-level field as the host
+    /// found it, and only along a dotted path parsed further (siblings stay raw).
+    fn lookup(&self, top: &Fields<'_>) -> Result<Option<Json>, PluginError> {
+        let Some(field) = top.get(self.column) else {
             return Ok(None);
         };
-        match object.get(segment.as_str()) {
-            Some(inner) => raw = inner,
-            None => return Ok(None),
+        let mut raw: &RawValue = field.parse()?;
+        for segment in &self.path[1..] {
+            let Ok(object) = serde_json::from_str::<HashMap<Cow<'_, str>, &RawValue>>(raw.get())
+            else {
+                return Ok(None);
+            };
+            match object.get(segment.as_str()) {
+                Some(inner) => raw = inner,
+                None => return Ok(None),
+            }
         }
+        serde_json::from_str(raw.get())
+            .map(Some)
+            .map_err(|error| plugin_error("malformed-json", error.to_string()))
     }
-    serde_json::from_str(raw.get()).map(Some)
 }
 
 pub struct FieldFilter {
@@ -232,28 +192,32 @@ impl Filter for FieldFilter {
             .into_iter()
             .map(Predicate::from_config)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut top_names: Vec<String> = predicates.iter().map(|p| p.path[0].clone()).collect();
-        top_names.sort();
-        top_names.dedup();
+        let mut predicates = predicates;
+        let mut top_names: Vec<String> = Vec::new();
+        for predicate in &mut predicates {
+            let name = &predicate.path[0];
+            predicate.column = match top_names.iter().position(|known| known == name) {
+                Some(column) => column,
+                None => {
+                    top_names.push(name.clone());
+                    top_names.len() - 1
+                }
+            };
+        }
         Ok(Self {
             predicates,
             top_names,
         })
     }
 
+    fn reads(&self) -> Vec<String> {
+        self.top_names.clone()
+    }
+
     fn filter(&self, record: &Record<'_>) -> Decision {
-        let mut parser = serde_json::Deserializer::from_slice(record.value);
-        let parsed = Wanted(&self.top_names)
-            .deserialize(&mut parser)
-            .and_then(|top| parser.end().map(|()| top));
-        let top = match parsed {
+        let top = match record.fields() {
             Ok(top) => top,
-            Err(error) => {
-                return Decision::Reject(plugin_error(
-                    "malformed-json",
-                    format!("value is not a JSON object: {error}"),
-                ));
-            }
+            Err(error) => return Decision::Reject(error),
         };
         for predicate in &self.predicates {
             match predicate.holds(&top) {
@@ -265,9 +229,7 @@ impl Filter for FieldFilter {
                         predicate.failure(&top),
                     ));
                 }
-                Err(error) => {
-                    return Decision::Reject(plugin_error("malformed-json", error.to_string()));
-                }
+                Err(error) => return Decision::Reject(error),
             }
         }
         Decision::Keep

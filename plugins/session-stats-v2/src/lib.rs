@@ -48,8 +48,8 @@
 
 use serde::{Deserialize, Serialize};
 use weir_plugin_sdk::{
-    Aggregator, Config, PluginError, Record, Value, decode_state, default_migrate,
-    export_aggregator, plugin_error,
+    Aggregator, Config, Fields, PluginError, Record, Value, decode_state, default_migrate,
+    export_aggregator,
 };
 
 #[path = "../../session-stats/src/session.rs"]
@@ -102,9 +102,17 @@ impl SessionStateV2 {
     }
 
     /// Folds one event in: version 1's rule, then the views it counted.
-    pub fn fold(&mut self, event: &[u8]) -> Result<(), serde_json::Error> {
+    pub fn fold(&mut self, fields: &Fields<'_>) -> Result<(), PluginError> {
         let views_before = self.v1.pages_viewed + self.v1.products_viewed;
-        self.v1.fold(event)?;
+        self.v1.fold(fields)?;
+        self.views_count += self.v1.pages_viewed + self.v1.products_viewed - views_before;
+        Ok(())
+    }
+
+    /// Folds one event given as JSON text (tests, natively).
+    pub fn fold_json(&mut self, event: &[u8]) -> Result<(), PluginError> {
+        let views_before = self.v1.pages_viewed + self.v1.products_viewed;
+        self.v1.fold_json(event)?;
         self.views_count += self.v1.pages_viewed + self.v1.products_viewed - views_before;
         Ok(())
     }
@@ -141,15 +149,14 @@ impl Aggregator for SessionStatsV2 {
         Ok(Self)
     }
 
+    fn reads(&self) -> Vec<String> {
+        v1::reads()
+    }
+
     fn apply(&self, state: &mut SessionStateV2, event: &Record<'_>) -> Result<(), PluginError> {
-        // `fold` parses the whole event before it touches the state, so a
+        // `fold` reads every field before it touches the state, so a
         // rejected event leaves the state as it was.
-        state.fold(event.value).map_err(|error| {
-            plugin_error(
-                "malformed-json",
-                format!("value is not a session event: {error}"),
-            )
-        })
+        state.fold(&event.fields()?)
     }
 
     fn row(&self, _key: &[u8], state: &SessionStateV2) -> Vec<Value> {
@@ -188,7 +195,7 @@ mod tests {
     fn folded(events: &[&str]) -> SessionStateV2 {
         let mut state = SessionStateV2::default();
         for event in events {
-            state.fold(event.as_bytes()).unwrap();
+            state.fold_json(event.as_bytes()).unwrap();
         }
         state
     }
@@ -234,7 +241,7 @@ mod tests {
     fn views_count_is_the_sum_of_page_and_product_views_after_every_event() {
         let mut state = SessionStateV2::default();
         for event in EVENTS {
-            state.fold(event.as_bytes()).unwrap();
+            state.fold_json(event.as_bytes()).unwrap();
             assert_eq!(
                 state.views_count,
                 state.v1.pages_viewed + state.v1.products_viewed
@@ -244,10 +251,10 @@ mod tests {
         let before = state.clone();
         assert!(
             state
-                .fold(br#"{"event_type":"page_view","cart_total":"x"}"#)
+                .fold_json(br#"{"event_type":"page_view","cart_total":"x"}"#)
                 .is_err()
         );
-        assert!(state.fold(b"[1, 2]").is_err());
+        assert!(state.fold_json(b"[1, 2]").is_err());
         assert_eq!(state, before);
     }
 
@@ -278,7 +285,7 @@ mod tests {
     fn migrating_version_1_state_backfills_views_count() {
         let mut v1 = session_stats::SessionState::default();
         for event in EVENTS {
-            v1.fold(event.as_bytes()).unwrap();
+            v1.fold_json(event.as_bytes()).unwrap();
         }
         let v1_json = serde_json::to_vec(&v1).unwrap();
 
@@ -379,7 +386,8 @@ mod tests {
             first: 0,
             count: events.len() as u32,
         };
-        let outcome = glue::aggregate(plugin, &batch.build(), vec![group])
+        let (batch, fields) = batch.build_with_fields(&plugin.reads());
+        let outcome = glue::aggregate(plugin, &batch, &fields, vec![group])
             .pop()
             .unwrap()
             .unwrap();

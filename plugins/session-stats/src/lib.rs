@@ -8,15 +8,14 @@
 //! | PAGES_VIEWED, PRODUCTS_VIEWED, PURCHASE_COUNT | events of that type |
 //! | ITEMS_IN_CART, CART_VALUE | largest `cart_item_count` / `cart_total`, NULL if none |
 //!
+//! It reads six fields (`session::READS`), which the host finds in each event.
 //! A value that is not a JSON object of the expected field types is rejected
 //! (ksqlDB skipped such records too; weir sends them to the dead-letter topic).
 
 mod session;
 
 pub use session::SessionState;
-use weir_plugin_sdk::{
-    Aggregator, Config, PluginError, Record, Value, export_aggregator, plugin_error,
-};
+use weir_plugin_sdk::{Aggregator, Config, PluginError, Record, Value, export_aggregator};
 
 /// The Avro schema of the output row. Record name and namespace are the ones
 /// ksqlDB gave `session_stats_avro`, so existing readers resolve it unchanged.
@@ -49,15 +48,14 @@ impl Aggregator for SessionStats {
         Ok(Self)
     }
 
+    fn reads(&self) -> Vec<String> {
+        session::reads()
+    }
+
     fn apply(&self, state: &mut SessionState, event: &Record<'_>) -> Result<(), PluginError> {
-        // `fold` parses the whole event before it touches the state, so a
+        // `fold` reads every field before it touches the state, so a
         // rejected event leaves the state as it was.
-        state.fold(event.value).map_err(|error| {
-            plugin_error(
-                "malformed-json",
-                format!("value is not a session event: {error}"),
-            )
-        })
+        state.fold(&event.fields()?)
     }
 
     fn row(&self, _key: &[u8], state: &SessionState) -> Vec<Value> {

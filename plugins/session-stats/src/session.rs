@@ -6,7 +6,8 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use weir_plugin_sdk::Value;
+use weir_plugin_sdk::{BatchBuilder, batch::records};
+use weir_plugin_sdk::{Field, Fields, PluginError, Value, plugin_error};
 
 /// One session's running aggregate (state version 1).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -23,28 +24,65 @@ pub struct SessionState {
     pub purchase_count: i64,
 }
 
-/// The fields of an event the aggregate reads; everything else is skipped
-/// unparsed. Strings borrow from the record unless they contain escapes.
-#[derive(Deserialize)]
+/// The fields of an event the aggregate reads (the plugin's `reads`); the
+/// host finds them, so nothing else of the event is parsed.
+pub const READS: [&str; 6] = [
+    "event_type",
+    "user_id",
+    "user_segment",
+    "session_state",
+    "cart_item_count",
+    "cart_total",
+];
+
+/// [`READS`] as the plugin declares them.
+pub fn reads() -> Vec<String> {
+    READS.iter().map(|name| (*name).to_owned()).collect()
+}
+
+/// One event's fields, read (and type-checked) before the state changes.
 struct Event<'a> {
-    #[serde(borrow, default)]
     event_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     user_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     user_segment: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     session_state: Option<Cow<'a, str>>,
-    #[serde(default)]
     cart_item_count: Option<i64>,
-    #[serde(default)]
     cart_total: Option<f64>,
 }
 
+impl<'a> Event<'a> {
+    fn read(fields: &Fields<'a>) -> Result<Self, PluginError> {
+        fn field<'a, T: Deserialize<'a>>(
+            fields: &Fields<'a>,
+            index: usize,
+        ) -> Result<Option<T>, PluginError> {
+            let Some(value) = fields.get(index).and_then(Field::non_null) else {
+                return Ok(None);
+            };
+            value.parse().map(Some).map_err(|error| {
+                plugin_error(
+                    "malformed-json",
+                    format!("field `{}`: {}", READS[index], error.message),
+                )
+            })
+        }
+        Ok(Self {
+            event_type: field(fields, 0)?,
+            user_id: field(fields, 1)?,
+            user_segment: field(fields, 2)?,
+            session_state: field(fields, 3)?,
+            cart_item_count: field(fields, 4)?,
+            cart_total: field(fields, 5)?,
+        })
+    }
+}
+
 impl SessionState {
-    /// Folds one event in (the pure rule, shared by the plugin and the native benchmark).
-    pub fn fold(&mut self, event: &[u8]) -> Result<(), serde_json::Error> {
-        let event: Event = serde_json::from_slice(event)?;
+    /// Folds one event in (the pure rule, shared by the plugin and the
+    /// native benchmark). Every field is read first: an event with a field
+    /// of the wrong type is rejected and leaves the state as it was.
+    pub fn fold(&mut self, fields: &Fields<'_>) -> Result<(), PluginError> {
+        let event = Event::read(fields)?;
         latest_non_null(&mut self.user_id, event.user_id);
         latest_non_null(&mut self.user_segment, event.user_segment);
         latest_non_null(&mut self.session_state, event.session_state);
@@ -62,6 +100,18 @@ impl SessionState {
             self.cart_value = Some(self.cart_value.map_or(total, |max| max.max(total)));
         }
         Ok(())
+    }
+
+    /// Folds one event given as JSON text, its fields found as the host
+    /// would find them (tests, natively).
+    pub fn fold_json(&mut self, event: &[u8]) -> Result<(), PluginError> {
+        let mut builder = BatchBuilder::default();
+        builder.push(None, event, 0);
+        let (batch, fields) = builder.build_with_fields(&reads());
+        let record = records(&batch, &fields, READS.len())
+            .next()
+            .expect("one record");
+        self.fold(&record.fields()?)
     }
 
     /// The nine value columns, in the output schema's order.

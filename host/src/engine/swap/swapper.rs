@@ -613,7 +613,7 @@ fn probe_aggregator(
             count: 0,
         };
         let fresh = probe
-            .aggregate(&empty, &[key])
+            .aggregate(&empty, &crate::plugin::no_fields(), &[key])
             .pop()
             .and_then(|result| result.state)
             .ok_or_else(|| refused("it returned no state for a key without events".to_owned()))?;

@@ -4,7 +4,10 @@
 use serde::Serialize;
 
 use crate::bindings::transforming::{Emitted, Transformed};
-use crate::bindings::types::{Batch, PluginError, RecordHeader, RecordInfo, Rejection, Span};
+use crate::bindings::types::{
+    Batch, Fields as WitFields, PluginError, RecordHeader, RecordInfo, Rejection, Span,
+};
+use crate::json::{self, Fields};
 use crate::plugin_error;
 
 /// One input record, borrowing its bytes from the batch.
@@ -21,6 +24,9 @@ pub struct Record<'a> {
     /// Its offset in that partition.
     pub offset: i64,
     headers: &'a [RecordHeader],
+    /// The spans of the fields the plugin reads; `None` when the value is
+    /// not a JSON object.
+    fields: Option<&'a [Span]>,
 }
 
 impl<'a> Record<'a> {
@@ -29,6 +35,16 @@ impl<'a> Record<'a> {
         self.headers
             .iter()
             .map(|header| (header.key.as_str(), header.value.as_slice()))
+    }
+
+    /// The values of the fields the plugin reads (its `reads` list), as the
+    /// host found them; an error (code `malformed-json`) when the value is
+    /// not a JSON object.
+    pub fn fields(&self) -> Result<Fields<'a>, PluginError> {
+        match self.fields {
+            Some(spans) => Ok(Fields::new(self.value, spans)),
+            None => Err(json::not_an_object(self.value)),
+        }
     }
 
     /// Parses the value as JSON into `T` (which may borrow from it); the
@@ -47,10 +63,21 @@ fn slice(data: &[u8], span: Span) -> &[u8] {
     &data[span.start as usize..(span.start + span.len) as usize]
 }
 
-/// The records of `batch`, in order.
-pub fn records(batch: &Batch) -> impl Iterator<Item = Record<'_>> {
+/// The records of `batch`, in order, with the `fields` the host found
+/// (`width` per JSON-object record: the length of the plugin's `reads`).
+pub fn records<'a>(
+    batch: &'a Batch,
+    fields: &'a WitFields,
+    width: usize,
+) -> impl Iterator<Item = Record<'a>> {
     let mut headers = batch.headers.as_slice();
     batch.records.iter().enumerate().map(move |(index, info)| {
+        let spans = match fields.first.get(index) {
+            Some(Some(first)) => fields.spans.get(*first as usize..*first as usize + width),
+            Some(None) => None,
+            // A plugin reading no fields gets none; every value counts as an object.
+            None => Some(&[][..]),
+        };
         // Headers come ordered by record: this record's are a prefix.
         let index = index as u32;
         let count = headers.iter().take_while(|h| h.record == index).count();
@@ -63,6 +90,7 @@ pub fn records(batch: &Batch) -> impl Iterator<Item = Record<'_>> {
             partition: info.partition,
             offset: info.offset,
             headers: own,
+            fields: spans,
         }
     })
 }
@@ -118,6 +146,27 @@ impl BatchBuilder {
     /// The batch.
     pub fn build(self) -> Batch {
         self.batch
+    }
+
+    /// The batch, with the fields a plugin reading `reads` gets with it.
+    pub fn build_with_fields(self, reads: &[String]) -> (Batch, WitFields) {
+        let mut fields = WitFields {
+            first: Vec::new(),
+            spans: Vec::new(),
+        };
+        if !reads.is_empty() {
+            for info in &self.batch.records {
+                let value = slice(&self.batch.data, info.value);
+                match json::find(value, reads) {
+                    Some(spans) => {
+                        fields.first.push(Some(fields.spans.len() as u32));
+                        fields.spans.extend(spans);
+                    }
+                    None => fields.first.push(None),
+                }
+            }
+        }
+        (self.batch, fields)
     }
 }
 

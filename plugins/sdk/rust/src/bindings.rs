@@ -8,7 +8,7 @@
 pub mod filter_world {
     wit_bindgen::generate!({
         path: "../../../wit",
-        world: "weir:plugin/filter@0.1.0",
+        world: "weir:plugin/filter@0.2.0",
         pub_export_macro: true,
         export_macro_name: "export_filter_world",
         default_bindings_module: "weir_plugin_sdk::bindings::filter_world",
@@ -20,13 +20,13 @@ pub mod filter_world {
 pub mod transform_world {
     wit_bindgen::generate!({
         path: "../../../wit",
-        world: "weir:plugin/transform@0.1.0",
+        world: "weir:plugin/transform@0.2.0",
         with: {
-            "weir:plugin/types@0.1.0": crate::bindings::filter_world::weir::plugin::types,
-            "weir:plugin/logging@0.1.0": crate::bindings::filter_world::weir::plugin::logging,
-            "weir:plugin/config@0.1.0": crate::bindings::filter_world::weir::plugin::config,
-            "weir:plugin/lookup@0.1.0": crate::bindings::filter_world::weir::plugin::lookup,
-            "weir:plugin/metrics@0.1.0": crate::bindings::filter_world::weir::plugin::metrics,
+            "weir:plugin/types@0.2.0": crate::bindings::filter_world::weir::plugin::types,
+            "weir:plugin/logging@0.2.0": crate::bindings::filter_world::weir::plugin::logging,
+            "weir:plugin/config@0.2.0": crate::bindings::filter_world::weir::plugin::config,
+            "weir:plugin/lookup@0.2.0": crate::bindings::filter_world::weir::plugin::lookup,
+            "weir:plugin/metrics@0.2.0": crate::bindings::filter_world::weir::plugin::metrics,
         },
         pub_export_macro: true,
         export_macro_name: "export_transform_world",
@@ -38,13 +38,13 @@ pub mod transform_world {
 pub mod aggregator_world {
     wit_bindgen::generate!({
         path: "../../../wit",
-        world: "weir:plugin/aggregator@0.1.0",
+        world: "weir:plugin/aggregator@0.2.0",
         with: {
-            "weir:plugin/types@0.1.0": crate::bindings::filter_world::weir::plugin::types,
-            "weir:plugin/logging@0.1.0": crate::bindings::filter_world::weir::plugin::logging,
-            "weir:plugin/config@0.1.0": crate::bindings::filter_world::weir::plugin::config,
-            "weir:plugin/lookup@0.1.0": crate::bindings::filter_world::weir::plugin::lookup,
-            "weir:plugin/metrics@0.1.0": crate::bindings::filter_world::weir::plugin::metrics,
+            "weir:plugin/types@0.2.0": crate::bindings::filter_world::weir::plugin::types,
+            "weir:plugin/logging@0.2.0": crate::bindings::filter_world::weir::plugin::logging,
+            "weir:plugin/config@0.2.0": crate::bindings::filter_world::weir::plugin::config,
+            "weir:plugin/lookup@0.2.0": crate::bindings::filter_world::weir::plugin::lookup,
+            "weir:plugin/metrics@0.2.0": crate::bindings::filter_world::weir::plugin::metrics,
         },
         pub_export_macro: true,
         export_macro_name: "export_aggregator_world",

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use crate::batch::{self, Emitter};
 use crate::bindings::aggregating::{Group, Outcome};
 use crate::bindings::transforming::Transformed;
-use crate::bindings::types::{Batch, Rejection};
+use crate::bindings::types::{Batch, Fields, Rejection};
 use crate::{
     Aggregator, Config, Decision, Filter, PluginError, Transform, decode_state, plugin_error,
 };
@@ -30,15 +30,17 @@ pub fn instance<P>(slot: &OnceLock<P>) -> &P {
     slot.get().expect("weir called the plugin before `init`")
 }
 
-pub fn filter<P: Filter>(plugin: &P, batch: &Batch) -> Vec<Decision> {
-    batch::records(batch)
+pub fn filter<P: Filter>(plugin: &P, batch: &Batch, fields: &Fields) -> Vec<Decision> {
+    let width = width(fields);
+    batch::records(batch, fields, width)
         .map(|record| plugin.filter(&record))
         .collect()
 }
 
-pub fn transform<P: Transform>(plugin: &P, batch: &Batch) -> Transformed {
+pub fn transform<P: Transform>(plugin: &P, batch: &Batch, fields: &Fields) -> Transformed {
+    let width = width(fields);
     let mut out = Emitter::default();
-    for (index, record) in batch::records(batch).enumerate() {
+    for (index, record) in batch::records(batch, fields, width).enumerate() {
         out.begin(index as u32);
         if let Err(error) = plugin.transform(&record, &mut out) {
             out.reject(error);
@@ -50,9 +52,11 @@ pub fn transform<P: Transform>(plugin: &P, batch: &Batch) -> Transformed {
 pub fn aggregate<P: Aggregator>(
     plugin: &P,
     batch: &Batch,
+    fields: &Fields,
     groups: Vec<Group>,
 ) -> Vec<Result<Outcome, PluginError>> {
-    let records: Vec<_> = batch::records(batch).collect();
+    let width = width(fields);
+    let records: Vec<_> = batch::records(batch, fields, width).collect();
     groups
         .into_iter()
         .map(|group| {
@@ -95,6 +99,13 @@ fn aggregate_group<P: Aggregator>(
     })
 }
 
+/// How many spans each JSON-object record has in `fields` (the length of
+/// the plugin's `reads`).
+fn width(fields: &Fields) -> usize {
+    let objects = fields.first.iter().flatten().count();
+    fields.spans.len().checked_div(objects).unwrap_or(0)
+}
+
 /// The `migrate` export: state of this plugin's own version is returned as it
 /// is; any other goes through [`Aggregator::migrate`] and is encoded again.
 pub fn migrate<P: Aggregator>(from_version: u32, state: Vec<u8>) -> Result<Vec<u8>, PluginError> {
@@ -127,8 +138,14 @@ macro_rules! export_filter {
                 fn init() -> ::core::result::Result<(), $crate::PluginError> {
                     $crate::glue::init(&PLUGIN, <$plugin as $crate::Filter>::new)
                 }
-                fn filter(batch: $crate::Batch) -> ::std::vec::Vec<$crate::Decision> {
-                    $crate::glue::filter($crate::glue::instance(&PLUGIN), &batch)
+                fn reads() -> ::std::vec::Vec<::std::string::String> {
+                    <$plugin as $crate::Filter>::reads($crate::glue::instance(&PLUGIN))
+                }
+                fn filter(
+                    batch: $crate::Batch,
+                    fields: $crate::BatchFields,
+                ) -> ::std::vec::Vec<$crate::Decision> {
+                    $crate::glue::filter($crate::glue::instance(&PLUGIN), &batch, &fields)
                 }
             }
             $crate::bindings::filter_world::export_filter_world!(WeirExport with_types_in $crate::bindings::filter_world);
@@ -150,8 +167,14 @@ macro_rules! export_transform {
                 fn init() -> ::core::result::Result<(), $crate::PluginError> {
                     $crate::glue::init(&PLUGIN, <$plugin as $crate::Transform>::new)
                 }
-                fn transform(batch: $crate::Batch) -> $crate::bindings::transforming::Transformed {
-                    $crate::glue::transform($crate::glue::instance(&PLUGIN), &batch)
+                fn reads() -> ::std::vec::Vec<::std::string::String> {
+                    <$plugin as $crate::Transform>::reads($crate::glue::instance(&PLUGIN))
+                }
+                fn transform(
+                    batch: $crate::Batch,
+                    fields: $crate::BatchFields,
+                ) -> $crate::bindings::transforming::Transformed {
+                    $crate::glue::transform($crate::glue::instance(&PLUGIN), &batch, &fields)
                 }
             }
             $crate::bindings::transform_world::export_transform_world!(WeirExport with_types_in $crate::bindings::transform_world);
@@ -173,6 +196,9 @@ macro_rules! export_aggregator {
                 fn init() -> ::core::result::Result<(), $crate::PluginError> {
                     $crate::glue::init(&PLUGIN, <$plugin as $crate::Aggregator>::new)
                 }
+                fn reads() -> ::std::vec::Vec<::std::string::String> {
+                    <$plugin as $crate::Aggregator>::reads($crate::glue::instance(&PLUGIN))
+                }
                 fn state_version() -> u32 {
                     <$plugin as $crate::Aggregator>::STATE_VERSION
                 }
@@ -181,11 +207,12 @@ macro_rules! export_aggregator {
                 }
                 fn aggregate(
                     batch: $crate::Batch,
+                    fields: $crate::BatchFields,
                     groups: ::std::vec::Vec<$crate::bindings::aggregating::Group>,
                 ) -> ::std::vec::Vec<
                     ::core::result::Result<$crate::bindings::aggregating::Outcome, $crate::PluginError>,
                 > {
-                    $crate::glue::aggregate($crate::glue::instance(&PLUGIN), &batch, groups)
+                    $crate::glue::aggregate($crate::glue::instance(&PLUGIN), &batch, &fields, groups)
                 }
                 fn migrate(
                     from_version: u32,

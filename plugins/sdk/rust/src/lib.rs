@@ -32,6 +32,7 @@
 pub mod batch;
 pub mod bindings;
 pub mod host;
+pub mod json;
 
 #[doc(hidden)]
 pub mod glue;
@@ -41,7 +42,8 @@ use serde::de::DeserializeOwned;
 
 pub use batch::{BatchBuilder, Emitter, Record};
 pub use bindings::filtering::Decision;
-pub use bindings::types::{Batch, PluginError, Value};
+pub use bindings::types::{Batch, Fields as BatchFields, PluginError, Value};
+pub use json::{Field, Fields};
 
 /// The stage's configuration from the pipeline file.
 #[derive(Debug, Clone)]
@@ -88,6 +90,12 @@ pub fn plugin_error(code: &str, message: impl Into<String>) -> PluginError {
 pub trait Filter: Sized + Send + Sync + 'static {
     /// Builds the plugin from its configuration (called once per instance).
     fn new(config: &Config) -> Result<Self, PluginError>;
+    /// The top-level JSON fields this filter reads: the host parses each
+    /// record once and hands their values over ([`Record::fields`]). None
+    /// by default: the filter reads [`Record::value`] itself.
+    fn reads(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Keep, drop or reject `record`.
     fn filter(&self, record: &Record<'_>) -> Decision;
 }
@@ -96,6 +104,11 @@ pub trait Filter: Sized + Send + Sync + 'static {
 pub trait Transform: Sized + Send + Sync + 'static {
     /// Builds the plugin from its configuration (called once per instance).
     fn new(config: &Config) -> Result<Self, PluginError>;
+    /// The top-level JSON fields this transform reads ([`Record::fields`]);
+    /// none by default.
+    fn reads(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Emits what `record` becomes (zero or more records) into `out`, or
     /// says why it is bad data (anything it emitted is then discarded).
     fn transform(&self, record: &Record<'_>, out: &mut Emitter) -> Result<(), PluginError>;
@@ -141,6 +154,11 @@ pub trait Aggregator: Sized + Send + Sync + 'static {
 
     /// Builds the plugin from its configuration (called once per instance).
     fn new(config: &Config) -> Result<Self, PluginError>;
+    /// The top-level JSON fields this aggregator reads ([`Record::fields`]);
+    /// none by default.
+    fn reads(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Folds one event into the key's state. An error rejects the event (it
     /// goes to the dead-letter topic); it must leave the state untouched, so
     /// check the event before changing anything.

@@ -1,8 +1,8 @@
-//! A filter built against a later, incompatible contract (`weir:plugin@0.2.0`).
+//! A filter built against a later, incompatible contract (`weir:plugin@0.3.0`).
 
 wit_bindgen::generate!({
     inline: "
-        package weir:plugin@0.2.0;
+        package weir:plugin@0.3.0;
         interface filtering { init: func() -> result<_, string>; }
         world filter { export filtering; }
     ",

@@ -107,6 +107,7 @@ mod tests {
             first: 0,
             count: 1,
         };
-        glue::aggregate(&TrappingAggregatorV3, &batch.build(), vec![group]);
+        let (batch, fields) = batch.build_with_fields(&[]);
+        glue::aggregate(&TrappingAggregatorV3, &batch, &fields, vec![group]);
     }
 }
