@@ -702,6 +702,11 @@ fn consumer(
         .set("auto.offset.reset", "earliest")
         // Prefetch at most 64 MiB: the bound on what waits in the client.
         .set("queued.max.messages.kbytes", "65536")
+        // When that bound is reached, fetch again 10 ms later, not the
+        // default 1 s: at full speed the queue drains in about that second,
+        // and the shards then waited for the next fetch (measured: 117 000
+        // -> 160 000 events/s with `weir-bench pipeline`).
+        .set("fetch.queue.backoff.ms", "10")
         // Rebalances move only the partitions that change owner; the others keep flowing.
         .set("partition.assignment.strategy", "cooperative-sticky")
         // An instance that dies without leaving (kill -9, a lost machine)

@@ -460,26 +460,29 @@ fn forget(
 /// `chunk` without the records of partitions the shard does not own (read
 /// before a revocation reached the source; their new owner reads them again).
 fn keep_owned(chunk: Chunk, owned: &HashSet<i32>) -> Chunk {
-    if chunk.offsets.iter().all(|(p, _)| owned.contains(p)) {
-        return chunk;
-    }
-    let mut builder = BatchBuilder::default();
-    for (index, record) in chunk.batch.records.iter().enumerate() {
-        if owned.contains(&record.partition) {
-            builder.push_from(&chunk.batch, index);
+    chunk.retain(|partition| owned.contains(&partition))
+}
+
+impl Chunk {
+    /// The chunk with only the records of partitions `keep` accepts.
+    pub fn retain(self, keep: impl Fn(i32) -> bool) -> Self {
+        if self.offsets.iter().all(|(p, _)| keep(*p)) {
+            return self;
         }
-    }
-    Chunk {
-        batch: builder.build(),
-        dead: chunk
-            .dead
-            .into_iter()
-            .filter(|letter| owned.contains(&letter.partition))
-            .collect(),
-        offsets: chunk
-            .offsets
-            .into_iter()
-            .filter(|(p, _)| owned.contains(p))
-            .collect(),
+        let mut builder = BatchBuilder::default();
+        for (index, record) in self.batch.records.iter().enumerate() {
+            if keep(record.partition) {
+                builder.push_from(&self.batch, index);
+            }
+        }
+        Self {
+            batch: builder.build(),
+            dead: self
+                .dead
+                .into_iter()
+                .filter(|letter| keep(letter.partition))
+                .collect(),
+            offsets: self.offsets.into_iter().filter(|(p, _)| keep(*p)).collect(),
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! down instead of filling memory; librdkafka's prefetch queue is bounded
 //! too (`queued.max.messages.kbytes`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Mutex, MutexGuard};
@@ -337,6 +337,9 @@ struct Source<'a> {
     settings: &'a SourceSettings,
     shards: usize,
     open: Vec<Open>,
+    /// Chunks made for each shard and not yet taken by its queue: while
+    /// one shard is busy, the others keep getting their records.
+    pending: Vec<VecDeque<Chunk>>,
     /// Records of partitions still restoring, kept until their state is there.
     held: HashMap<i32, Vec<OwnedMessage>>,
     /// Partitions whose records go to the shards (assigned and restored);
@@ -357,6 +360,7 @@ pub fn run(consumer: &BaseConsumer<SourceContext>, settings: &SourceSettings, st
         settings,
         shards,
         open: (0..shards).map(|_| Open::default()).collect(),
+        pending: (0..shards).map(|_| VecDeque::new()).collect(),
         held: HashMap::new(),
         flowing: HashSet::new(),
         restoring: HashSet::new(),
@@ -410,6 +414,9 @@ impl Source<'_> {
             if !self.finish_restores() {
                 return;
             }
+            if !self.send_pending() {
+                return;
+            }
             for shard in 0..self.shards {
                 if self.open[shard]
                     .since
@@ -420,8 +427,11 @@ impl Source<'_> {
                 }
             }
         }
+        // Stopping: everything read goes to its shard before the queues close.
         for shard in 0..self.shards {
-            if self.open[shard].records() > 0 && !self.hand_over(shard) {
+            if (self.open[shard].records() > 0 || !self.pending[shard].is_empty())
+                && !self.hand_over_all(shard)
+            {
                 return;
             }
         }
@@ -450,6 +460,11 @@ impl Source<'_> {
         if !revoked.is_empty() {
             for open in &mut self.open {
                 open.drop_partitions(&revoked);
+            }
+            for pending in &mut self.pending {
+                for chunk in std::mem::take(pending) {
+                    pending.push_back(chunk.retain(|partition| !revoked.contains(&partition)));
+                }
             }
             for partition in &revoked {
                 self.held.remove(partition);
@@ -556,27 +571,67 @@ impl Source<'_> {
         }
     }
 
-    /// Sends shard `shard`'s open chunk; false when the shard has stopped.
+    /// Queues shard `shard`'s open chunk and sends what its queue takes;
+    /// false when the shard has stopped.
+    ///
+    /// A shard whose queue is full does not hold up the others: its chunks
+    /// wait here, up to [`PENDING_CHUNKS`], while the source keeps reading
+    /// (librdkafka hands out runs of one partition's records, so waiting on
+    /// one shard would starve the rest). Past that bound the source waits
+    /// for the shard ([`Self::hand_over_all`]).
+    fn hand_over(&mut self, shard: usize) -> bool {
+        let chunk = self.open[shard].take();
+        self.pending[shard].push_back(chunk);
+        if self.pending[shard].len() <= PENDING_CHUNKS {
+            return self.send_pending();
+        }
+        self.hand_over_all(shard)
+    }
+
+    /// Sends the chunks waiting for each shard, as many as its queue takes;
+    /// false when a shard has stopped.
+    fn send_pending(&mut self) -> bool {
+        let router = self.consumer.context().router();
+        for (shard, pending) in self.pending.iter_mut().enumerate() {
+            let Some(sender) = router.shards.get(shard) else {
+                return pending.is_empty();
+            };
+            while let Some(chunk) = pending.pop_front() {
+                match sender.try_send(Input::Chunk(chunk)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Disconnected(_)) => return false,
+                    Err(TrySendError::Full(Input::Chunk(back))) => {
+                        pending.push_front(back);
+                        break;
+                    }
+                    Err(TrySendError::Full(_)) => unreachable!("a chunk was sent"),
+                }
+            }
+        }
+        true
+    }
+
+    /// Sends shard `shard`'s open chunk and every chunk waiting for it,
+    /// waiting as long as its queue is full; false when the shard has stopped.
     ///
     /// While the shard is busy the consumer's partitions are paused and it
     /// keeps being polled: it stays in its group however long a sink stalls
     /// (a consumer that stops polling for `max.poll.interval.ms` is put out
     /// of the group). Pausing drops what librdkafka prefetched; fetching
     /// resumes from the next offset.
-    fn hand_over(&mut self, shard: usize) -> bool {
-        let mut chunk = self.open[shard].take();
+    fn hand_over_all(&mut self, shard: usize) -> bool {
+        if self.open[shard].records() > 0 {
+            let chunk = self.open[shard].take();
+            self.pending[shard].push_back(chunk);
+        }
         let mut paused = false;
         let since = Instant::now();
         let delivered = loop {
-            let sent = match self.consumer.context().router().shards.get(shard) {
-                Some(sender) => sender.try_send(Input::Chunk(chunk)),
-                None => break false,
-            };
-            match sent {
-                Ok(()) => break true,
-                Err(TrySendError::Disconnected(_)) => break false,
-                Err(TrySendError::Full(Input::Chunk(back))) => chunk = back,
-                Err(TrySendError::Full(_)) => unreachable!("a chunk was sent"),
+            if !self.send_pending() {
+                break false;
+            }
+            if self.pending[shard].is_empty() {
+                break true;
             }
             // A busy shard is the normal pace at full speed: wait a little
             // first, since pausing throws away what was prefetched.
@@ -621,6 +676,10 @@ impl Source<'_> {
         }
     }
 }
+
+/// Chunks that may wait in the source for a busy shard (each up to the
+/// pipeline's `max_records`) before the source waits for that shard.
+const PENDING_CHUNKS: usize = 16;
 
 /// How long a hand-over waits on a busy shard before pausing the consumer.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
