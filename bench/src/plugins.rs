@@ -31,7 +31,8 @@ pub struct Args {
     /// Live sessions interleaved in the stream (keys per batch for session-stats).
     #[arg(long, default_value_t = 50)]
     sessions: usize,
-    /// Only these plugins (default: all of them).
+    /// Only these plugins (default: all of them; `host-parse` is the host's
+    /// JSON parse for the three stock plugins' fields).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the compiled plugins are (default: the plugins workspace's release folder).
@@ -129,12 +130,51 @@ pub fn run(args: &Args) -> Result<()> {
     let native_lookup = NativeLookup(lookup_tables());
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|only| only == name);
 
+    // What the host's one parse per record costs, for every field the three
+    // stock plugins read (a pipeline of them parses each event once).
+    let all_reads: Vec<String> = {
+        let readers = [
+            worker(&field_filter, filter_config(), LookupTables::default())?,
+            worker(&enrich, enrich_config(), lookup_tables())?,
+            worker(&stats, json!({}), LookupTables::default())?,
+        ];
+        readers
+            .iter()
+            .flat_map(|w| w.reads().iter().cloned())
+            .fold(Vec::new(), |mut all, name| {
+                if !all.contains(&name) {
+                    all.push(name);
+                }
+                all
+            })
+    };
+
     for &size in &args.batches {
         // Batches are built outside the timed loops: the host builds them
         // while reading from Kafka, whatever runs the plugin.
         let host_batches: Vec<host::Batch> = events.chunks(size).map(host_batch).collect();
         let guest_batches: Vec<sdk::Batch> = events.chunks(size).map(guest_batch).collect();
 
+        if wanted("host-parse") {
+            let parse = median(args.runs, || {
+                timed(|| {
+                    for batch in &host_batches {
+                        black_box(host::read(batch, &all_reads));
+                    }
+                })
+            });
+            println!(
+                "{:<15} {size:>6} {:>14} {:>14.0} {:>12} {:>13}",
+                "host-parse",
+                "-",
+                events.len() as f64 / parse.as_secs_f64(),
+                "-",
+                format!(
+                    "({:.0} native)",
+                    parse.as_nanos() as f64 / events.len() as f64
+                ),
+            );
+        }
         if wanted("noop-filter") {
             let mut worker = worker(&noop, json!({}), LookupTables::default())?;
             let none = host::no_fields();

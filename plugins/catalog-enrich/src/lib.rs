@@ -76,9 +76,9 @@ pub struct CatalogEnrich {
     /// The fields read: every rule's key field, then the fields rules write
     /// (to keep an event's own values).
     reads: Vec<String>,
-    /// Per rule and key, the fields a row adds, as `(field, JSON text)`:
+    /// Per rule, per key, the fields a row adds, as `(field, JSON text)`:
     /// lookup tables are read-only, so each row is fetched and parsed once.
-    cache: Mutex<HashMap<(usize, String), Option<Added>>>,
+    cache: Mutex<Vec<HashMap<String, Option<Added>>>>,
 }
 
 /// Rows cached before the cache starts over (bounds a plugin's memory when
@@ -147,10 +147,17 @@ impl CatalogEnrich {
             let Some(raw) = self.field(fields, &rule.key_field) else {
                 continue;
             };
-            let key = match raw.parse::<Json>() {
-                Ok(Json::String(key)) => key,
-                Ok(Json::Number(key)) => key.to_string(),
-                _ => continue,
+            // A string key is read without a copy unless it has escapes.
+            let key: Cow<'_, str> = if raw.text().first() == Some(&b'"') {
+                match raw.str() {
+                    Ok(key) => key,
+                    Err(_) => continue,
+                }
+            } else {
+                match raw.parse::<Json>() {
+                    Ok(Json::Number(key)) => Cow::Owned(key.to_string()),
+                    _ => continue,
+                }
             };
             match self.row(index, rule, key, lookup) {
                 Some(row) => added.push((index, row)),
@@ -207,12 +214,18 @@ impl CatalogEnrich {
     }
 
     /// The fields `rule` adds for `key`, from the cache or the table.
-    fn row(&self, index: usize, rule: &Rule, key: String, lookup: &impl Lookup) -> Option<Added> {
+    fn row(
+        &self,
+        index: usize,
+        rule: &Rule,
+        key: Cow<'_, str>,
+        lookup: &impl Lookup,
+    ) -> Option<Added> {
         let mut cache = self
             .cache
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        if let Some(found) = cache.get(&(index, key.clone())) {
+        if let Some(found) = cache[index].get(key.as_ref()) {
             return found.clone();
         }
         let fields = lookup.row(&rule.table, &key).map(|row| {
@@ -225,10 +238,10 @@ impl CatalogEnrich {
                 .collect::<Vec<_>>()
                 .into()
         });
-        if cache.len() >= CACHE_ROWS {
-            cache.clear();
+        if cache.iter().map(HashMap::len).sum::<usize>() >= CACHE_ROWS {
+            cache.iter_mut().for_each(HashMap::clear);
         }
-        cache.insert((index, key), fields.clone());
+        cache[index].insert(key.into_owned(), fields.clone());
         fields
     }
 
@@ -302,9 +315,9 @@ impl Transform for CatalogEnrich {
             }
         }
         Ok(Self {
+            cache: Mutex::new(vec![HashMap::new(); settings.enrich.len()]),
             rules: settings.enrich,
             reads,
-            cache: Mutex::default(),
         })
     }
 
@@ -313,12 +326,13 @@ impl Transform for CatalogEnrich {
     }
 
     fn transform(&self, record: &Record<'_>, out: &mut Emitter) -> Result<(), PluginError> {
-        let mut event = Vec::with_capacity(record.value.len() + 96);
-        let misses = self.enrich(record.value, &record.fields()?, &HostLookup, &mut event)?;
+        let fields = record.fields()?;
+        let misses = out.emit_with(record.key, |value| {
+            self.enrich(record.value, &fields, &HostLookup, value)
+        })?;
         if misses > 0 {
             host::counter_add("lookup_misses", misses);
         }
-        out.emit(record.key, &event);
         for (key, value) in record.headers() {
             out.header(key, value);
         }

@@ -202,6 +202,22 @@ impl Emitter {
         self.push(key, value);
     }
 
+    /// Emits a record whose value `write` appends to the output buffer it is
+    /// given, with no copy in between; `write`'s error is returned (the
+    /// transform then rejects the input, which discards what it emitted).
+    pub fn emit_with<T, E>(
+        &mut self,
+        key: Option<&[u8]>,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let key = key.map(|key| append(&mut self.out.data, key));
+        let start = self.out.data.len();
+        let written = write(&mut self.out.data)?;
+        let value = span(start, self.out.data.len());
+        self.push(key, value);
+        Ok(written)
+    }
+
     /// Emits a record whose value is `value` serialised as JSON, written
     /// straight into the output buffer.
     pub fn emit_json<T: Serialize + ?Sized>(
