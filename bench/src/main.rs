@@ -5,12 +5,15 @@
 //!   code compiled natively, per batch size, and the boundary's own cost.
 //! - [`pipeline`]: the demo pipeline end to end on the local stack: its
 //!   throughput beside a plain consumer's, and freshness at half load.
+//! - [`race`]: weir against Kafka Streams and the plain-consume limit on the
+//!   same input: throughput, CPU per million events, peak memory.
 //! - [`restore`]: an aggregator's state read back from its changelog topic.
 //! - [`events`]: the e-commerce event stream the benchmarks run on.
 
 mod events;
 mod pipeline;
 mod plugins;
+mod race;
 mod restore;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +32,8 @@ enum Command {
     Plugins(plugins::Args),
     /// The demo pipeline end to end: throughput, the consume limit, freshness.
     Pipeline(pipeline::Args),
+    /// weir against Kafka Streams and the consume limit, side by side.
+    Race(race::Args),
     /// Aggregator state restored from its changelog: keys/s, MB/s.
     Restore(restore::Args),
 }
@@ -37,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Plugins(args) => plugins::run(&args),
         Command::Pipeline(args) => pipeline::run(&args),
+        Command::Race(args) => race::run(&args),
         Command::Restore(args) => restore::run(&args),
     }
 }

@@ -116,7 +116,7 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// Events per second at which one consumer reads `topic` from the start to its end.
-fn consume_all(stack: &Stack, topic: &str, events: u64) -> Result<f64> {
+pub fn consume_all(stack: &Stack, topic: &str, events: u64) -> Result<f64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &stack.bootstrap)
         .set("group.id", weir_tests::unique("weir-bench-raw"))

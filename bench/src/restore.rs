@@ -412,11 +412,16 @@ async fn create_changelog(stack: &Stack, topic: &str, partitions: i32) -> Result
 
 /// Deletes the changelog topic.
 async fn delete_topic(stack: &Stack, topic: &str) -> Result<()> {
+    delete_topics(stack, &[topic]).await
+}
+
+/// Deletes `topics` (a benchmark's input and outputs: they would fill the disk).
+pub async fn delete_topics(stack: &Stack, topics: &[&str]) -> Result<()> {
     let admin = admin(stack)?;
     let results = admin
-        .delete_topics(&[topic], &AdminOptions::new())
+        .delete_topics(topics, &AdminOptions::new())
         .await
-        .with_context(|| format!("cannot delete the changelog topic `{topic}`"))?;
+        .with_context(|| format!("cannot delete the topics {topics:?}"))?;
     for result in results {
         result.map_err(|(topic, code)| anyhow::anyhow!("deleting `{topic}`: {code}"))?;
     }

@@ -1,0 +1,425 @@
+//! `weir-bench race`: weir against Kafka Streams and against the machine's
+//! limit, on the same pre-produced input, one after another, each until all
+//! its output is durable.
+//!
+//! - **plain consume**: a consumer that touches every value (the limit);
+//! - **weir (Wasm)**: `weir run` of the demo pipeline as its own process
+//!   (three Wasm stages, Avro to Kafka and upserts to PostgreSQL);
+//! - **Kafka Streams**: the peer in `bench/peers/kafka-streams` (the
+//!   `session_stats` aggregation alone, JSON rows to Kafka, exactly-once).
+//!
+//! Each contestant is timed from its first committed offset to the commit of
+//! the input's last one (both commit only what their outputs hold), and its
+//! process's CPU time and peak resident memory are read from `/proc` over the
+//! same span. Every contestant runs `--runs` times; the table shows the
+//! median and the spread, and each median as a ratio to weir's.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use weir_tests::Stack;
+use weir_tests::pipeline::{Names, create_topic, demo_pipeline, generate, progress, terminate};
+
+/// Options of `weir-bench race`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Events pre-produced for every contestant.
+    #[arg(long, default_value_t = 2_000_000)]
+    events: u64,
+    /// Runs per contestant.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Partitions of the input topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Live sessions in the generated stream.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// The Kafka Streams peer's jar (built with Maven when missing).
+    #[arg(long)]
+    peer_jar: Option<PathBuf>,
+}
+
+/// One contestant's figures for one run.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    events_per_second: f64,
+    /// CPU seconds of the contestant's process per million events.
+    cpu_per_million: f64,
+    /// Peak resident memory, MiB (`None`: measured in this process).
+    peak_mib: Option<f64>,
+}
+
+/// Runs the race and prints the table.
+pub fn run(args: &Args) -> Result<()> {
+    let stack = Stack::from_env();
+    let tokio = tokio::runtime::Runtime::new()?;
+    let dir = std::env::temp_dir().join(weir_tests::unique("weir-bench-race"));
+    std::fs::create_dir_all(&dir)?;
+    let jar = match &args.peer_jar {
+        Some(jar) => jar.clone(),
+        None => build_peer()?,
+    };
+    let ticks = clock_ticks()?;
+    println!(
+        "weir-bench race: {} events, {} partitions, {} live sessions, {} runs each",
+        args.events, args.partitions, args.sessions, args.runs
+    );
+
+    // Every topic and group of this race carries `tag`.
+    let tag = weir_tests::unique("race");
+    let names = Names::fresh(&tag);
+    tokio.block_on(create_topic(&stack, &names.events, args.partitions))?;
+    let produced = Instant::now();
+    let (count, sessions) = (args.events.to_string(), args.sessions.to_string());
+    generate(
+        &stack,
+        &[
+            "--rate",
+            "0",
+            "--seed",
+            "42",
+            "--sessions",
+            &sessions,
+            "--count",
+            &count,
+            "--write-catalog",
+            "--topic",
+            &names.events,
+        ],
+    )?;
+    println!("  produced in {:.1?}", produced.elapsed());
+
+    let race = Race {
+        stack: &stack,
+        dir: &dir,
+        input: &names,
+        tag: &tag,
+        events: args.events,
+        partitions: args.partitions,
+        ticks,
+        jar: &jar,
+    };
+    let mut raw = Vec::new();
+    let mut weir = Vec::new();
+    let mut streams = Vec::new();
+    for run in 1..=args.runs {
+        let figures = plain_consume(&stack, &names.events, args.events, ticks)?;
+        println!("  run {run}: plain consume  {}", show(&figures));
+        raw.push(figures);
+
+        let figures = weir_run(&race, run)?;
+        println!("  run {run}: weir (Wasm)    {}", show(&figures));
+        weir.push(figures);
+
+        let figures = streams_run(&race, run)?;
+        println!("  run {run}: Kafka Streams  {}", show(&figures));
+        streams.push(figures);
+    }
+
+    let reference = summary(&weir);
+    println!();
+    println!(
+        "{:<16} {:>22} {:>10} {:>24} {:>10} {:>16}",
+        "", "events/s (spread)", "÷ weir", "CPU s / M events (spread)", "÷ weir", "peak MiB"
+    );
+    for (name, runs) in [
+        ("plain consume", &raw),
+        ("weir (Wasm)", &weir),
+        ("Kafka Streams", &streams),
+    ] {
+        let row = summary(runs);
+        println!(
+            "{name:<16} {:>9.0} ({:>6.0}–{:<6.0}) {:>9.2}x {:>10.1} ({:>5.1}–{:<5.1}) {:>9.2}x {:>16}",
+            row.rate.0,
+            row.rate.1,
+            row.rate.2,
+            row.rate.0 / reference.rate.0,
+            row.cpu.0,
+            row.cpu.1,
+            row.cpu.2,
+            row.cpu.0 / reference.cpu.0,
+            row.peak.map_or_else(
+                || "-".to_owned(),
+                |(m, lo, hi)| format!("{m:.0} ({lo:.0}–{hi:.0})")
+            ),
+        );
+    }
+    std::fs::remove_dir_all(&dir)?;
+    // Every topic of the race (input, outputs, dead letters, changelogs, the
+    // peer's internal topics) holds the race's tag: gigabytes on disk otherwise.
+    let id = tag.rsplit('_').next().unwrap_or(&tag);
+    let topics: Vec<String> = topic_names(&stack)?
+        .into_iter()
+        .filter(|topic| topic.contains(id))
+        .collect();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    tokio.block_on(crate::restore::delete_topics(&stack, &topics))?;
+    Ok(())
+}
+
+/// The names of the broker's topics.
+fn topic_names(stack: &Stack) -> Result<Vec<String>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .create()?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .map(|topic| topic.name().to_owned())
+        .collect())
+}
+
+/// Median and spread of each figure over the runs.
+struct Summary {
+    rate: (f64, f64, f64),
+    cpu: (f64, f64, f64),
+    peak: Option<(f64, f64, f64)>,
+}
+
+fn summary(runs: &[Figures]) -> Summary {
+    let spread = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        (
+            values[values.len() / 2],
+            values[0],
+            values[values.len() - 1],
+        )
+    };
+    let peaks: Option<Vec<f64>> = runs.iter().map(|f| f.peak_mib).collect();
+    Summary {
+        rate: spread(runs.iter().map(|f| f.events_per_second).collect()),
+        cpu: spread(runs.iter().map(|f| f.cpu_per_million).collect()),
+        peak: peaks.map(spread),
+    }
+}
+
+fn show(figures: &Figures) -> String {
+    format!(
+        "{:>9.0} events/s, {:>5.1} CPU s per million events, peak {}",
+        figures.events_per_second,
+        figures.cpu_per_million,
+        figures
+            .peak_mib
+            .map_or_else(|| "-".to_owned(), |mib| format!("{mib:.0} MiB"))
+    )
+}
+
+/// The plain consumer, in this process: the limit.
+fn plain_consume(stack: &Stack, topic: &str, events: u64, ticks: f64) -> Result<Figures> {
+    let before = cpu_seconds(std::process::id(), ticks)?;
+    let rate = crate::pipeline::consume_all(stack, topic, events)?;
+    // The consumer's start-up (joining the group) is in the CPU time but not
+    // in the rate's clock: small next to reading millions of records.
+    let cpu = cpu_seconds(std::process::id(), ticks)? - before;
+    Ok(Figures {
+        events_per_second: rate,
+        cpu_per_million: cpu / (events as f64 / 1e6),
+        peak_mib: None,
+    })
+}
+
+/// What every contestant's run shares.
+struct Race<'a> {
+    stack: &'a Stack,
+    /// Scratch folder (pipeline files, logs).
+    dir: &'a Path,
+    /// The pre-produced input.
+    input: &'a Names,
+    /// Carried by every topic and group of the race.
+    tag: &'a str,
+    events: u64,
+    partitions: i32,
+    /// Clock ticks per second.
+    ticks: f64,
+    /// The Kafka Streams peer.
+    jar: &'a Path,
+}
+
+/// `weir run` of the demo pipeline, as its own process.
+fn weir_run(race: &Race<'_>, run: usize) -> Result<Figures> {
+    let Race {
+        stack,
+        dir,
+        input,
+        tag,
+        events,
+        ticks,
+        ..
+    } = *race;
+    // Fresh output names, the same input topic.
+    let mut names = Names::fresh(&format!("{tag}-weir-{run}"));
+    names.events.clone_from(&input.events);
+    let pipeline = demo_pipeline(dir, &names, "")?;
+    let weir = std::env::current_exe()?.with_file_name("weir");
+    if !weir.is_file() {
+        bail!(
+            "{} is missing: `cargo build --release -p weir`",
+            weir.display()
+        );
+    }
+    let log = std::fs::File::create(dir.join(format!("weir-{run}.log")))?;
+    let mut child = Command::new(weir)
+        .arg("run")
+        .arg(&pipeline)
+        .args(["--admin-addr", "127.0.0.1:0"])
+        .env("WEIR_BOOTSTRAP", &stack.bootstrap)
+        .env("WEIR_REGISTRY_URL", &stack.registry_url)
+        .env("WEIR_DATABASE_URL", &stack.database_url)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    let result = measure(
+        stack,
+        &mut child,
+        &names.group(),
+        &names.events,
+        events,
+        ticks,
+    );
+    terminate(&mut child)?;
+    result
+}
+
+/// The Kafka Streams peer, as its own process.
+fn streams_run(race: &Race<'_>, run: usize) -> Result<Figures> {
+    let Race {
+        stack,
+        input,
+        tag,
+        jar,
+        ticks,
+        ..
+    } = *race;
+    let input = input.events.as_str();
+    let id = format!("{tag}-streams-{run}");
+    let output = format!("{id}.rows");
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(create_topic(stack, &output, race.partitions))?;
+    let state = std::env::temp_dir().join(&id);
+    let mut child = Command::new("java")
+        .arg("-jar")
+        .arg(jar)
+        .args([
+            "--bootstrap",
+            &stack.bootstrap,
+            "--input",
+            input,
+            "--output",
+            &output,
+        ])
+        .args(["--application-id", &id, "--threads", "2"])
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start `java` for the Kafka Streams peer")?;
+    let result = measure(stack, &mut child, &id, input, race.events, ticks);
+    terminate(&mut child)?;
+    std::fs::remove_dir_all(&state).ok();
+    result
+}
+
+/// Times `child` (consuming `topic` as `group`) from its first commit until
+/// it has committed `events` records, with its CPU time over that span and
+/// its peak memory.
+fn measure(
+    stack: &Stack,
+    child: &mut Child,
+    group: &str,
+    topic: &str,
+    events: u64,
+    ticks: f64,
+) -> Result<Figures> {
+    let pid = child.id();
+    let committed = || -> Result<i64> {
+        let (committed, _) = progress(stack, group, topic)?;
+        Ok(committed.iter().map(|c| c.unwrap_or(0)).sum())
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let alive = |child: &mut Child| matches!(child.try_wait(), Ok(None));
+    let (started, at_start, cpu_at_start) = loop {
+        let done = committed()?;
+        if done > 0 {
+            break (Instant::now(), done, cpu_seconds(pid, ticks)?);
+        }
+        if !alive(child) || Instant::now() > deadline {
+            bail!("{group} committed nothing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    loop {
+        let done = committed()?;
+        if done as u64 >= events {
+            let seconds = started.elapsed().as_secs_f64();
+            let cpu = cpu_seconds(pid, ticks)? - cpu_at_start;
+            let counted = (done - at_start) as f64;
+            return Ok(Figures {
+                events_per_second: counted / seconds,
+                cpu_per_million: cpu / (counted / 1e6),
+                peak_mib: Some(peak_mib(pid)?),
+            });
+        }
+        if !alive(child) || Instant::now() > deadline {
+            bail!("{group} stopped at {done} of {events} events");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// User and system CPU seconds of process `pid` so far (all its threads).
+fn cpu_seconds(pid: u32, ticks: f64) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces), from field 3.
+    let after = stat.rsplit_once(')').context("a /proc stat line")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields[11].parse()?;
+    let stime: f64 = fields[12].parse()?;
+    Ok((utime + stime) / ticks)
+}
+
+/// Peak resident memory of process `pid`, MiB.
+fn peak_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .context("VmHWM in /proc status")?;
+    let kib: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("a VmHWM value")?
+        .parse()?;
+    Ok(kib / 1024.0)
+}
+
+/// Clock ticks per second, the unit of `/proc/*/stat` times.
+fn clock_ticks() -> Result<f64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+/// Builds the Kafka Streams peer's jar with Maven; returns its path.
+fn build_peer() -> Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/kafka-streams");
+    let jar = root.join("target/session-stats-streams.jar");
+    if jar.is_file() {
+        return Ok(jar);
+    }
+    println!("  building the Kafka Streams peer (mvn package)");
+    let status = Command::new("mvn")
+        .args(["-q", "-B", "package", "-DskipTests"])
+        .current_dir(&root)
+        .status()
+        .context("cannot run `mvn`")?;
+    if !status.success() || !jar.is_file() {
+        bail!("building {} failed ({status})", root.display());
+    }
+    Ok(jar)
+}
