@@ -11,6 +11,7 @@
 //! - [`events`]: the e-commerce event stream the benchmarks run on.
 
 mod events;
+mod native;
 mod pipeline;
 mod plugins;
 mod race;
@@ -36,6 +37,16 @@ enum Command {
     Race(race::Args),
     /// Aggregator state restored from its changelog: keys/s, MB/s.
     Restore(restore::Args),
+    /// `weir run` with the stock plugins compiled in, not in Wasm (the
+    /// race's native baseline; not a way to run weir).
+    #[command(hide = true)]
+    WeirNative(NativeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct NativeArgs {
+    #[command(flatten)]
+    run: weir::engine::RunArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +55,10 @@ fn main() -> anyhow::Result<()> {
         Command::Pipeline(args) => pipeline::run(&args),
         Command::Race(args) => race::run(&args),
         Command::Restore(args) => restore::run(&args),
+        Command::WeirNative(args) => weir::engine::run_with(
+            &args.run,
+            &weir::cli::stop_on_signal(),
+            &native::demo_stages(),
+        ),
     }
 }

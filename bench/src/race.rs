@@ -5,6 +5,8 @@
 //! - **plain consume**: a consumer that touches every value (the limit);
 //! - **weir (Wasm)**: `weir run` of the demo pipeline as its own process
 //!   (three Wasm stages, Avro to Kafka and upserts to PostgreSQL);
+//! - **weir (native)**: the same, with the three plugins' Rust code compiled
+//!   into the process instead of run in Wasm (`weir-bench weir-native`);
 //! - **Kafka Streams**: the peer in `bench/peers/kafka-streams` (the
 //!   `session_stats` aggregation alone, JSON rows to Kafka, exactly-once).
 //!
@@ -71,7 +73,7 @@ pub fn run(args: &Args) -> Result<()> {
     );
 
     // Every topic and group of this race carries `tag`.
-    let tag = weir_tests::unique("race");
+    let tag = format!("race{}", &weir_tests::unique("x")[2..10]);
     let names = Names::fresh(&tag);
     tokio.block_on(create_topic(&stack, &names.events, args.partitions))?;
     let produced = Instant::now();
@@ -105,6 +107,7 @@ pub fn run(args: &Args) -> Result<()> {
         jar: &jar,
     };
     let mut raw = Vec::new();
+    let mut native = Vec::new();
     let mut weir = Vec::new();
     let mut streams = Vec::new();
     for run in 1..=args.runs {
@@ -112,9 +115,18 @@ pub fn run(args: &Args) -> Result<()> {
         println!("  run {run}: plain consume  {}", show(&figures));
         raw.push(figures);
 
-        let figures = weir_run(&race, run)?;
+        let (figures, native_table) = weir_run(&race, run, Engine::Native)?;
+        println!("  run {run}: weir (native)  {}", show(&figures));
+        native.push(figures);
+
+        let (figures, wasm_table) = weir_run(&race, run, Engine::Wasm)?;
         println!("  run {run}: weir (Wasm)    {}", show(&figures));
         weir.push(figures);
+        // Equal work: the native baseline's table is the Wasm run's, row for row.
+        let differences = tokio.block_on(differences(&stack, &native_table, &wasm_table))?;
+        if differences > 0 {
+            bail!("weir (native) and weir (Wasm) differ in {differences} rows");
+        }
 
         let figures = streams_run(&race, run)?;
         println!("  run {run}: Kafka Streams  {}", show(&figures));
@@ -129,6 +141,7 @@ pub fn run(args: &Args) -> Result<()> {
     );
     for (name, runs) in [
         ("plain consume", &raw),
+        ("weir (native)", &native),
         ("weir (Wasm)", &weir),
         ("Kafka Streams", &streams),
     ] {
@@ -152,10 +165,9 @@ pub fn run(args: &Args) -> Result<()> {
     std::fs::remove_dir_all(&dir)?;
     // Every topic of the race (input, outputs, dead letters, changelogs, the
     // peer's internal topics) holds the race's tag: gigabytes on disk otherwise.
-    let id = tag.rsplit('_').next().unwrap_or(&tag);
     let topics: Vec<String> = topic_names(&stack)?
         .into_iter()
-        .filter(|topic| topic.contains(id))
+        .filter(|topic| topic.contains(&tag))
         .collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     tokio.block_on(crate::restore::delete_topics(&stack, &topics))?;
@@ -231,7 +243,7 @@ struct Race<'a> {
     dir: &'a Path,
     /// The pre-produced input.
     input: &'a Names,
-    /// Carried by every topic and group of the race.
+    /// Carried by every topic and group of the race (`race` and 8 hex digits).
     tag: &'a str,
     events: u64,
     partitions: i32,
@@ -241,8 +253,26 @@ struct Race<'a> {
     jar: &'a Path,
 }
 
-/// `weir run` of the demo pipeline, as its own process.
-fn weir_run(race: &Race<'_>, run: usize) -> Result<Figures> {
+/// How the plugins run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Engine {
+    Wasm,
+    Native,
+}
+
+impl Engine {
+    /// For names (pipeline names are at most 64 characters).
+    fn short(self) -> &'static str {
+        match self {
+            Self::Wasm => "w",
+            Self::Native => "n",
+        }
+    }
+}
+
+/// `weir run` of the demo pipeline, as its own process; its figures and
+/// the name of the table it wrote.
+fn weir_run(race: &Race<'_>, run: usize, engine: Engine) -> Result<(Figures, String)> {
     let Race {
         stack,
         dir,
@@ -253,19 +283,23 @@ fn weir_run(race: &Race<'_>, run: usize) -> Result<Figures> {
         ..
     } = *race;
     // Fresh output names, the same input topic.
-    let mut names = Names::fresh(&format!("{tag}-weir-{run}"));
+    let mut names = Names::fresh(&format!("{tag}-{}{run}", engine.short()));
     names.events.clone_from(&input.events);
     let pipeline = demo_pipeline(dir, &names, "")?;
-    let weir = std::env::current_exe()?.with_file_name("weir");
-    if !weir.is_file() {
+    let bench = std::env::current_exe()?;
+    let (program, command) = match engine {
+        Engine::Wasm => (bench.with_file_name("weir"), "run"),
+        Engine::Native => (bench, "weir-native"),
+    };
+    if !program.is_file() {
         bail!(
             "{} is missing: `cargo build --release -p weir`",
-            weir.display()
+            program.display()
         );
     }
-    let log = std::fs::File::create(dir.join(format!("weir-{run}.log")))?;
-    let mut child = Command::new(weir)
-        .arg("run")
+    let log = std::fs::File::create(dir.join(format!("weir-{engine:?}-{run}.log")))?;
+    let mut child = Command::new(program)
+        .arg(command)
         .arg(&pipeline)
         .args(["--admin-addr", "127.0.0.1:0"])
         .env("WEIR_BOOTSTRAP", &stack.bootstrap)
@@ -282,8 +316,23 @@ fn weir_run(race: &Race<'_>, run: usize) -> Result<Figures> {
         events,
         ticks,
     );
-    terminate(&mut child)?;
-    result
+    // A contestant that stopped by itself already failed its measurement.
+    let stopped = terminate(&mut child);
+    let figures = result?;
+    stopped?;
+    Ok((figures, names.table))
+}
+
+/// Rows of table `a` not in table `b`, and of `b` not in `a`.
+async fn differences(stack: &Stack, a: &str, b: &str) -> Result<i64> {
+    let pool = sqlx::PgPool::connect(&stack.database_url).await?;
+    let query = format!(
+        "SELECT (SELECT count(*) FROM (TABLE \"{a}\" EXCEPT TABLE \"{b}\") AS x) \
+              + (SELECT count(*) FROM (TABLE \"{b}\" EXCEPT TABLE \"{a}\") AS y)"
+    );
+    let (count,): (i64,) = sqlx::query_as(&query).fetch_one(&pool).await?;
+    pool.close().await;
+    Ok(count)
 }
 
 /// The Kafka Streams peer, as its own process.
@@ -321,9 +370,11 @@ fn streams_run(race: &Race<'_>, run: usize) -> Result<Figures> {
         .spawn()
         .context("cannot start `java` for the Kafka Streams peer")?;
     let result = measure(stack, &mut child, &id, input, race.events, ticks);
-    terminate(&mut child)?;
+    let stopped = terminate(&mut child);
     std::fs::remove_dir_all(&state).ok();
-    result
+    let figures = result?;
+    stopped?;
+    Ok(figures)
 }
 
 /// Times `child` (consuming `topic` as `group`) from its first commit until

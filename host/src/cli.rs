@@ -1,5 +1,8 @@
 //! The `weir` command line.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use clap::{Parser, Subcommand};
 
 use crate::engine::RunArgs;
@@ -41,4 +44,33 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+}
+
+/// A flag raised by the first Ctrl-C or SIGTERM; a second one exits at once.
+pub fn stop_on_signal() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a signal-listening runtime");
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                if flag.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("Second signal: exiting now.");
+                    std::process::exit(130);
+                }
+                tracing::info!("Stopping after the events in flight (again to force).");
+            }
+        });
+    });
+    stop
 }

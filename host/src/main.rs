@@ -2,8 +2,6 @@
 //! over to the library.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use weir::cli::{Cli, Command};
@@ -16,13 +14,13 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Generate(args) => {
-            let stop = stop_on_signal();
+            let stop = weir::cli::stop_on_signal();
             weir::generate::run(&args, &stop)
                 .map(drop)
                 .map_err(anyhow::Error::from)
         }
         Command::Run(args) => {
-            let stop = stop_on_signal();
+            let stop = weir::cli::stop_on_signal();
             weir::engine::run(&args, &stop)
         }
         Command::Plugin(args) => weir::admin::client::run(&args),
@@ -91,32 +89,4 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-/// A flag raised by the first Ctrl-C or SIGTERM; a second one exits at once.
-fn stop_on_signal() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a signal-listening runtime");
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            let mut terminate =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            loop {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-                if flag.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("Second signal: exiting now.");
-                    std::process::exit(130);
-                }
-                tracing::info!("Stopping after the events in flight (again to force).");
-            }
-        });
-    });
-    stop
 }

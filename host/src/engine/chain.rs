@@ -11,7 +11,7 @@ use super::dead_letter::{DeadLetter, Kind, PluginRef};
 use super::state::{Folded, KeyedState};
 use crate::plugin::{
     Batch, BatchBuilder, BatchExt, Failure, Fields, Group, Parsed, Plugin, PluginKind, Reader,
-    RecordRef, StageContext, Verdict, Worker, no_fields,
+    RecordRef, StageCode, StageContext, Verdict, Worker, no_fields,
 };
 use crate::sink::RowSchema;
 
@@ -29,7 +29,7 @@ pub struct Stage {
     /// Its plugin, as dead letters name it.
     pub plugin: PluginRef,
     kind: PluginKind,
-    worker: Worker,
+    worker: Box<dyn StageCode>,
     /// Where the fields the plugin reads lie among the chain's (its [`Reader`]).
     columns: Vec<usize>,
 }
@@ -37,9 +37,16 @@ pub struct Stage {
 impl Stage {
     /// Instantiates `plugin` for the stage `context`.
     pub fn new(plugin: &Arc<Plugin>, context: Arc<StageContext>) -> anyhow::Result<Self> {
+        let worker = Worker::new(Arc::clone(plugin), Arc::clone(&context))?;
+        Ok(Self::running(plugin, &context, Box::new(worker)))
+    }
+
+    /// The stage of `plugin` run by `code` instead of a plugin instance (the
+    /// benchmark's native baseline).
+    pub fn running(plugin: &Arc<Plugin>, context: &StageContext, code: Box<dyn StageCode>) -> Self {
         let name = context.stage.clone();
-        let worker = Worker::new(Arc::clone(plugin), context)?;
-        Ok(Self {
+        let worker = code;
+        Self {
             name,
             plugin: PluginRef {
                 name: plugin.name.clone(),
@@ -48,7 +55,7 @@ impl Stage {
             kind: plugin.kind,
             worker,
             columns: Vec::new(),
-        })
+        }
     }
 
     /// The values of the fields this stage reads, from the batch's `parsed`

@@ -44,7 +44,7 @@ use self::stats::Stats;
 use crate::pipeline::Pipeline;
 use crate::pipeline::config::StageConfig;
 use crate::plugin::{
-    LookupTables, Plugin, PluginKind, Runtime, RuntimeOptions, StageContext, Worker,
+    LookupTables, NativeStages, Plugin, PluginKind, Runtime, RuntimeOptions, StageContext, Worker,
 };
 use crate::sink::{KafkaSink, PostgresSink, RegistryClient, RowSchema};
 
@@ -92,6 +92,16 @@ pub struct RunArgs {
 /// Runs every pipeline of `args` until `stop` is raised, then shuts them
 /// down cleanly: in-flight records are processed, written and committed.
 pub fn run(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    run_with(args, stop, &NativeStages::new())
+}
+
+/// [`run`], with the stages named in `natives` running native code instead
+/// of their plugins (the benchmark's native baseline; weir itself passes none).
+pub fn run_with(
+    args: &RunArgs,
+    stop: &Arc<AtomicBool>,
+    natives: &NativeStages,
+) -> anyhow::Result<()> {
     let mut pipelines = Vec::new();
     for file in &args.files {
         pipelines.push(crate::pipeline::load(file).map_err(|errors| anyhow::anyhow!("{errors}"))?);
@@ -142,6 +152,7 @@ pub fn run(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
                 args,
                 Arc::clone(stop),
                 Arc::clone(&admin),
+                natives,
             )
             .await;
             if result.is_err() {
@@ -173,6 +184,7 @@ async fn run_pipeline(
     args: &RunArgs,
     stop: Arc<AtomicBool>,
     admin: Arc<crate::admin::Admin>,
+    natives: &NativeStages,
 ) -> anyhow::Result<()> {
     let config = &pipeline.config;
     let name = config.name.get_ref().clone();
@@ -229,9 +241,11 @@ async fn run_pipeline(
         let mut stages = Vec::with_capacity(plugins.len());
         for (plugin, context) in plugins.iter().zip(&contexts) {
             // A plugin's `init` may write to stdio, which blocks: not on an async thread.
-            stages.push(tokio::task::block_in_place(|| {
-                Stage::new(plugin, Arc::clone(context))
-            })?);
+            stages.push(match natives.get(&context.stage) {
+                Some(native) => Stage::running(plugin, context, native(context)?),
+                // A plugin's `init` may write to stdio, which blocks: not on an async thread.
+                None => tokio::task::block_in_place(|| Stage::new(plugin, Arc::clone(context)))?,
+            });
         }
         let aggregator = stages.pop().expect("stages");
         let chain = Chain::new(

@@ -5,6 +5,7 @@
 //! - [`fields`]: the host's one parse of each record, for the fields plugins read.
 //! - [`runtime`]: the engine, loading (compile, check world and version,
 //!   pre-instantiate).
+//! - [`code`]: what runs a stage (a [`Worker`], or native code for the benchmark).
 //! - [`worker`]: one instance per worker with its limits; trap isolation
 //!   (with `instance`, making and arming instances, and `transformed`,
 //!   reading a transform's output buffer).
@@ -14,6 +15,7 @@
 
 pub mod batch;
 pub mod bindings;
+pub mod code;
 pub mod context;
 pub mod error;
 pub mod fields;
@@ -22,12 +24,13 @@ mod instance;
 pub mod limits;
 pub mod runtime;
 mod stderr;
-mod transformed;
+pub mod transformed;
 pub mod worker;
 
 pub use batch::{BatchBuilder, BatchExt, RecordRef};
 pub use bindings::aggregating::Group;
 pub use bindings::types::{Batch, Fields, PluginError, Value};
+pub use code::{NativeStage, NativeStages, StageCode};
 pub use context::{LookupTables, StageContext};
 pub use error::{Failure, LoadError};
 pub use fields::{FieldsExt, Parsed, Reader, no_fields, read};

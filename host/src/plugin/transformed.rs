@@ -18,7 +18,7 @@ pub struct OutputRecord {
 
 /// Turns a transform's output buffer into records per input record,
 /// checking that it keeps to the contract.
-pub(super) fn split_transformed(
+pub fn split_transformed(
     transformed: Transformed,
     inputs: usize,
 ) -> Result<Vec<Result<Vec<OutputRecord>, Failure>>, String> {
