@@ -135,32 +135,11 @@ impl StageCode for NativeFilter {
             })
             .collect()
     }
-
-    fn transform(&mut self, _: &Batch, _: &Fields) -> Vec<Result<Vec<OutputRecord>, Failure>> {
-        unreachable!("a filter stage")
-    }
-
-    fn aggregate(
-        &mut self,
-        _: &Batch,
-        _: &Fields,
-        _: &[host_aggregating::Group],
-    ) -> Vec<GroupResult> {
-        unreachable!("a filter stage")
-    }
-
-    fn migrate(&mut self, _: u32, _: &[u8]) -> Result<Vec<u8>, Failure> {
-        unreachable!("a filter stage")
-    }
 }
 
 impl StageCode for NativeEnrich {
     fn reads(&self) -> &[String] {
         &self.0.reads
-    }
-
-    fn filter(&mut self, _: &Batch, _: &Fields) -> Vec<Verdict> {
-        unreachable!("a transform stage")
     }
 
     fn transform(
@@ -192,32 +171,11 @@ impl StageCode for NativeEnrich {
         };
         split_transformed(host, batch.records.len()).expect("the SDK keeps to the contract")
     }
-
-    fn aggregate(
-        &mut self,
-        _: &Batch,
-        _: &Fields,
-        _: &[host_aggregating::Group],
-    ) -> Vec<GroupResult> {
-        unreachable!("a transform stage")
-    }
-
-    fn migrate(&mut self, _: u32, _: &[u8]) -> Result<Vec<u8>, Failure> {
-        unreachable!("a transform stage")
-    }
 }
 
 impl StageCode for NativeStats {
     fn reads(&self) -> &[String] {
         &self.reads
-    }
-
-    fn filter(&mut self, _: &Batch, _: &Fields) -> Vec<Verdict> {
-        unreachable!("an aggregator stage")
-    }
-
-    fn transform(&mut self, _: &Batch, _: &Fields) -> Vec<Result<Vec<OutputRecord>, Failure>> {
-        unreachable!("an aggregator stage")
     }
 
     fn aggregate(

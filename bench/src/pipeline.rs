@@ -66,29 +66,12 @@ pub fn run(args: &Args) -> Result<()> {
     // The input, produced once.
     let names = Names::fresh("bench");
     tokio.block_on(create_topic(&stack, &names.events, args.partitions))?;
-    let produce = Instant::now();
-    let count = args.events.to_string();
-    let sessions = args.sessions.to_string();
-    generate(
-        &stack,
-        &[
-            "--rate",
-            "0",
-            "--seed",
-            "42",
-            "--sessions",
-            &sessions,
-            "--count",
-            &count,
-            "--write-catalog",
-            "--topic",
-            &names.events,
-        ],
-    )?;
+    let produced = Instant::now();
+    produce(&stack, &names.events, args.events, args.sessions)?;
     println!(
         "  produced {} events in {:.1?}",
         args.events,
-        produce.elapsed()
+        produced.elapsed()
     );
 
     let raw = consume_all(&stack, &names.events, args.events)?;
@@ -112,6 +95,29 @@ pub fn run(args: &Args) -> Result<()> {
         max.as_secs_f64() * 1e3,
     );
     std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// Pre-produces `events` demo events (seed 42, `sessions` live sessions) into
+/// `topic` as fast as the broker takes them, and the catalog they refer to.
+pub fn produce(stack: &Stack, topic: &str, events: u64, sessions: usize) -> Result<()> {
+    let (count, sessions) = (events.to_string(), sessions.to_string());
+    generate(
+        stack,
+        &[
+            "--rate",
+            "0",
+            "--seed",
+            "42",
+            "--sessions",
+            &sessions,
+            "--count",
+            &count,
+            "--write-catalog",
+            "--topic",
+            topic,
+        ],
+    )?;
     Ok(())
 }
 

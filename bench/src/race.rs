@@ -7,6 +7,8 @@
 //!   (three Wasm stages, Avro to Kafka and upserts to PostgreSQL);
 //! - **weir (native)**: the same, with the three plugins' Rust code compiled
 //!   into the process instead of run in Wasm (`weir-bench weir-native`);
+//! - **weir (Wasm), aggregation only**: `weir run` of `session-stats` alone
+//!   with the Kafka sink alone: the same work as the peer's;
 //! - **Kafka Streams**: the peer in `bench/peers/kafka-streams` (the
 //!   `session_stats` aggregation alone, JSON rows to Kafka, exactly-once).
 //!
@@ -24,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use weir_tests::Stack;
-use weir_tests::pipeline::{Names, create_topic, demo_pipeline, generate, progress, terminate};
+use weir_tests::pipeline::{Names, create_topic, demo_pipeline, progress, terminate};
 
 /// Options of `weir-bench race`.
 #[derive(Debug, clap::Args)]
@@ -77,23 +79,7 @@ pub fn run(args: &Args) -> Result<()> {
     let names = Names::fresh(&tag);
     tokio.block_on(create_topic(&stack, &names.events, args.partitions))?;
     let produced = Instant::now();
-    let (count, sessions) = (args.events.to_string(), args.sessions.to_string());
-    generate(
-        &stack,
-        &[
-            "--rate",
-            "0",
-            "--seed",
-            "42",
-            "--sessions",
-            &sessions,
-            "--count",
-            &count,
-            "--write-catalog",
-            "--topic",
-            &names.events,
-        ],
-    )?;
+    crate::pipeline::produce(&stack, &names.events, args.events, args.sessions)?;
     println!("  produced in {:.1?}", produced.elapsed());
 
     let race = Race {
@@ -109,6 +95,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut raw = Vec::new();
     let mut native = Vec::new();
     let mut weir = Vec::new();
+    let mut alone = Vec::new();
     let mut streams = Vec::new();
     for run in 1..=args.runs {
         let figures = plain_consume(&stack, &names.events, args.events, ticks)?;
@@ -128,6 +115,13 @@ pub fn run(args: &Args) -> Result<()> {
             bail!("weir (native) and weir (Wasm) differ in {differences} rows");
         }
 
+        let (figures, _) = weir_run(&race, run, Engine::WasmAggregationOnly)?;
+        println!(
+            "  run {run}: weir (Wasm), aggregation only {}",
+            show(&figures)
+        );
+        alone.push(figures);
+
         let figures = streams_run(&race, run)?;
         println!("  run {run}: Kafka Streams  {}", show(&figures));
         streams.push(figures);
@@ -143,6 +137,7 @@ pub fn run(args: &Args) -> Result<()> {
         ("plain consume", &raw),
         ("weir (native)", &native),
         ("weir (Wasm)", &weir),
+        ("weir (Wasm) agg.", &alone),
         ("Kafka Streams", &streams),
     ] {
         let row = summary(runs);
@@ -258,6 +253,8 @@ struct Race<'a> {
 enum Engine {
     Wasm,
     Native,
+    /// `session-stats` alone, Kafka sink alone.
+    WasmAggregationOnly,
 }
 
 impl Engine {
@@ -266,6 +263,7 @@ impl Engine {
         match self {
             Self::Wasm => "w",
             Self::Native => "n",
+            Self::WasmAggregationOnly => "a",
         }
     }
 }
@@ -285,10 +283,13 @@ fn weir_run(race: &Race<'_>, run: usize, engine: Engine) -> Result<(Figures, Str
     // Fresh output names, the same input topic.
     let mut names = Names::fresh(&format!("{tag}-{}{run}", engine.short()));
     names.events.clone_from(&input.events);
-    let pipeline = demo_pipeline(dir, &names, "")?;
+    let pipeline = match engine {
+        Engine::WasmAggregationOnly => aggregation_only(dir, &names)?,
+        Engine::Wasm | Engine::Native => demo_pipeline(dir, &names, "")?,
+    };
     let bench = std::env::current_exe()?;
     let (program, command) = match engine {
-        Engine::Wasm => (bench.with_file_name("weir"), "run"),
+        Engine::Wasm | Engine::WasmAggregationOnly => (bench.with_file_name("weir"), "run"),
         Engine::Native => (bench, "weir-native"),
     };
     if !program.is_file() {
@@ -321,6 +322,43 @@ fn weir_run(race: &Race<'_>, run: usize, engine: Engine) -> Result<(Figures, Str
     let figures = result?;
     stopped?;
     Ok((figures, names.table))
+}
+
+/// A pipeline of `session-stats` alone writing Avro to Kafka alone: the
+/// Kafka Streams peer's work (it writes JSON).
+fn aggregation_only(dir: &Path, names: &Names) -> Result<PathBuf> {
+    let plugins = std::env::var_os("WEIR_PLUGIN_DIR").map_or_else(
+        || weir_tests::manifest_dir().join("../plugins/target/wasm32-wasip2/release"),
+        PathBuf::from,
+    );
+    let text = format!(
+        r#"name = "{pipeline}"
+
+[source]
+topic = "{events}"
+format = "json"
+
+[batch]
+max_records = 512
+max_wait = "50ms"
+flush_interval = "1s"
+
+[[stages]]
+name = "session-stats"
+plugin = "{plugin}"
+idle_timeout = "30m"
+
+[sinks.kafka]
+topic = "{avro}"
+"#,
+        pipeline = names.pipeline,
+        events = names.events,
+        plugin = plugins.join("session_stats.wasm").display(),
+        avro = names.avro,
+    );
+    let path = dir.join(format!("{}.toml", names.pipeline));
+    std::fs::write(&path, text)?;
+    Ok(path)
 }
 
 /// Rows of table `a` not in table `b`, and of `b` not in `a`.

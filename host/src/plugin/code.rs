@@ -11,22 +11,38 @@ use super::context::StageContext;
 use super::error::Failure;
 use super::worker::{GroupResult, OutputRecord, Verdict, Worker};
 
-/// A stage's code, as the chain calls it (see [`Worker`] for each call).
+/// A stage's code, as the chain calls it (see [`Worker`] for each call). A
+/// stage only gets the calls of its kind (the plugin's world), so native
+/// code implements those and leaves the others to the defaults, which say
+/// the chain broke that rule.
 pub trait StageCode: Send {
     /// The top-level JSON fields it reads.
     fn reads(&self) -> &[String];
     /// A filter's verdict per record.
-    fn filter(&mut self, batch: &Batch, fields: &Fields) -> Vec<Verdict>;
+    fn filter(&mut self, _batch: &Batch, _fields: &Fields) -> Vec<Verdict> {
+        unreachable!("a filter call on a stage that is not a filter")
+    }
     /// A transform's outputs per record.
     fn transform(
         &mut self,
-        batch: &Batch,
-        fields: &Fields,
-    ) -> Vec<Result<Vec<OutputRecord>, Failure>>;
+        _batch: &Batch,
+        _fields: &Fields,
+    ) -> Vec<Result<Vec<OutputRecord>, Failure>> {
+        unreachable!("a transform call on a stage that is not a transform")
+    }
     /// An aggregator's result per group.
-    fn aggregate(&mut self, batch: &Batch, fields: &Fields, groups: &[Group]) -> Vec<GroupResult>;
+    fn aggregate(
+        &mut self,
+        _batch: &Batch,
+        _fields: &Fields,
+        _groups: &[Group],
+    ) -> Vec<GroupResult> {
+        unreachable!("an aggregate call on a stage that is not an aggregator")
+    }
     /// State of `from_version` in the aggregator's own version.
-    fn migrate(&mut self, from_version: u32, state: &[u8]) -> Result<Vec<u8>, Failure>;
+    fn migrate(&mut self, _from_version: u32, _state: &[u8]) -> Result<Vec<u8>, Failure> {
+        unreachable!("a migrate call on a stage that is not an aggregator")
+    }
     /// Times a trap renewed the instance (none for native code).
     fn restarts(&self) -> u64 {
         0
