@@ -64,7 +64,9 @@ pub fn run(args: &Args) -> Result<()> {
     );
 
     // The input, produced once.
-    let names = Names::fresh("bench");
+    // Every topic of this run holds `tag`; they are deleted at the end.
+    let tag = crate::race::tag("bench");
+    let names = Names::fresh(&tag);
     tokio.block_on(create_topic(&stack, &names.events, args.partitions))?;
     let produced = Instant::now();
     produce(&stack, &names.events, args.events, args.sessions)?;
@@ -86,7 +88,7 @@ pub fn run(args: &Args) -> Result<()> {
     );
 
     let rate = throughput / 2.0;
-    let (p50, p99, max, events) = freshness(&stack, &dir, rate, args)?;
+    let (p50, p99, max, events) = freshness(&stack, &dir, &tag, rate, args)?;
     println!(
         "  freshness at {:.0} events/s (half the maximum), {events} events after a warm-up: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (flush interval 1000 ms)",
         rate,
@@ -95,6 +97,7 @@ pub fn run(args: &Args) -> Result<()> {
         max.as_secs_f64() * 1e3,
     );
     std::fs::remove_dir_all(&dir)?;
+    crate::race::delete_tagged(&stack, &tag)?;
     Ok(())
 }
 
@@ -193,10 +196,11 @@ fn run_to_end(
 fn freshness(
     stack: &Stack,
     dir: &std::path::Path,
+    tag: &str,
     rate: f64,
     args: &Args,
 ) -> Result<(Duration, Duration, Duration, usize)> {
-    let names = Names::fresh("fresh");
+    let names = Names::fresh(&format!("{tag}-f"));
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(create_topic(stack, &names.events, args.partitions))?;
     let pipeline: PathBuf = demo_pipeline(dir, &names, "")?;

@@ -75,7 +75,7 @@ pub fn run(args: &Args) -> Result<()> {
     );
 
     // Every topic and group of this race carries `tag`.
-    let tag = format!("race{}", &weir_tests::unique("x")[2..10]);
+    let tag = tag("race");
     let names = Names::fresh(&tag);
     tokio.block_on(create_topic(&stack, &names.events, args.partitions))?;
     let produced = Instant::now();
@@ -159,14 +159,29 @@ pub fn run(args: &Args) -> Result<()> {
     }
     std::fs::remove_dir_all(&dir)?;
     // Every topic of the race (input, outputs, dead letters, changelogs, the
-    // peer's internal topics) holds the race's tag: gigabytes on disk otherwise.
-    let topics: Vec<String> = topic_names(&stack)?
+    // peer's internal topics) holds the race's tag.
+    delete_tagged(&stack, &tag)
+}
+
+/// A benchmark run's tag: `prefix` and 8 hex digits, for names that stay
+/// within weir's 64 characters.
+pub fn tag(prefix: &str) -> String {
+    format!("{prefix}{}", &weir_tests::unique("x")[2..10])
+}
+
+/// Deletes every topic whose name holds `tag`: a benchmark's input and
+/// outputs are gigabytes, which would otherwise stay on the broker's disk.
+pub fn delete_tagged(stack: &Stack, tag: &str) -> Result<()> {
+    let topics: Vec<String> = topic_names(stack)?
         .into_iter()
-        .filter(|topic| topic.contains(&tag))
+        .filter(|topic| topic.contains(tag))
         .collect();
+    if topics.is_empty() {
+        return Ok(());
+    }
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-    tokio.block_on(crate::restore::delete_topics(&stack, &topics))?;
-    Ok(())
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(crate::restore::delete_topics(stack, &topics))
 }
 
 /// The names of the broker's topics.
