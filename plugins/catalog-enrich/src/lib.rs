@@ -68,8 +68,20 @@ impl Lookup for HostLookup {
     }
 }
 
-/// The fields one row adds: `(event field, value as JSON text)`.
-type Added = Arc<[(String, String)]>;
+/// The fields one row adds.
+type Added = Arc<[Member]>;
+
+/// A field a row adds to events.
+#[derive(Debug)]
+struct Member {
+    /// The event field.
+    field: String,
+    /// Its value, as JSON text.
+    json: String,
+    /// `"field":value`, as appended to an event (escaped once, when the row
+    /// is first fetched).
+    text: Vec<u8>,
+}
 
 pub struct CatalogEnrich {
     rules: Vec<Rule>,
@@ -168,8 +180,8 @@ impl CatalogEnrich {
         // the event rewritten; appending would give it the key twice.
         let replaces = added.iter().any(|(index, row)| {
             self.rules[*index].overwrite
-                || row.iter().any(|(field, _)| {
-                    self.field(fields, field)
+                || row.iter().any(|member| {
+                    self.field(fields, &member.field)
                         .is_some_and(|value| value.is_null())
                 })
         });
@@ -195,17 +207,16 @@ impl CatalogEnrich {
         let mut empty = value[start + 1..end].iter().all(u8::is_ascii_whitespace);
         let mut written: Vec<&str> = Vec::new();
         for (_, row) in &added {
-            for (field, json) in row.iter() {
-                if self.has(fields, field) || written.contains(&field.as_str()) {
+            for member in row.iter() {
+                let field = member.field.as_str();
+                if self.has(fields, field) || written.contains(&field) {
                     continue;
                 }
                 if !empty {
                     out.push(b',');
                 }
                 empty = false;
-                serde_json::to_writer(&mut *out, field).expect("a string serialises");
-                out.push(b':');
-                out.extend_from_slice(json.as_bytes());
+                out.extend_from_slice(&member.text);
                 written.push(field);
             }
         }
@@ -232,8 +243,15 @@ impl CatalogEnrich {
             rule.fields
                 .iter()
                 .filter_map(|(target, column)| {
-                    let value = row.get(column)?;
-                    Some((target.clone(), value.to_string()))
+                    let json = row.get(column)?.to_string();
+                    let mut text = serde_json::to_vec(target).expect("a string serialises");
+                    text.push(b':');
+                    text.extend_from_slice(json.as_bytes());
+                    Some(Member {
+                        field: target.clone(),
+                        json,
+                        text,
+                    })
                 })
                 .collect::<Vec<_>>()
                 .into()
@@ -256,7 +274,7 @@ impl CatalogEnrich {
         let mut set: Vec<(&str, &str)> = Vec::new();
         for (index, row) in added {
             let overwrite = self.rules[*index].overwrite;
-            for (field, json) in row.iter() {
+            for Member { field, json, .. } in row.iter() {
                 if set.iter().any(|(name, _)| name == field) {
                     continue;
                 }
