@@ -32,6 +32,8 @@ pub struct Stage {
     worker: Box<dyn StageCode>,
     /// Where the fields the plugin reads lie among the chain's (its [`Reader`]).
     columns: Vec<usize>,
+    /// Whether a stage after this one reads fields.
+    read_later: bool,
 }
 
 impl Stage {
@@ -44,17 +46,16 @@ impl Stage {
     /// The stage of `plugin` run by `code` instead of a plugin instance (the
     /// benchmark's native baseline).
     pub fn running(plugin: &Arc<Plugin>, context: &StageContext, code: Box<dyn StageCode>) -> Self {
-        let name = context.stage.clone();
-        let worker = code;
         Self {
-            name,
+            name: context.stage.clone(),
             plugin: PluginRef {
                 name: plugin.name.clone(),
                 version: format!("sha256:{}", plugin.sha256),
             },
             kind: plugin.kind,
-            worker,
+            worker: code,
             columns: Vec::new(),
+            read_later: false,
         }
     }
 
@@ -132,19 +133,23 @@ impl Chain {
     }
 
     /// Gathers the fields every stage reads into one [`Reader`] and tells
-    /// each stage where its own are.
+    /// each stage where its own are, and whether a later stage reads any.
     fn read_fields(&mut self) {
         let stages = || self.stages.iter().chain([&self.aggregator]);
         let reader = Reader::new(stages().map(|stage| stage.worker.reads()));
         let columns: Vec<Vec<usize>> = stages()
             .map(|stage| reader.columns(stage.worker.reads()))
             .collect();
+        let mut read_later = false;
         for (stage, columns) in self
             .stages
             .iter_mut()
             .chain([&mut self.aggregator])
-            .zip(columns)
+            .rev()
+            .zip(columns.into_iter().rev())
         {
+            stage.read_later = read_later;
+            read_later |= !columns.is_empty();
             stage.columns = columns;
         }
         self.reader = reader;
@@ -274,16 +279,7 @@ impl Chain {
         // new JSON: parsed again when a later stage reads fields).
         let mut parsed: Option<Parsed> = None;
         let mut origin: Vec<u32> = (0..index_u32(source.records.len())).collect();
-        // Whether a stage after each one reads fields.
-        let read_later: Vec<bool> = (0..self.stages.len())
-            .map(|index| {
-                self.stages[index + 1..]
-                    .iter()
-                    .chain([&self.aggregator])
-                    .any(|stage| !stage.columns.is_empty())
-            })
-            .collect();
-        for (stage, read_later) in self.stages.iter_mut().zip(read_later) {
+        for stage in &mut self.stages {
             let batch = current.as_ref().unwrap_or(source);
             if batch.records.is_empty() {
                 break;
@@ -318,7 +314,7 @@ impl Chain {
                     // parsed only where they differ, while the input's
                     // fields are at hand; other outputs wait for a stage
                     // that reads them.
-                    if !read_later {
+                    if !stage.read_later {
                         next_parsed = None;
                     }
                     let results = stage.worker.transform(batch, &fields);

@@ -240,7 +240,6 @@ async fn run_pipeline(
     for id in 0..shards {
         let mut stages = Vec::with_capacity(plugins.len());
         for (plugin, context) in plugins.iter().zip(&contexts) {
-            // A plugin's `init` may write to stdio, which blocks: not on an async thread.
             stages.push(match natives.get(&context.stage) {
                 Some(native) => Stage::running(plugin, context, native(context)?),
                 // A plugin's `init` may write to stdio, which blocks: not on an async thread.

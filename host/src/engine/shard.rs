@@ -286,14 +286,15 @@ pub fn run(
             }
             Ok(Input::Restore { partition, entries }) => {
                 // State of another version is migrated when its key is next
-                // used; its row is refreshed like after a swap.
-                stale.extend(
-                    entries
-                        .iter()
-                        .filter(|(_, stored)| stored.state_version != aggregator.state_version)
-                        .map(|(key, _)| (partition, key.clone())),
-                );
+                // used; its row is refreshed like after a swap (the state
+                // marks such keys as not the running generation's).
+                let keys: Vec<Vec<u8>> = entries
+                    .iter()
+                    .filter(|(_, stored)| stored.state_version != aggregator.state_version)
+                    .map(|(key, _)| key.clone())
+                    .collect();
                 state.restore(partition, entries);
+                stale.extend(keys.into_iter().map(|key| (partition, key)));
                 owned.insert(partition);
                 stats.set_keys(settings.id, state.len() as u64);
             }

@@ -19,6 +19,10 @@ use std::time::Duration;
 use super::changelog::{ChangelogRecord, Stored};
 use crate::plugin::Value;
 
+/// The generation of a row no aggregator of this process made (state
+/// restored from another version); generations count up from 0.
+const NO_GENERATION: u64 = u64::MAX;
+
 /// One key's state.
 #[derive(Debug)]
 struct Entry {
@@ -302,12 +306,19 @@ impl KeyedState {
         restored.entries.reserve(entries.len());
         for (key, stored) in entries {
             restored.stream_time = restored.stream_time.max(stored.last_event);
+            // State another version wrote made a row of that version's
+            // shape: not the running generation's, so it is refreshed.
+            let generation = if stored.state_version == self.state_version {
+                self.generation
+            } else {
+                NO_GENERATION
+            };
             restored.entries.insert(
                 key,
                 Entry {
                     state: stored.state,
                     version: stored.state_version,
-                    generation: self.generation,
+                    generation,
                     row_generation: self.generation,
                     applied: stored.applied,
                     row: None,
@@ -435,11 +446,25 @@ mod tests {
         state.restore(2, entries);
         let held = state.get(2, b"k").expect("restored");
         assert_eq!((held.state, held.version, held.applied), (&b"s"[..], 1, 41));
+        assert!(state.is_current(2, b"k"), "the running version's state");
+        let other = HashMap::from([(
+            b"v2".to_vec(),
+            Stored {
+                state_version: 2,
+                applied: 7,
+                last_event: 9,
+                state: b"t".to_vec(),
+            },
+        )]);
+        state.restore(3, other);
+        assert!(!state.is_current(3, b"v2"), "another version's state");
+        assert_eq!(state.stale_keys(), vec![(3, b"v2".to_vec())]);
         assert!(
             state.take_changes().changelog.is_empty(),
             "restoring is no change"
         );
         state.remove(2);
+        state.remove(3);
         assert!(state.is_empty());
     }
 }

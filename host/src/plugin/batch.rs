@@ -84,6 +84,17 @@ impl BatchBuilder {
     }
 }
 
+impl From<Batch> for BatchBuilder {
+    /// A builder that goes on from `batch`'s records.
+    fn from(batch: Batch) -> Self {
+        Self {
+            data: batch.data,
+            records: batch.records,
+            headers: batch.headers,
+        }
+    }
+}
+
 /// Read access to a batch's records.
 pub trait BatchExt {
     /// Record `index` as a [`RecordRef`].

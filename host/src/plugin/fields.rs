@@ -34,11 +34,6 @@ impl Reader {
         Self { names }
     }
 
-    /// True when no stage reads any field.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
     /// Where each of `reads` lies among this reader's fields.
     ///
     /// # Panics
@@ -70,7 +65,7 @@ impl Reader {
     pub fn push(&self, value: &[u8], parsed: &mut Parsed) {
         let start = parsed.spans.len();
         parsed.spans.resize(start + self.names.len(), ABSENT);
-        if self.find(value, &mut parsed.spans[start..]).is_ok() {
+        if self.find(value, 0, &mut parsed.spans[start..]).is_ok() {
             parsed.first.push(Some(index_u32(start)));
         } else {
             parsed.spans.truncate(start);
@@ -99,37 +94,33 @@ impl Reader {
         let Some(added) = added_members(input, output) else {
             return self.push(output, parsed);
         };
+        // The input's row, then what the added members (parsed as an object
+        // of their own, `{` + members) set over it: positions in `members`
+        // are one `{` less and `added` more in `output`.
         let start = parsed.spans.len();
         let first = first as usize;
         parsed
             .spans
             .extend_from_slice(&inputs.spans[first..first + inputs.width]);
-        // The added members as an object of their own: `{` + members.
         let mut members = Vec::with_capacity(output.len() - added + 1);
         members.push(b'{');
         members.extend_from_slice(&output[added..]);
-        let mut row = vec![ABSENT; self.names.len()];
-        if self.find(&members, &mut row).is_err() {
+        if self
+            .find(&members, added - 1, &mut parsed.spans[start..])
+            .is_ok()
+        {
+            parsed.first.push(Some(index_u32(start)));
+        } else {
             parsed.spans.truncate(start);
             parsed.first.push(None);
-            return;
         }
-        for (slot, found) in parsed.spans[start..].iter_mut().zip(row) {
-            if found.len > 0 {
-                // Back from `members` to `output`: one `{` less, `added` more.
-                *slot = Span {
-                    start: found.start - 1 + index_u32(added),
-                    len: found.len,
-                };
-            }
-        }
-        parsed.first.push(Some(index_u32(start)));
     }
 
-    /// Fills `row` with the spans of this reader's fields in `value`; an
-    /// error when `value` is not a JSON object (the whole value is checked,
-    /// fields read or not).
-    fn find(&self, value: &[u8], row: &mut [Span]) -> Result<(), ()> {
+    /// Sets the spans in `row` of this reader's fields found in `value`,
+    /// moved `shift` bytes on (others are left as they are); an error when
+    /// `value` is not a JSON object (the whole value is checked, fields read
+    /// or not).
+    fn find(&self, value: &[u8], shift: usize, row: &mut [Span]) -> Result<(), ()> {
         if std::str::from_utf8(value).is_err() {
             return Err(());
         }
@@ -146,7 +137,7 @@ impl Reader {
                 if let Some(column) = column {
                     // A repeated field: the last one counts, as in JavaScript.
                     row[column] = Span {
-                        start: index_u32(start),
+                        start: index_u32(start + shift),
                         len: index_u32(json.current_index() - start),
                     };
                 }

@@ -20,6 +20,17 @@ pub(super) enum Instance {
     Aggregator(aggregator_world::Aggregator),
 }
 
+impl Instance {
+    /// The fields the plugin reads (its `reads` export).
+    fn reads(&self, store: &mut Store<HostState>) -> wasmtime::Result<Vec<String>> {
+        match self {
+            Self::Filter(bindings) => bindings.weir_plugin_filtering().call_reads(store),
+            Self::Transform(bindings) => bindings.weir_plugin_transforming().call_reads(store),
+            Self::Aggregator(bindings) => bindings.weir_plugin_aggregating().call_reads(store),
+        }
+    }
+}
+
 /// A new store with the stage's limits, the plugin instantiated in it, `init`
 /// called; and the fields the plugin reads.
 pub(super) fn instantiate(
@@ -45,51 +56,35 @@ pub(super) fn instantiate(
     let (instance, init) = match &plugin.pre {
         Pre::Filter(pre) => {
             let bindings = pre.instantiate(&mut store).map_err(|e| start(&store, e))?;
-            let exports = bindings.weir_plugin_filtering();
-            let init = exports
+            let init = bindings
+                .weir_plugin_filtering()
                 .call_init(&mut store)
                 .map_err(|e| start(&store, e))?;
-            let reads = match init {
-                Ok(()) => exports
-                    .call_reads(&mut store)
-                    .map_err(|e| start(&store, e))?,
-                Err(_) => Vec::new(),
-            };
-            (Instance::Filter(bindings), init.map(|()| reads))
+            (Instance::Filter(bindings), init)
         }
         Pre::Transform(pre) => {
             let bindings = pre.instantiate(&mut store).map_err(|e| start(&store, e))?;
-            let exports = bindings.weir_plugin_transforming();
-            let init = exports
+            let init = bindings
+                .weir_plugin_transforming()
                 .call_init(&mut store)
                 .map_err(|e| start(&store, e))?;
-            let reads = match init {
-                Ok(()) => exports
-                    .call_reads(&mut store)
-                    .map_err(|e| start(&store, e))?,
-                Err(_) => Vec::new(),
-            };
-            (Instance::Transform(bindings), init.map(|()| reads))
+            (Instance::Transform(bindings), init)
         }
         Pre::Aggregator(pre) => {
             let bindings = pre.instantiate(&mut store).map_err(|e| start(&store, e))?;
-            let exports = bindings.weir_plugin_aggregating();
-            let init = exports
+            let init = bindings
+                .weir_plugin_aggregating()
                 .call_init(&mut store)
                 .map_err(|e| start(&store, e))?;
-            let reads = match init {
-                Ok(()) => exports
-                    .call_reads(&mut store)
-                    .map_err(|e| start(&store, e))?,
-                Err(_) => Vec::new(),
-            };
-            (Instance::Aggregator(bindings), init.map(|()| reads))
+            (Instance::Aggregator(bindings), init)
         }
     };
-    let reads = init.map_err(|error| LoadError::Config {
+    init.map_err(|error| LoadError::Config {
         plugin: plugin.name.clone(),
         error,
     })?;
+    // Asked once the configuration is accepted: the fields may depend on it.
+    let reads = instance.reads(&mut store).map_err(|e| start(&store, e))?;
     debug_assert!(matches!(
         (&instance, plugin.kind),
         (Instance::Filter(_), PluginKind::Filter)

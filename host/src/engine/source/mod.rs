@@ -84,25 +84,15 @@ impl Open {
         if !self.offsets.iter().any(|(p, _)| partitions.contains(p)) {
             return;
         }
-        let old = self.take();
-        let since = Instant::now();
-        for (index, record) in old.batch.records.iter().enumerate() {
-            if !partitions.contains(&record.partition) {
-                self.builder.push_from(&old.batch, index);
-            }
-        }
-        self.dead = old
-            .dead
-            .into_iter()
-            .filter(|letter| !partitions.contains(&letter.partition))
-            .collect();
-        self.offsets = old
-            .offsets
-            .into_iter()
-            .filter(|(p, _)| !partitions.contains(p))
-            .collect();
+        let kept = self.take().retain(|p| !partitions.contains(&p));
+        *self = Self {
+            builder: BatchBuilder::from(kept.batch),
+            dead: kept.dead,
+            offsets: kept.offsets,
+            since: None,
+        };
         if self.records() > 0 {
-            self.since = Some(since);
+            self.since = Some(Instant::now());
         }
     }
 }
@@ -367,6 +357,10 @@ impl Source<'_> {
     /// Sends the chunks waiting for each shard, as many as its queue takes;
     /// false when a shard has stopped.
     fn send_pending(&mut self) -> bool {
+        // Called after every record: nothing waiting is the common case.
+        if self.pending.iter().all(VecDeque::is_empty) {
+            return true;
+        }
         let router = self.consumer.context().router();
         for (shard, pending) in self.pending.iter_mut().enumerate() {
             let Some(sender) = router.shards.get(shard) else {
