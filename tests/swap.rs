@@ -137,7 +137,8 @@ fn session_stats_swapped_back_and_forth_under_load_counts_every_event_once() -> 
     let api = Api::find(&run, "weir.log")?;
 
     let events: u64 = 400_000;
-    let generator = run.start_generator(SEED, events, 20_000, 2_000);
+    let rate = 20_000;
+    let generator = run.start_generator(SEED, events, rate, 2_000);
     // Let the pipeline start and the load settle.
     std::thread::sleep(Duration::from_secs(4));
     let v1 = api.running(&names.pipeline, "session-stats")?;
@@ -238,11 +239,11 @@ fn session_stats_swapped_back_and_forth_under_load_counts_every_event_once() -> 
     latency.sort_by(f64::total_cmp);
     stall.sort_by(f64::total_cmp);
     println!(
-        "{swaps} swaps under {} ev/s: request -> first batch of the new version p50 {:.1} ms, p99 {:.1} ms (target <= 100); \
-         longest processing stall {:.1} ms (target <= 250)",
-        20_000,
+        // With a dozen swaps, the slowest stands for the p99 of the target.
+        "{swaps} swaps under {rate} ev/s: request -> first batch of the new version p50 {:.1} ms, max {:.1} ms \
+         (target p99 <= 100); longest processing stall {:.1} ms (target <= 250)",
         percentile(&latency, 50.0),
-        percentile(&latency, 99.0),
+        latency.last().copied().unwrap_or_default(),
         stall.last().copied().unwrap_or_default()
     );
 

@@ -619,10 +619,18 @@ fn key_of<'a>(
             }
         }
     };
+    check_key(&key)?;
+    Ok(key)
+}
+
+/// Whether `key` can key state: the sinks write keys as text, so it must be
+/// non-empty UTF-8 without NUL (PostgreSQL text cannot hold it). The error
+/// is a dead letter's code and reason.
+pub fn check_key(key: &[u8]) -> Result<(), (&'static str, String)> {
     if key.is_empty() {
         return Err(("missing-key", "the key is empty".to_owned()));
     }
-    if std::str::from_utf8(&key).is_err() {
+    if std::str::from_utf8(key).is_err() {
         return Err((
             "key-not-utf8",
             "the key is not UTF-8 text, which the sinks need".to_owned(),
@@ -634,7 +642,7 @@ fn key_of<'a>(
             "the key holds a NUL character, which PostgreSQL text cannot store".to_owned(),
         ));
     }
-    Ok(key)
+    Ok(())
 }
 
 fn index_u32(value: usize) -> u32 {

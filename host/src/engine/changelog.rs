@@ -253,11 +253,11 @@ pub fn restore(
             continue;
         };
         restored.records += 1;
-        // weir writes only UTF-8 keys (the sinks need text); anything else
-        // was not written by weir and is left out.
+        // weir writes only keys that can key state; anything else was not
+        // written by weir and is left out.
         let key = message
             .key()
-            .filter(|key| std::str::from_utf8(key).is_ok_and(|text| !text.contains('\0')));
+            .filter(|key| super::chain::check_key(key).is_ok());
         if key.is_none() && message.key().is_some() {
             tracing::warn!(
                 topic,

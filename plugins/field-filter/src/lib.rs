@@ -154,6 +154,9 @@ impl Predicate {
         let Some(field) = top.get(self.column) else {
             return Ok(None);
         };
+        if self.path.len() == 1 {
+            return field.parse().map(Some);
+        }
         let mut raw: &RawValue = field.parse()?;
         for segment in &self.path[1..] {
             let Ok(object) = serde_json::from_str::<HashMap<Cow<'_, str>, &RawValue>>(raw.get())

@@ -123,7 +123,10 @@ impl SourceContext {
             .iter()
             .map(|e| e.partition())
             .collect();
-        let (acks, started) = {
+        // One deadline for handing the revocation over and for the answers.
+        let started = Instant::now();
+        let deadline = started + REVOKE_WAIT;
+        let (acks, sent) = {
             let mut router = self.router();
             router.changed = true;
             let mut per_shard: HashMap<usize, Vec<i32>> = HashMap::new();
@@ -140,7 +143,6 @@ impl SourceContext {
             }
             let (ack, acks) = std::sync::mpsc::channel();
             let mut sent = 0;
-            let deadline = Instant::now() + REVOKE_WAIT;
             for (shard, partitions) in per_shard {
                 let input = Input::Revoke {
                     partitions,
@@ -152,10 +154,8 @@ impl SourceContext {
                     sent += 1;
                 }
             }
-            ((acks, sent), Instant::now())
+            (acks, sent)
         };
-        let (acks, sent) = acks;
-        let deadline = started + REVOKE_WAIT;
         let mut confirmed = 0;
         while confirmed < sent {
             match acks.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
