@@ -81,6 +81,8 @@ struct Member {
     /// `"field":value`, as appended to an event (escaped once, when the row
     /// is first fetched).
     text: Vec<u8>,
+    /// Where `field` is in the plugin's `reads`.
+    column: usize,
 }
 
 pub struct CatalogEnrich {
@@ -88,6 +90,8 @@ pub struct CatalogEnrich {
     /// The fields read: every rule's key field, then the fields rules write
     /// (to keep an event's own values).
     reads: Vec<String>,
+    /// Per rule, where its key field is in `reads`.
+    key_columns: Vec<usize>,
     /// Per rule, per key, the fields a row adds, as `(field, JSON text)`:
     /// lookup tables are read-only, so each row is fetched and parsed once.
     cache: Mutex<Vec<HashMap<String, Option<Added>>>>,
@@ -130,16 +134,13 @@ impl AllFields<'_> {
 }
 
 impl CatalogEnrich {
-    /// The value of field `name` (one of `reads`) in `fields`.
-    fn field<'a>(&self, fields: &Fields<'a>, name: &str) -> Option<Field<'a>> {
-        let column = self.reads.iter().position(|read| read == name)?;
-        fields.get(column)
-    }
-
-    /// True when the event has field `name`, not null.
-    fn has(&self, fields: &Fields<'_>, name: &str) -> bool {
-        self.field(fields, name)
-            .is_some_and(|field| !field.is_null())
+    /// Where field `name` is in `reads` (it is there: `reads` lists every
+    /// field the rules name).
+    fn column(&self, name: &str) -> usize {
+        self.reads
+            .iter()
+            .position(|read| read == name)
+            .expect("reads holds every field the rules name")
     }
 
     /// Enriches one JSON event (`value`, whose `fields` the host found),
@@ -156,7 +157,7 @@ impl CatalogEnrich {
         let mut misses = 0;
         let mut added: Vec<(usize, Added)> = Vec::new();
         for (index, rule) in self.rules.iter().enumerate() {
-            let Some(raw) = self.field(fields, &rule.key_field) else {
+            let Some(raw) = fields.get(self.key_columns[index]) else {
                 continue;
             };
             // A string key is read without a copy unless it has escapes.
@@ -181,7 +182,8 @@ impl CatalogEnrich {
         let replaces = added.iter().any(|(index, row)| {
             self.rules[*index].overwrite
                 || row.iter().any(|member| {
-                    self.field(fields, &member.field)
+                    fields
+                        .get(member.column)
                         .is_some_and(|value| value.is_null())
                 })
         });
@@ -209,7 +211,8 @@ impl CatalogEnrich {
         for (_, row) in &added {
             for member in row.iter() {
                 let field = member.field.as_str();
-                if self.has(fields, field) || written.contains(&field) {
+                let present = fields.get(member.column).and_then(Field::non_null);
+                if present.is_some() || written.contains(&field) {
                     continue;
                 }
                 if !empty {
@@ -251,6 +254,7 @@ impl CatalogEnrich {
                         field: target.clone(),
                         json,
                         text,
+                        column: self.column(target),
                     })
                 })
                 .collect::<Vec<_>>()
@@ -332,10 +336,21 @@ impl Transform for CatalogEnrich {
                 reads.push(name.clone());
             }
         }
+        let key_columns = settings
+            .enrich
+            .iter()
+            .map(|rule| {
+                reads
+                    .iter()
+                    .position(|read| *read == rule.key_field)
+                    .expect("every key field is read")
+            })
+            .collect();
         Ok(Self {
             cache: Mutex::new(vec![HashMap::new(); settings.enrich.len()]),
             rules: settings.enrich,
             reads,
+            key_columns,
         })
     }
 
