@@ -26,9 +26,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use weir_tests::Stack;
-use weir_tests::pipeline::{
-    Names, Running, create_topic, demo_pipeline, generate, progress, wait_caught_up,
-};
+use weir_tests::pipeline::{Names, Running, create_topic, demo_pipeline, generate, wait_caught_up};
 
 /// Options of `weir-bench pipeline`.
 #[derive(Debug, clap::Args)]
@@ -162,30 +160,60 @@ fn run_to_end(
     events: u64,
 ) -> Result<f64> {
     let running = Running::start(stack, pipeline)?;
-    let committed_sum = || -> Result<i64> {
-        let (committed, _) = progress(stack, &names.group(), &names.events)?;
-        Ok(committed.iter().map(|c| c.unwrap_or(0)).sum())
+    let timed = time_commits(
+        stack,
+        &names.group(),
+        &names.events,
+        events,
+        || running.is_running(),
+        || Ok(()),
+    );
+    running.stop()?;
+    let (seconds, counted, ()) = timed?;
+    Ok(counted as f64 / seconds)
+}
+
+/// Waits until `group` has committed `events` records of `topic`, timing
+/// from its first commit: the seconds from then, the records committed
+/// since, and what `at_first_commit` returned then. Fails when `alive` says
+/// the contestant stopped, or after 15 minutes. One client asks for the
+/// offsets every 20 ms (a new client per look would load the machine being
+/// measured).
+pub fn time_commits<T>(
+    stack: &Stack,
+    group: &str,
+    topic: &str,
+    events: u64,
+    mut alive: impl FnMut() -> bool,
+    at_first_commit: impl FnOnce() -> Result<T>,
+) -> Result<(f64, i64, T)> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .set("group.id", group)
+        .create()?;
+    let committed = || -> Result<i64> {
+        let progress = weir::engine::group_progress(&reader, topic, Duration::from_secs(10))?;
+        Ok(progress.iter().map(|p| p.committed.unwrap_or(0)).sum())
     };
     let deadline = Instant::now() + Duration::from_secs(900);
-    let (start, at_start) = loop {
-        let done = committed_sum()?;
+    let (started, at_start) = loop {
+        let done = committed()?;
         if done > 0 {
             break (Instant::now(), done);
         }
-        if !running.is_running() || Instant::now() > deadline {
-            bail!("the pipeline committed nothing");
+        if !alive() || Instant::now() > deadline {
+            bail!("{group} committed nothing");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    let first = at_first_commit()?;
     loop {
-        let done = committed_sum()?;
+        let done = committed()?;
         if done as u64 >= events {
-            let seconds = start.elapsed().as_secs_f64();
-            running.stop()?;
-            return Ok((done - at_start) as f64 / seconds);
+            return Ok((started.elapsed().as_secs_f64(), done - at_start, first));
         }
-        if !running.is_running() || Instant::now() > deadline {
-            bail!("the pipeline stopped at {done} of {events} events");
+        if !alive() || Instant::now() > deadline {
+            bail!("{group} stopped at {done} of {events} events");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

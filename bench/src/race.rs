@@ -26,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use weir_tests::Stack;
-use weir_tests::pipeline::{Names, create_topic, demo_pipeline, progress, terminate};
+use weir_tests::pipeline::{Names, create_topic, demo_pipeline, terminate};
 
 /// Options of `weir-bench race`.
 #[derive(Debug, clap::Args)]
@@ -442,39 +442,21 @@ fn measure(
     ticks: f64,
 ) -> Result<Figures> {
     let pid = child.id();
-    let committed = || -> Result<i64> {
-        let (committed, _) = progress(stack, group, topic)?;
-        Ok(committed.iter().map(|c| c.unwrap_or(0)).sum())
-    };
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let alive = |child: &mut Child| matches!(child.try_wait(), Ok(None));
-    let (started, at_start, cpu_at_start) = loop {
-        let done = committed()?;
-        if done > 0 {
-            break (Instant::now(), done, cpu_seconds(pid, ticks)?);
-        }
-        if !alive(child) || Instant::now() > deadline {
-            bail!("{group} committed nothing");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    loop {
-        let done = committed()?;
-        if done as u64 >= events {
-            let seconds = started.elapsed().as_secs_f64();
-            let cpu = cpu_seconds(pid, ticks)? - cpu_at_start;
-            let counted = (done - at_start) as f64;
-            return Ok(Figures {
-                events_per_second: counted / seconds,
-                cpu_per_million: cpu / (counted / 1e6),
-                peak_mib: Some(peak_mib(pid)?),
-            });
-        }
-        if !alive(child) || Instant::now() > deadline {
-            bail!("{group} stopped at {done} of {events} events");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (seconds, counted, cpu_at_start) = crate::pipeline::time_commits(
+        stack,
+        group,
+        topic,
+        events,
+        || matches!(child.try_wait(), Ok(None)),
+        || cpu_seconds(pid, ticks),
+    )?;
+    let cpu = cpu_seconds(pid, ticks)? - cpu_at_start;
+    let counted = counted as f64;
+    Ok(Figures {
+        events_per_second: counted / seconds,
+        cpu_per_million: cpu / (counted / 1e6),
+        peak_mib: Some(peak_mib(pid)?),
+    })
 }
 
 /// User and system CPU seconds of process `pid` so far (all its threads).
