@@ -35,8 +35,8 @@ pub enum Command {
     /// Run pipelines until Ctrl-C or SIGTERM, then stop cleanly (in-flight
     /// records processed, written and committed).
     Run(RunArgs),
-    /// Inspect, swap or roll back the plugins of a running `weir run`
-    /// (through its admin API).
+    /// Plugins: test and inspect them locally; list, swap or roll back
+    /// those of a running `weir run` (through its admin API).
     Plugin(crate::admin::client::PluginArgs),
     /// Check pipeline files without running them (no side effects).
     Validate {
@@ -44,6 +44,20 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+}
+
+/// `weir plugin`'s commands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// The plugins of a running `weir run`.
+    #[command(flatten)]
+    Running(crate::admin::client::AdminAction),
+    /// Runs a plugin over a JSON Lines file, with no Kafka: its output, dead
+    /// letters and (aggregators) final state.
+    Test(crate::authoring::local::TestArgs),
+    /// Shows what a component is: world, contract version, imports and
+    /// exports, the fields it reads, state version and output schema.
+    Inspect(crate::authoring::inspect::InspectArgs),
 }
 
 /// A flag raised by the first Ctrl-C or SIGTERM; a second one exits at once.

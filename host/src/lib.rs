@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`authoring`]: tools for plugin authors (`weir plugin test`, `inspect`).
 //! - [`cli`]: the `weir` command line (arguments only; the work lives in the
 //!   modules it calls).
 //! - [`engine`]: running pipelines (`weir run`): source, shards, state,
@@ -16,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod authoring;
 pub mod cli;
 pub mod engine;
 pub mod generate;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use weir::cli::{Cli, Command};
+use weir::cli::{Cli, Command, PluginCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -23,7 +23,11 @@ fn main() -> ExitCode {
             let stop = weir::cli::stop_on_signal();
             weir::engine::run(&args, &stop)
         }
-        Command::Plugin(args) => weir::admin::client::run(&args),
+        Command::Plugin(args) => match &args.action {
+            PluginCommand::Running(action) => weir::admin::client::run(&args, action),
+            PluginCommand::Test(test) => weir::authoring::local::run(test).map(drop),
+            PluginCommand::Inspect(inspect) => weir::authoring::inspect::run(inspect),
+        },
         Command::Validate { files } => return validate(&files),
     };
     match result {

@@ -20,12 +20,12 @@ pub struct PluginArgs {
     pub token: Option<String>,
     /// What to do.
     #[command(subcommand)]
-    pub action: PluginAction,
+    pub action: crate::cli::PluginCommand,
 }
 
-/// What `weir plugin` does.
+/// What `weir plugin` does through the admin API of a running `weir run`.
 #[derive(Debug, clap::Subcommand)]
-pub enum PluginAction {
+pub enum AdminAction {
     /// The running pipelines, their stages and the plugin versions in each.
     List,
     /// A pipeline's swaps and rollbacks.
@@ -52,8 +52,8 @@ pub enum PluginAction {
     },
 }
 
-/// Runs `weir plugin ...`; prints the API's answer as JSON.
-pub fn run(args: &PluginArgs) -> anyhow::Result<()> {
+/// Runs `action` through the admin API; prints its answer as JSON.
+pub fn run(args: &PluginArgs, action: &AdminAction) -> anyhow::Result<()> {
     let base = args.admin.trim_end_matches('/');
     let client = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(120))
@@ -62,12 +62,12 @@ pub fn run(args: &PluginArgs) -> anyhow::Result<()> {
         Some(token) => request.bearer_auth(token),
         None => request,
     };
-    let request = match &args.action {
-        PluginAction::List => client.get(format!("{base}/pipelines")),
-        PluginAction::History { pipeline } => {
+    let request = match action {
+        AdminAction::List => client.get(format!("{base}/pipelines")),
+        AdminAction::History { pipeline } => {
             client.get(format!("{base}/pipelines/{pipeline}/history"))
         }
-        PluginAction::Swap {
+        AdminAction::Swap {
             pipeline,
             stage,
             file,
@@ -83,7 +83,7 @@ pub fn run(args: &PluginArgs) -> anyhow::Result<()> {
                     .body(component),
             )
         }
-        PluginAction::Rollback { pipeline, stage } => authorized(client.post(format!(
+        AdminAction::Rollback { pipeline, stage } => authorized(client.post(format!(
             "{base}/pipelines/{pipeline}/stages/{stage}/rollback"
         ))),
     };

@@ -48,10 +48,7 @@ impl Stage {
     pub fn running(plugin: &Arc<Plugin>, context: &StageContext, code: Box<dyn StageCode>) -> Self {
         Self {
             name: context.stage.clone(),
-            plugin: PluginRef {
-                name: plugin.name.clone(),
-                version: format!("sha256:{}", plugin.sha256),
-            },
+            plugin: PluginRef::of(plugin),
             kind: plugin.kind,
             worker: code,
             columns: Vec::new(),
@@ -555,9 +552,15 @@ impl Chain {
                 }
                 continue;
             }
-            aggregated += (group.count as usize).saturating_sub(result.failures.len()) as u64;
+            let went_through = (group.count as usize).saturating_sub(result.failures.len());
+            aggregated += went_through as u64;
             for (index, failure) in result.failures {
                 dead.push(stage.fail(source.record(grouped_origin[index] as usize), failure));
+            }
+            if group.state.is_none() && group.count > 0 && went_through == 0 {
+                // A new key none of whose events went through has no state
+                // and no row: it has not begun.
+                continue;
             }
             if let Some(new_state) = result.state {
                 let folded = Folded {

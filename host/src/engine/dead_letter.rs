@@ -42,6 +42,16 @@ pub struct PluginRef {
     pub version: String,
 }
 
+impl PluginRef {
+    /// How dead letters name `plugin`.
+    pub fn of(plugin: &crate::plugin::Plugin) -> Self {
+        Self {
+            name: plugin.name.clone(),
+            version: format!("sha256:{}", plugin.sha256),
+        }
+    }
+}
+
 /// One record that could not be processed.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {

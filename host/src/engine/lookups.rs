@@ -54,26 +54,38 @@ pub async fn load(pipeline: &Pipeline, database_url: &str) -> anyhow::Result<Tab
         } else {
             bail!("lookup table `{name}` has neither `query` nor `file`");
         };
-        let mut keyed = HashMap::with_capacity(rows.len());
-        let mut keyless = 0usize;
-        for row in rows {
-            let Some(id) = key_text(row.get(key)) else {
-                keyless += 1;
-                continue;
-            };
-            keyed.insert(id, Value::Object(row).to_string());
-        }
-        if keyless > 0 {
-            tracing::warn!(
-                table = %name,
-                rows = keyless,
-                "Lookup rows without a `{key}` value are left out."
-            );
-        }
-        tracing::info!(table = %name, rows = keyed.len(), "Lookup table loaded.");
+        let keyed = keyed(name, key, rows);
         tables.insert(name.clone(), keyed);
     }
     Ok(tables)
+}
+
+/// A lookup table from a JSON Lines file of objects, keyed by column `key`.
+pub fn file_table(name: &str, path: &Path, key: &str) -> anyhow::Result<HashMap<String, String>> {
+    let rows = read_file(path).with_context(|| format!("lookup table `{name}`"))?;
+    Ok(keyed(name, key, rows))
+}
+
+/// Rows keyed by the text of their `key` column (rows without one are left out).
+fn keyed(name: &str, key: &str, rows: Vec<Map<String, Value>>) -> HashMap<String, String> {
+    let mut keyed = HashMap::with_capacity(rows.len());
+    let mut keyless = 0usize;
+    for row in rows {
+        let Some(id) = key_text(row.get(key)) else {
+            keyless += 1;
+            continue;
+        };
+        keyed.insert(id, Value::Object(row).to_string());
+    }
+    if keyless > 0 {
+        tracing::warn!(
+            table = %name,
+            rows = keyless,
+            "Lookup rows without a `{key}` value are left out."
+        );
+    }
+    tracing::info!(table = %name, rows = keyed.len(), "Lookup table loaded.");
+    keyed
 }
 
 /// A JSON Lines file of objects (blank lines allowed).

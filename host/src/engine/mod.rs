@@ -209,7 +209,11 @@ async fn run_pipeline(
     // Plugin calls block (and may write to stdio): off the async threads.
     let (schema, state_version) = {
         let (plugins, contexts) = (plugins.clone(), contexts.clone());
-        tokio::task::spawn_blocking(move || output_schema(&plugins, &contexts)).await??
+        tokio::task::spawn_blocking(move || {
+            let aggregator = plugins.last().expect("a checked pipeline has stages");
+            aggregator_schema(aggregator, contexts.last().expect("one context per stage"))
+        })
+        .await??
     };
 
     let partitions = source_partitions(&args.bootstrap, &topic).await?;
@@ -528,12 +532,12 @@ async fn load_plugins(
 }
 
 /// The aggregator's (the last stage's) output schema and state version.
-fn output_schema(
-    plugins: &[Arc<Plugin>],
-    contexts: &[Arc<StageContext>],
+/// The output schema and state version an aggregator declares (asked of a
+/// probe instance made for the purpose).
+pub fn aggregator_schema(
+    aggregator: &Arc<Plugin>,
+    context: &Arc<StageContext>,
 ) -> anyhow::Result<(Arc<RowSchema>, u32)> {
-    let aggregator = plugins.last().expect("a checked pipeline has stages");
-    let context = contexts.last().expect("one context per stage");
     let mut probe = Worker::new(Arc::clone(aggregator), Arc::clone(context))?;
     let text = probe.output_schema().map_err(|failure| {
         anyhow::anyhow!("plugin `{}`: output-schema {failure}", aggregator.name)

@@ -180,6 +180,20 @@ impl KeyedState {
             })
     }
 
+    /// Every key's state: partition, key, state.
+    pub fn entries(&self) -> impl Iterator<Item = (i32, &[u8], Held<'_>)> {
+        self.partitions.iter().flat_map(|(&number, partition)| {
+            partition.entries.iter().map(move |(key, entry)| {
+                let held = Held {
+                    state: entry.state.as_slice(),
+                    version: entry.version,
+                    applied: entry.applied,
+                };
+                (number, key.as_slice(), held)
+            })
+        })
+    }
+
     /// Records the result of a key's events.
     pub fn update(&mut self, partition: i32, key: &[u8], folded: Folded) {
         let Folded {

@@ -381,6 +381,22 @@ impl Plugin {
     }
 }
 
+impl Plugin {
+    /// The names of what the component imports and exports (interfaces and
+    /// functions), as `weir plugin inspect` shows them.
+    pub fn interfaces(&self) -> (Vec<String>, Vec<String>) {
+        let component = match &self.pre {
+            Pre::Filter(pre) => pre.instance_pre().component(),
+            Pre::Transform(pre) => pre.instance_pre().component(),
+            Pre::Aggregator(pre) => pre.instance_pre().component(),
+        };
+        let kind = component.component_type();
+        let imports = kind.imports(&self.engine).map(|(name, _)| name.to_owned());
+        let exports = kind.exports(&self.engine).map(|(name, _)| name.to_owned());
+        (imports.collect(), exports.collect())
+    }
+}
+
 pub(super) enum Pre {
     Filter(filter_world::FilterPre<HostState>),
     Transform(transform_world::TransformPre<HostState>),
