@@ -52,6 +52,8 @@ pub enum PluginCommand {
     /// The plugins of a running `weir run`.
     #[command(flatten)]
     Running(crate::admin::client::AdminAction),
+    /// Builds a plugin folder (Rust, JavaScript or Python) into a component.
+    Build(crate::authoring::build::BuildArgs),
     /// Runs a plugin over a JSON Lines file, with no Kafka: its output, dead
     /// letters and (aggregators) final state.
     Test(crate::authoring::local::TestArgs),

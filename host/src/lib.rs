@@ -6,6 +6,7 @@
 //! - [`authoring`]: tools for plugin authors (`weir plugin test`, `inspect`).
 //! - [`cli`]: the `weir` command line (arguments only; the work lives in the
 //!   modules it calls).
+//! - [`dirs`]: weir's cache and source folders.
 //! - [`engine`]: running pipelines (`weir run`): source, shards, state,
 //!   delivery to the sinks, dead letters.
 //! - [`generate`]: the e-commerce event generator (`weir generate`).
@@ -19,6 +20,7 @@
 pub mod admin;
 pub mod authoring;
 pub mod cli;
+pub mod dirs;
 pub mod engine;
 pub mod generate;
 pub mod pipeline;

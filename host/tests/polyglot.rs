@@ -50,3 +50,102 @@ fn filter(worker: &mut Worker, batch: &Batch) -> Vec<Verdict> {
     let fields = weir::plugin::read(batch, worker.reads());
     worker.filter(batch, &fields)
 }
+
+/// The shared test vectors of `session-stats` (plugins/vectors/session-stats).
+fn vectors() -> std::path::PathBuf {
+    common::manifest_dir().join("../plugins/vectors/session-stats")
+}
+
+/// The expected files are the oracle's output, not any plugin's: running
+/// the oracle again gives the same bytes.
+#[test]
+fn the_session_stats_vectors_are_the_oracles_output() {
+    let dir = vectors();
+    let out = std::env::temp_dir().join(format!("weir-oracle-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let python = std::env::var_os("WEIR_PYTHON").unwrap_or_else(|| "python3".into());
+    let status = std::process::Command::new(python)
+        .arg(dir.join("oracle.py"))
+        .arg(dir.join("events.jsonl"))
+        .arg(out.join("expected.jsonl"))
+        .arg(out.join("expected-dead-letters.jsonl"))
+        .status()
+        .expect("python runs the oracle");
+    assert!(status.success());
+    for file in ["expected.jsonl", "expected-dead-letters.jsonl"] {
+        let committed = std::fs::read(dir.join(file)).unwrap();
+        let computed = std::fs::read(out.join(file)).unwrap();
+        assert!(
+            committed == computed,
+            "{file} is not what oracle.py computes from events.jsonl: run it again"
+        );
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// `session-stats` in every language gives, over the shared vectors, the
+/// oracle's rows byte for byte and refuses exactly the oracle's bad lines.
+fn check_session_stats(name: &str) {
+    let dir = vectors();
+    let expected_dead: Vec<i64> = std::fs::read_to_string(dir.join("expected-dead-letters.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["line"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    let output = std::env::temp_dir().join(format!("weir-{name}-{}.jsonl", std::process::id()));
+    // A batch size that splits sessions across calls, so state goes out and back in.
+    for batch in [1, 64, 4096] {
+        let args = weir::authoring::local::TestArgs {
+            plugin: common::plugin_path(name),
+            input: dir.join("events.jsonl"),
+            config: None,
+            key_field: Some("session_id".to_owned()),
+            lookups: Vec::new(),
+            output: output.clone(),
+            state: None,
+            dead_letters: None,
+            expect: Some(dir.join("expected.jsonl")),
+            batch,
+        };
+        let started = Instant::now();
+        let summary = weir::authoring::local::run_in(&common::RUNTIME, &args)
+            .unwrap_or_else(|error| panic!("{name} at batch {batch}: {error:#}"));
+        assert_eq!(summary.differences, 0);
+        assert_eq!(
+            summary.dead_letters, expected_dead,
+            "{name} at batch {batch}"
+        );
+        assert_eq!(
+            std::fs::read(&output).unwrap(),
+            std::fs::read(dir.join("expected.jsonl")).unwrap(),
+            "{name}: the rows are the oracle's, byte for byte"
+        );
+        println!(
+            "{name}: batch {batch}: {} records, {} rows, {} dead letters, as the oracle, in {:.1?}",
+            summary.records,
+            summary.outputs,
+            summary.dead_letters.len(),
+            started.elapsed()
+        );
+    }
+    std::fs::remove_file(&output).unwrap();
+}
+
+#[test]
+fn session_stats_in_rust_gives_the_oracles_rows() {
+    check_session_stats("session-stats");
+}
+
+#[test]
+fn session_stats_in_javascript_gives_the_oracles_rows() {
+    check_session_stats("session-stats-js");
+}
+
+#[test]
+fn session_stats_in_python_gives_the_oracles_rows() {
+    check_session_stats("session-stats-py");
+}

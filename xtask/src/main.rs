@@ -6,10 +6,10 @@
 //!   from Maven Central artifacts and the machine's PostgreSQL binaries, no Docker.
 //! - [`workflow`]: the two commands a new user runs, `demo` and `test`.
 //! - [`demo`]: the stock pipeline end to end with a live summary.
-//! - [`guests`]: building the plugins written in JavaScript and Python.
+//! - [`python`]: weir's Python virtual environment, for the tests' own clients.
 
 mod demo;
-mod guests;
+mod python;
 mod stack;
 mod workflow;
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::guests;
+use crate::python;
 use crate::stack::Stack;
 
 /// Every check and test: formatting, lints, then the test suites against the
@@ -32,28 +32,31 @@ fn run_checks(stack: &Stack) -> Result<()> {
         cargo(&["fmt", "--all", "--check"], stack, None)?;
         cargo(&["fmt", "--all", "--check"], stack, Some(&plugins))
     })?;
-    // The host's tests load the real compiled plugins, so they build first.
+    // The host's tests load the real compiled plugins, so they build first:
+    // the Rust ones with cargo, the others with `weir plugin build` (which
+    // fetches each language's tools from its registry).
     step("plugins", || {
         cargo(&["build", "--release", "--locked"], stack, Some(&plugins))?;
+        cargo(&["build", "--locked", "-p", "weir"], stack, None)?;
+        let weir = target_dir(stack).join("debug/weir");
         let out = plugin_dir(stack);
-        let wit = stack.repo().join("wit");
-        let testing = plugins.join("testing");
-        guests::build_js(
-            &testing.join("js-filter"),
-            &wit,
-            &out.join("js_filter.wasm"),
-        )?;
-        guests::build_python(
-            &testing.join("python-filter"),
-            &wit,
-            "filter",
-            &out.join("python_filter.wasm"),
-            stack.cache(),
-        )
+        for (dir, component) in GUESTS {
+            let status = Command::new(&weir)
+                .args(["plugin", "build"])
+                .arg(plugins.join(dir))
+                .arg("--out")
+                .arg(out.join(component))
+                .status()
+                .with_context(|| format!("cannot start {}", weir.display()))?;
+            if !status.success() {
+                bail!("`weir plugin build plugins/{dir}` failed ({status})");
+            }
+        }
+        Ok(())
     })?;
     // Tests read weir's output with other clients too (confluent-kafka's Avro reader).
     let python = step("test clients", || {
-        guests::python_with(
+        python::python_with(
             &stack.repo().join("tests/python/requirements.txt"),
             stack.cache(),
         )
@@ -136,6 +139,15 @@ fn run_checks(stack: &Stack) -> Result<()> {
     Ok(())
 }
 
+/// Plugins in other languages than Rust: folder under `plugins/`, and the
+/// component's name among the Rust ones (where the tests look for them).
+const GUESTS: [(&str, &str); 4] = [
+    ("testing/js-filter", "js_filter.wasm"),
+    ("testing/python-filter", "python_filter.wasm"),
+    ("js/session-stats", "session_stats_js.wasm"),
+    ("python/session-stats", "session_stats_py.wasm"),
+];
+
 /// The hot-swap test that prints swap latency (`tests/swap.rs`).
 const SWAP_UNDER_LOAD: &str =
     "session_stats_swapped_back_and_forth_under_load_counts_every_event_once";
@@ -199,4 +211,12 @@ fn plugin_dir(stack: &Stack) -> PathBuf {
         None => stack.repo().join("plugins/target"),
     };
     target.join("wasm32-wasip2/release")
+}
+
+/// Where cargo puts the host's build outputs.
+fn target_dir(stack: &Stack) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => stack.repo().join("target"),
+    }
 }

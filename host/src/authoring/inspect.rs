@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::plugin::{CONTRACT_VERSION, PluginKind, Runtime, StageContext, Worker};
+use crate::plugin::{CONTRACT_VERSION, PluginKind, StageContext, Worker};
 use crate::sink::{ColumnType, RowSchema};
 
 /// `weir plugin inspect`'s arguments.
@@ -55,8 +55,7 @@ pub struct Report {
 
 /// Loads and instantiates the plugin (calling `init`) and reports on it.
 pub fn inspect(args: &InspectArgs) -> anyhow::Result<Report> {
-    let runtime = Runtime::new()
-        .map_err(|error| anyhow::anyhow!("cannot start the Wasm engine: {error:#}"))?;
+    let runtime = super::runtime()?;
     let name = super::local::plugin_name(&args.plugin);
     let plugin = runtime.load_file(&name, &args.plugin)?;
     let context = Arc::new(StageContext {
@@ -83,10 +82,17 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<Report> {
     };
     if plugin.kind == PluginKind::Aggregator {
         let fail = |what: &str, failure| anyhow::anyhow!("plugin `{name}`: {what} {failure}");
-        report.state_version = Some(worker.state_version().map_err(|f| fail("state-version", f))?);
-        let text = worker.output_schema().map_err(|f| fail("output-schema", f))?;
-        let schema = RowSchema::parse(&text)
-            .with_context(|| format!("plugin `{name}` declares an output schema weir cannot use"))?;
+        report.state_version = Some(
+            worker
+                .state_version()
+                .map_err(|f| fail("state-version", f))?,
+        );
+        let text = worker
+            .output_schema()
+            .map_err(|f| fail("output-schema", f))?;
+        let schema = RowSchema::parse(&text).with_context(|| {
+            format!("plugin `{name}` declares an output schema weir cannot use")
+        })?;
         report.columns = schema
             .columns
             .iter()
@@ -121,7 +127,11 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
             items.join(", ")
         }
     };
-    println!("file       {} ({} bytes)", report.file.display(), report.bytes);
+    println!(
+        "file       {} ({} bytes)",
+        report.file.display(),
+        report.bytes
+    );
     println!("version    {}", report.version);
     println!("world      {}", report.world);
     println!(

@@ -75,8 +75,8 @@ pub struct Summary {
     pub records: usize,
     /// Output lines.
     pub outputs: usize,
-    /// Records that became dead letters.
-    pub dead_letters: usize,
+    /// The input lines (counted from 1) that became dead letters, in order.
+    pub dead_letters: Vec<i64>,
     /// Output lines that differ from `--expect` (0 when not asked).
     pub differences: usize,
 }
@@ -84,7 +84,11 @@ pub struct Summary {
 /// Runs `weir plugin test`: prints a summary to standard error; fails when
 /// the plugin cannot run or the output differs from `--expect`.
 pub fn run(args: &TestArgs) -> anyhow::Result<Summary> {
-    let runtime = Runtime::new().map_err(|error| anyhow::anyhow!("cannot start the Wasm engine: {error:#}"))?;
+    run_in(&super::runtime()?, args)
+}
+
+/// [`run`] with plugins loaded into `runtime`.
+pub fn run_in(runtime: &Runtime, args: &TestArgs) -> anyhow::Result<Summary> {
     let name = plugin_name(&args.plugin);
     let plugin = runtime.load_file(&name, &args.plugin)?;
     let context = Arc::new(StageContext {
@@ -133,7 +137,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<Summary> {
     dead.sort_by_key(|letter| letter.offset);
     let output = run.finish();
     summary.outputs = output.lines.len();
-    summary.dead_letters = dead.len();
+    summary.dead_letters = dead.iter().map(|letter| letter.offset + 1).collect();
 
     write_lines(&args.output, &output.lines)?;
     if let (Some(path), Some(states)) = (&args.state, &output.states) {
@@ -156,7 +160,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<Summary> {
             PluginKind::Transform => "emitted",
             PluginKind::Aggregator => "keys",
         },
-        summary.dead_letters,
+        dead.len(),
     );
     for letter in dead.iter().take(SHOWN_DEAD_LETTERS) {
         eprintln!(
@@ -194,8 +198,10 @@ pub fn run(args: &TestArgs) -> anyhow::Result<Summary> {
 
 /// The plugin's name: its file name without `.wasm`.
 pub(super) fn plugin_name(path: &Path) -> String {
-    path.file_stem()
-        .map_or_else(|| "plugin".to_owned(), |stem| stem.to_string_lossy().into_owned())
+    path.file_stem().map_or_else(
+        || "plugin".to_owned(),
+        |stem| stem.to_string_lossy().into_owned(),
+    )
 }
 
 /// `--config`: JSON text or `@FILE`, which must be a JSON object.
@@ -208,8 +214,8 @@ pub(super) fn config_json(config: Option<&str>) -> anyhow::Result<String> {
             .with_context(|| format!("--config: cannot read {path}"))?,
         None => config.to_owned(),
     };
-    let value: serde_json::Value =
-        serde_json::from_str(&text).context("--config: not JSON (write a JSON object, or @FILE)")?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .context("--config: not JSON (write a JSON object, or @FILE)")?;
     if !value.is_object() {
         bail!("--config: the configuration must be a JSON object, like {{\"key\": \"value\"}}");
     }
@@ -223,8 +229,12 @@ fn lookups(specs: &[String]) -> anyhow::Result<LookupTables> {
         let parsed = spec
             .split_once('=')
             .and_then(|(name, rest)| Some((name, rest.rsplit_once(':')?)));
-        let Some((name, (file, key))) = parsed.filter(|(n, (f, k))| ![n, f, k].iter().any(|p| p.is_empty())) else {
-            bail!("--lookup {spec}: write NAME=FILE:KEY, for example products=catalog.jsonl:product_id");
+        let Some((name, (file, key))) =
+            parsed.filter(|(n, (f, k))| ![n, f, k].iter().any(|p| p.is_empty()))
+        else {
+            bail!(
+                "--lookup {spec}: write NAME=FILE:KEY, for example products=catalog.jsonl:product_id"
+            );
         };
         let rows = crate::engine::lookups::file_table(name, Path::new(file), key)?;
         tables.insert(name, rows);
@@ -281,7 +291,13 @@ impl Run {
         }
         let (schema, state_version) = crate::engine::aggregator_schema(plugin, context)?;
         let stage = Stage::new(plugin, Arc::clone(context))?;
-        let chain = Chain::new(Vec::new(), stage, key_field, Arc::clone(&schema), state_version);
+        let chain = Chain::new(
+            Vec::new(),
+            stage,
+            key_field,
+            Arc::clone(&schema),
+            state_version,
+        );
         Ok(Self::Aggregator {
             chain: Box::new(chain),
             state: KeyedState::new(state_version),
@@ -312,7 +328,8 @@ impl Run {
                         }
                     }
                 } else {
-                    for (index, result) in worker.transform(batch, &fields).into_iter().enumerate() {
+                    for (index, result) in worker.transform(batch, &fields).into_iter().enumerate()
+                    {
                         match result {
                             Ok(outputs) => {
                                 lines.extend(outputs.iter().map(|output| text(&output.value)));
@@ -349,7 +366,11 @@ impl Run {
                 let lines = rows
                     .iter()
                     .map(|(key, row)| {
-                        format!("{{\"key\":{},\"row\":{}}}", json_text(key), row_json(&schema, row))
+                        format!(
+                            "{{\"key\":{},\"row\":{}}}",
+                            json_text(key),
+                            row_json(&schema, row)
+                        )
                     })
                     .collect();
                 let mut states: Vec<(&[u8], String)> = state
@@ -406,10 +427,12 @@ fn json_text(text: &str) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        write!(out, "{b:02x}").expect("writing to a String");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            write!(out, "{b:02x}").expect("writing to a String");
+            out
+        })
 }
 
 /// A value as one line of text (invalid UTF-8 replaced).
@@ -455,7 +478,10 @@ fn compare(expected: &Path, lines: &[String]) -> anyhow::Result<usize> {
         .filter(|line| !line.trim().is_empty())
         .flat_map(|line| [line, "\n"])
         .collect();
-    let got: String = lines.iter().flat_map(|line| [line.as_str(), "\n"]).collect();
+    let got: String = lines
+        .iter()
+        .flat_map(|line| [line.as_str(), "\n"])
+        .collect();
     let diff = similar::TextDiff::from_lines(&wanted, &got);
     let differences = diff
         .iter_all_changes()

@@ -108,7 +108,7 @@ pub fn run_with(
     }
     let mut options = RuntimeOptions::from_env().map_err(anyhow::Error::msg)?;
     if options.cache_dir.is_none() {
-        options.cache_dir = default_cache_dir();
+        options.cache_dir = crate::dirs::cache().map(|dir| dir.join("compiled"));
     }
     let runtime = Arc::new(
         Runtime::with_options(options)
@@ -167,14 +167,6 @@ pub fn run_with(
             .collect::<anyhow::Result<Vec<()>>>()
             .map(drop)
     })
-}
-
-/// `$XDG_CACHE_HOME/weir/compiled`, or `~/.cache/weir/compiled`.
-fn default_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-    Some(base.join("weir").join("compiled"))
 }
 
 /// One pipeline, from start to clean stop.

@@ -254,6 +254,7 @@ export function transform(plugin) {
 
 // JSON with exact 64-bit integers: BigInts are written as plain JSON
 // numbers, and integers too long for a double are read back as BigInts.
+// The marker as a string value, and as JSON text (escaped).
 const BIG = "\u0000weir-bigint:";
 const BIG_MARK = "\\u0000weir-bigint:";
 const BIG_WRITTEN = /"\\u0000weir-bigint:(-?\d+)"/g;
@@ -265,7 +266,7 @@ function stringify(value) {
 }
 
 function parse(text) {
-  const marked = text.replace(TOKENS, (token) => (token[0] === '"' ? token : `"${BIG}${token}"`));
+  const marked = text.replace(TOKENS, (token) => (token[0] === '"' ? token : `"${BIG_MARK}${token}"`));
   if (marked === text) return JSON.parse(text);
   return JSON.parse(marked, (_, v) => {
     if (typeof v !== "string" || !v.startsWith(BIG)) return v;
