@@ -52,6 +52,9 @@ pub enum PluginCommand {
     /// The plugins of a running `weir run`.
     #[command(flatten)]
     Running(crate::admin::client::AdminAction),
+    /// Creates a plugin folder (Rust, JavaScript or Python) that builds and
+    /// passes its own test as it is.
+    New(crate::authoring::scaffold::NewArgs),
     /// Builds a plugin folder (Rust, JavaScript or Python) into a component.
     Build(crate::authoring::build::BuildArgs),
     /// Runs a plugin over a JSON Lines file, with no Kafka: its output, dead

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         }
         Command::Plugin(args) => match &args.action {
             PluginCommand::Running(action) => weir::admin::client::run(&args, action),
+            PluginCommand::New(new) => weir::authoring::scaffold::run(new).map(drop),
             PluginCommand::Build(build) => weir::authoring::build::run(build).map(drop),
             PluginCommand::Test(test) => weir::authoring::local::run(test).map(drop),
             PluginCommand::Inspect(inspect) => weir::authoring::inspect::run(inspect),

@@ -100,16 +100,14 @@ fn check_session_stats(name: &str) {
     // A batch size that splits sessions across calls, so state goes out and back in.
     for batch in [1, 64, 4096] {
         let args = weir::authoring::local::TestArgs {
-            plugin: common::plugin_path(name),
-            input: dir.join("events.jsonl"),
-            config: None,
             key_field: Some("session_id".to_owned()),
-            lookups: Vec::new(),
-            output: output.clone(),
-            state: None,
-            dead_letters: None,
+            output: Some(output.clone()),
             expect: Some(dir.join("expected.jsonl")),
             batch,
+            ..weir::authoring::local::TestArgs::new(
+                common::plugin_path(name),
+                dir.join("events.jsonl"),
+            )
         };
         let started = Instant::now();
         let summary = weir::authoring::local::run_in(&common::RUNTIME, &args)

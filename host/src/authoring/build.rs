@@ -7,6 +7,11 @@
 //! language = "javascript"    # rust | javascript | python
 //! world = "aggregator"       # filter | transform | aggregator
 //! entry = "session-stats.js" # javascript: the module; python: the module name
+//!
+//! [test]                     # what `weir plugin test` runs here
+//! input = "test/events.jsonl"
+//! expect = "test/expected.jsonl"
+//! key_field = "session_id"
 //! ```
 //!
 //! - Rust: `cargo build --release --target wasm32-wasip2` (the crate uses
@@ -53,6 +58,24 @@ pub struct Manifest {
     pub world: World,
     /// JavaScript: the module file; Python: the module name. Rust: unused.
     pub entry: Option<String>,
+    /// What `weir plugin test` runs in this folder when given no files.
+    #[serde(default)]
+    pub test: Option<TestManifest>,
+}
+
+/// The `[test]` table of `weir-plugin.toml`: the plugin's own test, paths
+/// relative to the plugin's folder.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestManifest {
+    /// Input records, one per line.
+    pub input: Option<PathBuf>,
+    /// The output expected.
+    pub expect: Option<PathBuf>,
+    /// The JSON field keying an aggregator's state.
+    pub key_field: Option<String>,
+    /// The plugin's configuration (a table).
+    pub config: Option<toml::Table>,
 }
 
 /// The languages `weir plugin build` builds.

@@ -37,11 +37,14 @@ const SHOWN_DEAD_LETTERS: usize = 10;
 /// `weir plugin test`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TestArgs {
-    /// The plugin's component (.wasm).
+    /// The plugin: a component (.wasm), or a plugin folder, which is built
+    /// first and runs its own test (the `[test]` table of its `weir-plugin.toml`)
+    /// unless told otherwise.
+    #[arg(default_value = ".")]
     pub plugin: PathBuf,
     /// Input records, one value per line (`weir generate --output FILE` writes such files).
     #[arg(long, short)]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
     /// The plugin's configuration: JSON text, or `@FILE` for a JSON file.
     #[arg(long)]
     pub config: Option<String>,
@@ -51,9 +54,9 @@ pub struct TestArgs {
     /// A lookup table for the plugin: `NAME=FILE:KEY` (a JSON Lines file, keyed by column KEY).
     #[arg(long = "lookup", value_name = "NAME=FILE:KEY")]
     pub lookups: Vec<String>,
-    /// Where the output goes (`-`: standard output).
-    #[arg(long, short, default_value = "-")]
-    pub output: PathBuf,
+    /// Where the output goes (`-`: standard output; with `--expect`, nowhere unless given).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
     /// Aggregators: also write each key's final state to this file (JSON Lines).
     #[arg(long)]
     pub state: Option<PathBuf>,
@@ -66,6 +69,59 @@ pub struct TestArgs {
     /// Records per plugin call, as in a pipeline's batches.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch: u32,
+}
+
+impl TestArgs {
+    /// Arguments for `plugin` over `input`, everything else as by default.
+    pub fn new(plugin: impl Into<PathBuf>, input: impl Into<PathBuf>) -> Self {
+        Self {
+            plugin: plugin.into(),
+            input: Some(input.into()),
+            config: None,
+            key_field: None,
+            lookups: Vec::new(),
+            output: None,
+            state: None,
+            dead_letters: None,
+            expect: None,
+            batch: 512,
+        }
+    }
+
+    /// For a plugin folder: builds it, and fills in what the command line
+    /// left out from the folder's `[test]` table. A component is left as is.
+    fn resolve(&self) -> anyhow::Result<Self> {
+        if !self.plugin.is_dir() {
+            return Ok(self.clone());
+        }
+        let dir = &self.plugin;
+        let manifest = super::build::manifest(dir)?;
+        let component = super::build::run(&super::build::BuildArgs {
+            dir: dir.clone(),
+            out: None,
+            force: false,
+        })?;
+        let test = manifest.test.unwrap_or_default();
+        let config = match (&self.config, &test.config) {
+            (Some(config), _) => Some(config.clone()),
+            (None, Some(table)) => Some(serde_json::to_string(table)?),
+            (None, None) => None,
+        };
+        Ok(Self {
+            plugin: component,
+            input: self
+                .input
+                .clone()
+                .or_else(|| test.input.map(|p| dir.join(p))),
+            expect: self
+                .expect
+                .clone()
+                .or_else(|| test.expect.map(|p| dir.join(p))),
+            key_field: self.key_field.clone().or(test.key_field),
+            config,
+            ..self.clone()
+        })
+    }
 }
 
 /// What a test run did.
@@ -89,6 +145,10 @@ pub fn run(args: &TestArgs) -> anyhow::Result<Summary> {
 
 /// [`run`] with plugins loaded into `runtime`.
 pub fn run_in(runtime: &Runtime, args: &TestArgs) -> anyhow::Result<Summary> {
+    let args = &args.resolve()?;
+    let Some(input) = &args.input else {
+        bail!("name the input records with --input FILE (one value per line)");
+    };
     let name = plugin_name(&args.plugin);
     let plugin = runtime.load_file(&name, &args.plugin)?;
     let context = Arc::new(StageContext {
@@ -96,8 +156,9 @@ pub fn run_in(runtime: &Runtime, args: &TestArgs) -> anyhow::Result<Summary> {
         lookups: Arc::new(lookups(&args.lookups)?),
         ..StageContext::new("test", name.clone())
     });
-    let input = std::fs::File::open(&args.input)
-        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let input_path = input;
+    let input = std::fs::File::open(input_path)
+        .with_context(|| format!("cannot read {}", input_path.display()))?;
     let started = Instant::now();
     let mut run = Run::new(&plugin, &context, args.key_field.clone())?;
     let mut summary = Summary::default();
@@ -111,7 +172,7 @@ pub fn run_in(runtime: &Runtime, args: &TestArgs) -> anyhow::Result<Summary> {
     .unwrap_or(i64::MAX);
     let mut dead = Vec::new();
     for (number, line) in BufReader::new(input).split(b'\n').enumerate() {
-        let mut line = line.with_context(|| format!("cannot read {}", args.input.display()))?;
+        let mut line = line.with_context(|| format!("cannot read {}", input_path.display()))?;
         if line.last() == Some(&b'\r') {
             line.pop();
         }
@@ -139,7 +200,12 @@ pub fn run_in(runtime: &Runtime, args: &TestArgs) -> anyhow::Result<Summary> {
     summary.outputs = output.lines.len();
     summary.dead_letters = dead.iter().map(|letter| letter.offset + 1).collect();
 
-    write_lines(&args.output, &output.lines)?;
+    // The output goes to standard output unless it is compared (then only where asked).
+    match (&args.output, &args.expect) {
+        (Some(path), _) => write_lines(path, &output.lines)?,
+        (None, None) => write_lines(Path::new("-"), &output.lines)?,
+        (None, Some(_)) => {}
+    }
     if let (Some(path), Some(states)) = (&args.state, &output.states) {
         write_lines(path, states)?;
     }

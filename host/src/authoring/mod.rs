@@ -1,5 +1,6 @@
 //! Tools for plugin authors, run with no Kafka and no database:
 //!
+//! - [`scaffold`]: `weir plugin new`, a working plugin with its own test;
 //! - [`build`]: `weir plugin build`, a plugin in any of weir's languages
 //!   into a component;
 //! - [`local`]: `weir plugin test`, a plugin over a JSON Lines file;
@@ -8,6 +9,7 @@
 pub mod build;
 pub mod inspect;
 pub mod local;
+pub mod scaffold;
 
 use crate::plugin::{Runtime, RuntimeOptions};
 
