@@ -108,3 +108,13 @@ fn a_new_python_aggregator_builds_and_passes_its_test() {
 fn a_new_python_filter_builds_and_passes_its_test() {
     scaffold_builds_and_passes_its_test("python", "filter");
 }
+
+#[test]
+fn a_new_c_aggregator_builds_and_passes_its_test() {
+    scaffold_builds_and_passes_its_test("c", "aggregator");
+}
+
+#[test]
+fn a_new_c_filter_builds_and_passes_its_test() {
+    scaffold_builds_and_passes_its_test("c", "filter");
+}

@@ -1,6 +1,7 @@
 //! The contract from other languages: the same trivial filter built with
 //! componentize-js (JavaScript) and componentize-py (Python) runs in the
-//! runtime like a Rust plugin.
+//! runtime like a Rust plugin; and `session-stats` written in Rust,
+//! JavaScript, Python and C gives the oracle's rows over the shared vectors.
 
 mod common;
 
@@ -146,4 +147,9 @@ fn session_stats_in_javascript_gives_the_oracles_rows() {
 #[test]
 fn session_stats_in_python_gives_the_oracles_rows() {
     check_session_stats("session-stats-py");
+}
+
+#[test]
+fn session_stats_in_c_gives_the_oracles_rows() {
+    check_session_stats("session-stats-c");
 }

@@ -6,11 +6,11 @@
 //!   from Maven Central artifacts and the machine's PostgreSQL binaries, no Docker.
 //! - [`workflow`]: the two commands a new user runs, `demo` and `test`.
 //! - [`demo`]: the stock pipeline end to end with a live summary.
-//! - [`python`]: weir's Python virtual environment, for the tests' own clients.
+//! - [`toolchains`]: what the tests need beyond Rust (Python for their clients, clang for C plugins).
 
 mod demo;
-mod python;
 mod stack;
+mod toolchains;
 mod workflow;
 
 use std::process::ExitCode;

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::python;
 use crate::stack::Stack;
+use crate::toolchains;
 
 /// Every check and test: formatting, lints, then the test suites against the
 /// real stack (started first, left running unless `stop_stack`).
@@ -37,6 +37,7 @@ fn run_checks(stack: &Stack) -> Result<()> {
     // fetches each language's tools from its registry).
     step("plugins", || {
         cargo(&["build", "--release", "--locked"], stack, Some(&plugins))?;
+        toolchains::ensure_c_toolchain()?;
         cargo(&["build", "--locked", "-p", "weir"], stack, None)?;
         let weir = target_dir(stack).join("debug/weir");
         let out = plugin_dir(stack);
@@ -56,7 +57,7 @@ fn run_checks(stack: &Stack) -> Result<()> {
     })?;
     // Tests read weir's output with other clients too (confluent-kafka's Avro reader).
     let python = step("test clients", || {
-        python::python_with(
+        toolchains::python_with(
             &stack.repo().join("tests/python/requirements.txt"),
             stack.cache(),
         )
@@ -141,11 +142,12 @@ fn run_checks(stack: &Stack) -> Result<()> {
 
 /// Plugins in other languages than Rust: folder under `plugins/`, and the
 /// component's name among the Rust ones (where the tests look for them).
-const GUESTS: [(&str, &str); 4] = [
+const GUESTS: [(&str, &str); 5] = [
     ("testing/js-filter", "js_filter.wasm"),
     ("testing/python-filter", "python_filter.wasm"),
     ("js/session-stats", "session_stats_js.wasm"),
     ("python/session-stats", "session_stats_py.wasm"),
+    ("c/session-stats", "session_stats_c.wasm"),
 ];
 
 /// The hot-swap test that prints swap latency (`tests/swap.rs`).

@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! name = "session-stats"     # the component is <name>.wasm
-//! language = "javascript"    # rust | javascript | python
+//! language = "javascript"    # rust | javascript | python | c
 //! world = "aggregator"       # filter | transform | aggregator
 //! entry = "session-stats.js" # javascript: the module; python: the module name
 //!
@@ -20,6 +20,10 @@
 //!   the entry with weir's SDK, componentize-js makes the component.
 //! - Python: componentize-py (pinned by the SDK's `requirements.txt`, in a
 //!   virtual environment in weir's cache) with weir's SDK on its path.
+//! - C: bindings for the world generated from the contract (wit-bindgen's C
+//!   generator, built into weir), every `.c` file of the folder compiled with
+//!   weir's SDK by clang for wasm32-wasi (wasi-libc), and the module made a
+//!   component here (wit-component, with the WASI adapter when it needs one).
 //!
 //! A build is skipped when the component is newer than every source file,
 //! the contract and the SDK (`--force` builds anyway).
@@ -92,6 +96,8 @@ pub enum Language {
     #[serde(alias = "py")]
     #[value(alias = "py")]
     Python,
+    /// C, with weir's C SDK (clang and wasi-libc, from Debian's packages).
+    C,
 }
 
 /// The contract's worlds.
@@ -149,6 +155,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<PathBuf> {
         Language::Rust => "rust",
         Language::Javascript => "js",
         Language::Python => "python",
+        Language::C => "c",
     });
     // Rust builds are cargo's to skip: it knows the dependency graph.
     if manifest.language != Language::Rust
@@ -170,6 +177,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<PathBuf> {
         Language::Rust => build_rust(dir, &partial)?,
         Language::Javascript => build_js(dir, &manifest, &home, &partial)?,
         Language::Python => build_python(dir, &manifest, &home, &sdk, &partial)?,
+        Language::C => build_c(dir, &manifest, &home, &sdk, &partial)?,
     }
     fs::rename(&partial, &out).with_context(|| format!("cannot write {}", out.display()))?;
     let size = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
@@ -298,6 +306,104 @@ fn build_python(
             .arg(out),
         "building the component with componentize-py",
     )
+}
+
+/// The clang packages that build C plugins, on Debian.
+const C_TOOLS: &str = "clang, lld, wasi-libc and clang's wasm32 runtime (on Debian: `apt-get install clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32`)";
+
+fn build_c(
+    dir: &Path,
+    manifest: &Manifest,
+    home: &Path,
+    sdk: &Path,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let world = manifest.world.name();
+    if manifest.world == World::Transform {
+        bail!(
+            "weir's C SDK writes filters and aggregators; write a transform in Rust, JavaScript or Python"
+        );
+    }
+    let clang = ["clang-14", "clang"]
+        .into_iter()
+        .find(|clang| {
+            Command::new(clang)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .with_context(|| format!("clang is missing; install {C_TOOLS}"))?;
+    // The world's bindings, from the contract.
+    let bindings = dir.join("target/bindings");
+    fs::create_dir_all(&bindings)
+        .with_context(|| format!("cannot create {}", bindings.display()))?;
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(home.join("wit"))
+        .context("cannot read weir's contract")?;
+    let world_id = resolve.select_world(&[package], Some(world))?;
+    let mut files = wit_bindgen_core::Files::default();
+    wit_bindgen_c::Opts::default()
+        .build()
+        .generate(&resolve, world_id, &mut files)
+        .context("cannot generate the C bindings")?;
+    for (name, contents) in files.iter() {
+        fs::write(bindings.join(name), contents)
+            .with_context(|| format!("cannot write {}", bindings.join(name).display()))?;
+    }
+    // The plugin's sources, the SDK and the bindings, into one module.
+    let mut sources: Vec<PathBuf> = Vec::new();
+    for folder in [dir.to_owned(), dir.join("src")] {
+        let Ok(entries) = fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().is_some_and(|ext| ext == "c") {
+                sources.push(path);
+            }
+        }
+    }
+    if sources.is_empty() {
+        bail!("{} has no .c files", dir.display());
+    }
+    sources.sort();
+    let module = dir
+        .join("target")
+        .join(format!("{}.core.wasm", manifest.name));
+    execute(
+        Command::new(clang)
+            .args([
+                "--target=wasm32-wasi",
+                "-mexec-model=reactor",
+                "-O2",
+                "-Wall",
+                "-Wl,--strip-debug",
+            ])
+            .arg(format!("-DWEIR_WORLD_{}", world.to_uppercase()))
+            .arg("-I")
+            .arg(sdk)
+            .arg("-I")
+            .arg(&bindings)
+            .arg("-o")
+            .arg(&module)
+            .args(&sources)
+            .arg(sdk.join("weir.c"))
+            .arg(bindings.join(format!("{world}.c")))
+            .arg(bindings.join(format!("{world}_component_type.o"))),
+        &format!("compiling with {clang} (it needs {C_TOOLS})"),
+    )?;
+    let core = fs::read(&module).with_context(|| format!("cannot read {}", module.display()))?;
+    let component = wit_component::ComponentEncoder::default()
+        .module(&core)?
+        .validate(true)
+        .adapter(
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+        )?
+        .encode()
+        .context("cannot make a component of the compiled module")?;
+    fs::write(out, component).with_context(|| format!("cannot write {}", out.display()))
 }
 
 /// weir's Python (a virtual environment in `cache`) with the packages of

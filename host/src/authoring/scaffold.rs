@@ -48,6 +48,7 @@ pub fn run(args: &NewArgs) -> anyhow::Result<PathBuf> {
         Language::Rust => ("rust", "rust"),
         Language::Javascript => ("javascript", "js"),
         Language::Python => ("python", "python"),
+        Language::C => ("c", "c"),
     };
     let world = args.world.name();
     let source = templates.join(language).join(world);
@@ -69,6 +70,7 @@ pub fn run(args: &NewArgs) -> anyhow::Result<PathBuf> {
         Language::Rust => String::new(),
         Language::Javascript => "entry = \"plugin.js\"\n".to_owned(),
         Language::Python => "entry = \"app\"\n".to_owned(),
+        Language::C => String::new(),
     };
     let key_field = if args.world == World::Aggregator {
         "key_field = \"session_id\"\n"
@@ -136,6 +138,7 @@ fn readme(name: &str, language: &str, world: &str) -> String {
     let source = match language {
         "rust" => "src/lib.rs",
         "javascript" => "plugin.js",
+        "c" => "plugin.c",
         _ => "app.py",
     };
     format!(

@@ -1,0 +1,99 @@
+//! What the tests need from the machine beyond Rust: weir's Python (a
+//! virtual environment in the cache folder) for the tests' own clients, and
+//! the C toolchain `weir plugin build` compiles C plugins with (Debian's
+//! packages, installed when missing). Plugins are built by `weir plugin build`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The project's Python (a virtual environment in the cache) with the
+/// packages of `requirements` installed; returns its interpreter.
+pub fn python_with(requirements: &Path, cache: &Path) -> Result<PathBuf> {
+    let venv = cache.join("python");
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        let system = which(
+            "python3",
+            "Python 3.11 or newer with venv (`apt-get install python3-venv`)",
+        )?;
+        run(
+            Command::new(system).args(["-m", "venv"]).arg(&venv),
+            "creating the Python virtual environment",
+        )?;
+    }
+    run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(requirements),
+        &format!("installing {} with pip", requirements.display()),
+    )?;
+    Ok(python)
+}
+
+fn which(program: &str, install: &str) -> Result<PathBuf> {
+    match Command::new(program).arg("--version").output() {
+        Ok(output) if output.status.success() => Ok(PathBuf::from(program)),
+        _ => bail!("`{program}` is missing; install {install}"),
+    }
+}
+
+fn run(command: &mut Command, what: &str) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {:?} ({what})", command.get_program()))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// The Debian packages of the C toolchain: clang, its linker and wasm32
+/// runtime, and wasi-libc.
+const C_PACKAGES: [&str; 4] = [
+    "clang-14",
+    "lld-14",
+    "wasi-libc",
+    "libclang-rt-14-dev-wasm32",
+];
+
+/// Makes sure clang can build C plugins for wasm32-wasi; installs Debian's
+/// packages when they are missing (as root, with apt-get).
+pub fn ensure_c_toolchain() -> Result<()> {
+    let has_clang = Command::new("clang-14")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    let has_sysroot = Path::new("/usr/share/wasi-sysroot").is_dir();
+    let has_runtime = Path::new("/usr/lib/llvm-14/lib/clang/14.0.6/lib/wasi").is_dir();
+    if has_clang && has_sysroot && has_runtime {
+        return Ok(());
+    }
+    println!(
+        "installing the C toolchain for C plugins: {}",
+        C_PACKAGES.join(" ")
+    );
+    run(
+        Command::new("apt-get").arg("update").arg("-qq"),
+        "apt-get update (C plugins need Debian's clang packages)",
+    )?;
+    run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(C_PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        &format!(
+            "installing {} (as root: `apt-get install {}`)",
+            C_PACKAGES.join(" "),
+            C_PACKAGES.join(" ")
+        ),
+    )
+}
