@@ -3,6 +3,8 @@
 //!
 //! - [`plugins`]: the stock plugins through the Wasm runtime against the same
 //!   code compiled natively, per batch size, and the boundary's own cost.
+//! - [`languages`]: `session-stats` in Rust, C, JavaScript and Python
+//!   through the runtime, side by side.
 //! - [`pipeline`]: the demo pipeline end to end on the local stack: its
 //!   throughput beside a plain consumer's, and freshness at half load.
 //! - [`race`]: weir against Kafka Streams and the plain-consume limit on the
@@ -11,6 +13,7 @@
 //! - [`events`]: the e-commerce event stream the benchmarks run on.
 
 mod events;
+mod languages;
 mod native;
 mod pipeline;
 mod plugins;
@@ -31,6 +34,8 @@ struct Cli {
 enum Command {
     /// Stock plugins: Wasm against native, per batch size; boundary cost.
     Plugins(plugins::Args),
+    /// session-stats in each plugin language, side by side.
+    Languages(languages::Args),
     /// The demo pipeline end to end: throughput, the consume limit, freshness.
     Pipeline(pipeline::Args),
     /// weir against Kafka Streams and the consume limit, side by side.
@@ -52,6 +57,7 @@ struct NativeArgs {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Plugins(args) => plugins::run(&args),
+        Command::Languages(args) => languages::run(&args),
         Command::Pipeline(args) => pipeline::run(&args),
         Command::Race(args) => race::run(&args),
         Command::Restore(args) => restore::run(&args),

@@ -246,25 +246,7 @@ pub fn run(args: &Args) -> Result<()> {
                 events.chunks(size).map(host_groups).collect();
             let guest_grouped: Vec<(sdk::Batch, Vec<sdk::bindings::aggregating::Group>)> =
                 events.chunks(size).map(guest_groups).collect();
-            let wasm = median(args.runs, || {
-                let mut grouped = host_grouped.clone();
-                let mut states: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-                timed(|| {
-                    for (batch, groups) in &mut grouped {
-                        for group in groups.iter_mut() {
-                            group.state = states.remove(&group.key);
-                        }
-                        let fields = host::read(batch, &reads);
-                        let results = worker.aggregate(batch, &fields, groups);
-                        for (group, result) in groups.iter().zip(results) {
-                            if let Some(state) = result.state {
-                                states.insert(group.key.clone(), state);
-                            }
-                            black_box(result.row);
-                        }
-                    }
-                })
-            });
+            let wasm = aggregate_time(&mut worker, &host_grouped, args.runs);
             let native = median(args.runs, || {
                 let mut grouped = guest_grouped.clone();
                 let mut states: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
@@ -294,6 +276,35 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The median time an aggregator takes over `grouped` (each key's state
+/// carried from batch to batch, as the host does), the host's parse included.
+pub fn aggregate_time(
+    worker: &mut Worker,
+    grouped: &[(host::Batch, Vec<host::Group>)],
+    runs: usize,
+) -> Duration {
+    let reads = worker.reads().to_vec();
+    median(runs, || {
+        let mut grouped = grouped.to_vec();
+        let mut states: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        timed(|| {
+            for (batch, groups) in &mut grouped {
+                for group in groups.iter_mut() {
+                    group.state = states.remove(&group.key);
+                }
+                let fields = host::read(batch, &reads);
+                let results = worker.aggregate(batch, &fields, groups);
+                for (group, result) in groups.iter().zip(results) {
+                    if let Some(state) = result.state {
+                        states.insert(group.key.clone(), state);
+                    }
+                    black_box(result.row);
+                }
+            }
+        })
+    })
 }
 
 /// The fields the host found, as the guest-side type (natively the SDK's
@@ -351,7 +362,7 @@ fn by_key(events: &[Event]) -> Vec<(&str, Vec<&Event>)> {
     groups.into_iter().collect()
 }
 
-fn host_groups(events: &[Event]) -> (host::Batch, Vec<host::Group>) {
+pub fn host_groups(events: &[Event]) -> (host::Batch, Vec<host::Group>) {
     let mut builder = host::BatchBuilder::default();
     let mut groups = Vec::new();
     for (key, events) in by_key(events) {
@@ -392,7 +403,7 @@ fn guest_groups(events: &[Event]) -> (sdk::Batch, Vec<sdk::bindings::aggregating
     (builder.build(), groups)
 }
 
-fn worker(plugin: &Arc<host::Plugin>, config: Json, lookups: LookupTables) -> Result<Worker> {
+pub fn worker(plugin: &Arc<host::Plugin>, config: Json, lookups: LookupTables) -> Result<Worker> {
     let mut context = StageContext::new("bench", plugin.name.clone());
     context.config_json = config.to_string();
     context.lookups = Arc::new(lookups);
@@ -431,7 +442,7 @@ fn plugin_error(error: sdk::PluginError) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", error.code, error.message)
 }
 
-fn default_plugin_dir() -> PathBuf {
+pub fn default_plugin_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

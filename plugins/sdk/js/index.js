@@ -258,14 +258,21 @@ export function transform(plugin) {
 const BIG = "\u0000weir-bigint:";
 const BIG_MARK = "\\u0000weir-bigint:";
 const BIG_WRITTEN = /"\\u0000weir-bigint:(-?\d+)"/g;
+const LONG_DIGITS = /\d{16}/;
 const TOKENS = /"(?:[^"\\]|\\.)*"|-?\d{16,}(?![.eE\d])/g;
 
 function stringify(value) {
+  try {
+    return JSON.stringify(value);
+  } catch {
+    // A BigInt (JSON.stringify refuses them): written as a plain number below.
+  }
   const text = JSON.stringify(value, (_, v) => (typeof v === "bigint" ? BIG + v : v));
   return text.includes(BIG_MARK) ? text.replace(BIG_WRITTEN, "$1") : text;
 }
 
 function parse(text) {
+  if (!LONG_DIGITS.test(text)) return JSON.parse(text);
   const marked = text.replace(TOKENS, (token) => (token[0] === '"' ? token : `"${BIG_MARK}${token}"`));
   if (marked === text) return JSON.parse(text);
   return JSON.parse(marked, (_, v) => {
