@@ -1,6 +1,7 @@
 //! Hot swap through the admin API, on the real stack with a `weir run`
 //! process: `session-stats` v1 and v2 swapped back and forth under load, a
-//! broken v3 rolled back by itself, refusals that leave the pipeline as it
+//! broken v3 rolled back by itself, the same aggregation swapped between
+//! the four languages weir's SDKs serve, refusals that leave the pipeline as it
 //! was, and changes without the token refused. Results are compared with
 //! the SQL oracle of the version in force.
 //!
@@ -280,6 +281,58 @@ fn session_stats_swapped_back_and_forth_under_load_counts_every_event_once() -> 
         }
         Ok(())
     })
+}
+
+/// The same aggregation written in four languages, swapped one for another
+/// in a running pipeline: each takes over the state the previous one wrote
+/// (the SDKs share one JSON state encoding), and the result equals the
+/// oracle over every event.
+#[test]
+fn session_stats_swapped_between_languages_keeps_every_sessions_state() -> Result<()> {
+    let run = Scenario::new("langswap", 4)?;
+    let (stack, names) = (&run.stack, &run.names);
+    run.write_catalog(SEED)?;
+    let pipeline = demo_pipeline(&run.dir, names, "")?;
+    let mut weir = run.spawn_weir(&pipeline, "weir.log", &["--admin-token", TOKEN])?;
+    let api = Api::find(&run, "weir.log")?;
+
+    let events: u64 = 120_000;
+    let generator = run.start_generator(SEED, events, 8_000, 2_000);
+    std::thread::sleep(Duration::from_secs(3));
+    let languages = [
+        ("JavaScript", "session_stats_js.wasm"),
+        ("Python", "session_stats_py.wasm"),
+        ("C", "session_stats_c.wasm"),
+        ("Rust", "session_stats.wasm"),
+    ];
+    for (language, file) in languages {
+        let (status, answer) = api.swap(&names.pipeline, "session-stats", file, Some(TOKEN))?;
+        ensure!(status == 200, "swap to {language}: {status} {answer}");
+        println!("swapped to session-stats in {language}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let history = api.get(&format!("/pipelines/{}/history", names.pipeline))?;
+    ensure!(
+        !history
+            .as_array()
+            .context("history")?
+            .iter()
+            .any(|r| r["action"] == "automatic-rollback"),
+        "no language's version was rolled back: {history}"
+    );
+
+    let counts = generator.join().expect("the generator thread")?;
+    ensure!(counts.events == events);
+    wait_caught_up(
+        stack,
+        &names.group(),
+        &names.events,
+        &mut weir,
+        Duration::from_secs(300),
+    )?;
+    ensure!(terminate(&mut weir)?.success(), "weir stops cleanly");
+    weir_tests::oracle::check_run(stack, &run.tokio, names)?;
+    Ok(())
 }
 
 #[test]
