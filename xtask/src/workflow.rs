@@ -142,12 +142,15 @@ fn run_checks(stack: &Stack) -> Result<()> {
 
 /// Plugins in other languages than Rust: folder under `plugins/`, and the
 /// component's name among the Rust ones (where the tests look for them).
-const GUESTS: [(&str, &str); 5] = [
+const GUESTS: [(&str, &str); 8] = [
     ("testing/js-filter", "js_filter.wasm"),
     ("testing/python-filter", "python_filter.wasm"),
     ("js/session-stats", "session_stats_js.wasm"),
     ("python/session-stats", "session_stats_py.wasm"),
     ("c/session-stats", "session_stats_c.wasm"),
+    ("js/category-interest", "category_interest.wasm"),
+    ("python/funnel-timing", "funnel_timing.wasm"),
+    ("c/checkout-summary", "checkout_summary.wasm"),
 ];
 
 /// The hot-swap test that prints swap latency (`tests/swap.rs`).

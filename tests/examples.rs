@@ -1,0 +1,237 @@
+//! The custom aggregation examples (one per plugin language other than
+//! Rust), each run by its own pipeline file, all three in one `weir run`
+//! on the real stack; their tables are checked against what SQL computes
+//! from the raw events.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use weir_tests::oracle::{load_raw, read_topic};
+use weir_tests::pipeline::{Scenario, terminate, wait_caught_up};
+
+/// Example name, its plugin folder's component name, and its table.
+const EXAMPLES: [(&str, &str); 3] = [
+    ("category-interest", "category_interest"),
+    ("funnel-timing", "funnel_timing"),
+    ("checkout-summary", "checkout_summary"),
+];
+
+/// `pipelines/<example>.toml` with the scenario's topic and fresh names, its
+/// plugin where the test command builds it; returns the file, the pipeline
+/// name and the table.
+fn example_pipeline(
+    run: &Scenario,
+    example: &str,
+    table: &str,
+) -> Result<(PathBuf, String, String)> {
+    let root = weir_tests::manifest_dir().join("..");
+    let text = std::fs::read_to_string(root.join(format!("pipelines/{example}.toml")))?;
+    let plugins = std::env::var_os("WEIR_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("plugins/target/wasm32-wasip2/release"));
+    let pipeline = format!("{}-{example}", run.names.pipeline);
+    let fresh_table = format!("{}_{table}", run.names.table);
+    let mut out = String::new();
+    for line in text.lines() {
+        let line = match line.trim() {
+            trimmed if trimmed == format!("name = \"{example}\"") => {
+                format!("name = \"{pipeline}\"")
+            }
+            "topic = \"ecommerce.events\"" => format!("topic = \"{}\"", run.names.events),
+            trimmed if trimmed == format!("table = \"{table}\"") => {
+                format!("table = \"{fresh_table}\"")
+            }
+            trimmed
+                if trimmed.starts_with("plugin = \"../plugins/target/wasm32-wasip2/release/") =>
+            {
+                let file = trimmed
+                    .rsplit('/')
+                    .next()
+                    .expect("a path")
+                    .trim_end_matches('"');
+                format!("plugin = \"{}\"", plugins.join(file).display())
+            }
+            trimmed if trimmed.starts_with("plugin = \"../plugins/") => {
+                format!(
+                    "plugin = \"{}\"",
+                    plugins.join(format!("{table}.wasm")).display()
+                )
+            }
+            _ => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let path = run.dir.join(format!("{pipeline}.toml"));
+    std::fs::write(&path, out)?;
+    Ok((path, pipeline, fresh_table))
+}
+
+/// One SQL number.
+fn number(run: &Scenario, pool: &sqlx::PgPool, sql: &str) -> Result<f64> {
+    Ok(run
+        .tokio
+        .block_on(sqlx::query_scalar::<_, f64>(sql).fetch_one(pool))?)
+}
+
+#[test]
+fn the_example_aggregations_run_from_their_pipeline_files() -> Result<()> {
+    let run = Scenario::new("examples", 4)?;
+    let stack = &run.stack;
+    run.write_catalog("7")?;
+    let pipelines: Vec<(PathBuf, String, String)> = EXAMPLES
+        .iter()
+        .map(|(example, table)| example_pipeline(&run, example, table))
+        .collect::<Result<_>>()?;
+    // One process runs the three pipeline files.
+    let rest: Vec<&str> = pipelines[1..]
+        .iter()
+        .map(|(file, _, _)| file.to_str().expect("a UTF-8 path"))
+        .collect();
+    let mut weir = run.spawn_weir(&pipelines[0].0, "weir.log", &rest)?;
+    let counts = run
+        .start_generator("7", 30_000, 0, 1_000)
+        .join()
+        .expect("generator")?;
+    ensure!(counts.events == 30_000);
+    for (_, pipeline, _) in &pipelines {
+        wait_caught_up(
+            stack,
+            &format!("weir-{pipeline}"),
+            &run.names.events,
+            &mut weir,
+            Duration::from_secs(300),
+        )?;
+    }
+    ensure!(terminate(&mut weir)?.success(), "weir stops cleanly");
+
+    let pool = run.pool()?;
+    let raw = format!("{}_raw", run.names.table);
+    run.tokio.block_on(load_raw(
+        &pool,
+        &raw,
+        &read_topic(stack, &run.names.events)?,
+    ))?;
+    let sessions = number(
+        &run,
+        &pool,
+        &format!("SELECT count(DISTINCT data->>'session_id')::float8 FROM {raw}"),
+    )?;
+    let [category, funnel, checkout] = [0, 1, 2].map(|i| pipelines[i].2.clone());
+    let events_of =
+        |kind: &str| format!("(SELECT * FROM {raw} WHERE data->>'event_type' = '{kind}') AS e");
+
+    // category-interest: a row per session; every product view counted.
+    ensure!(
+        number(
+            &run,
+            &pool,
+            &format!("SELECT count(*)::float8 FROM {category}")
+        )? == sessions
+    );
+    ensure!(
+        number(
+            &run,
+            &pool,
+            &format!("SELECT sum(\"PRODUCT_VIEWS\")::float8 FROM {category}")
+        )? == number(
+            &run,
+            &pool,
+            &format!(
+                "SELECT count(*)::float8 FROM {}",
+                events_of("product_viewed")
+            )
+        )?,
+        "category-interest counts every product view"
+    );
+    let top_wrong = number(
+        &run,
+        &pool,
+        &format!(
+            "WITH v AS (SELECT data->>'session_id' AS s, data->>'product_category' AS c, count(*) AS n \
+                        FROM {} WHERE data->>'product_category' IS NOT NULL GROUP BY 1, 2), \
+                  top AS (SELECT DISTINCT ON (s) s, c, n FROM v ORDER BY s, n DESC, c) \
+             SELECT count(*)::float8 FROM top JOIN {category} t ON t.\"SESSION_ID\" = top.s \
+             WHERE t.\"TOP_CATEGORY\" IS DISTINCT FROM top.c OR t.\"TOP_CATEGORY_VIEWS\" <> top.n",
+            events_of("product_viewed")
+        ),
+    )?;
+    ensure!(
+        top_wrong == 0.0,
+        "{top_wrong} sessions with another top category than SQL's"
+    );
+
+    // funnel-timing: every event counted; duration = last - first timestamp.
+    ensure!(
+        number(
+            &run,
+            &pool,
+            &format!("SELECT count(*)::float8 FROM {funnel}")
+        )? == sessions
+    );
+    ensure!(
+        number(
+            &run,
+            &pool,
+            &format!("SELECT sum(\"EVENTS\")::float8 FROM {funnel}")
+        )? == f64::from(u32::try_from(counts.events)?)
+    );
+    let duration_wrong = number(
+        &run,
+        &pool,
+        &format!(
+            "WITH d AS (SELECT data->>'session_id' AS s, extract(epoch FROM \
+                          max((data->>'timestamp')::timestamptz) - min((data->>'timestamp')::timestamptz))::float8 AS d \
+                        FROM {raw} GROUP BY 1) \
+             SELECT count(*)::float8 FROM d JOIN {funnel} t ON t.\"SESSION_ID\" = d.s \
+             WHERE abs(t.\"DURATION_SECONDS\" - d.d) > 1e-6"
+        ),
+    )?;
+    ensure!(
+        duration_wrong == 0.0,
+        "{duration_wrong} sessions with another duration than SQL's"
+    );
+
+    // checkout-summary: adds to cart, conversions and order totals.
+    ensure!(
+        number(
+            &run,
+            &pool,
+            &format!("SELECT count(*)::float8 FROM {checkout}")
+        )? == sessions
+    );
+    ensure!(
+        number(
+            &run,
+            &pool,
+            &format!("SELECT sum(\"ADDS_TO_CART\")::float8 FROM {checkout}")
+        )? == number(
+            &run,
+            &pool,
+            &format!("SELECT count(*)::float8 FROM {}", events_of("add_to_cart"))
+        )?
+    );
+    let orders_wrong = number(
+        &run,
+        &pool,
+        &format!(
+            "WITH o AS (SELECT DISTINCT ON (data->>'session_id') data->>'session_id' AS s, \
+                          (data->>'total')::float8 AS total, data->>'payment_method' AS paid \
+                        FROM {raw} WHERE data->>'event_type' = 'purchase' ORDER BY data->>'session_id', line DESC) \
+             SELECT count(*)::float8 FROM {checkout} t LEFT JOIN o ON o.s = t.\"SESSION_ID\" \
+             WHERE t.\"CONVERTED\" <> (o.s IS NOT NULL) \
+                OR t.\"ORDER_TOTAL\" IS DISTINCT FROM o.total OR t.\"PAYMENT_METHOD\" IS DISTINCT FROM o.paid"
+        ),
+    )?;
+    ensure!(
+        orders_wrong == 0.0,
+        "{orders_wrong} sessions with another order than SQL's"
+    );
+    println!(
+        "{} events, {sessions} sessions: category-interest (JavaScript), funnel-timing (Python) and \
+         checkout-summary (C) agree with SQL over the raw events",
+        counts.events
+    );
+    Ok(())
+}
