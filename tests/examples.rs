@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use weir_tests::oracle::{load_raw, read_topic};
-use weir_tests::pipeline::{Scenario, terminate, wait_caught_up};
+use weir_tests::pipeline::{Scenario, plugin_dir, plugin_line, terminate, wait_caught_up};
 
 /// Example name, its plugin folder's component name, and its table.
 const EXAMPLES: [(&str, &str); 3] = [
@@ -27,9 +27,7 @@ fn example_pipeline(
 ) -> Result<(PathBuf, String, String)> {
     let root = weir_tests::manifest_dir().join("..");
     let text = std::fs::read_to_string(root.join(format!("pipelines/{example}.toml")))?;
-    let plugins = std::env::var_os("WEIR_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("plugins/target/wasm32-wasip2/release"));
+    let plugins = plugin_dir();
     let pipeline = format!("{}-{example}", run.names.pipeline);
     let fresh_table = format!("{}_{table}", run.names.table);
     let mut out = String::new();
@@ -42,23 +40,7 @@ fn example_pipeline(
             trimmed if trimmed == format!("table = \"{table}\"") => {
                 format!("table = \"{fresh_table}\"")
             }
-            trimmed
-                if trimmed.starts_with("plugin = \"../plugins/target/wasm32-wasip2/release/") =>
-            {
-                let file = trimmed
-                    .rsplit('/')
-                    .next()
-                    .expect("a path")
-                    .trim_end_matches('"');
-                format!("plugin = \"{}\"", plugins.join(file).display())
-            }
-            trimmed if trimmed.starts_with("plugin = \"../plugins/") => {
-                format!(
-                    "plugin = \"{}\"",
-                    plugins.join(format!("{table}.wasm")).display()
-                )
-            }
-            _ => line.to_owned(),
+            trimmed => plugin_line(trimmed, &plugins).unwrap_or_else(|| line.to_owned()),
         };
         out.push_str(&line);
         out.push('\n');

@@ -21,11 +21,7 @@ const SEED: &str = "42";
 
 /// The compiled plugins the test command builds.
 fn component(file: &str) -> Result<PathBuf> {
-    let dir = std::env::var_os("WEIR_PLUGIN_DIR").map_or_else(
-        || weir_tests::manifest_dir().join("../plugins/target/wasm32-wasip2/release"),
-        PathBuf::from,
-    );
-    let path = dir.join(file);
+    let path = weir_tests::pipeline::plugin_dir().join(file);
     ensure!(
         path.is_file(),
         "{} is missing: build the plugins (`cargo xtask test` does)",
@@ -128,14 +124,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The demo pipeline running in a scenario named after `prefix`, with its admin API.
+fn demo_with_admin(prefix: &str) -> Result<(Scenario, std::process::Child, Api)> {
+    let run = Scenario::new(prefix, 4)?;
+    run.write_catalog(SEED)?;
+    let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
+    let weir = run.spawn_weir(&pipeline, "weir.log", &["--admin-token", TOKEN])?;
+    let api = Api::find(&run, "weir.log")?;
+    Ok((run, weir, api))
+}
+
 #[test]
 fn session_stats_swapped_back_and_forth_under_load_counts_every_event_once() -> Result<()> {
-    let run = Scenario::new("swap", 4)?;
+    let (run, mut weir, api) = demo_with_admin("swap")?;
     let (stack, names) = (&run.stack, &run.names);
-    run.write_catalog(SEED)?;
-    let pipeline = demo_pipeline(&run.dir, names, "")?;
-    let mut weir = run.spawn_weir(&pipeline, "weir.log", &["--admin-token", TOKEN])?;
-    let api = Api::find(&run, "weir.log")?;
 
     let events: u64 = 400_000;
     let rate = 20_000;
@@ -289,12 +291,8 @@ fn session_stats_swapped_back_and_forth_under_load_counts_every_event_once() -> 
 /// oracle over every event.
 #[test]
 fn session_stats_swapped_between_languages_keeps_every_sessions_state() -> Result<()> {
-    let run = Scenario::new("langswap", 4)?;
+    let (run, mut weir, api) = demo_with_admin("langswap")?;
     let (stack, names) = (&run.stack, &run.names);
-    run.write_catalog(SEED)?;
-    let pipeline = demo_pipeline(&run.dir, names, "")?;
-    let mut weir = run.spawn_weir(&pipeline, "weir.log", &["--admin-token", TOKEN])?;
-    let api = Api::find(&run, "weir.log")?;
 
     let events: u64 = 120_000;
     let generator = run.start_generator(SEED, events, 8_000, 2_000);

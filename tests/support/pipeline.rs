@@ -63,9 +63,7 @@ impl Names {
 pub fn demo_pipeline(dir: &Path, names: &Names, source_extra: &str) -> Result<PathBuf> {
     let root = manifest_dir().join("..");
     let demo = std::fs::read_to_string(root.join("pipelines/demo.toml"))?;
-    let plugins = std::env::var_os("WEIR_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("plugins/target/wasm32-wasip2/release"));
+    let plugins = plugin_dir();
     let mut text = String::new();
     for line in demo.lines() {
         let line = match line.trim() {
@@ -75,17 +73,7 @@ pub fn demo_pipeline(dir: &Path, names: &Names, source_extra: &str) -> Result<Pa
             }
             "topic = \"session_stats_avro\"" => format!("topic = \"{}\"", names.avro),
             "table = \"sessions\"" => format!("table = \"{}\"", names.table),
-            trimmed
-                if trimmed.starts_with("plugin = \"../plugins/target/wasm32-wasip2/release/") =>
-            {
-                let file = trimmed
-                    .rsplit('/')
-                    .next()
-                    .expect("a path")
-                    .trim_end_matches('"');
-                format!("plugin = \"{}\"", plugins.join(file).display())
-            }
-            _ => line.to_owned(),
+            trimmed => plugin_line(trimmed, &plugins).unwrap_or_else(|| line.to_owned()),
         };
         text.push_str(&line);
         text.push('\n');
@@ -93,6 +81,31 @@ pub fn demo_pipeline(dir: &Path, names: &Names, source_extra: &str) -> Result<Pa
     let path = dir.join(format!("{}.toml", names.pipeline));
     std::fs::write(&path, text)?;
     Ok(path)
+}
+
+/// A pipeline file's `plugin = "../plugins/..."` line with the path of the
+/// component where the test command builds it (`plugins`): the Rust ones
+/// by file name, the others (`../plugins/<language>/<name>/target/<name>.wasm`)
+/// as `<name>.wasm` with underscores. `None` for any other line.
+pub fn plugin_line(line: &str, plugins: &Path) -> Option<String> {
+    let path = line
+        .strip_prefix("plugin = \"../plugins/")?
+        .trim_end_matches('"');
+    let file = path.rsplit('/').next()?;
+    let file = if path.starts_with("target/") {
+        file.to_owned()
+    } else {
+        file.replace('-', "_")
+    };
+    Some(format!("plugin = \"{}\"", plugins.join(file).display()))
+}
+
+/// The folder the test command builds components into.
+pub fn plugin_dir() -> PathBuf {
+    std::env::var_os("WEIR_PLUGIN_DIR").map_or_else(
+        || manifest_dir().join("../plugins/target/wasm32-wasip2/release"),
+        PathBuf::from,
+    )
 }
 
 /// Creates `topic` with `partitions` partitions (retrying for a while: a

@@ -173,11 +173,18 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<PathBuf> {
     // Tools write the component next to its final name; it is renamed into
     // place, so a pipeline never loads half a file.
     let partial = out.with_extension(format!("partial-{}.wasm", std::process::id()));
+    let job = Job {
+        dir,
+        manifest: &manifest,
+        home: &home,
+        sdk: &sdk,
+        out: &partial,
+    };
     match manifest.language {
-        Language::Rust => build_rust(dir, &partial)?,
-        Language::Javascript => build_js(dir, &manifest, &home, &partial)?,
-        Language::Python => build_python(dir, &manifest, &home, &sdk, &partial)?,
-        Language::C => build_c(dir, &manifest, &home, &sdk, &partial)?,
+        Language::Rust => build_rust(&job)?,
+        Language::Javascript => build_js(&job)?,
+        Language::Python => build_python(&job)?,
+        Language::C => build_c(&job)?,
     }
     fs::rename(&partial, &out).with_context(|| format!("cannot write {}", out.display()))?;
     let size = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
@@ -192,6 +199,19 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
+/// What a build works with.
+struct Job<'a> {
+    /// The plugin's folder.
+    dir: &'a Path,
+    manifest: &'a Manifest,
+    /// weir's source folder (the contract).
+    home: &'a Path,
+    /// The language's SDK.
+    sdk: &'a Path,
+    /// Where the component goes.
+    out: &'a Path,
+}
+
 fn entry<'a>(manifest: &'a Manifest, what: &str) -> anyhow::Result<&'a str> {
     manifest
         .entry
@@ -199,7 +219,7 @@ fn entry<'a>(manifest: &'a Manifest, what: &str) -> anyhow::Result<&'a str> {
         .with_context(|| format!("weir-plugin.toml: `entry` must name the plugin's {what}"))
 }
 
-fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
+fn build_rust(&Job { dir, out, .. }: &Job<'_>) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(&cargo)
         .args([
@@ -236,7 +256,15 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_js(dir: &Path, manifest: &Manifest, home: &Path, out: &Path) -> anyhow::Result<()> {
+fn build_js(
+    &Job {
+        dir,
+        manifest,
+        home,
+        out,
+        ..
+    }: &Job<'_>,
+) -> anyhow::Result<()> {
     let entry = entry(manifest, "module file")?;
     let npm = require(
         "npm",
@@ -282,11 +310,13 @@ fn build_js(dir: &Path, manifest: &Manifest, home: &Path, out: &Path) -> anyhow:
 }
 
 fn build_python(
-    dir: &Path,
-    manifest: &Manifest,
-    home: &Path,
-    sdk: &Path,
-    out: &Path,
+    &Job {
+        dir,
+        manifest,
+        home,
+        sdk,
+        out,
+    }: &Job<'_>,
 ) -> anyhow::Result<()> {
     let module = entry(manifest, "module name (for app.py: app)")?;
     let cache = crate::dirs::cache()
@@ -312,11 +342,13 @@ fn build_python(
 const C_TOOLS: &str = "clang, lld, wasi-libc and clang's wasm32 runtime (on Debian: `apt-get install clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32`)";
 
 fn build_c(
-    dir: &Path,
-    manifest: &Manifest,
-    home: &Path,
-    sdk: &Path,
-    out: &Path,
+    &Job {
+        dir,
+        manifest,
+        home,
+        sdk,
+        out,
+    }: &Job<'_>,
 ) -> anyhow::Result<()> {
     let world = manifest.world.name();
     if manifest.world == World::Transform {
