@@ -34,6 +34,7 @@ plugin is built (``weir plugin build``), for the plugin's world.
 
 import json
 import math
+import re
 
 # The bindings every world has. World-specific ones (the export's own
 # module) are imported by the `export_*` function the plugin calls, which
@@ -158,6 +159,11 @@ class Record:
 
     def string(self, name):
         """A string field, or None; rejects other types."""
+        text = self.text(name)
+        # A string without escapes is its text between the quotes (the host
+        # checked the JSON); anything else goes through the JSON decoder.
+        if text is not None and text[0] == '"' and "\\" not in text:
+            return text[1:-1]
         return self._typed(name, lambda v: isinstance(v, str), "a string")
 
     def boolean(self, name):
@@ -166,19 +172,33 @@ class Record:
 
     def long(self, name):
         """A 64-bit integer field, or None; rejects other types and wider integers."""
-        value = self._typed(name, lambda v: type(v) is int, "an integer")
+        text = self.text(name)
+        if text is not None and _INTEGER.fullmatch(text):
+            value = int(text)
+        else:
+            value = self._typed(name, lambda v: type(v) is int, "an integer")
         if value is not None and not I64_MIN <= value <= I64_MAX:
             reject("malformed-json", f"field `{name}`: {value} does not fit in 64 bits")
         return value
 
     def double(self, name):
         """A number field as a float, or None; rejects other types."""
+        text = self.text(name)
+        if text is not None and text[0] in _NUMBER_START:
+            value = float(text)
+            if not math.isfinite(value):
+                _wrong_type(name, text, "a number")
+            return value
         value = self._typed(
             name,
             lambda v: type(v) in (int, float) and math.isfinite(v),
             "a number",
         )
         return None if value is None else float(value)
+
+
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+_NUMBER_START = frozenset("-0123456789")
 
 
 def _wrong_type(name, text, expected):
