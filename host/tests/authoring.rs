@@ -118,3 +118,23 @@ fn a_new_c_aggregator_builds_and_passes_its_test() {
 fn a_new_c_filter_builds_and_passes_its_test() {
     scaffold_builds_and_passes_its_test("c", "filter");
 }
+
+#[test]
+fn a_new_rust_transform_builds_and_passes_its_test() {
+    scaffold_builds_and_passes_its_test("rust", "transform");
+}
+
+#[test]
+fn a_new_javascript_transform_builds_and_passes_its_test() {
+    scaffold_builds_and_passes_its_test("js", "transform");
+}
+
+#[test]
+fn a_new_python_transform_builds_and_passes_its_test() {
+    scaffold_builds_and_passes_its_test("python", "transform");
+}
+
+#[test]
+fn a_new_c_transform_builds_and_passes_its_test() {
+    scaffold_builds_and_passes_its_test("c", "transform");
+}

@@ -351,11 +351,6 @@ fn build_c(
     }: &Job<'_>,
 ) -> anyhow::Result<()> {
     let world = manifest.world.name();
-    if manifest.world == World::Transform {
-        bail!(
-            "weir's C SDK writes filters and aggregators; write a transform in Rust, JavaScript or Python"
-        );
-    }
     let clang = ["clang-14", "clang"]
         .into_iter()
         .find(|clang| {

@@ -1,4 +1,5 @@
-//! `weir plugin new`: a new plugin folder in any of weir's languages, from
+//! `weir plugin new`: a new plugin folder (a filter, transform or
+//! aggregator) in any of weir's languages, from
 //! the templates in `plugins/templates/` — a working plugin with its own
 //! test, which `weir plugin test` builds and passes as it is.
 //!

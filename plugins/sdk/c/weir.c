@@ -24,8 +24,12 @@
 #include "filter.h"
 #define WORLD(name) filter_##name
 #define EXPORT(name) exports_weir_plugin_filtering_##name
+#elif defined(WEIR_WORLD_TRANSFORM)
+#include "transform.h"
+#define WORLD(name) transform_##name
+#define EXPORT(name) exports_weir_plugin_transforming_##name
 #else
-#error "compile with -DWEIR_WORLD_AGGREGATOR or -DWEIR_WORLD_FILTER (weir plugin build does)"
+#error "compile with -DWEIR_WORLD_AGGREGATOR, _FILTER or _TRANSFORM (weir plugin build does)"
 #endif
 
 typedef weir_plugin_types_plugin_error_t plugin_error;
@@ -521,6 +525,72 @@ void EXPORT(filter)(EXPORT(batch_t) *batch, EXPORT(fields_t) *fields, EXPORT(lis
         }
         scratch_reset();
     }
+    EXPORT(batch_free)(batch);
+    EXPORT(fields_free)(fields);
+}
+
+#endif
+
+#if defined(WEIR_WORLD_TRANSFORM)
+
+struct weir_emitter {
+    buffer data;
+    EXPORT(list_emitted_t) records;
+    size_t capacity;
+    uint32_t source;
+};
+
+static EXPORT(span_t) emit_bytes(weir_emitter *out, weir_str bytes) {
+    EXPORT(span_t) span = {(uint32_t)out->data.len, (uint32_t)bytes.len};
+    put(&out->data, bytes.ptr, bytes.len);
+    return span;
+}
+
+void weir_emit(weir_emitter *out, weir_str key, weir_str value) {
+    if (out->records.len == out->capacity) {
+        out->capacity = out->capacity ? out->capacity * 2 : 64;
+        out->records.ptr = must_realloc(out->records.ptr, out->capacity * sizeof *out->records.ptr);
+    }
+    EXPORT(emitted_t) *emitted = &out->records.ptr[out->records.len++];
+    emitted->source = out->source;
+    emitted->key.is_some = key.ptr != NULL;
+    if (key.ptr) emitted->key.val = emit_bytes(out, key);
+    emitted->value = emit_bytes(out, value);
+}
+
+bool EXPORT(init)(plugin_error *err) { return init_plugin(weir_plugin.init, err); }
+
+void EXPORT(reads)(WORLD(list_string_t) *ret) { reads_list(ret); }
+
+void EXPORT(transform)(EXPORT(batch_t) *batch, EXPORT(fields_t) *fields, EXPORT(transformed_t) *ret) {
+    weir_emitter out = {{0}, {NULL, 0}, 0, 0};
+    EXPORT(list_rejection_t) rejected = {NULL, 0};
+    size_t rejected_cap = 0;
+    for (size_t i = 0; i < batch->records.len; i++) {
+        weir_record record = record_at(batch, fields, i);
+        size_t records_before = out.records.len, data_before = out.data.len;
+        out.source = (uint32_t)i;
+        bool ok = weir_plugin.transform(&record, &out);
+        if (!ok || record.rejected) {
+            if (!record.rejected) weir_reject(&record, "rejected", "the transform refused the record");
+            out.records.len = records_before; /* what it emitted is discarded */
+            out.data.len = data_before;
+            if (rejected.len == rejected_cap) {
+                rejected_cap = rejected_cap ? rejected_cap * 2 : 4;
+                rejected.ptr = must_realloc(rejected.ptr, rejected_cap * sizeof *rejected.ptr);
+            }
+            rejected.ptr[rejected.len].index = (uint32_t)i;
+            rejected.ptr[rejected.len].error = record.error;
+            rejected.len++;
+        }
+        scratch_reset();
+    }
+    ret->data.ptr = (uint8_t *)out.data.ptr;
+    ret->data.len = out.data.len;
+    ret->records = out.records;
+    ret->headers.ptr = NULL;
+    ret->headers.len = 0;
+    ret->rejected = rejected;
     EXPORT(batch_free)(batch);
     EXPORT(fields_free)(fields);
 }

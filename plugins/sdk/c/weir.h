@@ -1,5 +1,5 @@
 /*
- * weir's C SDK: write a filter or a keyed aggregator in C; the SDK speaks
+ * weir's C SDK: write a filter, a transform or a keyed aggregator in C; the SDK speaks
  * the WIT contract (weir:plugin@0.2.0). A plugin defines one descriptor,
  * `weir_plugin`, and the functions it names:
  *
@@ -187,11 +187,28 @@ typedef struct {
     weir_decision (*filter)(const weir_record *record);
 } weir_filter;
 
+/* Where a transform's outputs go. */
+typedef struct weir_emitter weir_emitter;
+
+/* Emits one record (key.ptr NULL: no key); bytes are copied. */
+void weir_emit(weir_emitter *out, weir_str key, weir_str value);
+
+/* A transform (world `transform`): each record becomes zero or more. */
+typedef struct {
+    const char *const *reads;
+    bool (*init)(weir_str config, weir_error *error);
+    /* Emits what the record becomes; false (after weir_reject) refuses it,
+       and what it emitted is discarded. */
+    bool (*transform)(const weir_record *record, weir_emitter *out);
+} weir_transform;
+
 /* The plugin: define exactly one, of the type of its world. */
 #if defined(WEIR_WORLD_AGGREGATOR)
 extern const weir_aggregator weir_plugin;
 #elif defined(WEIR_WORLD_FILTER)
 extern const weir_filter weir_plugin;
+#elif defined(WEIR_WORLD_TRANSFORM)
+extern const weir_transform weir_plugin;
 #endif
 
 #endif
