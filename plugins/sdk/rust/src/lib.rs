@@ -9,7 +9,9 @@
 //!   state (a serde type the SDK stores as JSON, so a newer plugin's state
 //!   stays readable by an older one) and describe the output row.
 //!
-//! ```ignore
+//! ```
+//! use weir_plugin_sdk::{Config, Decision, PluginError, Record};
+//!
 //! struct KeepPurchases;
 //! impl weir_plugin_sdk::Filter for KeepPurchases {
 //!     fn new(_config: &Config) -> Result<Self, PluginError> { Ok(Self) }
