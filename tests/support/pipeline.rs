@@ -272,7 +272,17 @@ pub fn wait_caught_up(
         if !running.alive() {
             bail!("the pipeline stopped before it caught up");
         }
-        let (committed, ends) = progress(stack, group, topic)?;
+        // A group's coordinator may still be moving while a pipeline starts
+        // (`NotCoordinator`): asked again until the timeout.
+        let (committed, ends) = match progress(stack, group, topic) {
+            Ok(progress) => progress,
+            Err(error) if started.elapsed() < timeout => {
+                eprintln!("progress of `{group}` not known yet: {error:#}");
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            Err(error) => return Err(error.context(format!("the progress of `{group}`"))),
+        };
         let caught_up = ends
             .iter()
             .zip(&committed)
