@@ -297,10 +297,12 @@ fn session_stats_swapped_between_languages_keeps_every_sessions_state() -> Resul
     let events: u64 = 120_000;
     let generator = run.start_generator(SEED, events, 8_000, 2_000);
     std::thread::sleep(Duration::from_secs(3));
+    // Each language takes over another's state: C Rust's, JavaScript C's,
+    // Python JavaScript's, and Rust Python's.
     let languages = [
+        ("C", "session_stats_c.wasm"),
         ("JavaScript", "session_stats_js.wasm"),
         ("Python", "session_stats_py.wasm"),
-        ("C", "session_stats_c.wasm"),
         ("Rust", "session_stats.wasm"),
     ];
     for (language, file) in languages {

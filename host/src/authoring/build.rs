@@ -180,11 +180,15 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<PathBuf> {
         sdk: &sdk,
         out: &partial,
     };
-    match manifest.language {
-        Language::Rust => build_rust(&job)?,
-        Language::Javascript => build_js(&job)?,
-        Language::Python => build_python(&job)?,
-        Language::C => build_c(&job)?,
+    let built = match manifest.language {
+        Language::Rust => build_rust(&job),
+        Language::Javascript => build_js(&job),
+        Language::Python => build_python(&job),
+        Language::C => build_c(&job),
+    };
+    if let Err(error) = built {
+        let _ = fs::remove_file(&partial);
+        return Err(error);
     }
     fs::rename(&partial, &out).with_context(|| format!("cannot write {}", out.display()))?;
     let size = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
@@ -270,8 +274,15 @@ fn build_js(
         "npm",
         "Node.js and npm (on Debian: `apt-get install nodejs npm`)",
     )?;
-    if !dir.join("node_modules").is_dir() {
-        let ci = dir.join("package-lock.json").is_file();
+    // Installed when missing, and again when the lock changed since.
+    let installed = fs::metadata(dir.join("node_modules/.package-lock.json"))
+        .and_then(|m| m.modified())
+        .ok();
+    let locked = fs::metadata(dir.join("package-lock.json"))
+        .and_then(|m| m.modified())
+        .ok();
+    if installed.is_none() || locked.is_some_and(|locked| Some(locked) > installed) {
+        let ci = locked.is_some();
         execute(
             Command::new(&npm)
                 .args([if ci { "ci" } else { "install" }, "--no-audit", "--no-fund"])

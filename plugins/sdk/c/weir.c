@@ -287,9 +287,10 @@ bool weir_config_member(weir_str config, const char *name, weir_str *raw) {
 /* A JSON integer's value; false when it is not one or does not fit. */
 static bool parse_long(weir_str raw, int64_t *out, bool *too_big) {
     *too_big = false;
-    if (raw.len == 0 || memchr(raw.ptr, '.', raw.len) || memchr(raw.ptr, 'e', raw.len) ||
-        memchr(raw.ptr, 'E', raw.len))
-        return false;
+    size_t start = raw.len > 0 && raw.ptr[0] == '-' ? 1 : 0;
+    if (start == raw.len || (raw.ptr[start] == '0' && raw.len > start + 1)) return false;
+    for (size_t i = start; i < raw.len; i++)
+        if (raw.ptr[i] < '0' || raw.ptr[i] > '9') return false;
     char digits[32];
     if (raw.len >= sizeof digits) {
         *too_big = true;
@@ -458,14 +459,15 @@ bool weir_bool_field(const weir_record *record, size_t field, bool *out, bool *p
 /* ------------------------------------------------------------ strings */
 
 void weir_text_set(weir_text *text, weir_str value) {
-    free(text->ptr);
-    text->ptr = NULL;
-    text->len = 0;
+    /* Copied before the old text goes: `value` may be the text itself. */
+    char *copy = NULL;
     if (value.ptr) {
-        text->ptr = must_alloc(value.len);
-        memcpy(text->ptr, value.ptr, value.len);
-        text->len = value.len;
+        copy = must_alloc(value.len);
+        memcpy(copy, value.ptr, value.len);
     }
+    free(text->ptr);
+    text->ptr = copy;
+    text->len = value.ptr ? value.len : 0;
 }
 
 bool weir_text_is(weir_text text, const char *other) {
@@ -489,9 +491,10 @@ static bool init_plugin(bool (*init)(weir_str, weir_error *), plugin_error *err)
     weir_str text = {(const char *)config.ptr, config.len};
     weir_error error = {"bad-config", "the configuration was refused"};
     bool ok = init(text, &error);
+    /* The message may point into the configuration: copied before it goes. */
+    if (!ok) *err = make_error(error.code, error.message);
     scratch_reset();
     WORLD(string_free)(&config);
-    if (!ok) *err = make_error(error.code, error.message);
     return ok;
 }
 
@@ -643,10 +646,19 @@ static void put_long(buffer *out, int64_t value) {
     puts_(out, text);
 }
 
-/* 17 significant digits: the double reads back exactly. */
+/* The shortest of 15, 16 or 17 significant digits that reads back as the
+   same double (what the other SDKs write for most values); JSON has no
+   NaN or infinity: those are written as null, as serde_json does. */
 static void put_double(buffer *out, double value) {
+    if (!isfinite(value)) {
+        puts_(out, "null");
+        return;
+    }
     char text[32];
-    snprintf(text, sizeof text, "%.17g", value);
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, value);
+        if (strtod(text, NULL) == value) break;
+    }
     puts_(out, text);
 }
 

@@ -141,7 +141,8 @@ typedef struct {
 
 /*
  * The configuration (a JSON object): the JSON text of its top-level member
- * `name`, if it has one; and that text decoded as a string.
+ * `name`, if it has one; and that text decoded as a string. Both point into
+ * memory that lives only during `init`: copy what the plugin keeps.
  */
 bool weir_config_member(weir_str config, const char *name, weir_str *raw);
 bool weir_json_string(weir_str raw, weir_str *out);

@@ -259,7 +259,9 @@ const BIG = "\u0000weir-bigint:";
 const BIG_MARK = "\\u0000weir-bigint:";
 const BIG_WRITTEN = /"\\u0000weir-bigint:(-?\d+)"/g;
 const LONG_DIGITS = /\d{16}/;
-const TOKENS = /"(?:[^"\\]|\\.)*"|-?\d{16,}(?![.eE\d])/g;
+// A string (skipped), or a whole integer of 16 digits or more: not the
+// digits of a fraction or an exponent, nor the tail of another number.
+const TOKENS = /"(?:[^"\\]|\\.)*"|(?<![\w.+-])-?\d{16,}(?![.eE\d])/g;
 
 function stringify(value) {
   try {
@@ -350,8 +352,12 @@ export function aggregator(plugin) {
         if (group.state === undefined || group.state === null) {
           state = plugin.initial(key);
         } else {
-          before = decoder.decode(group.state);
-          state = parse(before);
+          try {
+            before = decoder.decode(group.state);
+            state = parse(before);
+          } catch (error) {
+            return { tag: "err", val: { code: "bad-state", message: `the key's state is not JSON: ${error.message}` } };
+          }
         }
         const rejected = [];
         for (let index = group.first; index < group.first + group.count; index++) {
@@ -377,12 +383,26 @@ export function aggregator(plugin) {
         };
       });
     },
+    // State of this version is used as it is; a newer version's state is
+    // read as it is (the forward-compatibility rule); an older one's goes
+    // through the plugin's `migrate`, or is refused without one.
     migrate(fromVersion, state) {
-      if (fromVersion === (plugin.stateVersion ?? 1)) return state;
-      if (!plugin.migrate) {
-        throw { code: "unknown-state-version", message: `cannot read state of version ${fromVersion}` };
+      const version = plugin.stateVersion ?? 1;
+      if (fromVersion === version) return state;
+      let value;
+      try {
+        value = parse(decoder.decode(state));
+      } catch (error) {
+        throw { code: "bad-state", message: `the state is not JSON: ${error.message}` };
       }
-      return encoder.encode(stringify(plugin.migrate(fromVersion, parse(decoder.decode(state)))));
+      if (fromVersion > version) return state;
+      if (!plugin.migrate) {
+        throw {
+          code: "unsupported-state-version",
+          message: `cannot read state version ${fromVersion}: this plugin writes version ${version} and has no migration from older versions`,
+        };
+      }
+      return encoder.encode(stringify(plugin.migrate(fromVersion, value)));
     },
   };
 }

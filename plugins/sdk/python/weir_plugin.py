@@ -350,7 +350,13 @@ class Aggregator(_Plugin):
         raise NotImplementedError
 
     def migrate(self, from_version, state):
-        raise Rejection("unknown-state-version", f"cannot read state of version {from_version}")
+        """State written by an older version (``from_version``) in this
+        one's; without an override, older state is refused."""
+        raise Rejection(
+            "unsupported-state-version",
+            f"cannot read state version {from_version}: this plugin writes version "
+            f"{self.state_version} and has no migration from older versions",
+        )
 
 
 def _row_columns(schema):
@@ -411,7 +417,12 @@ def export_aggregator(cls):
                     before, state = None, plugin.initial(key)
                 else:
                     before = group.state
-                    state = json.loads(before)
+                    try:
+                        state = json.loads(before)
+                    except ValueError as error:
+                        error = PluginError("bad-state", f"the key's state is not JSON: {error}")
+                        outcomes.append(Err(error))
+                        continue
                 rejected = []
                 for index in range(group.first, group.first + group.count):
                     try:
@@ -426,11 +437,20 @@ def export_aggregator(cls):
                 outcomes.append(Ok(Outcome(after, row, rejected)))
             return outcomes
 
+        # State of this version is used as it is; a newer version's state is
+        # read as it is (the forward-compatibility rule); an older one's goes
+        # through the plugin's `migrate`.
         def migrate(self, from_version, state):
             if from_version == cls.state_version:
                 return state
             try:
-                migrated = self.plugin.migrate(from_version, json.loads(state))
+                value = json.loads(state)
+            except ValueError as error:
+                raise Err(PluginError("bad-state", f"the state is not JSON: {error}"))
+            if from_version > cls.state_version:
+                return state
+            try:
+                migrated = self.plugin.migrate(from_version, value)
             except Rejection as error:
                 raise Err(_plugin_error(error))
             return _dumps(migrated).encode("utf-8")
