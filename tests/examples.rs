@@ -174,6 +174,29 @@ fn the_example_aggregations_run_from_their_pipeline_files() -> Result<()> {
         duration_wrong == 0.0,
         "{duration_wrong} sessions with another duration than SQL's"
     );
+    // The time between two events counts toward the earlier one's stage.
+    let stages_wrong = number(
+        &run,
+        &pool,
+        &format!(
+            "WITH e AS (SELECT data->>'session_id' AS s, line, (data->>'timestamp')::timestamptz AS t, \
+                          data->>'session_state' AS st FROM {raw}), \
+                  g AS (SELECT s, line, st, lag(st) OVER w AS before, \
+                          greatest(extract(epoch FROM t - lag(t) OVER w)::float8, 0) AS gap \
+                        FROM e WINDOW w AS (PARTITION BY s ORDER BY line)), \
+                  sums AS (SELECT s, coalesce(sum(gap) FILTER (WHERE before = 'browsing'), 0) AS b, \
+                                  coalesce(sum(gap) FILTER (WHERE before = 'shopping'), 0) AS p, \
+                                  coalesce(sum(gap) FILTER (WHERE before = 'checkout'), 0) AS c, \
+                                  (array_agg(st ORDER BY line DESC))[1] AS last FROM g GROUP BY s) \
+             SELECT count(*)::float8 FROM sums JOIN {funnel} t ON t.\"SESSION_ID\" = sums.s \
+             WHERE abs(t.\"BROWSING_SECONDS\" - b) > 1e-6 OR abs(t.\"SHOPPING_SECONDS\" - p) > 1e-6 \
+                OR abs(t.\"CHECKOUT_SECONDS\" - c) > 1e-6 OR t.\"FINAL_STATE\" IS DISTINCT FROM last"
+        ),
+    )?;
+    ensure!(
+        stages_wrong == 0.0,
+        "{stages_wrong} sessions with other stage times than SQL's"
+    );
 
     // checkout-summary: adds to cart, conversions and order totals.
     ensure!(
@@ -200,10 +223,14 @@ fn the_example_aggregations_run_from_their_pipeline_files() -> Result<()> {
         &format!(
             "WITH o AS (SELECT DISTINCT ON (data->>'session_id') data->>'session_id' AS s, \
                           (data->>'total')::float8 AS total, data->>'payment_method' AS paid \
-                        FROM {raw} WHERE data->>'event_type' = 'purchase' ORDER BY data->>'session_id', line DESC) \
+                        FROM {raw} WHERE data->>'event_type' = 'purchase' ORDER BY data->>'session_id', line DESC), \
+                  c AS (SELECT data->>'session_id' AS s, max((data->>'cart_total')::float8) AS peak \
+                        FROM {raw} WHERE data->>'event_type' = 'add_to_cart' GROUP BY 1) \
              SELECT count(*)::float8 FROM {checkout} t LEFT JOIN o ON o.s = t.\"SESSION_ID\" \
+               LEFT JOIN c ON c.s = t.\"SESSION_ID\" \
              WHERE t.\"CONVERTED\" <> (o.s IS NOT NULL) \
-                OR t.\"ORDER_TOTAL\" IS DISTINCT FROM o.total OR t.\"PAYMENT_METHOD\" IS DISTINCT FROM o.paid"
+                OR t.\"ORDER_TOTAL\" IS DISTINCT FROM o.total OR t.\"PAYMENT_METHOD\" IS DISTINCT FROM o.paid \
+                OR t.\"CART_PEAK\" IS DISTINCT FROM c.peak"
         ),
     )?;
     ensure!(
