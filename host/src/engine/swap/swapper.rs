@@ -351,16 +351,8 @@ impl Swapper {
             return Err(SwapError::NoPrevious(slot.name.clone()));
         };
         version.loaded_at = Utc::now();
-        // The table may have columns this version's statement does not
-        // know yet (a later version added them): its rows clear them.
-        if let (Some(aggregator), Some(postgres)) = (&mut version.aggregator, &self.sinks.postgres)
-        {
-            let output = &aggregator.output;
-            aggregator.output = Arc::new(Output {
-                schema: Arc::clone(&output.schema),
-                kafka_schema_id: output.kafka_schema_id,
-                statement: Some(postgres.statement(&output.schema)),
-            });
+        if let Some(aggregator) = &mut version.aggregator {
+            self.restate(aggregator);
         }
         let record = self.cut_over(index, slot, version, action, reason).await?;
         // The cut-over stacked the version left; a rollback forgets it, and
@@ -368,6 +360,20 @@ impl Swapper {
         slot.previous.pop();
         slot.previous.pop();
         Ok(record)
+    }
+
+    /// Makes `aggregator`'s upsert statement again for the table as it is
+    /// now: the table may have columns that version's statement does not
+    /// know (a later version added them), and its rows must clear them.
+    fn restate(&self, aggregator: &mut AggregatorVersion) {
+        if let Some(postgres) = &self.sinks.postgres {
+            let output = &aggregator.output;
+            aggregator.output = Arc::new(Output {
+                schema: Arc::clone(&output.schema),
+                kafka_schema_id: output.kafka_schema_id,
+                statement: Some(postgres.statement(&output.schema)),
+            });
+        }
     }
 
     /// The aggregator checks: its schema parses, the registry accepts it,
@@ -560,7 +566,11 @@ impl Swapper {
             stage: index,
             plugin: Arc::clone(&slot.current.plugin),
             context: Arc::clone(&slot.context),
-            aggregator: slot.current.aggregator.clone(),
+            // The new version may have added columns before the cut-over failed.
+            aggregator: slot.current.aggregator.clone().map(|mut aggregator| {
+                self.restate(&mut aggregator);
+                aggregator
+            }),
             requested: Instant::now(),
             probation: None,
             reports: Arc::new(Reports::default()),
