@@ -9,7 +9,7 @@
 //! with backoff; while it does, the shards block on their next flush and the
 //! source on the shards, so memory stays bounded.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -134,26 +134,7 @@ pub async fn run<C: ConsumerContext + 'static>(
     while let Some(mut flush) = flushes.recv().await {
         let started = Instant::now();
         let queued = flush.made.elapsed();
-        // State of partitions this instance no longer holds (lost to the
-        // group while the flush waited) is their new owner's to write.
-        if !flush.changelog.is_empty()
-            && let Ok(assignment) = consumer.assignment()
-        {
-            let before = flush.changelog.len();
-            flush.changelog.retain(|record| {
-                assignment
-                    .find_partition(&sinks.topic, record.partition)
-                    .is_some()
-            });
-            if flush.changelog.len() < before {
-                tracing::warn!(
-                    pipeline = %sinks.pipeline,
-                    dropped = before - flush.changelog.len(),
-                    "Changelog records of partitions no longer held were not written."
-                );
-            }
-        }
-        write_with_retries(&sinks, &flush, &stop).await?;
+        write_with_retries(&sinks, &mut flush, &stop, || held(&consumer, &sinks.topic)).await?;
         let written = started.elapsed();
         let rows: usize = flush.rows.iter().map(|(_, rows)| rows.len()).sum();
         stats.add_rows_written(rows as u64);
@@ -203,7 +184,30 @@ pub async fn run<C: ConsumerContext + 'static>(
     Ok(())
 }
 
-async fn write_with_retries(sinks: &Sinks, flush: &Flush, stop: &AtomicBool) -> Result<(), String> {
+/// The partitions of `topic` this instance holds now; `None` when the
+/// consumer cannot say.
+fn held<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str) -> Option<HashSet<i32>> {
+    let assignment = consumer.assignment().ok()?;
+    Some(
+        assignment
+            .elements_for_topic(topic)
+            .iter()
+            .map(|element| element.partition())
+            .collect(),
+    )
+}
+
+/// Writes `flush`: its rows and dead letters (once), then its changelog
+/// records, retrying with backoff. Before each changelog attempt, records of
+/// partitions this instance no longer holds (`held`) are left out: a group
+/// may move them while a flush waits or retries, and their state is then
+/// their new owner's to write.
+async fn write_with_retries(
+    sinks: &Sinks,
+    flush: &mut Flush,
+    stop: &AtomicBool,
+    held: impl Fn() -> Option<HashSet<i32>>,
+) -> Result<(), String> {
     let mut attempt: u32 = 0;
     let mut stopped_at: Option<Instant> = None;
     let mut rows_written = false;
@@ -212,6 +216,19 @@ async fn write_with_retries(sinks: &Sinks, flush: &Flush, stop: &AtomicBool) -> 
             if !rows_written {
                 sinks.write(flush).await?;
                 rows_written = true;
+            }
+            if let Some(held) = held().filter(|_| !flush.changelog.is_empty()) {
+                let before = flush.changelog.len();
+                flush
+                    .changelog
+                    .retain(|record| held.contains(&record.partition));
+                if flush.changelog.len() < before {
+                    tracing::warn!(
+                        pipeline = %sinks.pipeline,
+                        dropped = before - flush.changelog.len(),
+                        "Changelog records of partitions no longer held were not written."
+                    );
+                }
             }
             if flush.changelog.is_empty() {
                 Ok(())
@@ -262,10 +279,8 @@ async fn commit<C: ConsumerContext + 'static>(
     pending: &mut Pending,
     committed: &Committed,
 ) {
-    if let Ok(assignment) = consumer.assignment() {
-        pending
-            .0
-            .retain(|&partition, _| assignment.find_partition(topic, partition).is_some());
+    if let Some(held) = held(consumer, topic) {
+        pending.0.retain(|partition, _| held.contains(partition));
     }
     if pending.0.is_empty() {
         return;
