@@ -1,5 +1,5 @@
-//! What the tests need from the machine beyond Rust: weir's Python (a
-//! virtual environment in the cache folder) for the tests' own clients, and
+//! What the tests need from the machine beyond Rust: the tests' own clients
+//! in weir's Python (the virtual environment weir makes in the cache), and
 //! the C toolchain `weir plugin build` compiles C plugins with (Debian's
 //! packages, installed when missing). Plugins are built by `weir plugin build`.
 
@@ -8,20 +8,16 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-/// The project's Python (a virtual environment in the cache) with the
+/// weir's Python, the virtual environment `weir plugin build` makes in the
+/// cache for Python plugins (the plugins step builds some first), with the
 /// packages of `requirements` installed; returns its interpreter.
 pub fn python_with(requirements: &Path, cache: &Path) -> Result<PathBuf> {
-    let venv = cache.join("python");
-    let python = venv.join("bin/python");
+    let python = cache.join("python/bin/python");
     if !python.is_file() {
-        let system = which(
-            "python3",
-            "Python 3.11 or newer with venv (`apt-get install python3-venv`)",
-        )?;
-        run(
-            Command::new(system).args(["-m", "venv"]).arg(&venv),
-            "creating the Python virtual environment",
-        )?;
+        bail!(
+            "{} is missing: `weir plugin build` makes it when it builds a Python plugin (the plugins step)",
+            python.display()
+        );
     }
     run(
         Command::new(&python)
@@ -37,13 +33,6 @@ pub fn python_with(requirements: &Path, cache: &Path) -> Result<PathBuf> {
         &format!("installing {} with pip", requirements.display()),
     )?;
     Ok(python)
-}
-
-fn which(program: &str, install: &str) -> Result<PathBuf> {
-    match Command::new(program).arg("--version").output() {
-        Ok(output) if output.status.success() => Ok(PathBuf::from(program)),
-        _ => bail!("`{program}` is missing; install {install}"),
-    }
 }
 
 fn run(command: &mut Command, what: &str) -> Result<()> {

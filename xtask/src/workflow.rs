@@ -44,6 +44,8 @@ fn run_checks(stack: &Stack) -> Result<()> {
         for (dir, component) in GUESTS {
             let status = Command::new(&weir)
                 .args(["plugin", "build"])
+                // weir's cache is the stack's (its Python serves the tests' clients too).
+                .envs(stack.env())
                 .arg(plugins.join(dir))
                 .arg("--out")
                 .arg(out.join(component))

@@ -332,6 +332,8 @@ impl Stack {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("WEIR_STATE_DIR", self.dirs.state.display().to_string()),
+            // weir's own cache (compiled plugins, its Python) is the stack's.
+            ("WEIR_CACHE_DIR", self.dirs.cache.display().to_string()),
             ("WEIR_BOOTSTRAP", self.kafka.endpoint()),
             ("WEIR_REGISTRY_URL", self.registry.endpoint()),
             ("WEIR_DATABASE_URL", self.postgres.endpoint()),
