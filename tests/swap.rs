@@ -38,19 +38,8 @@ struct Api {
 
 impl Api {
     fn find(run: &Scenario, log: &str) -> Result<Self> {
-        let started = Instant::now();
-        let addr = loop {
-            if let Ok(line) = run.last_log_line(log, "Admin API listening.") {
-                break line["addr"].as_str().context("addr")?.to_owned();
-            }
-            ensure!(
-                started.elapsed() < Duration::from_secs(60),
-                "no admin API in {log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
         Ok(Self {
-            base: format!("http://{addr}"),
+            base: run.admin_url(log)?,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(120))
                 .build()?,

@@ -368,6 +368,22 @@ impl Scenario {
             .with_context(|| format!("no `{message}` line in {log} yet"))
     }
 
+    /// The base URL of the admin API of the `weir run` logging to `log`
+    /// (started with `--admin-addr 127.0.0.1:0`: the log says where it is).
+    pub fn admin_url(&self, log: &str) -> Result<String> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(line) = self.last_log_line(log, "Admin API listening.") {
+                let addr = line["addr"].as_str().context("addr")?;
+                return Ok(format!("http://{addr}"));
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("no admin API in {log}: {}", self.log_tail(log, 20));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Writes the shop's catalog of seed `seed` (users and products) to
     /// the shared tables, for the enrichment stage: before weir starts.
     pub fn write_catalog(&self, seed: &str) -> Result<()> {

@@ -1,11 +1,12 @@
-//! `cargo xtask demo`: the stock pipeline end to end on the local stack.
+//! `cargo xtask demo`: the stock pipelines end to end on the local stack.
 //!
 //! Brings the stack up, builds the stock plugins and `weir`, creates the
-//! input topic, writes the shop's catalog to PostgreSQL, starts
-//! `weir run pipelines/demo.toml` and the event generator, and shows a live
-//! summary — measured from the outside: Kafka's offsets, the consumer
-//! group's commits and the `sessions` table — until Ctrl-C. Then it stops
-//! both cleanly and says where to look at the results.
+//! input topic, writes the shop's catalog to PostgreSQL, starts both stock
+//! pipelines in one `weir run pipelines/demo.toml pipelines/activity.toml`
+//! and the event generator, and shows a live summary of the first, measured
+//! from the outside — Kafka's offsets, the consumer group's commits and the
+//! `sessions` table — until Ctrl-C. Then it stops both processes cleanly and
+//! says where to look at the results.
 
 use std::fs::File;
 use std::io::{IsTerminal, Write};
@@ -29,6 +30,10 @@ use crate::stack::{self, Stack};
 const EVENTS: &str = "ecommerce.events";
 const AVRO: &str = "session_stats_avro";
 const DEAD_LETTERS: &str = "demo.dlq";
+// The second stock pipeline's outputs (pipelines/activity.toml): the
+// dashboards' recency and revenue, which `sessions` cannot hold.
+const ACTIVITY_AVRO: &str = "session_activity_avro";
+const ACTIVITY_DEAD_LETTERS: &str = "activity.dlq";
 const GROUP: &str = "weir-demo";
 const PARTITIONS: i32 = 4;
 
@@ -66,7 +71,7 @@ pub fn run(stack: &Stack, args: &DemoArgs) -> Result<()> {
 
     println!("==> building the stock plugins and weir (release)");
     let target = target_dir(stack);
-    // The plugins go where pipelines/demo.toml looks for them, wherever
+    // The plugins go where the pipeline files look for them, wherever
     // CARGO_TARGET_DIR points.
     let plugins = stack.repo().join("plugins");
     let plugin_target = plugins.join("target");
@@ -121,12 +126,13 @@ pub fn run(stack: &Stack, args: &DemoArgs) -> Result<()> {
     }
 
     println!(
-        "==> starting weir run pipelines/demo.toml and the generator ({} events/s)",
+        "==> starting weir run pipelines/demo.toml pipelines/activity.toml and the generator \
+         ({} events/s)",
         args.rate
     );
     let admin_token = std::env::var("WEIR_ADMIN_TOKEN").unwrap_or_else(|_| "demo".to_owned());
     let mut pipeline = Command::new(&weir)
-        .args(["run", "pipelines/demo.toml"])
+        .args(["run", "pipelines/demo.toml", "pipelines/activity.toml"])
         .current_dir(stack.repo())
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("WEIR_LOG_FORMAT", "text")
@@ -136,6 +142,7 @@ pub fn run(stack: &Stack, args: &DemoArgs) -> Result<()> {
         .stderr(log_file(&logs, "weir.log")?)
         .spawn()
         .context("cannot start weir run")?;
+    println!("==> status page http://127.0.0.1:7878/ , metrics http://127.0.0.1:7878/metrics");
     println!(
         "==> admin API on http://127.0.0.1:7878 (token `{admin_token}`): try \
          `WEIR_ADMIN_TOKEN={admin_token} cargo run -q -p weir -- plugin list`"
@@ -216,7 +223,13 @@ pub fn run(stack: &Stack, args: &DemoArgs) -> Result<()> {
         "  psql {database_url} -c 'SELECT * FROM sessions ORDER BY \"EVENTS_COUNT\" DESC LIMIT 10'"
     );
     println!(
+        "  psql {database_url} -c 'SELECT * FROM session_activity ORDER BY \"LAST_EVENT_AT\" DESC LIMIT 10'"
+    );
+    println!(
         "  topics: {EVENTS} (input, JSON), {AVRO} (Avro rows, schema subject {AVRO}-value at {registry_url}), {DEAD_LETTERS} (dead letters)"
+    );
+    println!(
+        "          {ACTIVITY_AVRO} (Avro rows of session_activity, subject {ACTIVITY_AVRO}-value), {ACTIVITY_DEAD_LETTERS} (its dead letters)"
     );
     println!("  logs:   {}", logs.display());
     println!("The stack keeps running; stop it with `cargo xtask stack down`.");

@@ -66,23 +66,47 @@ pub fn ensure_c_toolchain() -> Result<()> {
     if has_clang && has_sysroot && has_runtime {
         return Ok(());
     }
-    println!(
-        "installing the C toolchain for C plugins: {}",
-        C_PACKAGES.join(" ")
-    );
+    install_packages("the C toolchain for C plugins", &C_PACKAGES)
+}
+
+/// What the observability tests drive: a real browser (the status page)
+/// and a real Prometheus (scraping weir, answering the dashboards).
+const OBSERVABILITY_PACKAGES: [&str; 3] = ["chromium", "prometheus", "fonts-dejavu-core"];
+
+/// Makes sure Debian's chromium and prometheus are installed (as root, with
+/// apt-get, when they are missing).
+pub fn ensure_observability_tools() -> Result<()> {
+    let present = |program: &str| {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    if present("chromium") && present("prometheus") {
+        return Ok(());
+    }
+    install_packages(
+        "a browser and Prometheus for the observability tests",
+        &OBSERVABILITY_PACKAGES,
+    )
+}
+
+/// `apt-get install`s `packages` (needed for `why`).
+fn install_packages(why: &str, packages: &[&str]) -> Result<()> {
+    println!("installing {why}: {}", packages.join(" "));
     run(
         Command::new("apt-get").arg("update").arg("-qq"),
-        "apt-get update (C plugins need Debian's clang packages)",
+        &format!("apt-get update ({why})"),
     )?;
     run(
         Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(C_PACKAGES)
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
         &format!(
             "installing {} (as root: `apt-get install {}`)",
-            C_PACKAGES.join(" "),
-            C_PACKAGES.join(" ")
+            packages.join(" "),
+            packages.join(" ")
         ),
     )
 }

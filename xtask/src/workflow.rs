@@ -64,6 +64,21 @@ fn run_checks(stack: &Stack) -> Result<()> {
             stack.cache(),
         )
     })?;
+    // The status page is tested in a real browser, driven by Playwright from
+    // npm (its core alone: the browser is Debian's), and the dashboards'
+    // expressions by a real Prometheus.
+    step("browser and Prometheus", || {
+        toolchains::ensure_observability_tools()?;
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(stack.repo().join("tests/browser"))
+            .status()
+            .context("cannot start npm")?;
+        if !status.success() {
+            bail!("`npm ci` in tests/browser failed ({status})");
+        }
+        Ok(())
+    })?;
     step("lints", || {
         let clippy = [
             "clippy",

@@ -3,5 +3,6 @@
 
 pub mod client;
 pub mod server;
+mod status;
 
 pub use server::{Admin, PipelineInfo, serve};

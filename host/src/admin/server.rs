@@ -8,6 +8,9 @@
 //! | `GET /pipelines/{pipeline}/history` | its swaps and rollbacks, oldest first |
 //! | `PUT /pipelines/{pipeline}/stages/{stage}/plugin` | body: a component; swaps it in |
 //! | `POST /pipelines/{pipeline}/stages/{stage}/rollback` | back to the version before |
+//! | `GET /` | the status page (HTML; it refreshes itself) |
+//! | `GET /status` | what the status page shows, as JSON |
+//! | `GET /metrics` | every metric, in Prometheus' text format |
 //!
 //! Reads are open; the two mutating calls need `Authorization: Bearer
 //! <token>`, the token weir was started with (`WEIR_ADMIN_TOKEN`). Without
@@ -25,32 +28,48 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::swap::{StageInfo, SwapError, Swapper};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::engine::monitor::{Live, LiveStatus};
+use crate::engine::swap::{StageInfo, SwapError, SwapRecord, Swapper};
 
 /// The largest component the API takes.
 const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
 /// The running pipelines, as the API sees them.
 pub struct Admin {
-    pipelines: RwLock<BTreeMap<String, Arc<Swapper>>>,
+    pipelines: RwLock<BTreeMap<String, Registered>>,
     token: Option<String>,
+    metrics: PrometheusHandle,
+    started: chrono::DateTime<chrono::Utc>,
+}
+
+/// A running pipeline: its swapper (stages, versions, history) and what
+/// its monitor last saw.
+#[derive(Clone)]
+struct Registered {
+    swapper: Arc<Swapper>,
+    live: Arc<Live>,
 }
 
 impl Admin {
-    /// An API whose mutating calls need `token` (none: they are refused).
-    pub fn new(token: Option<String>) -> Self {
+    /// An API whose mutating calls need `token` (none: they are refused),
+    /// serving the metrics `metrics` renders.
+    pub fn new(token: Option<String>, metrics: PrometheusHandle) -> Self {
         Self {
             pipelines: RwLock::default(),
             token: token.filter(|token| !token.is_empty()),
+            metrics,
+            started: chrono::Utc::now(),
         }
     }
 
-    /// Makes a running pipeline's swapper reachable.
-    pub fn register(&self, swapper: Arc<Swapper>) {
+    /// Makes a running pipeline reachable.
+    pub fn register(&self, swapper: Arc<Swapper>, live: Arc<Live>) {
         self.pipelines
             .write()
             .expect("not poisoned")
-            .insert(swapper.pipeline().to_owned(), swapper);
+            .insert(swapper.pipeline().to_owned(), Registered { swapper, live });
     }
 
     /// Forgets a pipeline that stopped.
@@ -66,7 +85,7 @@ impl Admin {
             .read()
             .expect("not poisoned")
             .get(name)
-            .cloned()
+            .map(|registered| Arc::clone(&registered.swapper))
             .ok_or_else(|| {
                 ApiError(
                     StatusCode::NOT_FOUND,
@@ -117,6 +136,9 @@ pub fn router(admin: Arc<Admin>) -> Router {
             require_token,
         ));
     Router::new()
+        .route("/", get(status_page))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/pipelines", get(list))
         .route("/pipelines/{pipeline}", get(describe))
         .route("/pipelines/{pipeline}/history", get(history))
@@ -154,13 +176,87 @@ pub struct PipelineInfo {
     pub stages: Vec<StageInfo>,
 }
 
+/// Everything the status page shows.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// weir's version.
+    pub version: &'static str,
+    /// When this weir started.
+    pub started: chrono::DateTime<chrono::Utc>,
+    /// The running pipelines.
+    pub pipelines: Vec<PipelineStatus>,
+}
+
+/// One pipeline on the status page.
+#[derive(Debug, Serialize)]
+pub struct PipelineStatus {
+    /// Its name.
+    pub name: String,
+    /// Its stages, in order, with their plugin versions.
+    pub stages: Vec<StageInfo>,
+    /// Rates, totals and lag, as last sampled.
+    pub live: LiveStatus,
+    /// The latest swaps and rollbacks, newest first.
+    pub swaps: Vec<SwapRecord>,
+}
+
+/// Swaps the status page lists per pipeline.
+const LATEST_SWAPS: usize = 8;
+
+impl Admin {
+    fn registered(&self) -> Vec<Registered> {
+        self.pipelines
+            .read()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    async fn status(&self) -> Status {
+        let mut pipelines = Vec::new();
+        for Registered { swapper, live } in self.registered() {
+            let mut swaps = swapper.history();
+            swaps.reverse();
+            swaps.truncate(LATEST_SWAPS);
+            pipelines.push(PipelineStatus {
+                name: swapper.pipeline().to_owned(),
+                stages: swapper.stages().await,
+                live: live.get(),
+                swaps,
+            });
+        }
+        Status {
+            version: env!("CARGO_PKG_VERSION"),
+            started: self.started,
+            pipelines,
+        }
+    }
+}
+
+async fn status(State(admin): State<Arc<Admin>>) -> Json<Status> {
+    Json(admin.status().await)
+}
+
+async fn status_page(State(admin): State<Arc<Admin>>) -> maud::Markup {
+    super::status::page(&admin.status().await)
+}
+
+async fn metrics(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::metrics::render(&admin.metrics),
+    )
+}
+
 async fn list(State(admin): State<Arc<Admin>>) -> Json<Vec<PipelineInfo>> {
     let swappers: Vec<_> = admin
-        .pipelines
-        .read()
-        .expect("not poisoned")
-        .values()
-        .cloned()
+        .registered()
+        .into_iter()
+        .map(|registered| registered.swapper)
         .collect();
     let mut pipelines = Vec::with_capacity(swappers.len());
     for swapper in swappers {

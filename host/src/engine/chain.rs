@@ -34,6 +34,44 @@ pub struct Stage {
     columns: Vec<usize>,
     /// Whether a stage after this one reads fields.
     read_later: bool,
+    metrics: StageMetrics,
+}
+
+/// One stage's metric handles (looked up once per stage instance).
+struct StageMetrics {
+    records_in: metrics::Counter,
+    records_out: metrics::Counter,
+    dropped: metrics::Counter,
+    call: metrics::Histogram,
+}
+
+impl StageMetrics {
+    fn new(pipeline: &str, stage: &str) -> Self {
+        let labels = [
+            ("pipeline", pipeline.to_owned()),
+            ("stage", stage.to_owned()),
+        ];
+        Self {
+            records_in: metrics::counter!("weir_stage_records_in_total", &labels),
+            records_out: metrics::counter!("weir_stage_records_out_total", &labels),
+            dropped: metrics::counter!("weir_stage_records_dropped_total", &labels),
+            call: metrics::histogram!("weir_plugin_call_duration_seconds", &labels),
+        }
+    }
+
+    fn add(&self, counts: Counts) {
+        self.records_in.increment(counts.records_in);
+        self.records_out.increment(counts.records_out);
+        self.dropped.increment(counts.dropped);
+    }
+}
+
+/// What one stage did with one batch (counted once the batch is kept).
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    records_in: u64,
+    records_out: u64,
+    dropped: u64,
 }
 
 impl Stage {
@@ -53,7 +91,16 @@ impl Stage {
             worker: code,
             columns: Vec::new(),
             read_later: false,
+            metrics: StageMetrics::new(&context.pipeline, &context.stage),
         }
+    }
+
+    /// Runs `call` on the stage's code, timing it as a plugin call.
+    fn timed<T>(&mut self, call: impl FnOnce(&mut dyn StageCode) -> T) -> T {
+        let started = std::time::Instant::now();
+        let result = call(self.worker.as_mut());
+        self.metrics.call.record(started.elapsed());
+        result
     }
 
     /// The values of the fields this stage reads, from the batch's `parsed`
@@ -276,19 +323,23 @@ impl Chain {
         // new JSON: parsed again when a later stage reads fields).
         let mut parsed: Option<Parsed> = None;
         let mut origin: Vec<u32> = (0..index_u32(source.records.len())).collect();
-        for stage in &mut self.stages {
+        let mut counts = vec![Counts::default(); self.stages.len()];
+        for (stage, counts) in self.stages.iter_mut().zip(&mut counts) {
             let batch = current.as_ref().unwrap_or(source);
             if batch.records.is_empty() {
                 break;
             }
+            counts.records_in = batch.records.len() as u64;
+            let dropped_before = tally.dropped;
             let fields = stage.fields(batch, &mut parsed, &self.reader);
             let mut next = BatchBuilder::default();
             let mut next_origin = Vec::with_capacity(origin.len());
             let mut next_parsed = parsed.as_ref().map(Parsed::empty_like);
             match stage.kind {
                 PluginKind::Filter => {
-                    let verdicts = stage.worker.filter(batch, &fields);
+                    let verdicts = stage.timed(|code| code.filter(batch, &fields));
                     if verdicts.iter().all(|v| *v == Verdict::Keep) {
+                        counts.records_out = counts.records_in;
                         continue;
                     }
                     for (index, verdict) in verdicts.into_iter().enumerate() {
@@ -314,7 +365,7 @@ impl Chain {
                     if !stage.read_later {
                         next_parsed = None;
                     }
-                    let results = stage.worker.transform(batch, &fields);
+                    let results = stage.timed(|code| code.transform(batch, &fields));
                     for (index, result) in results.into_iter().enumerate() {
                         let outputs = match result {
                             Ok(outputs) => outputs,
@@ -353,10 +404,13 @@ impl Chain {
                 }
                 PluginKind::Aggregator => unreachable!("the aggregator is the last stage"),
             }
+            counts.dropped = tally.dropped - dropped_before;
+            counts.records_out = next_origin.len() as u64;
             current = Some(next.build());
             origin = next_origin;
             parsed = next_parsed;
         }
+        let reaching_records = current.as_ref().unwrap_or(source).records.len() as u64;
         let reaching = Reaching {
             batch: current.as_ref().unwrap_or(source),
             parsed,
@@ -400,6 +454,14 @@ impl Chain {
         }
         (tally.aggregated, tally.replayed) = (aggregated, replayed);
         tally.dead = (dead.len() - dead_before) as u64;
+        for (stage, counts) in self.stages.iter().zip(counts) {
+            stage.metrics.add(counts);
+        }
+        self.aggregator.metrics.add(Counts {
+            records_in: reaching_records,
+            records_out: aggregated,
+            dropped: 0,
+        });
         Ok(tally)
     }
 
@@ -526,7 +588,9 @@ impl Chain {
         let grouped = grouped.build();
         let fields = grouped_parsed
             .map_or_else(no_fields, |parsed| parsed.project(&self.aggregator.columns));
-        let results = self.aggregator.worker.aggregate(&grouped, &fields, &groups);
+        let results = self
+            .aggregator
+            .timed(|code| code.aggregate(&grouped, &fields, &groups));
 
         let stage = &self.aggregator;
         let mut aggregated = 0;

@@ -77,9 +77,32 @@ impl Committed {
 }
 
 impl Sinks {
+    /// Starts this pipeline's error and retry counters at zero: a healthy
+    /// pipeline then shows its errors as 0, where a query expects a value,
+    /// rather than as no series at all.
+    pub fn start_counters(&self) {
+        let sinks = [
+            self.kafka.as_ref().map(|_| "kafka"),
+            self.postgres.as_ref().map(|_| "postgres"),
+            Some("dead-letters"),
+            Some("changelog"),
+        ];
+        for sink in sinks.into_iter().flatten() {
+            let labels = [
+                ("pipeline", self.pipeline.clone()),
+                ("sink", sink.to_owned()),
+            ];
+            metrics::counter!("weir_sink_errors_total", &labels).absolute(0);
+            metrics::counter!("weir_sink_rows_total", &labels).absolute(0);
+        }
+        metrics::counter!("weir_sink_retries_total", "pipeline" => self.pipeline.clone())
+            .absolute(0);
+    }
+
     /// Writes one flush everywhere it goes; all or an error.
     async fn write(&self, flush: &Flush) -> Result<(), String> {
-        let kafka = async {
+        let rows: usize = flush.rows.iter().map(|(_, rows)| rows.len()).sum();
+        let kafka = self.observed("kafka", rows, async {
             let Some(sink) = &self.kafka else {
                 return Ok(());
             };
@@ -91,8 +114,8 @@ impl Sinks {
                 }
             }
             Ok(())
-        };
-        let postgres = async {
+        });
+        let postgres = self.observed("postgres", rows, async {
             let Some(sink) = &self.postgres else {
                 return Ok(());
             };
@@ -104,15 +127,45 @@ impl Sinks {
                 }
             }
             Ok(())
-        };
-        let dead_letters = async {
+        });
+        let dead_letters = self.observed("dead-letters", flush.dead.len(), async {
             if flush.dead.is_empty() {
                 Ok(())
             } else {
                 self.dead_letters.send(&flush.dead).await
             }
-        };
+        });
         tokio::try_join!(kafka, postgres, dead_letters).map(drop)
+    }
+
+    /// Runs one sink's write of `records`, recording its time, its records
+    /// and its failures under `sink`; a failure names the sink.
+    async fn observed(
+        &self,
+        sink: &'static str,
+        records: usize,
+        write: impl Future<Output = Result<(), String>>,
+    ) -> Result<(), String> {
+        if records == 0 {
+            return Ok(());
+        }
+        let labels = [
+            ("pipeline", self.pipeline.clone()),
+            ("sink", sink.to_owned()),
+        ];
+        let started = Instant::now();
+        match write.await {
+            Ok(()) => {
+                metrics::histogram!("weir_sink_write_duration_seconds", &labels)
+                    .record(started.elapsed());
+                metrics::counter!("weir_sink_rows_total", &labels).increment(records as u64);
+                Ok(())
+            }
+            Err(error) => {
+                metrics::counter!("weir_sink_errors_total", &labels).increment(1);
+                Err(format!("{sink}: {error}"))
+            }
+        }
     }
 }
 
@@ -136,6 +189,8 @@ pub async fn run<C: ConsumerContext + 'static>(
         let queued = flush.made.elapsed();
         write_with_retries(&sinks, &mut flush, &stop, || held(&consumer, &sinks.topic)).await?;
         let written = started.elapsed();
+        metrics::histogram!("weir_flush_duration_seconds", "pipeline" => sinks.pipeline.clone())
+            .record(written);
         let rows: usize = flush.rows.iter().map(|(_, rows)| rows.len()).sum();
         stats.add_rows_written(rows as u64);
         for letter in &flush.dead {
@@ -151,7 +206,10 @@ pub async fn run<C: ConsumerContext + 'static>(
             let slot = pending.0.entry(partition).or_insert(offset);
             *slot = (*slot).max(offset);
         }
+        let committing = Instant::now();
         commit(&consumer, &sinks.topic, &mut pending, &committed).await;
+        metrics::histogram!("weir_commit_duration_seconds", "pipeline" => sinks.pipeline.clone())
+            .record(committing.elapsed());
         if let Some(done) = flush.done.take() {
             done.send(()).ok();
         }
@@ -164,8 +222,6 @@ pub async fn run<C: ConsumerContext + 'static>(
             committed = ?started.elapsed(),
             "Flush delivered."
         );
-        metrics::histogram!("weir_flush_seconds", "pipeline" => sinks.pipeline.clone())
-            .record(started.elapsed().as_secs_f64());
     }
     // The last commit failed? Its data is written: try a few more times.
     for attempt in 1..=3 {
@@ -230,11 +286,13 @@ async fn write_with_retries(
                     );
                 }
             }
-            if flush.changelog.is_empty() {
-                Ok(())
-            } else {
-                sinks.changelog.send(&flush.changelog).await
-            }
+            sinks
+                .observed(
+                    "changelog",
+                    flush.changelog.len(),
+                    sinks.changelog.send(&flush.changelog),
+                )
+                .await
         };
         let error = match written.await {
             Ok(()) => {

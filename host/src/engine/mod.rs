@@ -21,6 +21,7 @@ pub mod changelog;
 pub mod dead_letter;
 pub mod deliver;
 pub mod lookups;
+pub mod monitor;
 pub mod shard;
 pub mod source;
 pub mod state;
@@ -120,7 +121,10 @@ pub fn run_with(
         .build()
         .context("cannot start the async runtime")?;
     tokio.block_on(async {
-        let admin = Arc::new(crate::admin::Admin::new(args.admin_token.clone()));
+        let admin = Arc::new(crate::admin::Admin::new(
+            args.admin_token.clone(),
+            crate::telemetry::metrics::install(),
+        ));
         let listener = tokio::net::TcpListener::bind(args.admin_addr)
             .await
             .with_context(|| {
@@ -216,6 +220,7 @@ async fn run_pipeline(
         connect_sinks(&pipeline, args, &schema, partitions, &changelog_topic)
     })
     .await?;
+    sinks.start_counters();
     let sinks = Arc::new(sinks);
     let output = Arc::new(deliver::Output {
         schema: Arc::clone(&schema),
@@ -364,7 +369,8 @@ async fn run_pipeline(
             .collect();
         tokio::spawn(swap::watch::run(Arc::clone(&swapper), files))
     });
-    admin.register(Arc::clone(&swapper));
+    let live = Arc::new(monitor::Live::default());
+    admin.register(Arc::clone(&swapper), Arc::clone(&live));
     tracing::info!(
         pipeline = %name,
         topic = %topic,
@@ -379,15 +385,14 @@ async fn run_pipeline(
         "Pipeline running."
     );
 
-    let status = (!args.status_every.is_zero()).then(|| {
-        tokio::spawn(report_status(
-            name.clone(),
-            topic.clone(),
-            Arc::clone(&consumer),
-            Arc::clone(&stats),
-            args.status_every,
-        ))
-    });
+    let monitor = tokio::spawn(monitor::run(
+        name.clone(),
+        topic.clone(),
+        Arc::clone(&consumer),
+        Arc::clone(&stats),
+        Arc::clone(&live),
+        args.status_every,
+    ));
     let delivered = futures::future::join_all(deliveries.into_iter().map(|flushes| {
         deliver::run(
             Arc::clone(&sinks),
@@ -401,9 +406,7 @@ async fn run_pipeline(
     .await
     .into_iter()
     .collect::<Result<Vec<()>, String>>();
-    if let Some(status) = status {
-        status.abort();
-    }
+    monitor.abort();
     admin.unregister(&name);
     watcher.abort();
     if let Some(file_watcher) = file_watcher {
@@ -792,42 +795,6 @@ async fn ensure_topics(
     Ok(())
 }
 
-/// Logs a status line every `every`: rates, dead letters, keys and lag.
-async fn report_status<C: ConsumerContext + 'static>(
-    pipeline: String,
-    topic: String,
-    consumer: Arc<BaseConsumer<C>>,
-    stats: Arc<Stats>,
-    every: Duration,
-) {
-    let mut last = (Instant::now(), stats.snapshot());
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let now = stats.snapshot();
-        let seconds = last.0.elapsed().as_secs_f64().max(1e-9);
-        let consumer = Arc::clone(&consumer);
-        let topic_name = topic.clone();
-        let lag = tokio::task::spawn_blocking(move || consumer_lag(&consumer, &topic_name))
-            .await
-            .ok()
-            .flatten();
-        tracing::info!(
-            pipeline = %pipeline,
-            in_per_s = ((now.received - last.1.received) as f64 / seconds).round(),
-            rows_per_s = ((now.rows_written - last.1.rows_written) as f64 / seconds).round(),
-            received = now.received,
-            dead_letters = now.dead,
-            keys = now.keys,
-            evicted = now.evicted,
-            lag = lag.map_or_else(|| "unknown".to_owned(), |l| l.to_string()),
-            "Running."
-        );
-        last = (Instant::now(), now);
-    }
-}
-
 /// Where a consumer group stands on one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionProgress {
@@ -880,10 +847,4 @@ pub fn group_progress<C: ConsumerContext>(
             })
         })
         .collect()
-}
-
-/// Records in the topic not yet committed by this pipeline's group.
-fn consumer_lag<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str) -> Option<i64> {
-    let progress = group_progress(consumer, topic, Duration::from_secs(5)).ok()?;
-    Some(progress.iter().map(PartitionProgress::lag).sum())
 }

@@ -232,6 +232,7 @@ pub fn run(
                     }
                 }
                 stats.add_tally(tally, source_dead);
+                stats.add_batch(chunk.batch.records.len(), started.elapsed());
                 for (partition, offset) in chunk.offsets {
                     match offsets.iter_mut().find(|(p, _)| *p == partition) {
                         Some(slot) => slot.1 = slot.1.max(offset),

@@ -2,13 +2,14 @@
 //! metrics export.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use super::chain::Tally;
 
 /// Counters of one pipeline, shared by its threads.
 #[derive(Debug)]
 pub struct Stats {
-    pipeline: String,
+    metrics: PipelineMetrics,
     received: AtomicU64,
     dropped: AtomicU64,
     dead: AtomicU64,
@@ -20,7 +21,7 @@ pub struct Stats {
 }
 
 /// A copy of the counters at one moment.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Snapshot {
     /// Records read from the source.
     pub received: u64,
@@ -45,7 +46,7 @@ impl Stats {
     /// Counters for `pipeline` run by `shards` shards.
     pub fn new(pipeline: &str, shards: usize) -> Self {
         Self {
-            pipeline: pipeline.to_owned(),
+            metrics: PipelineMetrics::new(pipeline),
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             dead: AtomicU64::new(0),
@@ -59,8 +60,13 @@ impl Stats {
 
     pub(super) fn add_received(&self, records: u64) {
         self.received.fetch_add(records, Relaxed);
-        metrics::counter!("weir_records_received_total", "pipeline" => self.pipeline.clone())
-            .increment(records);
+        self.metrics.received.increment(records);
+    }
+
+    /// A batch of `records` went through the chain in `took`.
+    pub(super) fn add_batch(&self, records: usize, took: Duration) {
+        self.metrics.batch_records.record(records as f64);
+        self.metrics.batch_seconds.record(took);
     }
 
     pub(super) fn add_tally(&self, tally: Tally, source_dead: u64) {
@@ -69,8 +75,7 @@ impl Stats {
         self.aggregated.fetch_add(tally.aggregated, Relaxed);
         if tally.replayed > 0 {
             self.replayed.fetch_add(tally.replayed, Relaxed);
-            metrics::counter!("weir_records_replayed_total", "pipeline" => self.pipeline.clone())
-                .increment(tally.replayed);
+            self.metrics.replayed.increment(tally.replayed);
         }
     }
 
@@ -80,10 +85,13 @@ impl Stats {
 
     pub(super) fn add_evicted(&self, keys: u64) {
         self.evicted.fetch_add(keys, Relaxed);
+        self.metrics.evicted.increment(keys);
     }
 
     pub(super) fn set_keys(&self, shard: usize, keys: u64) {
         self.keys[shard].store(keys, Relaxed);
+        let total: u64 = self.keys.iter().map(|k| k.load(Relaxed)).sum();
+        self.metrics.keys.set(total as f64);
     }
 
     /// The counters now.
@@ -97,6 +105,32 @@ impl Stats {
             rows_written: self.rows_written.load(Relaxed),
             evicted: self.evicted.load(Relaxed),
             keys: self.keys.iter().map(|k| k.load(Relaxed)).sum(),
+        }
+    }
+}
+
+/// The pipeline-wide metric handles (looked up once: recording is then a
+/// few atomic operations).
+#[derive(Debug)]
+struct PipelineMetrics {
+    received: metrics::Counter,
+    replayed: metrics::Counter,
+    evicted: metrics::Counter,
+    keys: metrics::Gauge,
+    batch_records: metrics::Histogram,
+    batch_seconds: metrics::Histogram,
+}
+
+impl PipelineMetrics {
+    fn new(pipeline: &str) -> Self {
+        let label = || [("pipeline", pipeline.to_owned())];
+        Self {
+            received: metrics::counter!("weir_source_records_total", &label()),
+            replayed: metrics::counter!("weir_records_replayed_total", &label()),
+            evicted: metrics::counter!("weir_state_evicted_keys_total", &label()),
+            keys: metrics::gauge!("weir_state_keys", &label()),
+            batch_records: metrics::histogram!("weir_batch_records", &label()),
+            batch_seconds: metrics::histogram!("weir_batch_duration_seconds", &label()),
         }
     }
 }

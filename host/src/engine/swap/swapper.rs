@@ -187,6 +187,18 @@ impl Swapper {
     /// automatic rollbacks.
     pub fn new(parts: SwapperParts) -> Self {
         let last = parts.stages.len() - 1;
+        // Every stage's swap counters start at zero (see `Sinks::start_counters`).
+        for (stage, _, _) in &parts.stages {
+            for action in ["swap", "rollback", "automatic-rollback"] {
+                metrics::counter!(
+                    "weir_plugin_swaps_total",
+                    "pipeline" => parts.pipeline.clone(),
+                    "stage" => stage.clone(),
+                    "action" => action
+                )
+                .absolute(0);
+            }
+        }
         let stages = parts
             .stages
             .into_iter()
@@ -528,8 +540,13 @@ impl Swapper {
                     first_batch_ms = ?record.first_batch_ms,
                     "Plugin swapped."
                 );
-                metrics::counter!("weir_plugin_swaps_total", "pipeline" => self.pipeline.clone(), "action" => action)
-                    .increment(1);
+                metrics::counter!(
+                    "weir_plugin_swaps_total",
+                    "pipeline" => self.pipeline.clone(),
+                    "stage" => record.stage.clone(),
+                    "action" => action
+                )
+                .increment(1);
                 // Probation failures stay for the watcher; the rest is done with.
                 if action != "swap" {
                     self.reports.forget(id);

@@ -1,5 +1,7 @@
-//! Logging set-up: `tracing` to standard error, as text for people or JSON
-//! for log collectors.
+//! Logs and metrics. Logs: `tracing` to standard error, as text for people
+//! or JSON for log collectors. Metrics: [`metrics`].
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 

@@ -1,0 +1,161 @@
+//! A running pipeline seen from outside: its live rates and consumer lag,
+//! sampled every second for the status page and the lag metrics, and the
+//! status line logged every `--status-every`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use serde::Serialize;
+
+use super::stats::{Snapshot, Stats};
+use super::{PartitionProgress, group_progress};
+
+/// How often the monitor samples.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Rates are averaged over this window: rows reach the sinks once per
+/// flush interval, so a one-second rate would jump between zero and twice
+/// the truth.
+const WINDOW: Duration = Duration::from_secs(5);
+
+/// What a pipeline is doing now, as the status page shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LiveStatus {
+    /// The counters since the pipeline started.
+    pub totals: Snapshot,
+    /// Records read per second, over the last few seconds.
+    pub in_per_second: f64,
+    /// Rows the sinks confirmed per second.
+    pub rows_per_second: f64,
+    /// Dead letters per second.
+    pub dead_per_second: f64,
+    /// Records not yet committed, per source partition (`None`: the broker
+    /// did not answer).
+    pub lag: Option<Vec<PartitionLag>>,
+    /// Seconds since the pipeline started.
+    pub uptime_seconds: f64,
+}
+
+impl LiveStatus {
+    /// Records not yet committed, over every partition.
+    pub fn total_lag(&self) -> Option<i64> {
+        self.lag
+            .as_ref()
+            .map(|partitions| partitions.iter().map(|p| p.records).sum())
+    }
+}
+
+/// The lag of one source partition.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PartitionLag {
+    /// The partition.
+    pub partition: i32,
+    /// Its records not yet committed.
+    pub records: i64,
+}
+
+/// The latest [`LiveStatus`] of a pipeline, shared with the admin server.
+#[derive(Debug, Default)]
+pub struct Live(Mutex<LiveStatus>);
+
+impl Live {
+    /// The status now.
+    pub fn get(&self) -> LiveStatus {
+        self.0.lock().expect("not poisoned").clone()
+    }
+
+    fn set(&self, status: LiveStatus) {
+        *self.0.lock().expect("not poisoned") = status;
+    }
+}
+
+/// Samples `stats` and the group's lag on `topic` into `live` until
+/// aborted; logs a status line every `status_every` (never when zero).
+pub async fn run<C: ConsumerContext + 'static>(
+    pipeline: String,
+    topic: String,
+    consumer: Arc<BaseConsumer<C>>,
+    stats: Arc<Stats>,
+    live: Arc<Live>,
+    status_every: Duration,
+) {
+    let started = Instant::now();
+    let mut samples: VecDeque<(Instant, Snapshot)> = VecDeque::new();
+    let mut logged = Instant::now();
+    let mut ticks = tokio::time::interval(EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = (Instant::now(), stats.snapshot());
+        samples.push_back(now);
+        while samples
+            .front()
+            .is_some_and(|(at, _)| now.0.duration_since(*at) > WINDOW)
+        {
+            samples.pop_front();
+        }
+        let (since, first) = *samples.front().expect("just pushed");
+        let seconds = now.0.duration_since(since).as_secs_f64();
+        let rate = |count: fn(&Snapshot) -> u64| {
+            if seconds > 0.0 {
+                count(&now.1).saturating_sub(count(&first)) as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        let lag = {
+            let (consumer, topic) = (Arc::clone(&consumer), topic.clone());
+            tokio::task::spawn_blocking(move || {
+                group_progress(&consumer, &topic, Duration::from_secs(5)).ok()
+            })
+            .await
+            .ok()
+            .flatten()
+        };
+        let lag = lag.map(|progress| {
+            progress
+                .iter()
+                .zip(0..)
+                .map(|(progress, partition)| PartitionLag {
+                    partition,
+                    records: PartitionProgress::lag(progress),
+                })
+                .collect::<Vec<_>>()
+        });
+        for partition in lag.iter().flatten() {
+            metrics::gauge!(
+                "weir_consumer_lag_records",
+                "pipeline" => pipeline.clone(),
+                "partition" => partition.partition.to_string(),
+            )
+            .set(partition.records as f64);
+        }
+        let status = LiveStatus {
+            totals: now.1,
+            in_per_second: rate(|s| s.received),
+            rows_per_second: rate(|s| s.rows_written),
+            dead_per_second: rate(|s| s.dead),
+            lag,
+            uptime_seconds: started.elapsed().as_secs_f64(),
+        };
+        if !status_every.is_zero() && logged.elapsed() >= status_every {
+            logged = Instant::now();
+            tracing::info!(
+                pipeline = %pipeline,
+                in_per_s = status.in_per_second.round(),
+                rows_per_s = status.rows_per_second.round(),
+                received = status.totals.received,
+                dead_letters = status.totals.dead,
+                keys = status.totals.keys,
+                evicted = status.totals.evicted,
+                lag = status
+                    .total_lag()
+                    .map_or_else(|| "unknown".to_owned(), |lag| lag.to_string()),
+                "Running."
+            );
+        }
+        live.set(status);
+    }
+}
