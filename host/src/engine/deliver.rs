@@ -214,7 +214,6 @@ pub async fn run<C: ConsumerContext + 'static>(
             done.send(()).ok();
         }
         tracing::debug!(
-            pipeline = %sinks.pipeline,
             rows,
             dead_letters = flush.dead.len(),
             queued = ?queued,
@@ -280,7 +279,6 @@ async fn write_with_retries(
                     .retain(|record| held.contains(&record.partition));
                 if flush.changelog.len() < before {
                     tracing::warn!(
-                        pipeline = %sinks.pipeline,
                         dropped = before - flush.changelog.len(),
                         "Changelog records of partitions no longer held were not written."
                     );
@@ -297,7 +295,7 @@ async fn write_with_retries(
         let error = match written.await {
             Ok(()) => {
                 if attempt > 0 {
-                    tracing::info!(pipeline = %sinks.pipeline, attempts = attempt + 1, "Sinks are writing again.");
+                    tracing::info!(attempts = attempt + 1, "Sinks are writing again.");
                 }
                 return Ok(());
             }
@@ -316,7 +314,6 @@ async fn write_with_retries(
             .saturating_mul(1 << attempt.min(7))
             .min(Duration::from_secs(10));
         tracing::warn!(
-            pipeline = %sinks.pipeline,
             attempt,
             retry_in = ?backoff,
             error = %error,

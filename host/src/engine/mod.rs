@@ -39,6 +39,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
+use tracing::Instrument;
 
 use self::chain::{Chain, Stage};
 use self::stats::Stats;
@@ -150,6 +151,8 @@ pub fn run_with(
         };
         // A pipeline that fails stops the others: the process exits with its error.
         let runs = pipelines.into_iter().map(|pipeline| async {
+            // Everything a pipeline logs, on any of its threads, carries its name.
+            let span = tracing::info_span!("pipeline", pipeline = %pipeline.config.name.get_ref());
             let result = run_pipeline(
                 pipeline,
                 Arc::clone(&runtime),
@@ -158,6 +161,7 @@ pub fn run_with(
                 Arc::clone(&admin),
                 natives,
             )
+            .instrument(span)
             .await;
             if result.is_err() {
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -275,10 +279,12 @@ async fn run_pipeline(
         let stats = Arc::clone(&stats);
         let committed = Arc::clone(&committed);
         let stop = Arc::clone(&stop);
+        let span = tracing::info_span!("shard", shard = id);
         shard_threads.push(
             std::thread::Builder::new()
                 .name(format!("weir-{name}-shard-{id}"))
                 .spawn(move || {
+                    let _span = span.entered();
                     let result = shard::run(chain, rx, output, settings, stats, committed);
                     if result.is_err() {
                         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -308,9 +314,13 @@ async fn run_pipeline(
     let source_thread = {
         let consumer = Arc::clone(&consumer);
         let stop = Arc::clone(&stop);
+        let span = tracing::info_span!("source", topic = %topic);
         std::thread::Builder::new()
             .name(format!("weir-{name}-source"))
-            .spawn(move || source::run(&consumer, &source_settings, &stop))?
+            .spawn(move || {
+                let _span = span.entered();
+                source::run(&consumer, &source_settings, &stop)
+            })?
     };
     let swapper = Arc::new(swap::Swapper::new(swap::SwapperParts {
         pipeline: name.clone(),
@@ -356,7 +366,7 @@ async fn run_pipeline(
         },
         shards,
     }));
-    let watcher = tokio::spawn(Arc::clone(&swapper).watch());
+    let watcher = tokio::spawn(Arc::clone(&swapper).watch().in_current_span());
     let file_watcher = args.watch.then(|| {
         let files = config
             .stages
@@ -367,12 +377,11 @@ async fn run_pipeline(
                 (stage.name.get_ref().clone(), path)
             })
             .collect();
-        tokio::spawn(swap::watch::run(Arc::clone(&swapper), files))
+        tokio::spawn(swap::watch::run(Arc::clone(&swapper), files).in_current_span())
     });
     let live = Arc::new(monitor::Live::default());
     admin.register(Arc::clone(&swapper), Arc::clone(&live));
     tracing::info!(
-        pipeline = %name,
         topic = %topic,
         group = %pipeline.group(),
         partitions,
@@ -385,14 +394,17 @@ async fn run_pipeline(
         "Pipeline running."
     );
 
-    let monitor = tokio::spawn(monitor::run(
-        name.clone(),
-        topic.clone(),
-        Arc::clone(&consumer),
-        Arc::clone(&stats),
-        Arc::clone(&live),
-        args.status_every,
-    ));
+    let monitor = tokio::spawn(
+        monitor::run(
+            name.clone(),
+            topic.clone(),
+            Arc::clone(&consumer),
+            Arc::clone(&stats),
+            Arc::clone(&live),
+            args.status_every,
+        )
+        .in_current_span(),
+    );
     let delivered = futures::future::join_all(deliveries.into_iter().map(|flushes| {
         deliver::run(
             Arc::clone(&sinks),
@@ -428,7 +440,6 @@ async fn run_pipeline(
     .await?;
     let totals = stats.snapshot();
     tracing::info!(
-        pipeline = %name,
         received = totals.received,
         aggregated = totals.aggregated,
         replayed = totals.replayed,

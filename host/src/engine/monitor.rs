@@ -143,7 +143,6 @@ pub async fn run<C: ConsumerContext + 'static>(
         if !status_every.is_zero() && logged.elapsed() >= status_every {
             logged = Instant::now();
             tracing::info!(
-                pipeline = %pipeline,
                 in_per_s = status.in_per_second.round(),
                 rows_per_s = status.rows_per_second.round(),
                 received = status.totals.received,

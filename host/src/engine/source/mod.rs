@@ -246,9 +246,11 @@ impl Source<'_> {
             let done = self.restores.0.clone();
             let bootstrap = self.settings.bootstrap.clone();
             let topic = self.settings.changelog.clone();
+            let span = tracing::info_span!("restore");
             let spawned = std::thread::Builder::new()
                 .name("weir-restore".into())
                 .spawn(move || {
+                    let _span = span.entered();
                     let started = Instant::now();
                     let numbers: Vec<i32> = request.partitions.iter().map(|(p, _)| *p).collect();
                     let result = changelog::restore(&bootstrap, &topic, &numbers, RESTORE_TIMEOUT);
