@@ -48,6 +48,10 @@ pub struct Args {
     /// the steady state being measured).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     warm_up: Duration,
+    /// Measure freshness only, at this rate (events/s), skipping the
+    /// throughput runs (to compare settings quickly).
+    #[arg(long)]
+    freshness_at: Option<f64>,
 }
 
 /// Runs the three measurements and prints them.
@@ -61,9 +65,16 @@ pub fn run(args: &Args) -> Result<()> {
         args.events, args.partitions, args.sessions
     );
 
-    // The input, produced once.
     // Every topic of this run holds `tag`; they are deleted at the end.
     let tag = crate::race::tag("bench");
+    if let Some(rate) = args.freshness_at {
+        produce(&stack, &crate::race::tag("catalog-only"), 0, args.sessions)?;
+        report_freshness(&stack, &dir, &tag, rate, args)?;
+        std::fs::remove_dir_all(&dir)?;
+        return crate::race::delete_tagged(&stack, &tag);
+    }
+
+    // The input, produced once.
     let names = Names::fresh(&tag);
     tokio.block_on(create_topic(&stack, &names.events, args.partitions))?;
     let produced = Instant::now();
@@ -85,17 +96,27 @@ pub fn run(args: &Args) -> Result<()> {
         100.0 * throughput / raw
     );
 
-    let rate = throughput / 2.0;
-    let (p50, p99, max, events) = freshness(&stack, &dir, &tag, rate, args)?;
+    report_freshness(&stack, &dir, &tag, throughput / 2.0, args)?;
+    std::fs::remove_dir_all(&dir)?;
+    crate::race::delete_tagged(&stack, &tag)?;
+    Ok(())
+}
+
+/// Measures freshness at `rate` and prints it.
+fn report_freshness(
+    stack: &Stack,
+    dir: &std::path::Path,
+    tag: &str,
+    rate: f64,
+    args: &Args,
+) -> Result<()> {
+    let (p50, p99, max, events) = freshness(stack, dir, tag, rate, args)?;
     println!(
-        "  freshness at {:.0} events/s (half the maximum), {events} events after a warm-up: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (flush interval 1000 ms)",
-        rate,
+        "  freshness at {rate:.0} events/s, {events} events after a warm-up: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (flush interval 1000 ms)",
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,
     );
-    std::fs::remove_dir_all(&dir)?;
-    crate::race::delete_tagged(&stack, &tag)?;
     Ok(())
 }
 

@@ -350,7 +350,8 @@ impl Worker {
             } else if range.contains(&index) {
                 failures.push((index, Failure::Rejected(rejection.error)));
             } else {
-                tracing::error!(
+                // A plugin's mistake that loses nothing: a warning, not an error.
+                tracing::warn!(
                     pipeline = %self.context.pipeline,
                     stage = %self.context.stage,
                     plugin = %self.plugin.name,
