@@ -55,6 +55,12 @@ struct NativeArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The pipelines a benchmark runs in-process log like `weir run`
+    // (warnings only, unless WEIR_LOG asks for more: for example
+    // `WEIR_LOG=warn,weir::engine::deliver=debug` to see every flush).
+    let filter = std::env::var("WEIR_LOG").unwrap_or_else(|_| "warn".to_owned());
+    weir::telemetry::init(&filter, weir::telemetry::LogFormat::Text)
+        .map_err(|error| anyhow::anyhow!("WEIR_LOG={filter}: {error}"))?;
     match Cli::parse().command {
         Command::Plugins(args) => plugins::run(&args),
         Command::Languages(args) => languages::run(&args),

@@ -52,6 +52,10 @@ pub struct Args {
     /// throughput runs (to compare settings quickly).
     #[arg(long)]
     freshness_at: Option<f64>,
+    /// After the freshness run, print weir's time histograms (sums and
+    /// counts): plugin calls, batches, each sink's writes, flushes, commits.
+    #[arg(long)]
+    breakdown: bool,
 }
 
 /// Runs the three measurements and prints them.
@@ -111,6 +115,17 @@ fn report_freshness(
     args: &Args,
 ) -> Result<()> {
     let (p50, p99, max, events) = freshness(stack, dir, tag, rate, args)?;
+    if args.breakdown {
+        // Where the time went: weir's own histograms (the pipelines of this
+        // process), as sums and counts.
+        let text = weir::telemetry::metrics::render(&weir::telemetry::metrics::install());
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && (l.contains("_sum{") || l.contains("_count{")))
+        {
+            println!("    {line}");
+        }
+    }
     println!(
         "  freshness at {rate:.0} events/s, {events} events after a warm-up: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (flush interval 1000 ms)",
         p50.as_secs_f64() * 1e3,
@@ -273,14 +288,23 @@ fn freshness(
         }
         for statement in [
             format!("CREATE TABLE {table}_writes (session TEXT, events BIGINT, written_at TIMESTAMPTZ)"),
+            // One statement-level trigger per kind of write, reading the
+            // statement's rows from its transition table: the time is taken
+            // once the statement has written them all (just before its
+            // commit), and the measuring costs one INSERT per statement, not
+            // a PL/pgSQL call per row.
             format!(
                 "CREATE FUNCTION {table}_log() RETURNS trigger AS $$ BEGIN \
-                 INSERT INTO {table}_writes VALUES (NEW.\"SESSION_ID\", NEW.\"EVENTS_COUNT\", clock_timestamp()); \
-                 RETURN NEW; END $$ LANGUAGE plpgsql"
+                 INSERT INTO {table}_writes SELECT \"SESSION_ID\", \"EVENTS_COUNT\", clock_timestamp() FROM written; \
+                 RETURN NULL; END $$ LANGUAGE plpgsql"
             ),
             format!(
-                "CREATE TRIGGER {table}_log AFTER INSERT OR UPDATE ON {table} \
-                 FOR EACH ROW EXECUTE FUNCTION {table}_log()"
+                "CREATE TRIGGER {table}_log_inserts AFTER INSERT ON {table} \
+                 REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION {table}_log()"
+            ),
+            format!(
+                "CREATE TRIGGER {table}_log_updates AFTER UPDATE ON {table} \
+                 REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION {table}_log()"
             ),
         ] {
             sqlx::query(&statement).execute(&pool).await?;
