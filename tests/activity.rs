@@ -4,15 +4,12 @@
 //! column — and the latest Avro value of every session read back through
 //! the registry.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use sqlx::postgres::PgPoolOptions;
 use weir_tests::oracle::{check_avro, differences_in, load_raw, read_topic};
-use weir_tests::pipeline::{
-    Names, Running, Scenario, generate, plugin_dir, plugin_line, wait_caught_up,
-};
+use weir_tests::pipeline::{Running, Scenario, activity_pipeline, generate, wait_caught_up};
 
 /// Events in the run: about 5 000 sessions, several hundred of them buying.
 const EVENTS: u64 = 50_000;
@@ -23,39 +20,6 @@ const SEED: &str = "2718";
 /// The columns of the `session_activity` table, in order.
 const COLUMNS: &str =
     "\"SESSION_ID\", \"LAST_EVENT_AT\", \"ORDERS\", \"REVENUE\", \"ITEMS_PURCHASED\"";
-
-/// Writes `pipelines/activity.toml` with `names` into `dir` (plugin paths
-/// made absolute); returns the file. Fails if a line it must rewrite is not
-/// there, so the test never runs against the stock topic or table.
-fn activity_pipeline(dir: &Path, names: &Names) -> Result<PathBuf> {
-    let root = weir_tests::manifest_dir().join("..");
-    let stock = std::fs::read_to_string(root.join("pipelines/activity.toml"))?;
-    let plugins = plugin_dir();
-    let mut text = String::new();
-    let mut rewritten = 0;
-    for line in stock.lines() {
-        let fresh = match line.trim() {
-            "name = \"activity\"" => Some(format!("name = \"{}\"", names.pipeline)),
-            "topic = \"ecommerce.events\"" => Some(format!("topic = \"{}\"", names.events)),
-            "topic = \"session_activity_avro\"" => Some(format!("topic = \"{}\"", names.avro)),
-            "table = \"session_activity\"" => Some(format!("table = \"{}\"", names.table)),
-            trimmed => plugin_line(trimmed, &plugins),
-        };
-        if fresh.is_some() {
-            rewritten += 1;
-        }
-        text.push_str(&fresh.unwrap_or_else(|| line.to_owned()));
-        text.push('\n');
-    }
-    ensure!(
-        rewritten == 6,
-        "pipelines/activity.toml: {rewritten} lines rewritten, expected the name, two topics, \
-         the table and two plugins"
-    );
-    let path = dir.join(format!("{}.toml", names.pipeline));
-    std::fs::write(&path, text)?;
-    Ok(path)
-}
 
 /// The `session_activity` rule (the crate documentation of
 /// `plugins/session-activity`) in SQL, one row per session: `line` orders a

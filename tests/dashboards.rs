@@ -10,20 +10,16 @@
 //! from the raw events, independently of any aggregate.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use clap::Parser;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use weir::telemetry::metrics::{FAMILIES, Family, Kind};
 use weir_tests::oracle::{load_raw, read_topic};
 use weir_tests::pipeline::{
-    Alive, Scenario, demo_pipeline, generate, plugin_dir, plugin_line, wait_caught_up,
+    Names, Running, Scenario, activity_pipeline, demo_pipeline, generate, wait_caught_up,
 };
 
 /// Where the compose file mounts `grafana/dashboards` in the Grafana container.
@@ -844,101 +840,6 @@ fn promql_families(expr: &str) -> Result<Vec<&'static str>> {
 // ---------------------------------------------------------------------------
 // The SQL dashboards over a real run.
 
-/// `pipelines/activity.toml` with the scenario's names (pipeline, input
-/// topic, Avro topic, table) and plugins where the test command builds
-/// them; returns the file, the pipeline name and the table.
-fn activity_pipeline(run: &Scenario) -> Result<(PathBuf, String, String)> {
-    let root = weir_tests::manifest_dir().join("..");
-    let text = std::fs::read_to_string(root.join("pipelines/activity.toml"))?;
-    let plugins = plugin_dir();
-    let pipeline = format!("{}-activity", run.names.pipeline);
-    let table = format!("{}_activity", run.names.table);
-    let mut out = String::new();
-    let mut in_table = false;
-    for line in text.lines() {
-        let trimmed = line.trim();
-        in_table |= trimmed.starts_with('[');
-        let line = if !in_table && trimmed.starts_with("name = ") {
-            // The pipeline's own name comes before any table; stages have
-            // names too, which stay.
-            format!("name = \"{pipeline}\"")
-        } else if trimmed == "topic = \"ecommerce.events\"" {
-            format!("topic = \"{}\"", run.names.events)
-        } else if trimmed.starts_with("topic = ") {
-            format!("topic = \"{table}_avro\"")
-        } else if trimmed == "table = \"session_activity\"" {
-            format!("table = \"{table}\"")
-        } else {
-            plugin_line(trimmed, &plugins).unwrap_or_else(|| line.to_owned())
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let path = run.dir.join(format!("{pipeline}.toml"));
-    std::fs::write(&path, out)?;
-    Ok((path, pipeline, table))
-}
-
-/// `weir run` over several pipeline files in this process, as the demo runs
-/// both stock pipelines in one instance.
-struct Weir {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<()>>>,
-}
-
-impl Weir {
-    fn start(run: &Scenario, files: &[&Path]) -> Result<Self> {
-        #[derive(Parser)]
-        struct Command {
-            #[command(flatten)]
-            run: weir::engine::RunArgs,
-        }
-        let stack = &run.stack;
-        let mut argv = vec![
-            "run".to_owned(),
-            format!("--bootstrap={}", stack.bootstrap),
-            format!("--registry-url={}", stack.registry_url),
-            format!("--database-url={}", stack.database_url),
-            "--status-every=5s".to_owned(),
-            "--admin-addr=127.0.0.1:0".to_owned(),
-        ];
-        argv.extend(files.iter().map(|f| f.display().to_string()));
-        let args = Command::try_parse_from(argv)?.run;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || weir::engine::run(&args, &stop))
-        };
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Stops it as Ctrl-C does and waits: its result.
-    fn stop(mut self) -> Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
-        let thread = self.thread.take().context("stopped once")?;
-        thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?
-    }
-}
-
-impl Alive for Weir {
-    fn alive(&mut self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
-    }
-}
-
-impl Drop for Weir {
-    /// A failed test must not leave pipelines running for the other tests
-    /// of this binary.
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// `sql` with each whole-word, unquoted table name of `tables` replaced:
 /// text in quotes (column names, labels) is left as it is.
 fn with_tables(sql: &str, tables: &[(&str, &str)]) -> String {
@@ -1117,9 +1018,18 @@ fn every_dashboard_query_answers_over_a_real_run() -> Result<()> {
     )?;
     ensure!(counts.events == EVENTS);
     let demo = demo_pipeline(&run.dir, names, "")?;
-    let (activity, activity_name, activity_table) = activity_pipeline(&run)?;
+    // The activity pipeline beside the demo, as the demo command runs them:
+    // same input topic, names of its own.
+    let activity_names = Names {
+        pipeline: format!("{}-activity", names.pipeline),
+        events: names.events.clone(),
+        avro: format!("{}_activity_avro", names.table),
+        table: format!("{}_activity", names.table),
+    };
+    let activity = activity_pipeline(&run.dir, &activity_names)?;
+    let (activity_name, activity_table) = (activity_names.pipeline, activity_names.table);
     let started = Instant::now();
-    let mut weir = Weir::start(&run, &[&demo, &activity])?;
+    let mut weir = Running::start_all(stack, &[&demo, &activity])?;
     for pipeline in [&names.pipeline, &activity_name] {
         wait_caught_up(
             stack,

@@ -58,6 +58,39 @@ impl Names {
     }
 }
 
+/// Writes `pipelines/activity.toml` with `names` into `dir` (plugin paths
+/// made absolute); returns the file. Fails if a line it must rewrite is not
+/// there, so the test never runs against the stock topic or table.
+pub fn activity_pipeline(dir: &Path, names: &Names) -> Result<PathBuf> {
+    let root = manifest_dir().join("..");
+    let stock = std::fs::read_to_string(root.join("pipelines/activity.toml"))?;
+    let plugins = plugin_dir();
+    let mut text = String::new();
+    let mut rewritten = 0;
+    for line in stock.lines() {
+        let fresh = match line.trim() {
+            "name = \"activity\"" => Some(format!("name = \"{}\"", names.pipeline)),
+            "topic = \"ecommerce.events\"" => Some(format!("topic = \"{}\"", names.events)),
+            "topic = \"session_activity_avro\"" => Some(format!("topic = \"{}\"", names.avro)),
+            "table = \"session_activity\"" => Some(format!("table = \"{}\"", names.table)),
+            trimmed => plugin_line(trimmed, &plugins),
+        };
+        if fresh.is_some() {
+            rewritten += 1;
+        }
+        text.push_str(&fresh.unwrap_or_else(|| line.to_owned()));
+        text.push('\n');
+    }
+    anyhow::ensure!(
+        rewritten == 6,
+        "pipelines/activity.toml: {rewritten} lines rewritten, expected the name, two topics, \
+         the table and two plugins"
+    );
+    let path = dir.join(format!("{}.toml", names.pipeline));
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
 /// Writes `pipelines/demo.toml` with `names` into `dir` (plugin paths made
 /// absolute), plus `extra` appended to its `[source]` table; returns the file.
 pub fn demo_pipeline(dir: &Path, names: &Names, source_extra: &str) -> Result<PathBuf> {
@@ -160,7 +193,7 @@ pub fn generate(stack: &Stack, args: &[&str]) -> Result<weir::generate::Counts> 
     )?)
 }
 
-/// A pipeline running on its own thread, as `weir run FILE` runs it.
+/// Pipelines running on their own thread, as `weir run FILE...` runs them.
 pub struct Running {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<()>>,
@@ -169,26 +202,26 @@ pub struct Running {
 impl Running {
     /// Starts `weir run file` against the stack.
     pub fn start(stack: &Stack, file: &Path) -> Result<Self> {
+        Self::start_all(stack, &[file])
+    }
+
+    /// Starts `weir run files...` (one process, every pipeline) against the stack.
+    pub fn start_all(stack: &Stack, files: &[&Path]) -> Result<Self> {
         #[derive(Parser)]
         struct Command {
             #[command(flatten)]
             run: RunArgs,
         }
-        let args = Command::try_parse_from([
-            "run",
-            "--bootstrap",
-            &stack.bootstrap,
-            "--registry-url",
-            &stack.registry_url,
-            "--database-url",
-            &stack.database_url,
-            "--status-every",
-            "5s",
-            "--admin-addr",
-            "127.0.0.1:0",
-            &file.display().to_string(),
-        ])?
-        .run;
+        let mut argv = vec![
+            "run".to_owned(),
+            format!("--bootstrap={}", stack.bootstrap),
+            format!("--registry-url={}", stack.registry_url),
+            format!("--database-url={}", stack.database_url),
+            "--status-every=5s".to_owned(),
+            "--admin-addr=127.0.0.1:0".to_owned(),
+        ];
+        argv.extend(files.iter().map(|file| file.display().to_string()));
+        let args = Command::try_parse_from(argv)?.run;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = Arc::clone(&stop);
