@@ -33,7 +33,7 @@ pub fn page(status: &Status) -> Markup {
                     }
                 }
                 (main(status))
-                script { (PreEscaped(SCRIPT)) }
+                script { (PreEscaped(SCRIPT.replace("REFRESH_MS", &REFRESH_MS.to_string()))) }
             }
         }
     }
@@ -175,7 +175,7 @@ setInterval(async () => {
   } catch (error) {
     document.body.classList.add("stale");
   }
-}, 2000);
+}, REFRESH_MS);
 "#;
 
 const STYLE: &str = r#"

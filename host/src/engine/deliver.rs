@@ -19,7 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::Receiver;
 
 use super::changelog::ChangelogWriter;
-use super::dead_letter::DeadLetterWriter;
+use super::dead_letter::{DeadLetterWriter, Kind};
 use super::shard::Flush;
 use super::stats::Stats;
 use crate::sink::{KafkaSink, PostgresSink, RowSchema};
@@ -80,7 +80,7 @@ impl Sinks {
     /// Starts this pipeline's error and retry counters at zero: a healthy
     /// pipeline then shows its errors as 0, where a query expects a value,
     /// rather than as no series at all.
-    pub fn start_counters(&self) {
+    pub fn start_counters(&self, stages: &[&str]) {
         let sinks = [
             self.kafka.as_ref().map(|_| "kafka"),
             self.postgres.as_ref().map(|_| "postgres"),
@@ -97,12 +97,28 @@ impl Sinks {
         }
         metrics::counter!("weir_sink_retries_total", "pipeline" => self.pipeline.clone())
             .absolute(0);
+        // Dead letters too: the source's malformed values, each stage's kinds.
+        let source = std::iter::once(("source", Kind::Malformed));
+        let stages = stages.iter().flat_map(|stage| {
+            [Kind::Malformed, Kind::Rejected, Kind::Trapped].map(|kind| (*stage, kind))
+        });
+        for (stage, kind) in source.chain(stages) {
+            metrics::counter!(
+                "weir_dead_letters_total",
+                "pipeline" => self.pipeline.clone(),
+                "stage" => stage.to_owned(),
+                "kind" => kind.name(),
+            )
+            .absolute(0);
+        }
     }
 
     /// Writes one flush everywhere it goes; all or an error.
     async fn write(&self, flush: &Flush) -> Result<(), String> {
         let rows: usize = flush.rows.iter().map(|(_, rows)| rows.len()).sum();
-        let kafka = self.observed("kafka", rows, async {
+        // A sink the pipeline does not have writes nothing and is not counted.
+        let rows_for = |configured: bool| if configured { rows } else { 0 };
+        let kafka = self.observed("kafka", rows_for(self.kafka.is_some()), async {
             let Some(sink) = &self.kafka else {
                 return Ok(());
             };
@@ -115,7 +131,7 @@ impl Sinks {
             }
             Ok(())
         });
-        let postgres = self.observed("postgres", rows, async {
+        let postgres = self.observed("postgres", rows_for(self.postgres.is_some()), async {
             let Some(sink) = &self.postgres else {
                 return Ok(());
             };
@@ -193,23 +209,29 @@ pub async fn run<C: ConsumerContext + 'static>(
             .record(written);
         let rows: usize = flush.rows.iter().map(|(_, rows)| rows.len()).sum();
         stats.add_rows_written(rows as u64);
+        // Counted per stage and kind, once per flush.
+        let mut dead: BTreeMap<(&str, &'static str), u64> = BTreeMap::new();
         for letter in &flush.dead {
+            *dead.entry((&letter.stage, letter.kind.name())).or_default() += 1;
+        }
+        for ((stage, kind), count) in dead {
             metrics::counter!(
                 "weir_dead_letters_total",
                 "pipeline" => sinks.pipeline.clone(),
-                "stage" => letter.stage.clone(),
-                "kind" => letter.kind.name(),
+                "stage" => stage.to_owned(),
+                "kind" => kind,
             )
-            .increment(1);
+            .increment(count);
         }
         for (partition, offset) in flush.offsets {
             let slot = pending.0.entry(partition).or_insert(offset);
             *slot = (*slot).max(offset);
         }
         let committing = Instant::now();
-        commit(&consumer, &sinks.topic, &mut pending, &committed).await;
-        metrics::histogram!("weir_commit_duration_seconds", "pipeline" => sinks.pipeline.clone())
-            .record(committing.elapsed());
+        if commit(&consumer, &sinks.topic, &mut pending, &committed).await {
+            metrics::histogram!("weir_commit_duration_seconds", "pipeline" => sinks.pipeline.clone())
+                .record(committing.elapsed());
+        }
         if let Some(done) = flush.done.take() {
             done.send(()).ok();
         }
@@ -328,17 +350,18 @@ async fn write_with_retries(
 /// Commits `pending` (synchronously, off the async threads); what fails
 /// stays pending and goes with the next commit. Offsets of partitions the
 /// consumer no longer holds are dropped: their new owner commits them.
+/// Whether offsets were committed.
 async fn commit<C: ConsumerContext + 'static>(
     consumer: &Arc<BaseConsumer<C>>,
     topic: &str,
     pending: &mut Pending,
     committed: &Committed,
-) {
+) -> bool {
     if let Some(held) = held(consumer, topic) {
         pending.0.retain(|partition, _| held.contains(partition));
     }
     if pending.0.is_empty() {
-        return;
+        return false;
     }
     let mut list = TopicPartitionList::with_capacity(pending.0.len());
     for (&partition, &offset) in &pending.0 {
@@ -355,10 +378,14 @@ async fn commit<C: ConsumerContext + 'static>(
         Ok(()) => {
             committed.set(&pending.0);
             pending.0.clear();
+            true
         }
-        Err(error) => tracing::warn!(
-            %error,
-            "Committing offsets failed; they go with the next commit."
-        ),
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                "Committing offsets failed; they go with the next commit."
+            );
+            false
+        }
     }
 }

@@ -151,8 +151,10 @@ pub fn run_with(
         };
         // A pipeline that fails stops the others: the process exits with its error.
         let runs = pipelines.into_iter().map(|pipeline| async {
-            // Everything a pipeline logs, on any of its threads, carries its name.
-            let span = tracing::info_span!("pipeline", pipeline = %pipeline.config.name.get_ref());
+            // Everything a pipeline logs, on any of its threads, carries its
+            // name. Its spans are at ERROR level so that every filter that
+            // lets a line through keeps them (a disabled span names nothing).
+            let span = tracing::error_span!("pipeline", pipeline = %pipeline.config.name.get_ref());
             let result = run_pipeline(
                 pipeline,
                 Arc::clone(&runtime),
@@ -224,7 +226,13 @@ async fn run_pipeline(
         connect_sinks(&pipeline, args, &schema, partitions, &changelog_topic)
     })
     .await?;
-    sinks.start_counters();
+    sinks.start_counters(
+        &config
+            .stages
+            .iter()
+            .map(|stage| stage.name.get_ref().as_str())
+            .collect::<Vec<_>>(),
+    );
     let sinks = Arc::new(sinks);
     let output = Arc::new(deliver::Output {
         schema: Arc::clone(&schema),
@@ -279,7 +287,7 @@ async fn run_pipeline(
         let stats = Arc::clone(&stats);
         let committed = Arc::clone(&committed);
         let stop = Arc::clone(&stop);
-        let span = tracing::info_span!("shard", shard = id);
+        let span = tracing::error_span!("shard", shard = id);
         shard_threads.push(
             std::thread::Builder::new()
                 .name(format!("weir-{name}-shard-{id}"))
@@ -314,7 +322,7 @@ async fn run_pipeline(
     let source_thread = {
         let consumer = Arc::clone(&consumer);
         let stop = Arc::clone(&stop);
-        let span = tracing::info_span!("source", topic = %topic);
+        let span = tracing::error_span!("source", topic = %topic);
         std::thread::Builder::new()
             .name(format!("weir-{name}-source"))
             .spawn(move || {

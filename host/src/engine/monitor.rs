@@ -84,6 +84,11 @@ pub async fn run<C: ConsumerContext + 'static>(
     let started = Instant::now();
     let mut samples: VecDeque<(Instant, Snapshot)> = VecDeque::new();
     let mut logged = Instant::now();
+    // Sampled here, from every shard's count at one moment (shards setting
+    // a total each could finish out of order).
+    let keys = metrics::gauge!("weir_state_keys", "pipeline" => pipeline.clone());
+    // Partitions whose lag is exported: NaN while the broker does not answer.
+    let mut lag_known: Vec<i32> = Vec::new();
     let mut ticks = tokio::time::interval(EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -124,14 +129,28 @@ pub async fn run<C: ConsumerContext + 'static>(
                 })
                 .collect::<Vec<_>>()
         });
-        for partition in lag.iter().flatten() {
+        let lag_gauge = |partition: i32| {
             metrics::gauge!(
                 "weir_consumer_lag_records",
                 "pipeline" => pipeline.clone(),
-                "partition" => partition.partition.to_string(),
+                "partition" => partition.to_string(),
             )
-            .set(partition.records as f64);
+        };
+        match &lag {
+            Some(partitions) => {
+                lag_known.clear();
+                for partition in partitions {
+                    lag_gauge(partition.partition).set(partition.records as f64);
+                    lag_known.push(partition.partition);
+                }
+            }
+            None => {
+                for partition in &lag_known {
+                    lag_gauge(*partition).set(f64::NAN);
+                }
+            }
         }
+        keys.set(now.1.keys as f64);
         let status = LiveStatus {
             totals: now.1,
             in_per_second: rate(|s| s.received),

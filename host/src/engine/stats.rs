@@ -90,8 +90,6 @@ impl Stats {
 
     pub(super) fn set_keys(&self, shard: usize, keys: u64) {
         self.keys[shard].store(keys, Relaxed);
-        let total: u64 = self.keys.iter().map(|k| k.load(Relaxed)).sum();
-        self.metrics.keys.set(total as f64);
     }
 
     /// The counters now.
@@ -116,7 +114,6 @@ struct PipelineMetrics {
     received: metrics::Counter,
     replayed: metrics::Counter,
     evicted: metrics::Counter,
-    keys: metrics::Gauge,
     batch_records: metrics::Histogram,
     batch_seconds: metrics::Histogram,
 }
@@ -128,7 +125,6 @@ impl PipelineMetrics {
             received: metrics::counter!("weir_source_records_total", &label()),
             replayed: metrics::counter!("weir_records_replayed_total", &label()),
             evicted: metrics::counter!("weir_state_evicted_keys_total", &label()),
-            keys: metrics::gauge!("weir_state_keys", &label()),
             batch_records: metrics::histogram!("weir_batch_records", &label()),
             batch_seconds: metrics::histogram!("weir_batch_duration_seconds", &label()),
         }

@@ -171,7 +171,7 @@ pub const FAMILIES: &[Family] = &[
         "weir_sink_retries_total",
         Counter,
         &["pipeline"],
-        "Flushes written again after a sink failed (the pipeline waits meanwhile).",
+        "Attempts to write a flush again after a sink failed (the pipeline waits meanwhile).",
     ),
     family(
         "weir_plugin_counter_total",

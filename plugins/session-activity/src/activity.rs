@@ -55,7 +55,9 @@ impl<'a> Event<'a> {
         let items: Option<Vec<HashMap<Cow<'a, str>, &'a RawValue>>> = field(fields, 3)?;
         Ok(Self {
             event_type: field(fields, 0)?,
-            timestamp: field(fields, 1)?,
+            timestamp: field::<Cow<'a, str>>(fields, 1)?
+                .map(|timestamp| rfc3339(timestamp))
+                .transpose()?,
             total_cents: total.map(cents).transpose()?,
             quantity: items.map(|items| quantity(&items)).transpose()?,
         })
@@ -109,6 +111,19 @@ fn quantity(items: &[HashMap<Cow<'_, str>, &RawValue>]) -> Result<i64, PluginErr
         sum.checked_add(quantity.unwrap_or(0))
             .ok_or_else(|| out_of_range("field `items`: the quantities overflow".to_owned()))
     })
+}
+
+/// `timestamp` if it is an RFC 3339 date and time. The dashboards order
+/// sessions by it as a `timestamptz`: a value PostgreSQL could not read would
+/// break them, so such an event is refused like any other of the wrong type.
+fn rfc3339(timestamp: Cow<'_, str>) -> Result<Cow<'_, str>, PluginError> {
+    match chrono::DateTime::parse_from_rfc3339(&timestamp) {
+        Ok(_) => Ok(timestamp),
+        Err(error) => Err(plugin_error(
+            "malformed-json",
+            format!("field `timestamp`: {timestamp:?} is not an RFC 3339 date and time: {error}"),
+        )),
+    }
 }
 
 fn out_of_range(message: String) -> PluginError {

@@ -151,7 +151,7 @@ mod tests {
             // A total or items on another event type are not an order.
             r#"{"event_type":"cart_viewed","total":99.0,"items":[{"quantity":4}]}"#,
             // A purchase without total or items is an order of unknown value.
-            r#"{"event_type":"purchase","timestamp":"t1"}"#,
+            r#"{"event_type":"purchase","timestamp":"2026-01-01T10:00:00+00:00"}"#,
             r#"{"event_type":"purchase","total":null,"items":null}"#,
             // Items without a quantity, or with a null one, count none.
             r#"{"event_type":"purchase","items":[{"product_id":"p"},{"quantity":null},{"quantity":5}]}"#,
@@ -160,7 +160,7 @@ mod tests {
             r#"{"event_type":"page_view"}"#,
         ]);
         let expected = [
-            Value::Text("t1".into()),
+            Value::Text("2026-01-01T10:00:00+00:00".into()),
             Value::Long(3),
             Value::Null,
             Value::Long(5),
@@ -176,7 +176,17 @@ mod tests {
     fn bad_events_are_rejected_and_change_nothing() {
         let mut state = folded(&EVENTS);
         let before = state.clone();
-        let bad: [(&str, &str, &str); 9] = [
+        let bad: [(&str, &str, &str); 11] = [
+            (
+                r#"{"event_type":"page_view","timestamp":"yesterday"}"#,
+                "malformed-json",
+                "timestamp",
+            ),
+            (
+                r#"{"event_type":"page_view","timestamp":"2026-01-01 10:00:00"}"#,
+                "malformed-json",
+                "timestamp",
+            ),
             (
                 r#"{"event_type":"purchase","total":"140.39"}"#,
                 "malformed-json",

@@ -246,7 +246,7 @@ impl Source<'_> {
             let done = self.restores.0.clone();
             let bootstrap = self.settings.bootstrap.clone();
             let topic = self.settings.changelog.clone();
-            let span = tracing::info_span!("restore");
+            let span = tracing::error_span!("restore");
             let spawned = std::thread::Builder::new()
                 .name("weir-restore".into())
                 .spawn(move || {
