@@ -61,7 +61,9 @@ pub fn ensure_c_toolchain() -> Result<()> {
         .arg("--version")
         .output()
         .is_ok_and(|output| output.status.success());
-    let has_sysroot = Path::new("/usr/share/wasi-sysroot").is_dir();
+    // Debian's wasi-libc puts its headers and libraries under /usr.
+    let has_sysroot = Path::new("/usr/include/wasm32-wasi").is_dir()
+        && Path::new("/usr/lib/wasm32-wasi").is_dir();
     let has_runtime = Path::new("/usr/lib/llvm-14/lib/clang/14.0.6/lib/wasi").is_dir();
     if has_clang && has_sysroot && has_runtime {
         return Ok(());
