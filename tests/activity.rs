@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, ensure};
 use sqlx::postgres::PgPoolOptions;
 use weir_tests::oracle::{check_avro, differences_in, load_raw, read_topic};
-use weir_tests::pipeline::{Running, Scenario, activity_pipeline, generate, wait_caught_up};
+use weir_tests::pipeline::{
+    Running, Scenario, activity_pipeline, generate_with_copy, wait_caught_up,
+};
 
 /// Events in the run: about 5 000 sessions, several hundred of them buying.
 const EVENTS: u64 = 50_000;
@@ -61,11 +63,7 @@ fn the_activity_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
         &count,
     ];
     let file = dir.join("events.jsonl");
-    let counts = generate(stack, &[&common[..], &["--topic", &names.events]].concat())?;
-    generate(
-        stack,
-        &[&common[..], &["--output", &file.display().to_string()]].concat(),
-    )?;
+    let (counts, _) = generate_with_copy(stack, &common, &["--topic", &names.events], &file)?;
     ensure!(counts.events == EVENTS);
 
     let pipeline = activity_pipeline(dir, names)?;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use sqlx::postgres::PgPoolOptions;
 use weir_tests::oracle::{check_avro, differences, load_raw, oracle_query};
-use weir_tests::pipeline::{Running, Scenario, demo_pipeline, generate, wait_caught_up};
+use weir_tests::pipeline::{
+    Running, Scenario, demo_pipeline, generate, generate_with_copy, wait_caught_up,
+};
 
 /// Events in the oracle run.
 const EVENTS: u64 = 200_000;
@@ -122,15 +124,11 @@ fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
         &count,
     ];
     let file = dir.join("events.jsonl");
-    let produced = Instant::now();
-    let counts = generate(
+    let (counts, produced) = generate_with_copy(
         stack,
-        &[&common[..], &["--topic", &names.events, "--write-catalog"]].concat(),
-    )?;
-    let produced = produced.elapsed();
-    generate(
-        stack,
-        &[&common[..], &["--output", &file.display().to_string()]].concat(),
+        &common,
+        &["--topic", &names.events, "--write-catalog"],
+        &file,
     )?;
     ensure!(counts.events == EVENTS);
 

@@ -193,6 +193,27 @@ pub fn generate(stack: &Stack, args: &[&str]) -> Result<weir::generate::Counts> 
     )?)
 }
 
+/// `weir generate ARGS` twice with the same arguments (a fixed seed gives
+/// the same events): into the topic with `topic_args` as well, then into
+/// the file `copy`, for an oracle. The copy's lines are in the order the
+/// events were produced, which is their order by offset within a session.
+/// Returns the counts of the run into Kafka and how long it took.
+pub fn generate_with_copy(
+    stack: &Stack,
+    args: &[&str],
+    topic_args: &[&str],
+    copy: &Path,
+) -> Result<(weir::generate::Counts, Duration)> {
+    let started = Instant::now();
+    let counts = generate(stack, &[args, topic_args].concat())?;
+    let took = started.elapsed();
+    generate(
+        stack,
+        &[args, &["--output", &copy.display().to_string()]].concat(),
+    )?;
+    Ok((counts, took))
+}
+
 /// Pipelines running on their own thread, as `weir run FILE...` runs them.
 pub struct Running {
     stop: Arc<AtomicBool>,

@@ -117,45 +117,49 @@ impl Sinks {
     async fn write(&self, flush: &Flush) -> Result<(), String> {
         let rows: usize = flush.rows.iter().map(|(_, rows)| rows.len()).sum();
         // A sink the pipeline does not have writes nothing and is not counted.
-        let rows_for = |configured: bool| if configured { rows } else { 0 };
-        let kafka = self.observed("kafka", rows_for(self.kafka.is_some()), async {
+        let kafka = async {
             let Some(sink) = &self.kafka else {
                 return Ok(());
             };
-            for (output, rows) in &flush.rows {
-                if let Some(id) = output.kafka_schema_id {
-                    sink.send_as(rows, &output.schema, id)
-                        .await
-                        .map_err(|e| e.to_string())?;
+            self.observed("kafka", rows, async {
+                for (output, rows) in &flush.rows {
+                    if let Some(id) = output.kafka_schema_id {
+                        sink.send_as(rows, &output.schema, id)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
                 }
-            }
-            Ok(())
-        });
-        let postgres = self.observed("postgres", rows_for(self.postgres.is_some()), async {
+                Ok(())
+            })
+            .await
+        };
+        let postgres = async {
             let Some(sink) = &self.postgres else {
                 return Ok(());
             };
-            for (output, rows) in &flush.rows {
-                if let Some(statement) = &output.statement {
-                    sink.upsert_as(rows, &output.schema, statement)
-                        .await
-                        .map_err(|e| e.to_string())?;
+            self.observed("postgres", rows, async {
+                for (output, rows) in &flush.rows {
+                    if let Some(statement) = &output.statement {
+                        sink.upsert_as(rows, &output.schema, statement)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
                 }
-            }
-            Ok(())
-        });
-        let dead_letters = self.observed("dead-letters", flush.dead.len(), async {
-            if flush.dead.is_empty() {
                 Ok(())
-            } else {
-                self.dead_letters.send(&flush.dead).await
-            }
-        });
+            })
+            .await
+        };
+        let dead_letters = self.observed(
+            "dead-letters",
+            flush.dead.len(),
+            self.dead_letters.send(&flush.dead),
+        );
         tokio::try_join!(kafka, postgres, dead_letters).map(drop)
     }
 
-    /// Runs one sink's write of `records`, recording its time, its records
-    /// and its failures under `sink`; a failure names the sink.
+    /// Runs one sink's write of `records` (none: nothing to write, and
+    /// `write` is not run), recording its time, its records and its
+    /// failures under `sink`; a failure names the sink.
     async fn observed(
         &self,
         sink: &'static str,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use weir_plugin_sdk::{BatchBuilder, batch::records};
+use weir_plugin_sdk::batch::with_record;
 use weir_plugin_sdk::{Field, Fields, PluginError, Value, plugin_error};
 
 /// The largest amount of cents the state holds: up to 2^53 every whole
@@ -169,13 +169,7 @@ impl ActivityState {
     /// Folds one event given as JSON text, its fields found as the host
     /// would find them (tests, natively).
     pub fn fold_json(&mut self, event: &[u8]) -> Result<(), PluginError> {
-        let mut builder = BatchBuilder::default();
-        builder.push(None, event, 0);
-        let (batch, fields) = builder.build_with_fields(&reads());
-        let record = records(&batch, &fields, READS.len())
-            .next()
-            .expect("one record");
-        self.fold(&record.fields()?)
+        with_record(event, &reads(), |record| self.fold(&record.fields()?))
     }
 
     /// The four value columns, in the output schema's order.

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use weir_plugin_sdk::{BatchBuilder, batch::records};
+use weir_plugin_sdk::batch::with_record;
 use weir_plugin_sdk::{Field, Fields, PluginError, Value, plugin_error};
 
 /// One session's running aggregate (state version 1).
@@ -105,13 +105,7 @@ impl SessionState {
     /// Folds one event given as JSON text, its fields found as the host
     /// would find them (tests, natively).
     pub fn fold_json(&mut self, event: &[u8]) -> Result<(), PluginError> {
-        let mut builder = BatchBuilder::default();
-        builder.push(None, event, 0);
-        let (batch, fields) = builder.build_with_fields(&reads());
-        let record = records(&batch, &fields, READS.len())
-            .next()
-            .expect("one record");
-        self.fold(&record.fields()?)
+        with_record(event, &reads(), |record| self.fold(&record.fields()?))
     }
 
     /// The nine value columns, in the output schema's order.

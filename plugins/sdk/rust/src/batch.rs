@@ -63,6 +63,19 @@ fn slice(data: &[u8], span: Span) -> &[u8] {
     &data[span.start as usize..(span.start + span.len) as usize]
 }
 
+/// Runs `with` on `value` as the one record of a batch, its fields (`reads`)
+/// found as the host finds them: how a plugin's own tests fold one JSON
+/// event natively.
+pub fn with_record<R>(value: &[u8], reads: &[String], with: impl FnOnce(Record<'_>) -> R) -> R {
+    let mut builder = BatchBuilder::default();
+    builder.push(None, value, 0);
+    let (batch, fields) = builder.build_with_fields(reads);
+    let record = records(&batch, &fields, reads.len())
+        .next()
+        .expect("a batch of one record");
+    with(record)
+}
+
 /// The records of `batch`, in order, with the `fields` the host found
 /// (`width` per JSON-object record: the length of the plugin's `reads`).
 pub fn records<'a>(
