@@ -195,15 +195,7 @@ fn instances_share_partitions_and_take_over_from_a_killed_one() -> Result<()> {
     std::thread::sleep(Duration::from_secs(15));
     let mut c = run.spawn_weir(&pipeline, "c.log", &["--shards", "1"])?;
     println!("instance c started at {:.1?}", started.elapsed());
-    let counts = generator.join().expect("the generator thread")?;
-    ensure!(counts.events == events);
-    wait_caught_up(
-        &run.stack,
-        &run.names.group(),
-        &run.names.events,
-        &mut b,
-        Duration::from_secs(300),
-    )?;
+    let (counts, _) = run.caught_up(generator, events, &mut b)?;
     ensure!(terminate(&mut c)?.success(), "c stops cleanly");
     ensure!(terminate(&mut b)?.success(), "b stops cleanly");
     for log in ["a.log", "b.log", "c.log"] {

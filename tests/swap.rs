@@ -123,26 +123,6 @@ fn demo_with_admin(prefix: &str) -> Result<(Scenario, std::process::Child, Api)>
     Ok((run, weir, api))
 }
 
-/// Waits for the generator to produce its `events` and the pipeline to have
-/// committed them all.
-fn caught_up(
-    run: &Scenario,
-    generator: std::thread::JoinHandle<Result<weir::generate::Counts>>,
-    events: u64,
-    weir: &mut std::process::Child,
-) -> Result<()> {
-    let counts = generator.join().expect("the generator thread")?;
-    ensure!(counts.events == events);
-    wait_caught_up(
-        &run.stack,
-        &run.names.group(),
-        &run.names.events,
-        weir,
-        Duration::from_secs(300),
-    )?;
-    Ok(())
-}
-
 #[test]
 fn session_stats_swapped_back_and_forth_under_load_counts_every_event_once() -> Result<()> {
     let (run, mut weir, api) = demo_with_admin("swap")?;
@@ -210,7 +190,7 @@ fn session_stats_swapped_back_and_forth_under_load_counts_every_event_once() -> 
         rollback["reason"]
     );
 
-    caught_up(&run, generator, events, &mut weir)?;
+    run.caught_up(generator, events, &mut weir)?;
     // Stale keys get their v2 row between batches; the stop's last flush writes what is left.
     std::thread::sleep(Duration::from_secs(2));
     ensure!(terminate(&mut weir)?.success(), "weir stops cleanly");
@@ -322,7 +302,7 @@ fn session_stats_swapped_between_languages_keeps_every_sessions_state() -> Resul
         "no language's version was rolled back: {history}"
     );
 
-    caught_up(&run, generator, events, &mut weir)?;
+    run.caught_up(generator, events, &mut weir)?;
     ensure!(terminate(&mut weir)?.success(), "weir stops cleanly");
     weir_tests::oracle::check_run(stack, &run.tokio, names)?;
     Ok(())

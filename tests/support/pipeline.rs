@@ -490,6 +490,31 @@ impl Scenario {
         })
     }
 
+    /// Waits for `generator` to produce its `events`, then for the pipeline
+    /// (`running`) to have committed them all: what the generator made, and
+    /// how long the second wait took.
+    pub fn caught_up(
+        &self,
+        generator: JoinHandle<Result<weir::generate::Counts>>,
+        events: u64,
+        running: &mut impl Alive,
+    ) -> Result<(weir::generate::Counts, Duration)> {
+        let counts = generator.join().expect("the generator thread")?;
+        anyhow::ensure!(
+            counts.events == events,
+            "the generator produced {} events, not {events}",
+            counts.events
+        );
+        let waited = wait_caught_up(
+            &self.stack,
+            &self.names.group(),
+            &self.names.events,
+            running,
+            Duration::from_secs(300),
+        )?;
+        Ok((counts, waited))
+    }
+
     /// The last `lines` lines of `log` (for a failure message).
     pub fn log_tail(&self, log: &str, lines: usize) -> String {
         let text = std::fs::read_to_string(self.dir.join(log)).unwrap_or_default();
