@@ -22,6 +22,11 @@ mod restore;
 
 use clap::{Parser, Subcommand};
 
+/// The allocator `weir` itself runs with (its engine runs in this process
+/// for the pipeline benchmarks and the native baseline).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// weir's benchmarks.
 #[derive(Debug, Parser)]
 #[command(name = "weir-bench")]

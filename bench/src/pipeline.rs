@@ -9,10 +9,10 @@
 //!    plugins, connecting) is left out by starting the clock at the first
 //!    commit and counting only the records after it.
 //! 3. **Freshness**: events produced at half the measured throughput into a
-//!    running pipeline, measured after a warm-up; a trigger on the
-//!    `sessions` table records when each row version was written; an event's
-//!    freshness is the time from its production to the first row of its
-//!    session counting it.
+//!    running pipeline, measured after a warm-up; PostgreSQL's log of the
+//!    table's changes (logical decoding) gives each row version's commit
+//!    time; an event's freshness is the time from its production to the
+//!    commit of the first row of its session counting it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -255,6 +255,198 @@ pub fn time_commits<T>(
     }
 }
 
+/// An event the paced producer sent: its session, its place in the
+/// session (the n-th event counted), and when it left.
+pub struct Sent {
+    pub session: String,
+    pub n: i64,
+    pub at: SystemTime,
+}
+
+/// Produces demo events (seed 42, `sessions` live sessions) into `topic` at
+/// `rate` for the warm-up and then the measured span; returns the events of
+/// the measured span.
+///
+/// The events are rendered to JSON before the clock starts: the load
+/// generator shares the machine with what it measures, and rendering them
+/// on the fly cost about a fifth of both cores at 87 000 events/s. Sending
+/// is then an enqueue into the producer's buffer.
+pub fn produce_paced(
+    stack: &Stack,
+    topic: &str,
+    rate: f64,
+    sessions: usize,
+    (warm_up, measured): (Duration, Duration),
+) -> Result<Vec<Sent>> {
+    let total = (rate * (warm_up + measured).as_secs_f64()).ceil() as usize;
+    let warm_up = (rate * warm_up.as_secs_f64()).ceil() as usize;
+    let mut generator = weir::generate::Generator::new(
+        StdRng::seed_from_u64(42),
+        sessions,
+        chrono::Utc::now(),
+        (1e6 / rate) as i64,
+    );
+    // (session, n-th event of the session, JSON value)
+    let mut per_session: HashMap<String, i64> = HashMap::new();
+    let mut events: Vec<(String, i64, Vec<u8>)> = Vec::with_capacity(total);
+    for _ in 0..total {
+        let event = generator.next_event();
+        let value = serde_json::to_vec(&event)?;
+        let n = per_session.entry(event.session_id.clone()).or_default();
+        *n += 1;
+        events.push((event.session_id, *n, value));
+    }
+    drop(per_session);
+
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()?;
+    let mut sent: Vec<Sent> = Vec::with_capacity(total - warm_up.min(total));
+    let began = Instant::now();
+    for (index, (session, n, value)) in events.into_iter().enumerate() {
+        let due = Duration::from_secs_f64(index as f64 / rate);
+        if let Some(ahead) = due.checked_sub(began.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+        let record = BaseRecord::to(topic).key(session.as_str()).payload(&value);
+        weir::generate::output::send_waiting(&producer, record)?;
+        // Every event counts for its session; only those after the warm-up are measured.
+        if index >= warm_up {
+            sent.push(Sent {
+                session,
+                n,
+                at: SystemTime::now(),
+            });
+        }
+    }
+    producer.flush(Duration::from_secs(30))?;
+    Ok(sent)
+}
+
+/// The row versions a pipeline commits to its table, each with its
+/// transaction's commit time, read from PostgreSQL's write-ahead log through
+/// a logical replication slot (`test_decoding`). The log is decoded only
+/// when read, after the run: measuring adds no work to the statements being
+/// measured (a trigger writing a row per row version doubled the rows each
+/// flush writes), and a row counts from its commit, when readers first see it.
+struct RowLog {
+    pool: sqlx::PgPool,
+    slot: String,
+    table: String,
+}
+
+/// Slots of this benchmark are named so; a run that failed leaves its slot
+/// behind, and a slot keeps the server's write-ahead log until dropped.
+const SLOT_PREFIX: &str = "weir_bench_";
+
+impl RowLog {
+    /// Starts recording the changes of `table` (it must exist, or appear
+    /// within a minute).
+    async fn start(stack: &Stack, table: &str) -> Result<Self> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&stack.database_url)
+            .await?;
+        let level: String = sqlx::query_scalar("SHOW wal_level")
+            .fetch_one(&pool)
+            .await?;
+        if level != "logical" {
+            bail!(
+                "PostgreSQL runs with wal_level = {level}; the freshness measurement reads row changes \
+                 from its log and needs `logical` (the stack sets it: restart it with \
+                 `cargo xtask stack down && cargo xtask stack up`)"
+            );
+        }
+        sqlx::query(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+             WHERE slot_name LIKE $1 AND NOT active",
+        )
+        .bind(format!("{SLOT_PREFIX}%"))
+        .execute(&pool)
+        .await?;
+        for _ in 0..600 {
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(table)
+                .fetch_one(&pool)
+                .await?;
+            if exists {
+                let slot = format!("{SLOT_PREFIX}{}", std::process::id());
+                sqlx::query("SELECT pg_create_logical_replication_slot($1, 'test_decoding')")
+                    .bind(&slot)
+                    .execute(&pool)
+                    .await?;
+                return Ok(Self {
+                    pool,
+                    slot,
+                    table: table.to_owned(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("table {table} did not appear within a minute")
+    }
+
+    /// Every row version of the table since [`Self::start`]: (session, events
+    /// counted, commit time). Drops the slot.
+    async fn read(self) -> Result<Vec<(String, i64, SystemTime)>> {
+        let changes: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT data FROM pg_logical_slot_get_changes($1, NULL, NULL, \
+             'include-timestamp', '1', 'skip-empty-xacts', '1')",
+        )
+        .bind(&self.slot)
+        .fetch_all(&self.pool)
+        .await;
+        sqlx::query("SELECT pg_drop_replication_slot($1)")
+            .bind(&self.slot)
+            .execute(&self.pool)
+            .await?;
+        parse_changes(&changes?, &self.table)
+    }
+}
+
+/// `test_decoding`'s lines, as (session, events counted, commit time) of the
+/// row versions of `table`: `BEGIN`, then a line per row
+/// (`table public.t: INSERT: "SESSION_ID"[text]:'…' … "EVENTS_COUNT"[bigint]:9 …`),
+/// then `COMMIT 123 (at 2026-11-26 11:40:01.123456+00)`.
+fn parse_changes(lines: &[String], table: &str) -> Result<Vec<(String, i64, SystemTime)>> {
+    let prefix = format!("table public.{table}: ");
+    let field = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(name)? + name.len();
+        let rest = &line[start..];
+        let end = rest.find(' ').unwrap_or(rest.len());
+        Some(rest[..end].trim_matches('\'').to_owned())
+    };
+    let mut rows = Vec::new();
+    let mut open: Vec<(String, i64)> = Vec::new();
+    for line in lines {
+        if line.starts_with("BEGIN") {
+            open.clear();
+        } else if let Some(row) = line.strip_prefix(&prefix) {
+            let session =
+                field(row, "\"SESSION_ID\"[text]:").context("a row without SESSION_ID")?;
+            let events = field(row, "\"EVENTS_COUNT\"[bigint]:")
+                .context("a row without EVENTS_COUNT")?
+                .parse()?;
+            open.push((session, events));
+        } else if let Some(rest) = line.strip_prefix("COMMIT") {
+            let at = rest
+                .split_once("(at ")
+                .and_then(|(_, at)| at.strip_suffix(')'))
+                .context("a COMMIT without its time (include-timestamp)")?;
+            let at = chrono::DateTime::parse_from_str(at, "%Y-%m-%d %H:%M:%S%.f%#z")
+                .with_context(|| format!("commit time {at:?}"))?;
+            let at = SystemTime::from(at.with_timezone(&chrono::Utc));
+            rows.extend(
+                open.drain(..)
+                    .map(|(session, events)| (session, events, at)),
+            );
+        }
+    }
+    Ok(rows)
+}
+
 /// Produces at `rate` into a running pipeline; returns p50, p99 and max
 /// freshness, and how many events were measured.
 fn freshness(
@@ -268,86 +460,16 @@ fn freshness(
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(create_topic(stack, &names.events, args.partitions))?;
     let pipeline: PathBuf = demo_pipeline(dir, &names, "")?;
-    // The table exists once weir has started; the trigger goes on it then.
+    // The table exists once weir has started; its changes are recorded from then.
     let mut running = Running::start(stack, &pipeline)?;
-    tokio.block_on(async {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&stack.database_url)
-            .await?;
-        let table = &names.table;
-        for _ in 0..600 {
-            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-                .bind(table)
-                .fetch_one(&pool)
-                .await?;
-            if exists {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        for statement in [
-            format!("CREATE TABLE {table}_writes (session TEXT, events BIGINT, written_at TIMESTAMPTZ)"),
-            // One statement-level trigger per kind of write, reading the
-            // statement's rows from its transition table: the time is taken
-            // once the statement has written them all (just before its
-            // commit), and the measuring costs one INSERT per statement, not
-            // a PL/pgSQL call per row.
-            format!(
-                "CREATE FUNCTION {table}_log() RETURNS trigger AS $$ BEGIN \
-                 INSERT INTO {table}_writes SELECT \"SESSION_ID\", \"EVENTS_COUNT\", clock_timestamp() FROM written; \
-                 RETURN NULL; END $$ LANGUAGE plpgsql"
-            ),
-            format!(
-                "CREATE TRIGGER {table}_log_inserts AFTER INSERT ON {table} \
-                 REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION {table}_log()"
-            ),
-            format!(
-                "CREATE TRIGGER {table}_log_updates AFTER UPDATE ON {table} \
-                 REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION {table}_log()"
-            ),
-        ] {
-            sqlx::query(&statement).execute(&pool).await?;
-        }
-        anyhow::Ok(())
-    })?;
-
-    // Produce at `rate`, remembering when each (session, n-th event) left.
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()?;
-    let mut generator = weir::generate::Generator::new(
-        StdRng::seed_from_u64(42),
+    let log = tokio.block_on(RowLog::start(stack, &names.table))?;
+    let sent = produce_paced(
+        stack,
+        &names.events,
+        rate,
         args.sessions,
-        chrono::Utc::now(),
-        (1e6 / rate) as i64,
-    );
-    let mut sent: Vec<(String, i64, SystemTime)> = Vec::new();
-    let mut per_session: HashMap<String, i64> = HashMap::new();
-    let began = Instant::now();
-    let mut produced = 0u64;
-    while began.elapsed() < args.warm_up + args.freshness_for {
-        let event = generator.next_event();
-        let value = serde_json::to_vec(&event)?;
-        let due = Duration::from_secs_f64(produced as f64 / rate);
-        produced += 1;
-        if let Some(ahead) = due.checked_sub(began.elapsed()) {
-            std::thread::sleep(ahead);
-        }
-        let n = per_session.entry(event.session_id.clone()).or_default();
-        *n += 1;
-        let record = BaseRecord::to(&names.events)
-            .key(event.session_id.as_str())
-            .payload(&value);
-        weir::generate::output::send_waiting(&producer, record)?;
-        // Every event counts for its session; only those after the warm-up are measured.
-        if began.elapsed() >= args.warm_up {
-            sent.push((event.session_id, *n, SystemTime::now()));
-        }
-    }
-    producer.flush(Duration::from_secs(30))?;
+        (args.warm_up, args.freshness_for),
+    )?;
     // Wait until everything is in the table.
     wait_caught_up(
         stack,
@@ -358,30 +480,24 @@ fn freshness(
     )?;
     running.stop()?;
 
-    // (session, events counted, written at: µs since the epoch)
-    let writes: Vec<(String, i64, i64)> = tokio.block_on(async {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&stack.database_url)
-            .await?;
-        let rows = sqlx::query_as(&format!(
-            "SELECT session, events, (extract(epoch FROM written_at) * 1e6)::BIGINT \
-             FROM {}_writes ORDER BY session, events",
-            names.table
-        ))
-        .fetch_all(&pool)
-        .await?;
-        anyhow::Ok(rows)
-    })?;
+    // (session, events counted, committed at)
+    let writes = tokio.block_on(log.read())?;
     // Per session, row versions in increasing event counts; an event is
     // fresh once a version counts it.
     let mut versions: HashMap<&str, Vec<(i64, SystemTime)>> = HashMap::new();
     for (session, events, at) in &writes {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_micros(u64::try_from(*at)?);
-        versions.entry(session).or_default().push((*events, at));
+        versions.entry(session).or_default().push((*events, *at));
+    }
+    for list in versions.values_mut() {
+        list.sort_unstable();
     }
     let mut delays: Vec<Duration> = Vec::with_capacity(sent.len());
-    for (session, n, produced) in &sent {
+    for Sent {
+        session,
+        n,
+        at: produced,
+    } in &sent
+    {
         let list = versions
             .get(session.as_str())
             .context("a session never reached the table")?;
@@ -399,4 +515,35 @@ fn freshness(
         *delays.last().context("no events")?,
         delays.len(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_versions_take_their_transaction_commit_time() {
+        let lines: Vec<String> = [
+            "BEGIN 741",
+            "table public.demo_x: INSERT: \"SESSION_ID\"[text]:'sess_a' \"USER_ID\"[text]:'user_1' \"EVENTS_COUNT\"[bigint]:3 \"CART_VALUE\"[double precision]:null",
+            "table public.other: INSERT: \"SESSION_ID\"[text]:'sess_z' \"EVENTS_COUNT\"[bigint]:1",
+            "table public.demo_x: UPDATE: \"SESSION_ID\"[text]:'sess_b' \"EVENTS_COUNT\"[bigint]:12",
+            "COMMIT 741 (at 2026-11-26 11:40:01.250000+00)",
+            "BEGIN 742",
+            "table public.demo_x: UPDATE: \"SESSION_ID\"[text]:'sess_a' \"EVENTS_COUNT\"[bigint]:5",
+            "COMMIT 742 (at 2026-11-26 12:40:02.5+01)",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let at = |s: u64, ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(s * 1000 + ms);
+        // 2026-11-26T11:40:01Z is 1 795 693 201 s after the epoch.
+        assert_eq!(
+            parse_changes(&lines, "demo_x").unwrap(),
+            vec![
+                ("sess_a".to_owned(), 3, at(1_795_693_201, 250)),
+                ("sess_b".to_owned(), 12, at(1_795_693_201, 250)),
+                ("sess_a".to_owned(), 5, at(1_795_693_202, 500)),
+            ]
+        );
+    }
 }

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use weir::cli::{Cli, Command, PluginCommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(error) = weir::telemetry::init(&cli.log, cli.log_format) {

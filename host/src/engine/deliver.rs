@@ -154,7 +154,10 @@ impl Sinks {
             flush.dead.len(),
             self.dead_letters.send(&flush.dead),
         );
-        tokio::try_join!(kafka, postgres, dead_letters).map(drop)
+        // PostgreSQL first: its future sends its statements at its first
+        // poll, and the server runs them while the Kafka sink encodes its
+        // rows (synchronously, at that future's first poll).
+        tokio::try_join!(postgres, kafka, dead_letters).map(drop)
     }
 
     /// Runs one sink's write of `records` (none: nothing to write, and

@@ -130,7 +130,9 @@ impl Postgres {
              SELECT 'CREATE DATABASE {DATABASE} OWNER {USER}'\n\
                WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{DATABASE}')\\gexec\n\
              SELECT 'CREATE DATABASE {REGISTRY_DATABASE} OWNER {USER}'\n\
-               WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{REGISTRY_DATABASE}')\\gexec\n"
+               WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{REGISTRY_DATABASE}')\\gexec\n\
+             -- Reading row changes from the log (the freshness benchmark does).\n\
+             ALTER ROLE {USER} REPLICATION;\n"
         );
         let script_file = self.cluster_dir.join("setup.sql");
         fs::write(&script_file, script)?;
@@ -190,7 +192,15 @@ impl Service for Postgres {
                 "unix_socket_directories={}",
                 self.socket_dir().display()
             ))
-            .args(["-c", "max_connections=200"]);
+            .args(["-c", "max_connections=200"])
+            // Room for a pipeline's working set and fewer forced
+            // checkpoints: with the defaults (128 MB, 1 GB of WAL) a steady
+            // stream of upserts has backends evicting dirty pages themselves.
+            .args(["-c", "shared_buffers=1GB", "-c", "max_wal_size=4GB"])
+            // Row changes can be read from the log (the freshness benchmark
+            // reads each row version's commit time so, measuring without
+            // adding work to the statements it measures).
+            .args(["-c", "wal_level=logical"]);
         Ok(command)
     }
 
