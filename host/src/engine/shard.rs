@@ -358,7 +358,14 @@ pub fn run(
                 next_evict = evict_every.map(|every| Instant::now() + every);
             }
             stats.set_keys(settings.id, state.len() as u64);
-            next_flush = Instant::now() + settings.flush_interval;
+            // On a steady cadence: the time a flush takes, or a batch that
+            // ran past the tick, does not push every later flush back (a
+            // changed key waits at most one interval). After a stall longer
+            // than an interval, the cadence starts again from now.
+            next_flush += settings.flush_interval;
+            if next_flush <= Instant::now() {
+                next_flush = Instant::now() + settings.flush_interval;
+            }
         }
     }
     Ok(())

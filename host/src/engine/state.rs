@@ -46,7 +46,7 @@ struct Entry {
 /// The state of one input partition.
 #[derive(Debug, Default)]
 struct PartitionState {
-    entries: HashMap<Vec<u8>, Entry>,
+    entries: foldhash::HashMap<Vec<u8>, Entry>,
     /// Keys changed since the last flush, in the order they changed.
     dirty: Vec<Vec<u8>>,
     /// Keys evicted since the last flush: their changelog tombstones are due.
