@@ -13,6 +13,7 @@
 //! - [`events`]: the e-commerce event stream the benchmarks run on.
 
 mod events;
+mod freshness;
 mod languages;
 mod native;
 mod pipeline;

@@ -18,15 +18,20 @@
 //! same span. Every contestant runs `--runs` times; the table shows the
 //! median and the spread, and each median as a ratio to weir's.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use apache_avro::types::Value as Avro;
+use apache_avro::{Schema, from_avro_datum};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use weir_tests::Stack;
 use weir_tests::pipeline::{Names, create_topic, demo_pipeline, terminate};
+
+use crate::freshness::{Arrived, Freshness, OutputTail, RowVersion, produce_paced};
 
 /// Options of `weir-bench race`.
 #[derive(Debug, clap::Args)]
@@ -46,6 +51,12 @@ pub struct Args {
     /// The Kafka Streams peer's jar (built with Maven when missing).
     #[arg(long)]
     peer_jar: Option<PathBuf>,
+    /// How long each freshness measurement measures.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    freshness_for: Duration,
+    /// How long each freshness measurement produces before it measures.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    warm_up: Duration,
 }
 
 /// One contestant's figures for one run.
@@ -56,6 +67,8 @@ struct Figures {
     cpu_per_million: f64,
     /// Peak resident memory, MiB (`None`: measured in this process).
     peak_mib: Option<f64>,
+    /// p99 freshness at half this run's rate (`None`: not measured).
+    freshness_p99: Option<Duration>,
 }
 
 /// Runs the race and prints the table.
@@ -91,6 +104,8 @@ pub fn run(args: &Args) -> Result<()> {
         partitions: args.partitions,
         ticks,
         jar: &jar,
+        sessions: args.sessions,
+        freshness: (args.warm_up, args.freshness_for),
     };
     let mut raw = Vec::new();
     let mut native = Vec::new();
@@ -130,9 +145,17 @@ pub fn run(args: &Args) -> Result<()> {
     let reference = summary(&weir);
     println!();
     println!(
-        "{:<16} {:>22} {:>10} {:>24} {:>10} {:>16}",
-        "", "events/s (spread)", "÷ weir", "CPU s / M events (spread)", "÷ weir", "peak MiB"
+        "{:<16} {:>22} {:>8} {:>24} {:>8} {:>16} {:>26} {:>8}",
+        "",
+        "events/s (spread)",
+        "÷ weir",
+        "CPU s / M events (spread)",
+        "÷ weir",
+        "peak MiB",
+        "p99 freshness ms (spread)",
+        "÷ weir"
     );
+    let spread = |(m, lo, hi): (f64, f64, f64)| format!("{m:.0} ({lo:.0}–{hi:.0})");
     for (name, runs) in [
         ("plain consume", &raw),
         ("weir (native)", &native),
@@ -141,8 +164,12 @@ pub fn run(args: &Args) -> Result<()> {
         ("Kafka Streams", &streams),
     ] {
         let row = summary(runs);
+        let freshness_ratio = match (row.freshness, reference.freshness) {
+            (Some(row), Some(reference)) => format!("{:.2}x", row.0 / reference.0),
+            _ => "-".to_owned(),
+        };
         println!(
-            "{name:<16} {:>9.0} ({:>6.0}–{:<6.0}) {:>9.2}x {:>10.1} ({:>5.1}–{:<5.1}) {:>9.2}x {:>16}",
+            "{name:<16} {:>9.0} ({:>6.0}–{:<6.0}) {:>7.2}x {:>10.1} ({:>5.1}–{:<5.1}) {:>7.2}x {:>16} {:>26} {:>8}",
             row.rate.0,
             row.rate.1,
             row.rate.2,
@@ -151,10 +178,9 @@ pub fn run(args: &Args) -> Result<()> {
             row.cpu.1,
             row.cpu.2,
             row.cpu.0 / reference.cpu.0,
-            row.peak.map_or_else(
-                || "-".to_owned(),
-                |(m, lo, hi)| format!("{m:.0} ({lo:.0}–{hi:.0})")
-            ),
+            row.peak.map_or_else(|| "-".to_owned(), spread),
+            row.freshness.map_or_else(|| "-".to_owned(), spread),
+            freshness_ratio,
         );
     }
     std::fs::remove_dir_all(&dir)?;
@@ -202,6 +228,8 @@ struct Summary {
     rate: (f64, f64, f64),
     cpu: (f64, f64, f64),
     peak: Option<(f64, f64, f64)>,
+    /// p99 freshness, ms.
+    freshness: Option<(f64, f64, f64)>,
 }
 
 fn summary(runs: &[Figures]) -> Summary {
@@ -214,21 +242,30 @@ fn summary(runs: &[Figures]) -> Summary {
         )
     };
     let peaks: Option<Vec<f64>> = runs.iter().map(|f| f.peak_mib).collect();
+    let freshness: Option<Vec<f64>> = runs
+        .iter()
+        .map(|f| f.freshness_p99.map(|p99| p99.as_secs_f64() * 1e3))
+        .collect();
     Summary {
         rate: spread(runs.iter().map(|f| f.events_per_second).collect()),
         cpu: spread(runs.iter().map(|f| f.cpu_per_million).collect()),
         peak: peaks.map(spread),
+        freshness: freshness.map(spread),
     }
 }
 
 fn show(figures: &Figures) -> String {
     format!(
-        "{:>9.0} events/s, {:>5.1} CPU s per million events, peak {}",
+        "{:>9.0} events/s, {:>5.1} CPU s per million events, peak {}, p99 freshness {}",
         figures.events_per_second,
         figures.cpu_per_million,
         figures
             .peak_mib
-            .map_or_else(|| "-".to_owned(), |mib| format!("{mib:.0} MiB"))
+            .map_or_else(|| "-".to_owned(), |mib| format!("{mib:.0} MiB")),
+        figures.freshness_p99.map_or_else(
+            || "-".to_owned(),
+            |p99| format!("{:.0} ms", p99.as_secs_f64() * 1e3)
+        ),
     )
 }
 
@@ -243,6 +280,7 @@ fn plain_consume(stack: &Stack, topic: &str, events: u64, ticks: f64) -> Result<
         events_per_second: rate,
         cpu_per_million: cpu / (events as f64 / 1e6),
         peak_mib: None,
+        freshness_p99: None,
     })
 }
 
@@ -261,6 +299,9 @@ struct Race<'a> {
     ticks: f64,
     /// The Kafka Streams peer.
     jar: &'a Path,
+    sessions: usize,
+    /// Warm-up and measured span of a freshness measurement.
+    freshness: (Duration, Duration),
 }
 
 /// How the plugins run.
@@ -284,11 +325,11 @@ impl Engine {
 }
 
 /// `weir run` of the demo pipeline, as its own process; its figures and
-/// the name of the table it wrote.
+/// the name of the table it wrote. Then its freshness at half the rate it
+/// reached, on an input of its own.
 fn weir_run(race: &Race<'_>, run: usize, engine: Engine) -> Result<(Figures, String)> {
     let Race {
         stack,
-        dir,
         input,
         tag,
         events,
@@ -298,9 +339,45 @@ fn weir_run(race: &Race<'_>, run: usize, engine: Engine) -> Result<(Figures, Str
     // Fresh output names, the same input topic.
     let mut names = Names::fresh(&format!("{tag}-{}{run}", engine.short()));
     names.events.clone_from(&input.events);
+    let mut child = spawn_weir(race, &names, engine, &format!("{engine:?}-{run}"))?;
+    let result = measure(
+        stack,
+        &mut child,
+        &names.group(),
+        &names.events,
+        events,
+        ticks,
+    );
+    // A contestant that stopped by itself already failed its measurement.
+    let stopped = terminate(&mut child);
+    let mut figures = result?;
+    stopped?;
+
+    let fresh = Names::fresh(&format!("{tag}-{}{run}f", engine.short()));
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(create_topic(stack, &fresh.events, race.partitions))?;
+    tokio.block_on(create_topic(stack, &fresh.avro, race.partitions))?;
+    let mut child = spawn_weir(race, &fresh, engine, &format!("{engine:?}-{run}-freshness"))?;
+    let measured = freshness(
+        race,
+        &mut child,
+        (&fresh.group(), &fresh.events, &fresh.avro),
+        figures.events_per_second / 2.0,
+        |arrived| avro_rows(stack, arrived),
+    );
+    let stopped = terminate(&mut child);
+    figures.freshness_p99 = Some(measured?.p99);
+    stopped?;
+    Ok((figures, names.table))
+}
+
+/// Starts `weir run` (or the native baseline) of `engine`'s pipeline with
+/// `names`, logging to `<dir>/weir-<log>.log`.
+fn spawn_weir(race: &Race<'_>, names: &Names, engine: Engine, log: &str) -> Result<Child> {
+    let Race { stack, dir, .. } = *race;
     let pipeline = match engine {
-        Engine::WasmAggregationOnly => aggregation_only(dir, &names)?,
-        Engine::Wasm | Engine::Native => demo_pipeline(dir, &names, "")?,
+        Engine::WasmAggregationOnly => aggregation_only(dir, names)?,
+        Engine::Wasm | Engine::Native => demo_pipeline(dir, names, "")?,
     };
     let bench = std::env::current_exe()?;
     let (program, command) = match engine {
@@ -313,8 +390,8 @@ fn weir_run(race: &Race<'_>, run: usize, engine: Engine) -> Result<(Figures, Str
             program.display()
         );
     }
-    let log = std::fs::File::create(dir.join(format!("weir-{engine:?}-{run}.log")))?;
-    let mut child = Command::new(program)
+    let log = std::fs::File::create(dir.join(format!("weir-{log}.log")))?;
+    Ok(Command::new(program)
         .arg(command)
         .arg(&pipeline)
         .args(["--admin-addr", "127.0.0.1:0"])
@@ -323,20 +400,115 @@ fn weir_run(race: &Race<'_>, run: usize, engine: Engine) -> Result<(Figures, Str
         .env("WEIR_DATABASE_URL", &stack.database_url)
         .stdout(Stdio::null())
         .stderr(log)
-        .spawn()?;
-    let result = measure(
+        .spawn()?)
+}
+
+/// Freshness of a started contestant (`child`, consuming `input` as `group`
+/// and writing `output`): once it has joined its group, events are produced
+/// into `input` at `rate`, and its output topic is read as it is written;
+/// `decode` finds each output row's `EVENTS_COUNT`. Done once the
+/// contestant has committed every event.
+fn freshness(
+    race: &Race<'_>,
+    child: &mut Child,
+    (group, input, output): (&str, &str, &str),
+    rate: f64,
+    decode: impl FnOnce(Vec<Arrived>) -> Result<Vec<RowVersion>>,
+) -> Result<Freshness> {
+    let stack = race.stack;
+    wait_for_members(stack, group, child)?;
+    let tail = OutputTail::start(stack, output, race.partitions)?;
+    let paced = produce_paced(stack, input, rate, race.sessions, race.freshness)?;
+    crate::pipeline::time_commits(
         stack,
-        &mut child,
-        &names.group(),
-        &names.events,
-        events,
-        ticks,
-    );
-    // A contestant that stopped by itself already failed its measurement.
-    let stopped = terminate(&mut child);
-    let figures = result?;
-    stopped?;
-    Ok((figures, names.table))
+        group,
+        input,
+        paced.produced,
+        || matches!(child.try_wait(), Ok(None)),
+        || Ok(()),
+    )?;
+    let arrived = tail.finish()?;
+    Freshness::of(&paced.sent, &decode(arrived)?)
+}
+
+/// Waits until `group` has members (the contestant has joined and been
+/// given its partitions), for at most two minutes.
+fn wait_for_members(stack: &Stack, group: &str, child: &mut Child) -> Result<()> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .create()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = client.fetch_group_list(Some(group), Duration::from_secs(5))?;
+        if list
+            .groups()
+            .iter()
+            .any(|g| g.state() == "Stable" && !g.members().is_empty())
+        {
+            return Ok(());
+        }
+        if !matches!(child.try_wait(), Ok(None)) {
+            bail!("the contestant of group {group} stopped before joining it");
+        }
+        if Instant::now() > deadline {
+            bail!("group {group} had no members after two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// weir's output rows (Avro, Confluent wire format: the schema is fetched
+/// from the registry by the id each value carries) as row versions.
+fn avro_rows(stack: &Stack, arrived: Vec<Arrived>) -> Result<Vec<RowVersion>> {
+    let tokio = tokio::runtime::Runtime::new()?;
+    let mut schemas: HashMap<u32, Schema> = HashMap::new();
+    arrived
+        .into_iter()
+        .map(|(key, value, at)| {
+            if value.len() <= 5 || value[0] != 0 {
+                bail!("an output value not in the Confluent wire format");
+            }
+            let id = u32::from_be_bytes(value[1..5].try_into()?);
+            let schema = match schemas.entry(id) {
+                std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                std::collections::hash_map::Entry::Vacant(new) => {
+                    let fetched =
+                        tokio.block_on(stack.registry_get(&format!("/schemas/ids/{id}")))?;
+                    let text = fetched["schema"].as_str().context("a schema's text")?;
+                    new.insert(Schema::parse_str(text)?)
+                }
+            };
+            let Avro::Record(fields) = from_avro_datum(schema, &mut &value[5..], None)? else {
+                bail!("an output value that is not a record");
+            };
+            let count = fields
+                .into_iter()
+                .find_map(|(name, value)| (name == "EVENTS_COUNT").then_some(value))
+                .context("an output row without EVENTS_COUNT")?;
+            let count = match count {
+                Avro::Union(_, inner) => *inner,
+                other => other,
+            };
+            let Avro::Long(count) = count else {
+                bail!("EVENTS_COUNT is not a long: {count:?}");
+            };
+            Ok((key, count, at))
+        })
+        .collect()
+}
+
+/// The peer's output rows (JSON) as row versions.
+fn json_rows(arrived: Vec<Arrived>) -> Result<Vec<RowVersion>> {
+    arrived
+        .into_iter()
+        .map(|(key, value, at)| {
+            let row: serde_json::Value = serde_json::from_slice(&value)?;
+            let count = row["EVENTS_COUNT"]
+                .as_i64()
+                .context("a peer row without EVENTS_COUNT")?;
+            Ok((key, count, at))
+        })
+        .collect()
 }
 
 /// A pipeline of `session-stats` alone writing Avro to Kafka alone: the
@@ -388,25 +560,55 @@ async fn differences(stack: &Stack, a: &str, b: &str) -> Result<i64> {
     Ok(count)
 }
 
-/// The Kafka Streams peer, as its own process.
+/// The Kafka Streams peer, as its own process; then its freshness at half
+/// the rate it reached, on an input of its own.
 fn streams_run(race: &Race<'_>, run: usize) -> Result<Figures> {
     let Race {
         stack,
         input,
         tag,
-        jar,
         ticks,
         ..
     } = *race;
     let input = input.events.as_str();
     let id = format!("{tag}-streams-{run}");
+    let (mut child, _) = spawn_streams(race, input, &id)?;
+    let result = measure(stack, &mut child, &id, input, race.events, ticks);
+    let stopped = terminate(&mut child);
+    std::fs::remove_dir_all(std::env::temp_dir().join(&id)).ok();
+    let mut figures = result?;
+    stopped?;
+
+    let id = format!("{tag}-streams-{run}f");
+    let input = format!("{id}.events");
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(create_topic(stack, &input, race.partitions))?;
+    let (mut child, output) = spawn_streams(race, &input, &id)?;
+    let measured = freshness(
+        race,
+        &mut child,
+        (&id, &input, &output),
+        figures.events_per_second / 2.0,
+        json_rows,
+    );
+    let stopped = terminate(&mut child);
+    std::fs::remove_dir_all(std::env::temp_dir().join(&id)).ok();
+    figures.freshness_p99 = Some(measured?.p99);
+    stopped?;
+    Ok(figures)
+}
+
+/// Starts the peer as application `id` reading `input`; the process and
+/// its output topic (`<id>.rows`, created here).
+fn spawn_streams(race: &Race<'_>, input: &str, id: &str) -> Result<(Child, String)> {
+    let stack = race.stack;
     let output = format!("{id}.rows");
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(create_topic(stack, &output, race.partitions))?;
-    let state = std::env::temp_dir().join(&id);
-    let mut child = Command::new("java")
+    let state = std::env::temp_dir().join(id);
+    let child = Command::new("java")
         .arg("-jar")
-        .arg(jar)
+        .arg(race.jar)
         .args([
             "--bootstrap",
             &stack.bootstrap,
@@ -415,19 +617,14 @@ fn streams_run(race: &Race<'_>, run: usize) -> Result<Figures> {
             "--output",
             &output,
         ])
-        .args(["--application-id", &id, "--threads", "2"])
+        .args(["--application-id", id, "--threads", "2"])
         .arg("--state-dir")
         .arg(&state)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start `java` for the Kafka Streams peer")?;
-    let result = measure(stack, &mut child, &id, input, race.events, ticks);
-    let stopped = terminate(&mut child);
-    std::fs::remove_dir_all(&state).ok();
-    let figures = result?;
-    stopped?;
-    Ok(figures)
+    Ok((child, output))
 }
 
 /// Times `child` (consuming `topic` as `group`) from its first commit until
@@ -456,6 +653,7 @@ fn measure(
         events_per_second: counted / seconds,
         cpu_per_million: cpu / (counted / 1e6),
         peak_mib: Some(peak_mib(pid)?),
+        freshness_p99: None,
     })
 }
 
