@@ -54,8 +54,9 @@ pub struct Args {
     /// How long each freshness measurement measures.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     freshness_for: Duration,
-    /// How long each freshness measurement produces before it measures.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    /// How long each freshness measurement produces before it measures
+    /// (the peer's JVM compiles its hot code in the first seconds).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     warm_up: Duration,
 }
 
@@ -366,6 +367,9 @@ fn weir_run(race: &Race<'_>, run: usize, engine: Engine) -> Result<(Figures, Str
         |arrived| avro_rows(stack, arrived),
     );
     let stopped = terminate(&mut child);
+    // A freshness input is a gigabyte or more: gone before the next run.
+    delete_tagged(stack, &fresh.pipeline)?;
+    delete_tagged(stack, &fresh.table)?;
     figures.freshness_p99 = Some(measured?.p99);
     stopped?;
     Ok((figures, names.table))
@@ -593,6 +597,7 @@ fn streams_run(race: &Race<'_>, run: usize) -> Result<Figures> {
     );
     let stopped = terminate(&mut child);
     std::fs::remove_dir_all(std::env::temp_dir().join(&id)).ok();
+    delete_tagged(stack, &id)?;
     figures.freshness_p99 = Some(measured?.p99);
     stopped?;
     Ok(figures)

@@ -193,10 +193,10 @@ impl Service for Postgres {
                 self.socket_dir().display()
             ))
             .args(["-c", "max_connections=200"])
-            // Room for a pipeline's working set and fewer forced
-            // checkpoints: with the defaults (128 MB, 1 GB of WAL) a steady
-            // stream of upserts has backends evicting dirty pages themselves.
-            .args(["-c", "shared_buffers=1GB", "-c", "max_wal_size=4GB"])
+            // Room for a pipeline's working set: with the default 128 MB a
+            // steady stream of upserts has backends evicting dirty pages
+            // themselves.
+            .args(["-c", "shared_buffers=1GB"])
             // Row changes can be read from the log (the freshness benchmark
             // reads each row version's commit time so, measuring without
             // adding work to the statements it measures).
