@@ -25,9 +25,12 @@ pub enum PostgresError {
     },
 }
 
-/// Rows per upsert statement; a flush with more is split into statements
-/// that run concurrently.
-const ROWS_PER_STATEMENT: usize = 1024;
+/// Connections to the database; a large flush is written as this many
+/// statements at once.
+const CONNECTIONS: usize = 4;
+
+/// Fewer rows than this are not worth a statement of their own.
+const MIN_ROWS_PER_STATEMENT: usize = 256;
 
 /// Upserts rows into one table.
 pub struct PostgresSink {
@@ -64,7 +67,7 @@ impl PostgresSink {
             .map_err(database)?
             .options([("statement_timeout", "30s")]);
         let pool = PgPoolOptions::new()
-            .max_connections(4)
+            .max_connections(CONNECTIONS as u32)
             .connect_with(options)
             .await
             .map_err(database)?;
@@ -154,8 +157,8 @@ impl PostgresSink {
         Ok(())
     }
 
-    /// Upserts `rows` (key, row): one statement per 1 024 rows, run
-    /// concurrently. A key that appears more than once keeps its last row.
+    /// Upserts `rows` (key, row): a statement per connection (at least 256
+    /// rows each), run concurrently. A key that appears more than once keeps its last row.
     /// Returns the number of rows written.
     pub async fn upsert(&self, rows: &[(String, Vec<Value>)]) -> Result<u64, PostgresError> {
         self.upsert_as(rows, &self.schema, &self.upsert).await
@@ -178,9 +181,15 @@ impl PostgresSink {
         let mut chosen: Vec<usize> = last.into_values().collect();
         chosen.sort_unstable();
         // Large flushes go as a few statements at once, on separate
-        // connections: their keys are distinct, so they never wait on each other.
+        // connections: their keys are distinct, so they never wait on each
+        // other. Never more statements than connections: one more would
+        // wait for a connection and write its rows a whole statement later.
+        let per_statement = chosen
+            .len()
+            .div_ceil(CONNECTIONS)
+            .max(MIN_ROWS_PER_STATEMENT);
         let statements = chosen
-            .chunks(ROWS_PER_STATEMENT)
+            .chunks(per_statement)
             .map(|chunk| self.upsert_rows(rows, chunk, schema, statement));
         let written = futures::future::try_join_all(statements).await?;
         Ok(written.into_iter().sum())
