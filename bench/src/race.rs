@@ -15,8 +15,11 @@
 //! Each contestant is timed from its first committed offset to the commit of
 //! the input's last one (both commit only what their outputs hold), and its
 //! process's CPU time and peak resident memory are read from `/proc` over the
-//! same span. Every contestant runs `--runs` times; the table shows the
-//! median and the spread, and each median as a ratio to weir's.
+//! same span. After each throughput run, the contestant runs again on an
+//! input of its own fed at half the rate it reached, and its p99 freshness
+//! is measured on its output topic (`freshness.rs`). Every contestant runs
+//! `--runs` times; the table shows the median and the spread, and each
+//! median as a ratio to weir's.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
