@@ -187,11 +187,19 @@ impl RowLog {
         .bind(&self.slot)
         .fetch_all(&self.pool)
         .await;
+        let dropped = self.drop_slot().await;
+        let rows = parse_changes(&changes?, &self.table)?;
+        dropped?;
+        Ok(rows)
+    }
+
+    /// Drops the slot without reading it (a run that failed).
+    pub async fn drop_slot(&self) -> Result<()> {
         sqlx::query("SELECT pg_drop_replication_slot($1)")
             .bind(&self.slot)
             .execute(&self.pool)
             .await?;
-        parse_changes(&changes?, &self.table)
+        Ok(())
     }
 }
 
@@ -263,14 +271,17 @@ impl OutputTail {
         consumer.assign(&assignment)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
+        let topic = topic.to_owned();
         let reader = std::thread::spawn(move || {
             let mut rows = Vec::new();
             // After the stop, what is already there is still read.
             let mut idle_since: Option<Instant> = None;
             loop {
                 match consumer.poll(Duration::from_millis(50)) {
-                    Some(message) => {
-                        let message = message?;
+                    // librdkafka retries by itself (a broker that is slow to
+                    // answer is not the end of the measurement).
+                    Some(Err(error)) => eprintln!("reading {topic}: {error}; still reading"),
+                    Some(Ok(message)) => {
                         let at = SystemTime::now();
                         idle_since = None;
                         let key = message.key().context("an output row without a key")?;
@@ -319,8 +330,17 @@ impl Freshness {
             versions.entry(session).or_default().push((*events, *at));
         }
         for list in versions.values_mut() {
-            // By count, then time: the earliest row with a count comes first.
+            // By count; then each entry's time becomes the earliest at or
+            // after it, so the first entry counting an event carries the
+            // first time any row counted it (a row written again after a
+            // replay may arrive later with a lower count).
             list.sort_unstable();
+            let mut earliest: Option<SystemTime> = None;
+            for (_, at) in list.iter_mut().rev() {
+                let first = earliest.map_or(*at, |e| e.min(*at));
+                *at = first;
+                earliest = Some(first);
+            }
         }
         let mut delays: Vec<Duration> = Vec::with_capacity(sent.len());
         for Sent {
@@ -338,12 +358,15 @@ impl Freshness {
                 .with_context(|| format!("event {n} of session {session} never reached a row"))?;
             delays.push(written.duration_since(*produced).unwrap_or_default());
         }
+        if delays.is_empty() {
+            bail!("no events were measured");
+        }
         delays.sort_unstable();
         let at = |q: f64| delays[((delays.len() - 1) as f64 * q).round() as usize];
         Ok(Self {
             p50: at(0.5),
             p99: at(0.99),
-            max: *delays.last().context("no events were measured")?,
+            max: delays[delays.len() - 1],
             events: delays.len(),
         })
     }
@@ -352,6 +375,34 @@ impl Freshness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_is_fresh_at_the_first_row_counting_it() {
+        let t = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000 + ms);
+        let sent = |n: i64, ms: u64| Sent {
+            session: "a".to_owned(),
+            n,
+            at: t(ms),
+        };
+        // Counts 1 and 3 arrive; a replayed row counting 2 arrives last.
+        let rows = vec![
+            ("a".to_owned(), 1, t(100)),
+            ("a".to_owned(), 3, t(200)),
+            ("a".to_owned(), 2, t(300)),
+        ];
+        let measured = Freshness::of(&[sent(1, 0), sent(2, 50), sent(3, 60)], &rows).unwrap();
+        // Delays 100 ms (n=1), 150 ms (n=2, counted first by the row of 3),
+        // 140 ms (n=3).
+        assert_eq!(measured.events, 3);
+        assert_eq!(measured.p50, Duration::from_millis(140));
+        assert_eq!(measured.p99, Duration::from_millis(150));
+        assert_eq!(measured.max, Duration::from_millis(150));
+        assert!(Freshness::of(&[], &rows).is_err(), "nothing measured");
+        assert!(
+            Freshness::of(&[sent(4, 0)], &rows).is_err(),
+            "an event no row counts"
+        );
+    }
 
     #[test]
     fn row_versions_take_their_transaction_commit_time() {

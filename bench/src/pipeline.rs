@@ -274,23 +274,33 @@ fn freshness(
     // The table exists once weir has started; its changes are recorded from then.
     let mut running = Running::start(stack, &pipeline)?;
     let log = tokio.block_on(RowLog::start(stack, &names.table))?;
-    let paced = produce_paced(
-        stack,
-        &names.events,
-        rate,
-        args.sessions,
-        (args.warm_up, args.freshness_for),
-    )?;
-    // Wait until everything is in the table.
-    wait_caught_up(
-        stack,
-        &names.group(),
-        &names.events,
-        &mut running,
-        Duration::from_secs(120),
-    )?;
-    running.stop()?;
-
+    let run = || -> Result<_> {
+        let paced = produce_paced(
+            stack,
+            &names.events,
+            rate,
+            args.sessions,
+            (args.warm_up, args.freshness_for),
+        )?;
+        // Wait until everything is in the table.
+        wait_caught_up(
+            stack,
+            &names.group(),
+            &names.events,
+            &mut running,
+            Duration::from_secs(120),
+        )?;
+        running.stop()?;
+        Ok(paced)
+    };
+    let paced = match run() {
+        Ok(paced) => paced,
+        Err(error) => {
+            // The slot would keep the server's log until the next run.
+            tokio.block_on(log.drop_slot()).ok();
+            return Err(error);
+        }
+    };
     let writes = tokio.block_on(log.read())?;
     Freshness::of(&paced.sent, &writes)
 }

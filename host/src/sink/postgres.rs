@@ -32,6 +32,11 @@ const CONNECTIONS: usize = 4;
 /// Fewer rows than this are not worth a statement of their own.
 const MIN_ROWS_PER_STATEMENT: usize = 256;
 
+/// More rows than this go as further statements, which wait for a
+/// connection: a flush after a long stall is not one statement racing the
+/// statement timeout.
+const MAX_ROWS_PER_STATEMENT: usize = 4096;
+
 /// Upserts rows into one table.
 pub struct PostgresSink {
     pool: PgPool,
@@ -157,8 +162,8 @@ impl PostgresSink {
         Ok(())
     }
 
-    /// Upserts `rows` (key, row): a statement per connection (at least 256
-    /// rows each), run concurrently. A key that appears more than once keeps its last row.
+    /// Upserts `rows` (key, row): a statement per connection (256 to 4 096
+    /// rows each; more statements wait for a connection), run concurrently. A key that appears more than once keeps its last row.
     /// Returns the number of rows written.
     pub async fn upsert(&self, rows: &[(String, Vec<Value>)]) -> Result<u64, PostgresError> {
         self.upsert_as(rows, &self.schema, &self.upsert).await
@@ -187,7 +192,7 @@ impl PostgresSink {
         let per_statement = chosen
             .len()
             .div_ceil(CONNECTIONS)
-            .max(MIN_ROWS_PER_STATEMENT);
+            .clamp(MIN_ROWS_PER_STATEMENT, MAX_ROWS_PER_STATEMENT);
         let statements = chosen
             .chunks(per_statement)
             .map(|chunk| self.upsert_rows(rows, chunk, schema, statement));
