@@ -5,15 +5,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use apache_avro::types::Value as Avro;
-use apache_avro::{Schema, from_avro_datum};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use serde_json::Value as Json;
 use weir::plugin::Value;
 use weir::sink::{KafkaSink, RegistryClient, RowSchema};
+use weir_tests::avro::WireReader;
 use weir_tests::{Stack, unique};
 
 fn row(user: Option<&str>, events: i64, cart: Option<f64>) -> Vec<Value> {
@@ -67,22 +67,14 @@ async fn rows_reach_kafka_as_confluent_avro() -> Result<()> {
         .create()?;
     consumer.subscribe(&[&topic])?;
     let mut decoded: HashMap<String, Vec<(String, Avro)>> = HashMap::new();
+    let mut reader = WireReader::default();
     while decoded.len() < rows.len() {
         let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
             .await
             .context("timed out reading the sink's topic")??;
         let key = std::str::from_utf8(message.key().context("no key")?)?.to_owned();
         let payload = message.payload().context("no value")?;
-        ensure!(
-            payload.len() > 5 && payload[0] == 0,
-            "Confluent wire format starts with magic byte 0"
-        );
-        let id = u32::from_be_bytes(payload[1..5].try_into()?);
-        let fetched: Json = stack.registry_get(&format!("/schemas/ids/{id}")).await?;
-        let writer = Schema::parse_str(fetched["schema"].as_str().context("schema text")?)?;
-        let Avro::Record(fields) = from_avro_datum(&writer, &mut &payload[5..], None)? else {
-            anyhow::bail!("not a record");
-        };
+        let fields = reader.fields(&stack, payload).await?;
         decoded.insert(key, fields);
     }
     let field = |key: &str, name: &str| -> Avro {

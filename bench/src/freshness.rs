@@ -71,7 +71,6 @@ pub fn produce_paced(
         *n += 1;
         events.push((event.session_id, *n, value));
     }
-    drop(per_session);
 
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", &stack.bootstrap)

@@ -21,17 +21,16 @@
 //! `--runs` times; the table shows the median and the spread, and each
 //! median as a ratio to weir's.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use apache_avro::types::Value as Avro;
-use apache_avro::{Schema, from_avro_datum};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use weir_tests::Stack;
+use weir_tests::avro::WireReader;
 use weir_tests::pipeline::{Names, create_topic, demo_pipeline, terminate};
 
 use crate::freshness::{Arrived, Freshness, OutputTail, RowVersion, produce_paced};
@@ -110,6 +109,7 @@ pub fn run(args: &Args) -> Result<()> {
         jar: &jar,
         sessions: args.sessions,
         freshness: (args.warm_up, args.freshness_for),
+        tokio: &tokio,
     };
     let mut raw = Vec::new();
     let mut native = Vec::new();
@@ -306,6 +306,8 @@ struct Race<'a> {
     sessions: usize,
     /// Warm-up and measured span of a freshness measurement.
     freshness: (Duration, Duration),
+    /// For the async clients (topics, the registry).
+    tokio: &'a tokio::runtime::Runtime,
 }
 
 /// How the plugins run.
@@ -358,16 +360,17 @@ fn weir_run(race: &Race<'_>, run: usize, engine: Engine) -> Result<(Figures, Str
     stopped?;
 
     let fresh = Names::fresh(&format!("{tag}-{}{run}f", engine.short()));
-    let tokio = tokio::runtime::Runtime::new()?;
-    tokio.block_on(create_topic(stack, &fresh.events, race.partitions))?;
-    tokio.block_on(create_topic(stack, &fresh.avro, race.partitions))?;
+    race.tokio
+        .block_on(create_topic(stack, &fresh.events, race.partitions))?;
+    race.tokio
+        .block_on(create_topic(stack, &fresh.avro, race.partitions))?;
     let mut child = spawn_weir(race, &fresh, engine, &format!("{engine:?}-{run}-freshness"))?;
     let measured = freshness(
         race,
         &mut child,
         (&fresh.group(), &fresh.events, &fresh.avro),
         figures.events_per_second / 2.0,
-        |arrived| avro_rows(stack, arrived),
+        |arrived| avro_rows(race, arrived),
     );
     let stopped = terminate(&mut child);
     // A freshness input is a gigabyte or more: gone before the next run.
@@ -466,28 +469,12 @@ fn wait_for_members(stack: &Stack, group: &str, child: &mut Child) -> Result<()>
 
 /// weir's output rows (Avro, Confluent wire format: the schema is fetched
 /// from the registry by the id each value carries) as row versions.
-fn avro_rows(stack: &Stack, arrived: Vec<Arrived>) -> Result<Vec<RowVersion>> {
-    let tokio = tokio::runtime::Runtime::new()?;
-    let mut schemas: HashMap<u32, Schema> = HashMap::new();
+fn avro_rows(race: &Race<'_>, arrived: Vec<Arrived>) -> Result<Vec<RowVersion>> {
+    let mut reader = WireReader::default();
     arrived
         .into_iter()
         .map(|(key, value, at)| {
-            if value.len() <= 5 || value[0] != 0 {
-                bail!("an output value not in the Confluent wire format");
-            }
-            let id = u32::from_be_bytes(value[1..5].try_into()?);
-            let schema = match schemas.entry(id) {
-                std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
-                std::collections::hash_map::Entry::Vacant(new) => {
-                    let fetched =
-                        tokio.block_on(stack.registry_get(&format!("/schemas/ids/{id}")))?;
-                    let text = fetched["schema"].as_str().context("a schema's text")?;
-                    new.insert(Schema::parse_str(text)?)
-                }
-            };
-            let Avro::Record(fields) = from_avro_datum(schema, &mut &value[5..], None)? else {
-                bail!("an output value that is not a record");
-            };
+            let fields = race.tokio.block_on(reader.fields(race.stack, &value))?;
             let count = fields
                 .into_iter()
                 .find_map(|(name, value)| (name == "EVENTS_COUNT").then_some(value))
@@ -588,8 +575,8 @@ fn streams_run(race: &Race<'_>, run: usize) -> Result<Figures> {
 
     let id = format!("{tag}-streams-{run}f");
     let input = format!("{id}.events");
-    let tokio = tokio::runtime::Runtime::new()?;
-    tokio.block_on(create_topic(stack, &input, race.partitions))?;
+    race.tokio
+        .block_on(create_topic(stack, &input, race.partitions))?;
     let (mut child, output) = spawn_streams(race, &input, &id)?;
     let measured = freshness(
         race,
@@ -611,8 +598,8 @@ fn streams_run(race: &Race<'_>, run: usize) -> Result<Figures> {
 fn spawn_streams(race: &Race<'_>, input: &str, id: &str) -> Result<(Child, String)> {
     let stack = race.stack;
     let output = format!("{id}.rows");
-    let tokio = tokio::runtime::Runtime::new()?;
-    tokio.block_on(create_topic(stack, &output, race.partitions))?;
+    race.tokio
+        .block_on(create_topic(stack, &output, race.partitions))?;
     let state = std::env::temp_dir().join(id);
     let child = Command::new("java")
         .arg("-jar")

@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod avro;
 pub mod oracle;
 pub mod pipeline;
 
