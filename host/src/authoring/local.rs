@@ -25,6 +25,7 @@ use anyhow::{Context, bail};
 use crate::engine::chain::{Chain, Stage};
 use crate::engine::dead_letter::{DeadLetter, PluginRef};
 use crate::engine::state::KeyedState;
+use crate::pipeline::config::Format;
 use crate::plugin::{
     Batch, BatchBuilder, BatchExt, LookupTables, Plugin, PluginKind, RecordRef, Runtime,
     StageContext, Value, Verdict, Worker, read,
@@ -363,6 +364,8 @@ impl Run {
             key_field,
             Arc::clone(&schema),
             state_version,
+            // Test input goes to the plugin as it is, checked by no source.
+            Format::Bytes,
         );
         Ok(Self::Aggregator {
             chain: Box::new(chain),

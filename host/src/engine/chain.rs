@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::dead_letter::{DeadLetter, Kind, PluginRef};
 use super::state::{Folded, KeyedState};
+use crate::pipeline::config::Format;
 use crate::plugin::{
     Batch, BatchBuilder, BatchExt, Failure, Fields, Group, Parsed, Plugin, PluginKind, Reader,
     RecordRef, StageCode, StageContext, Verdict, Worker, no_fields,
@@ -150,17 +151,22 @@ pub struct Chain {
     schema: Arc<RowSchema>,
     /// The aggregator's state version.
     state_version: u32,
+    /// The source's format: `json` values are checked by the chain's one
+    /// parse of each record (the parse that finds the stages' fields).
+    format: Format,
 }
 
 impl Chain {
     /// A chain of `stages` ending in `aggregator`, whose rows must fit
-    /// `schema` and whose state is of `state_version`.
+    /// `schema` and whose state is of `state_version`, over records of
+    /// `format`.
     pub fn new(
         stages: Vec<Stage>,
         aggregator: Stage,
         key_field: Option<String>,
         schema: Arc<RowSchema>,
         state_version: u32,
+        format: Format,
     ) -> Self {
         debug_assert!(stages.iter().all(|s| s.kind != PluginKind::Aggregator));
         debug_assert_eq!(aggregator.kind, PluginKind::Aggregator);
@@ -171,6 +177,7 @@ impl Chain {
             key_field,
             schema,
             state_version,
+            format,
         };
         chain.read_fields();
         chain
@@ -323,6 +330,31 @@ impl Chain {
         // new JSON: parsed again when a later stage reads fields).
         let mut parsed: Option<Parsed> = None;
         let mut origin: Vec<u32> = (0..index_u32(source.records.len())).collect();
+        if self.format == Format::Json {
+            let checked = self.reader.parse(source);
+            if (0..source.records.len()).all(|index| checked.is_object(index)) {
+                parsed = Some(checked);
+            } else {
+                let mut next_parsed = checked.empty_like();
+                origin.clear();
+                for index in 0..source.records.len() {
+                    if checked.is_object(index) {
+                        next_parsed.push_from(&checked, index);
+                        origin.push(index_u32(index));
+                    } else {
+                        let record = source.record(index);
+                        dead.push(DeadLetter::malformed(
+                            record,
+                            "source",
+                            "not-json",
+                            not_a_json_object(record.value),
+                        ));
+                    }
+                }
+                current = Some(source.select(&origin));
+                parsed = Some(next_parsed);
+            }
+        }
         let mut counts = vec![Counts::default(); self.stages.len()];
         for (stage, counts) in self.stages.iter_mut().zip(&mut counts) {
             let batch = current.as_ref().unwrap_or(source);
@@ -332,20 +364,20 @@ impl Chain {
             counts.records_in = batch.records.len() as u64;
             let dropped_before = tally.dropped;
             let fields = stage.fields(batch, &mut parsed, &self.reader);
-            let mut next = BatchBuilder::default();
             let mut next_origin = Vec::with_capacity(origin.len());
             let mut next_parsed = parsed.as_ref().map(Parsed::empty_like);
-            match stage.kind {
+            let next = match stage.kind {
                 PluginKind::Filter => {
                     let verdicts = stage.timed(|code| code.filter(batch, &fields));
                     if verdicts.iter().all(|v| *v == Verdict::Keep) {
                         counts.records_out = counts.records_in;
                         continue;
                     }
+                    let mut kept = Vec::with_capacity(verdicts.len());
                     for (index, verdict) in verdicts.into_iter().enumerate() {
                         match verdict {
                             Verdict::Keep => {
-                                next.push_from(batch, index);
+                                kept.push(index_u32(index));
                                 next_origin.push(origin[index]);
                                 if let (Some(next), Some(parsed)) = (&mut next_parsed, &parsed) {
                                     next.push_from(parsed, index);
@@ -356,6 +388,7 @@ impl Chain {
                                 .push(stage.fail(source.record(origin[index] as usize), failure)),
                         }
                     }
+                    batch.select(&kept)
                 }
                 PluginKind::Transform => {
                     // Outputs that extend their input (enrichment) are
@@ -366,6 +399,8 @@ impl Chain {
                         next_parsed = None;
                     }
                     let results = stage.timed(|code| code.transform(batch, &fields));
+                    let mut next =
+                        BatchBuilder::with_capacity(batch.records.len(), batch.data.len());
                     for (index, result) in results.into_iter().enumerate() {
                         let outputs = match result {
                             Ok(outputs) => outputs,
@@ -401,12 +436,13 @@ impl Chain {
                             next_origin.push(origin[index]);
                         }
                     }
+                    next.build()
                 }
                 PluginKind::Aggregator => unreachable!("the aggregator is the last stage"),
-            }
+            };
             counts.dropped = tally.dropped - dropped_before;
             counts.records_out = next_origin.len() as u64;
-            current = Some(next.build());
+            current = Some(next);
             origin = next_origin;
             parsed = next_parsed;
         }
@@ -526,7 +562,8 @@ impl Chain {
         }
         order.sort_by_key(|&(id, _)| id);
 
-        let mut grouped = BatchBuilder::default();
+        // The records in group order (each group's events side by side).
+        let mut grouped: Vec<u32> = Vec::with_capacity(order.len());
         let mut grouped_parsed = parsed.as_ref().map(Parsed::empty_like);
         let mut grouped_origin = Vec::with_capacity(order.len());
         let mut groups: Vec<Group> = Vec::with_capacity(keys.len());
@@ -571,7 +608,7 @@ impl Chain {
                 let record = &batch.records[index as usize];
                 latest = latest.max(record.timestamp);
                 applied = applied.max(record.offset);
-                grouped.push_from(batch, index as usize);
+                grouped.push(index);
                 grouped_origin.push(origin[index as usize]);
                 if let (Some(grouped), Some(parsed)) = (&mut grouped_parsed, &parsed) {
                     grouped.push_from(parsed, index as usize);
@@ -585,7 +622,7 @@ impl Chain {
             });
             newest.push((*partition, latest, applied));
         }
-        let grouped = grouped.build();
+        let grouped = batch.select(&grouped);
         let fields = grouped_parsed
             .map_or_else(no_fields, |parsed| parsed.project(&self.aggregator.columns));
         let results = self
@@ -646,6 +683,22 @@ struct Reaching<'a> {
     batch: &'a Batch,
     parsed: Option<Parsed>,
     origin: &'a [u32],
+}
+
+/// Why `value` is not a JSON object, for its dead letter (the source's
+/// format is `json`; the parse found it is not).
+fn not_a_json_object(value: &[u8]) -> String {
+    if value.iter().all(u8::is_ascii_whitespace) {
+        return "the value is empty; the source's format is `json`".to_owned();
+    }
+    if let Err(error) = std::str::from_utf8(value) {
+        return format!("the value is not UTF-8, so not JSON: {error}");
+    }
+    let mut json = jiter::Jiter::new(value);
+    match json.next_skip().and_then(|()| json.finish()) {
+        Err(error) => format!("the value is not valid JSON: {}", error.description(&json)),
+        Ok(()) => "the value is JSON but not an object; the source's format is `json`".to_owned(),
+    }
 }
 
 /// The state key of `record`: its Kafka key, or the value's `field` (a
@@ -714,4 +767,31 @@ pub fn check_key(key: &[u8]) -> Result<(), (&'static str, String)> {
 
 fn index_u32(value: usize) -> u32 {
     u32::try_from(value).expect("a batch holds fewer than 2^32 records")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn says_why_a_value_is_not_a_json_object() {
+        assert_eq!(
+            not_a_json_object(b" "),
+            "the value is empty; the source's format is `json`"
+        );
+        assert_eq!(
+            not_a_json_object(b"[1, 2]"),
+            "the value is JSON but not an object; the source's format is `json`"
+        );
+        assert!(
+            not_a_json_object(b"{\"a\": \"\xff\"}").starts_with("the value is not UTF-8"),
+            "{}",
+            not_a_json_object(b"{\"a\": \"\xff\"}")
+        );
+        let truncated = not_a_json_object(br#"{"a": "#);
+        assert!(
+            truncated.starts_with("the value is not valid JSON: EOF while parsing a value"),
+            "{truncated}"
+        );
+    }
 }

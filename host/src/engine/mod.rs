@@ -269,6 +269,7 @@ async fn run_pipeline(
                 .map(|f| f.get_ref().clone()),
             Arc::clone(&schema),
             state_version,
+            config.source.format,
         );
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
         shard_inputs.push(tx);
@@ -313,7 +314,6 @@ async fn run_pipeline(
     let source_settings = source::SourceSettings {
         max_records: usize::try_from(*config.batch.max_records.get_ref()).unwrap_or(usize::MAX),
         max_wait: config.batch.max_wait,
-        format: config.source.format,
         max_record_bytes: usize::try_from(config.source.max_record_bytes()).unwrap_or(usize::MAX),
         bootstrap: args.bootstrap.clone(),
         topic: topic.clone(),

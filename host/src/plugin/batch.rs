@@ -27,6 +27,16 @@ pub struct RecordRef<'a> {
 }
 
 impl BatchBuilder {
+    /// A builder with room for `records` records of `bytes` key and value
+    /// bytes in all (grown as needed past that).
+    pub fn with_capacity(records: usize, bytes: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(bytes),
+            records: Vec::with_capacity(records),
+            headers: Vec::new(),
+        }
+    }
+
     /// Appends a record; returns its index in the batch.
     pub fn push(&mut self, record: RecordRef<'_>) -> usize {
         let key = record.key.map(|key| append(&mut self.data, key));
@@ -69,6 +79,11 @@ impl BatchBuilder {
         self.records.len()
     }
 
+    /// Key and value bytes so far.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
     /// True when no record was pushed.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
@@ -101,6 +116,10 @@ pub trait BatchExt {
     fn record(&self, index: usize) -> RecordRef<'_>;
     /// A batch holding only record `index` (with its headers).
     fn single(&self, index: usize) -> Batch;
+    /// A batch of records `indexes` of this one, in that order, with their
+    /// headers. The bytes are copied as one block, spans unchanged: the
+    /// new batch's buffer may hold bytes none of its records refer to.
+    fn select(&self, indexes: &[u32]) -> Batch;
     /// The headers of record `index`.
     fn headers_of(&self, index: usize) -> &[RecordHeader];
 }
@@ -121,6 +140,30 @@ impl BatchExt for Batch {
         let mut builder = BatchBuilder::default();
         builder.push_from(self, index);
         builder.build()
+    }
+
+    fn select(&self, indexes: &[u32]) -> Batch {
+        let mut headers = Vec::new();
+        if !self.headers.is_empty() {
+            for (at, &index) in indexes.iter().enumerate() {
+                headers.extend(
+                    self.headers_of(index as usize)
+                        .iter()
+                        .map(|header| RecordHeader {
+                            record: index_u32(at),
+                            ..header.clone()
+                        }),
+                );
+            }
+        }
+        Batch {
+            data: self.data.clone(),
+            records: indexes
+                .iter()
+                .map(|&index| self.records[index as usize].clone())
+                .collect(),
+            headers,
+        }
     }
 
     fn headers_of(&self, index: usize) -> &[RecordHeader] {
@@ -152,4 +195,63 @@ fn append(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
 
 fn index_u32(value: usize) -> u32 {
     u32::try_from(value).expect("a batch stays below 4 GiB and 2^32 records")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &'static str, value: &'static str, offset: i64) -> RecordRef<'static> {
+        RecordRef {
+            key: Some(key.as_bytes()),
+            value: value.as_bytes(),
+            timestamp: 10 + offset,
+            partition: 1,
+            offset,
+        }
+    }
+
+    #[test]
+    fn a_selection_keeps_each_records_bytes_metadata_and_headers() {
+        let mut builder = BatchBuilder::default();
+        builder.push(record("a", "first", 0));
+        builder.header("h", b"of-first");
+        builder.push(record("b", "second", 1));
+        builder.push(record("c", "third", 2));
+        builder.header("h", b"of-third");
+        builder.header("i", b"also-third");
+        let batch = builder.build();
+
+        let selected = batch.select(&[2, 0, 2]);
+        let seen: Vec<(&[u8], &[u8], i64, i64)> = (0..3)
+            .map(|index| {
+                let record = selected.record(index);
+                (
+                    record.key.unwrap(),
+                    record.value,
+                    record.offset,
+                    record.timestamp,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (&b"c"[..], &b"third"[..], 2, 12),
+                (b"a", b"first", 0, 10),
+                (b"c", b"third", 2, 12)
+            ]
+        );
+        let headers = |index: usize| -> Vec<(&str, &[u8])> {
+            selected
+                .headers_of(index)
+                .iter()
+                .map(|h| (h.key.as_str(), h.value.as_slice()))
+                .collect()
+        };
+        assert_eq!(headers(0), [("h", &b"of-third"[..]), ("i", b"also-third")]);
+        assert_eq!(headers(1), [("h", &b"of-first"[..])]);
+        assert_eq!(headers(2), headers(0));
+        assert!(batch.select(&[]).records.is_empty());
+    }
 }

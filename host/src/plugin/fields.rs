@@ -199,6 +199,12 @@ impl Parsed {
         }
     }
 
+    /// Whether record `index`'s value is a JSON object (its whole value
+    /// checked: well-formed UTF-8 and JSON).
+    pub fn is_object(&self, index: usize) -> bool {
+        self.first[index].is_some()
+    }
+
     /// An empty set of rows of the same width, to carry records into.
     pub fn empty_like(&self) -> Self {
         Self::new(self.width, 0)

@@ -1,6 +1,8 @@
 //! The Kafka source: one consumer in the pipeline's group, polled by one
-//! thread that checks each record (size, format), builds a batch per shard
-//! and hands it over when it is full or has waited long enough.
+//! thread that checks each record's size, builds a batch per shard and
+//! hands it over when it is full or has waited long enough. (A `json`
+//! source's values are checked by the shard's one parse of each record:
+//! `chain.rs`.)
 //!
 //! A busy shard's batches wait here (a few) while the other shards keep
 //! getting theirs; past that the source waits for it, and after a second
@@ -29,7 +31,6 @@ use rebalance::{Done, RESTORE_TIMEOUT, Request};
 use super::changelog;
 use super::dead_letter::DeadLetter;
 use super::shard::{Chunk, Input};
-use crate::pipeline::config::Format;
 use crate::plugin::{BatchBuilder, RecordRef};
 
 /// How the source checks and batches records.
@@ -39,8 +40,6 @@ pub struct SourceSettings {
     pub max_records: usize,
     /// How long a batch waits to fill.
     pub max_wait: Duration,
-    /// How values are encoded.
-    pub format: Format,
     /// Values larger than this are dead-lettered.
     pub max_record_bytes: usize,
     /// Kafka, to read the changelog from.
@@ -72,6 +71,9 @@ impl Open {
 
     fn take(&mut self) -> Chunk {
         let open = std::mem::take(self);
+        // The next batch is likely the size of this one: room for it up
+        // front, not grown (and copied) record by record.
+        self.builder = BatchBuilder::with_capacity(open.builder.len(), open.builder.bytes());
         Chunk {
             batch: open.builder.build(),
             dead: open.dead,
@@ -508,75 +510,42 @@ fn add(slot: &mut Open, message: &impl Message, settings: &SourceSettings) {
     }
 }
 
-/// The source's own checks: the dead letter for a record it refuses.
+/// The source's own check: the dead letter of a value too big to pass on.
 fn refuse(record: RecordRef<'_>, settings: &SourceSettings) -> Option<DeadLetter> {
     let size = record.value.len();
-    if size > settings.max_record_bytes {
-        // Too big to pass on: the dead letter says where the value is instead
-        // of carrying it (the dead-letter topic takes no larger messages either).
-        let reason = format!(
-            "the value is {size} bytes; the source takes at most {} (`max_record_bytes`); \
-             it is left out of the dead letter: read it from the source topic at the \
-             partition and offset in the headers",
-            settings.max_record_bytes
-        );
-        let record = RecordRef {
-            value: &[],
-            ..record
-        };
-        return Some(DeadLetter::malformed(record, "source", "oversized", reason));
+    if size <= settings.max_record_bytes {
+        return None;
     }
-    let reason = check_format(record.value, settings.format).err()?;
-    Some(DeadLetter::malformed(record, "source", "not-json", reason))
-}
-
-/// Checks that `value` is what `format` promises the plugins.
-fn check_format(value: &[u8], format: Format) -> Result<(), String> {
-    match format {
-        Format::Bytes => Ok(()),
-        Format::Json => {
-            if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-                let what = if value.iter().all(u8::is_ascii_whitespace) {
-                    "the value is empty"
-                } else {
-                    "the value is not a JSON object"
-                };
-                return Err(format!("{what}; the source's format is `json`"));
-            }
-            std::str::from_utf8(value)
-                .map_err(|error| format!("the value is not UTF-8, so not JSON: {error}"))?;
-            // The whole value, checked without building it (jiter: the
-            // parser the shards find fields with).
-            let mut json = jiter::Jiter::new(value);
-            json.next_skip()
-                .and_then(|()| json.finish())
-                .map_err(|error| {
-                    format!("the value is not valid JSON: {}", error.description(&json))
-                })
-        }
-    }
+    // The dead letter says where the value is instead of carrying it (the
+    // dead-letter topic takes no larger messages either).
+    let reason = format!(
+        "the value is {size} bytes; the source takes at most {} (`max_record_bytes`); \
+         it is left out of the dead letter: read it from the source topic at the \
+         partition and offset in the headers",
+        settings.max_record_bytes
+    );
+    let record = RecordRef {
+        value: &[],
+        ..record
+    };
+    Some(DeadLetter::malformed(record, "source", "oversized", reason))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn settings() -> SourceSettings {
-        SourceSettings {
+    #[test]
+    fn the_source_refuses_what_is_too_big() {
+        let settings = SourceSettings {
             max_records: 10,
             max_wait: Duration::from_millis(10),
-            format: Format::Json,
             max_record_bytes: 64,
             bootstrap: String::new(),
             topic: String::new(),
             changelog: String::new(),
-        }
-    }
-
-    #[test]
-    fn the_source_refuses_what_is_not_a_json_object_or_too_big() {
-        let settings = settings();
-        let refused = |value: &[u8], settings: &SourceSettings| {
+        };
+        let refused = |value: &[u8]| {
             let record = RecordRef {
                 key: Some(b"k"),
                 value,
@@ -584,30 +553,16 @@ mod tests {
                 partition: 2,
                 offset: 3,
             };
-            refuse(record, settings).map(|letter| (letter.code, letter.reason, letter.value))
+            refuse(record, &settings).map(|letter| (letter.code, letter.value))
         };
-        assert_eq!(refused(br#" {"a": 1}"#, &settings), None);
-        let code = |value: &[u8]| refused(value, &settings).expect("refused");
+        assert_eq!(refused(&[b' '; 64]), None);
         assert_eq!(
-            code(b"").1,
-            "the value is empty; the source's format is `json`"
+            refused(b"\xff\x00"),
+            None,
+            "the format is the shard's to check"
         );
-        assert_eq!(code(b"[1, 2]").0, "not-json");
-        assert_eq!(
-            code(b"[1, 2]").2,
-            b"[1, 2]",
-            "the dead letter keeps the value"
-        );
-        assert_eq!(code(b"42").0, "not-json");
-        assert_eq!(code(br#"{"a": "#).0, "not-json");
-        assert_eq!(code(b"{\"a\": \"\xff\"}").0, "not-json");
-        let (oversized, _, value) = code(&[b' '; 65]);
-        assert_eq!(oversized, "oversized");
+        let (code, value) = refused(&[b' '; 65]).expect("refused");
+        assert_eq!(code, "oversized");
         assert!(value.is_empty(), "an oversized value is left out");
-        let bytes = SourceSettings {
-            format: Format::Bytes,
-            ..settings
-        };
-        assert_eq!(refused(b"\xff\x00", &bytes), None);
     }
 }
