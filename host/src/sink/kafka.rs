@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use apache_avro::types::Value as Avro;
-use apache_avro::{Schema, to_avro_datum};
+#[cfg(test)]
+use apache_avro::Schema;
+use apache_avro::write_avro_datum_ref;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use super::registry::{RegistryClient, RegistryError};
 use super::schema::{RowSchema, SchemaError};
@@ -141,65 +143,154 @@ impl KafkaSink {
 }
 
 /// `row` in the Confluent wire format: magic byte, `schema_id`, the Avro datum.
+///
+/// The datum is written by apache-avro's schema-aware serializer straight
+/// from the row: no `Value` tree, and no schema resolution or validation
+/// per row (the row was checked against the schema just before).
 fn encode(row: &[Value], schema: &RowSchema, schema_id: u32) -> Result<Vec<u8>, SchemaError> {
     schema.check(row)?;
-    let Schema::Record(record) = &schema.avro else {
-        unreachable!("RowSchema only holds records");
-    };
-    let fields = record
-        .fields
-        .iter()
-        .zip(row)
-        .map(|(field, value)| (field.name.clone(), avro_value(&field.schema, value)))
-        .collect();
-    let datum = to_avro_datum(&schema.avro, Avro::Record(fields)).map_err(SchemaError::Avro)?;
-    let mut message = Vec::with_capacity(5 + datum.len());
+    let mut message = Vec::with_capacity(128);
     message.push(0);
     message.extend_from_slice(&schema_id.to_be_bytes());
-    message.extend_from_slice(&datum);
+    let row = AvroRow {
+        names: &schema.field_names,
+        row,
+    };
+    write_avro_datum_ref(&schema.avro, &row, &mut message)?;
     Ok(message)
 }
 
-/// A row value as Avro, placed in its union branch when the field is nullable.
-fn avro_value(schema: &Schema, value: &Value) -> Avro {
-    let plain = match value {
-        Value::Null => Avro::Null,
-        Value::Boolean(b) => Avro::Boolean(*b),
-        Value::Long(n) => match union_inner(schema) {
-            Schema::Int => Avro::Int(*n as i32),
-            _ => Avro::Long(*n),
-        },
-        Value::Double(x) => match union_inner(schema) {
-            Schema::Float => Avro::Float(*x as f32),
-            _ => Avro::Double(*x),
-        },
-        Value::Text(s) => Avro::String(s.clone()),
-        Value::Bytes(b) => Avro::Bytes(b.clone()),
-    };
-    match schema {
-        Schema::Union(union) => {
-            let position = union
-                .variants()
-                .iter()
-                .position(|variant| match (&plain, variant) {
-                    (Avro::Null, Schema::Null) => true,
-                    (Avro::Null, _) | (_, Schema::Null) => false,
-                    _ => true,
-                })
-                .unwrap_or(0);
-            Avro::Union(position as u32, Box::new(plain))
+/// A row as serde sees it: a struct of the schema's fields, in order.
+struct AvroRow<'a> {
+    names: &'a [&'static str],
+    row: &'a [Value],
+}
+
+impl Serialize for AvroRow<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut record = serializer.serialize_struct("row", self.row.len())?;
+        for (name, value) in self.names.iter().zip(self.row) {
+            record.serialize_field(name, &AvroValue(value))?;
         }
-        _ => plain,
+        record.end()
     }
 }
 
-fn union_inner(schema: &Schema) -> &Schema {
-    match schema {
-        Schema::Union(union) => union
-            .variants()
+/// One column's value; the serializer picks its union branch (`null` or
+/// the column's type) and narrows it to an Avro `int` or `float`.
+struct AvroValue<'a>(&'a Value);
+
+impl Serialize for AvroValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => serializer.serialize_none(),
+            Value::Boolean(b) => serializer.serialize_bool(*b),
+            Value::Long(n) => serializer.serialize_i64(*n),
+            Value::Double(x) => serializer.serialize_f64(*x),
+            Value::Text(text) => serializer.serialize_str(text),
+            Value::Bytes(bytes) => serializer.serialize_bytes(bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apache_avro::to_avro_datum;
+    use apache_avro::types::Value as Avro;
+
+    use super::*;
+
+    /// apache-avro's general path: a `Value` tree, resolved and validated.
+    fn reference(row: &[Value], schema: &RowSchema) -> Vec<u8> {
+        let Schema::Record(record) = &schema.avro else {
+            unreachable!("a row schema is a record");
+        };
+        let fields = record
+            .fields
             .iter()
-            .find(|s| **s != Schema::Null)
-            .unwrap_or(schema),
-        other => other,
+            .zip(row)
+            .map(|(field, value)| {
+                let plain = match value {
+                    Value::Null => Avro::Null,
+                    Value::Boolean(b) => Avro::Boolean(*b),
+                    Value::Long(n) if field.schema == Schema::Int => Avro::Int(*n as i32),
+                    Value::Long(n) => Avro::Long(*n),
+                    Value::Double(x) if field.schema == Schema::Float => Avro::Float(*x as f32),
+                    Value::Double(x) => Avro::Double(*x),
+                    Value::Text(text) => Avro::String(text.clone()),
+                    Value::Bytes(bytes) => Avro::Bytes(bytes.clone()),
+                };
+                let value = match &field.schema {
+                    Schema::Union(union) => {
+                        let branch = union
+                            .variants()
+                            .iter()
+                            .position(|s| (*s == Schema::Null) == (plain == Avro::Null))
+                            .expect("a branch");
+                        Avro::Union(branch as u32, Box::new(plain))
+                    }
+                    _ => plain,
+                };
+                (field.name.clone(), value)
+            })
+            .collect();
+        let mut message = vec![0, 0, 0, 0, 7];
+        message.extend(to_avro_datum(&schema.avro, Avro::Record(fields)).expect("encodes"));
+        message
+    }
+
+    #[test]
+    fn rows_encode_as_apache_avros_value_path_does() {
+        let schema = RowSchema::parse(
+            r#"{"type":"record","name":"R","namespace":"weir.test","fields":[
+                {"name":"TEXT","type":["null","string"]},
+                {"name":"LONG","type":["null","long"]},
+                {"name":"INT","type":"int"},
+                {"name":"DOUBLE","type":["double","null"]},
+                {"name":"FLOAT","type":"float"},
+                {"name":"FLAG","type":"boolean"},
+                {"name":"RAW","type":["null","bytes"]}
+            ]}"#,
+        )
+        .expect("a row schema");
+        let rows = [
+            vec![
+                Value::Text("user_00042 ünïcode".into()),
+                Value::Long(-1 << 40),
+                Value::Long(-7),
+                Value::Double(1513.0534),
+                Value::Double(0.5),
+                Value::Boolean(true),
+                Value::Bytes(vec![0, 255, 7]),
+            ],
+            vec![
+                Value::Null,
+                Value::Null,
+                Value::Long(i64::from(i32::MAX)),
+                Value::Null,
+                Value::Double(-2.25),
+                Value::Boolean(false),
+                Value::Null,
+            ],
+        ];
+        for row in &rows {
+            assert_eq!(
+                encode(row, &schema, 7).expect("encodes"),
+                reference(row, &schema)
+            );
+        }
+        let too_big = [
+            Value::Null,
+            Value::Null,
+            Value::Long(1 << 40),
+            Value::Null,
+            Value::Double(0.0),
+            Value::Boolean(false),
+            Value::Null,
+        ];
+        assert!(
+            encode(&too_big, &schema, 7).is_err(),
+            "an int column takes 32 bits"
+        );
     }
 }

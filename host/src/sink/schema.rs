@@ -1,6 +1,9 @@
 //! The shape of an aggregator's output rows, read from the Avro schema it
 //! declares: column names, types and nullability, shared by the sinks.
 
+use std::collections::BTreeSet;
+use std::sync::{Mutex, PoisonError};
+
 use apache_avro::Schema;
 use apache_avro::schema::RecordSchema;
 
@@ -68,6 +71,8 @@ pub struct RowSchema {
     pub text: String,
     /// The columns.
     pub columns: Vec<Column>,
+    /// The columns' names as apache-avro's serializer takes them (see [`interned`]).
+    pub field_names: Vec<&'static str>,
 }
 
 /// The output schema cannot serve as a row schema.
@@ -120,7 +125,7 @@ impl RowSchema {
         let Schema::Record(RecordSchema { fields, .. }) = &avro else {
             return Err(SchemaError::NotRecord(format!("{avro:?}")));
         };
-        let columns = fields
+        let columns: Vec<Column> = fields
             .iter()
             .map(|field| {
                 let (inner, nullable) = match &field.schema {
@@ -156,10 +161,15 @@ impl RowSchema {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let field_names = columns
+            .iter()
+            .map(|column| interned(&column.name))
+            .collect();
         Ok(Self {
             avro,
             text: text.to_owned(),
             columns,
+            field_names,
         })
     }
 
@@ -193,6 +203,20 @@ impl RowSchema {
         }
         Ok(())
     }
+}
+
+/// `name` for the life of the process, as apache-avro's serializer takes
+/// field names (`&'static str`): each distinct name is kept once, however
+/// many schemas name it (a process sees its plugins' few field names).
+fn interned(name: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let name: &'static str = Box::leak(name.into());
+    names.insert(name);
+    name
 }
 
 #[cfg(test)]
