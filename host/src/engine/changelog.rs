@@ -22,6 +22,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
+use crate::sink::kafka::send_all;
+
 /// The value format this version writes and reads.
 const FORMAT: u8 = 1;
 const HEADER: usize = 21;
@@ -138,22 +140,18 @@ impl ChangelogWriter {
 
     /// Writes `records` and returns once Kafka has acknowledged every one.
     pub async fn send(&self, records: &[ChangelogRecord]) -> Result<(), String> {
-        let deliveries: Vec<_> = records
-            .iter()
-            .map(|record| {
-                let mut message = FutureRecord::to(&self.topic)
-                    .partition(record.partition)
-                    .key(&record.key);
-                if let Some(value) = &record.value {
-                    message = message.payload(value);
-                }
-                self.producer.send(message, Duration::from_secs(30))
-            })
-            .collect();
-        for delivery in futures::future::join_all(deliveries).await {
-            delivery.map_err(|(error, _)| format!("changelog `{}`: {error}", self.topic))?;
-        }
-        Ok(())
+        let messages = records.iter().map(|record| {
+            let mut message = FutureRecord::to(&self.topic)
+                .partition(record.partition)
+                .key(&record.key);
+            if let Some(value) = &record.value {
+                message = message.payload(value);
+            }
+            message
+        });
+        send_all(&self.producer, messages)
+            .await
+            .map_err(|error| format!("changelog `{}`: {error}", self.topic))
     }
 }
 

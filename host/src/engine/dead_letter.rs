@@ -3,13 +3,12 @@
 //! headers saying why, where and by which plugin — enough to find, fix and
 //! replay them.
 
-use std::time::Duration;
-
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::plugin::{Failure, RecordRef};
+use crate::sink::kafka::send_all;
 
 /// Why a record became a dead letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,23 +195,18 @@ impl DeadLetterWriter {
 
     /// Writes `letters` and returns once Kafka has acknowledged every one.
     pub async fn send(&self, letters: &[DeadLetter]) -> Result<(), String> {
-        let deliveries: Vec<_> = letters
-            .iter()
-            .map(|letter| {
-                let mut record = FutureRecord::to(&self.topic)
-                    .payload(&letter.value)
-                    .timestamp(letter.timestamp)
-                    .headers(letter.headers(&self.pipeline, &self.source_topic));
-                if let Some(key) = &letter.key {
-                    record = record.key(key);
-                }
-                self.producer.send(record, Duration::from_secs(30))
-            })
-            .collect();
-        for delivery in futures::future::join_all(deliveries).await {
-            delivery
-                .map_err(|(error, _)| format!("dead-letter topic `{}`: {error}", self.topic))?;
-        }
-        Ok(())
+        let records = letters.iter().map(|letter| {
+            let mut record = FutureRecord::to(&self.topic)
+                .payload(&letter.value)
+                .timestamp(letter.timestamp)
+                .headers(letter.headers(&self.pipeline, &self.source_topic));
+            if let Some(key) = &letter.key {
+                record = record.key(key);
+            }
+            record
+        });
+        send_all(&self.producer, records)
+            .await
+            .map_err(|error| format!("dead-letter topic `{}`: {error}", self.topic))
     }
 }
