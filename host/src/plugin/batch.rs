@@ -160,7 +160,7 @@ impl BatchExt for Batch {
             data: self.data.clone(),
             records: indexes
                 .iter()
-                .map(|&index| self.records[index as usize].clone())
+                .map(|&index| self.records[index as usize])
                 .collect(),
             headers,
         }
