@@ -330,19 +330,18 @@ impl Chain {
         // new JSON: parsed again when a later stage reads fields).
         let mut parsed: Option<Parsed> = None;
         let mut origin: Vec<u32> = (0..index_u32(source.records.len())).collect();
+        // A `json` source's values are checked by this parse, the one that
+        // finds the stages' fields: those that are not JSON objects become
+        // dead letters before any stage.
         if self.format == Format::Json {
             let checked = self.reader.parse(source);
             if (0..source.records.len()).all(|index| checked.is_object(index)) {
                 parsed = Some(checked);
             } else {
-                let mut next_parsed = checked.empty_like();
-                origin.clear();
-                for index in 0..source.records.len() {
-                    if checked.is_object(index) {
-                        next_parsed.push_from(&checked, index);
-                        origin.push(index_u32(index));
-                    } else {
-                        let record = source.record(index);
+                origin.retain(|&index| {
+                    let object = checked.is_object(index as usize);
+                    if !object {
+                        let record = source.record(index as usize);
                         dead.push(DeadLetter::malformed(
                             record,
                             "source",
@@ -350,9 +349,10 @@ impl Chain {
                             not_a_json_object(record.value),
                         ));
                     }
-                }
+                    object
+                });
                 current = Some(source.select(&origin));
-                parsed = Some(next_parsed);
+                parsed = Some(checked.select(&origin));
             }
         }
         let mut counts = vec![Counts::default(); self.stages.len()];
@@ -365,7 +365,7 @@ impl Chain {
             let dropped_before = tally.dropped;
             let fields = stage.fields(batch, &mut parsed, &self.reader);
             let mut next_origin = Vec::with_capacity(origin.len());
-            let mut next_parsed = parsed.as_ref().map(Parsed::empty_like);
+            let mut next_parsed = None;
             let next = match stage.kind {
                 PluginKind::Filter => {
                     let verdicts = stage.timed(|code| code.filter(batch, &fields));
@@ -379,15 +379,13 @@ impl Chain {
                             Verdict::Keep => {
                                 kept.push(index_u32(index));
                                 next_origin.push(origin[index]);
-                                if let (Some(next), Some(parsed)) = (&mut next_parsed, &parsed) {
-                                    next.push_from(parsed, index);
-                                }
                             }
                             Verdict::Drop => tally.dropped += 1,
                             Verdict::Failed(failure) => dead
                                 .push(stage.fail(source.record(origin[index] as usize), failure)),
                         }
                     }
+                    next_parsed = parsed.as_ref().map(|parsed| parsed.select(&kept));
                     batch.select(&kept)
                 }
                 PluginKind::Transform => {
@@ -395,8 +393,8 @@ impl Chain {
                     // parsed only where they differ, while the input's
                     // fields are at hand; other outputs wait for a stage
                     // that reads them.
-                    if !stage.read_later {
-                        next_parsed = None;
+                    if stage.read_later {
+                        next_parsed = parsed.as_ref().map(Parsed::empty_like);
                     }
                     let results = stage.timed(|code| code.transform(batch, &fields));
                     let mut next =
@@ -564,7 +562,6 @@ impl Chain {
 
         // The records in group order (each group's events side by side).
         let mut grouped: Vec<u32> = Vec::with_capacity(order.len());
-        let mut grouped_parsed = parsed.as_ref().map(Parsed::empty_like);
         let mut grouped_origin = Vec::with_capacity(order.len());
         let mut groups: Vec<Group> = Vec::with_capacity(keys.len());
         // Per group: its partition, newest event time and newest offset.
@@ -610,9 +607,6 @@ impl Chain {
                 applied = applied.max(record.offset);
                 grouped.push(index);
                 grouped_origin.push(origin[index as usize]);
-                if let (Some(grouped), Some(parsed)) = (&mut grouped_parsed, &parsed) {
-                    grouped.push_from(parsed, index as usize);
-                }
             }
             groups.push(Group {
                 key: key.to_vec(),
@@ -622,9 +616,10 @@ impl Chain {
             });
             newest.push((*partition, latest, applied));
         }
+        let fields = parsed.as_ref().map_or_else(no_fields, |parsed| {
+            parsed.select(&grouped).project(&self.aggregator.columns)
+        });
         let grouped = batch.select(&grouped);
-        let fields = grouped_parsed
-            .map_or_else(no_fields, |parsed| parsed.project(&self.aggregator.columns));
         let results = self
             .aggregator
             .timed(|code| code.aggregate(&grouped, &fields, &groups));

@@ -210,18 +210,25 @@ impl Parsed {
         Self::new(self.width, 0)
     }
 
-    /// Appends record `index` of `other` (the records' values are the same
-    /// bytes; spans are relative to them, so they stay valid).
-    pub fn push_from(&mut self, other: &Self, index: usize) {
-        match other.first[index] {
-            Some(first) => {
-                let first = first as usize;
-                self.first.push(Some(index_u32(self.spans.len())));
-                self.spans
-                    .extend_from_slice(&other.spans[first..first + other.width]);
+    /// The rows of records `indexes`, in that order: the fields of the
+    /// batch that [`BatchExt::select`](super::BatchExt::select) makes of the
+    /// same records (spans are relative to each record's value, so they stay
+    /// valid).
+    pub fn select(&self, indexes: &[u32]) -> Self {
+        let mut selected = Self::new(self.width, indexes.len());
+        for &index in indexes {
+            match self.first[index as usize] {
+                Some(first) => {
+                    let first = first as usize;
+                    selected.first.push(Some(index_u32(selected.spans.len())));
+                    selected
+                        .spans
+                        .extend_from_slice(&self.spans[first..first + self.width]);
+                }
+                None => selected.first.push(None),
             }
-            None => self.first.push(None),
         }
+        selected
     }
 
     /// The contract's [`Fields`] for a stage reading `columns` of this reader.
@@ -420,10 +427,7 @@ mod tests {
         let reader = Reader::new([names(&["b", "a"]).as_slice()]);
         let batch = batch(&[r#"{"a": 1, "b": 2}"#, "oops", r#"{"b": 3}"#]);
         let parsed = reader.parse(&batch);
-        let mut kept = parsed.empty_like();
-        kept.push_from(&parsed, 2);
-        kept.push_from(&parsed, 1);
-        kept.push_from(&parsed, 0);
+        let kept = parsed.select(&[2, 1, 0]);
         let fields = kept.project(&[1, 0]);
         assert_eq!(fields.first, [Some(0), None, Some(2)]);
         assert_eq!(fields.single(2, 2).spans, fields.spans[2..4].to_vec());

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-#[cfg(test)]
-use apache_avro::Schema;
 use apache_avro::write_avro_datum_ref;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -236,8 +234,8 @@ impl Serialize for AvroValue<'_> {
 
 #[cfg(test)]
 mod tests {
-    use apache_avro::to_avro_datum;
     use apache_avro::types::Value as Avro;
+    use apache_avro::{Schema, to_avro_datum};
 
     use super::*;
 
