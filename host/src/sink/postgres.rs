@@ -163,7 +163,8 @@ impl PostgresSink {
     }
 
     /// Upserts `rows` (key, row): a statement per connection (256 to 4 096
-    /// rows each; more statements wait for a connection), run concurrently. A key that appears more than once keeps its last row.
+    /// rows each; more statements wait for a connection), run concurrently.
+    /// A key that appears more than once keeps its last row.
     /// Returns the number of rows written.
     pub async fn upsert(&self, rows: &[(String, Vec<Value>)]) -> Result<u64, PostgresError> {
         self.upsert_as(rows, &self.schema, &self.upsert).await
