@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use common::{RUNTIME, batch, load, plugin_path};
 use serde_json::{Value as Json, json};
 use weir::plugin::{
-    Batch, Failure, Group, GroupResult, LoadError, LookupTables, OutputRecord, PluginKind, Runtime,
-    RuntimeOptions, StageContext, StageLimits, Value, Verdict, Worker,
+    Batch, BatchBuilder, Failure, Group, GroupResult, LoadError, LookupTables, OutputRecord,
+    PluginKind, RecordRef, Runtime, RuntimeOptions, StageContext, StageLimits, Value, Verdict,
+    Worker,
 };
 
 fn stage(config: Json) -> Arc<StageContext> {
@@ -171,6 +172,77 @@ fn catalog_enrich_copies_fields_from_lookup_tables() {
         value(5),
         json!({"user_id":"user_00042","café":1,"user_segment":"vip"})
     );
+}
+
+/// Every byte the host lowers reaches the plugin as sent: record metadata at
+/// its extremes, keys absent and empty, headers, and field spans for values
+/// that are objects, objects missing fields, and not objects at all. The
+/// host writes these lists into guest memory itself (`bindings::types`), so
+/// this pins its layout against what the SDK reads.
+#[test]
+fn records_and_fields_cross_the_boundary_intact() {
+    let plugin = load("metadata-echo");
+    let mut worker = Worker::new(plugin, stage(json!({}))).expect("starts");
+    let record =
+        |key: Option<&'static [u8]>, value: &'static str, timestamp, partition, offset| RecordRef {
+            key,
+            value: value.as_bytes(),
+            timestamp,
+            partition,
+            offset,
+        };
+    let cases = [
+        record(Some(b"k1"), r#"{"a":1,"b":"two"}"#, 1_700_000_000_123, 0, 0),
+        record(None, r#"{"b":[1,{"c":null}],"a":null}"#, -1, 7, i64::MAX),
+        record(Some(b""), r#"{"z":true}"#, i64::MIN, i32::MAX, 1),
+        record(Some(&[0, 255, 10]), "not json", 0, -1, i64::MIN),
+        record(Some(b"k5"), "[1,2]", i64::MAX, 3, 42),
+        record(None, r#"{ "a" : "x\"y" , "b" : -0.5e3 }"#, 5, 0, 1 << 40),
+    ];
+    let mut builder = BatchBuilder::default();
+    for case in cases {
+        builder.push(case);
+        if case.offset == 42 {
+            builder.header("trace", b"t-1");
+            builder.header("empty", b"");
+        }
+    }
+    let batch = builder.build();
+    let results = transform(&mut worker, &batch);
+    assert_eq!(results.len(), cases.len());
+    let bytes = |bytes: &[u8]| json!(bytes);
+    let expected_fields = [
+        Some([Some("1"), Some(r#""two""#)]),
+        Some([Some("null"), Some(r#"[1,{"c":null}]"#)]),
+        Some([None, None]),
+        None,
+        None,
+        Some([Some(r#""x\"y""#), Some("-0.5e3")]),
+    ];
+    for (index, (case, fields)) in cases.iter().zip(expected_fields).enumerate() {
+        let output = results[index].as_ref().expect("echoed");
+        let echo: Json = serde_json::from_slice(&output[0].value).expect("the echo is JSON");
+        let headers = if case.offset == 42 {
+            json!([["trace", bytes(b"t-1")], ["empty", bytes(b"")]])
+        } else {
+            json!([])
+        };
+        let fields =
+            fields.map(|fields| fields.map(|field| field.map(|text| bytes(text.as_bytes()))));
+        assert_eq!(
+            echo,
+            json!({
+                "key": case.key.map(bytes),
+                "value": bytes(case.value),
+                "timestamp": case.timestamp,
+                "partition": case.partition,
+                "offset": case.offset,
+                "headers": headers,
+                "fields": fields,
+            }),
+            "record {index}"
+        );
+    }
 }
 
 #[test]
