@@ -839,3 +839,87 @@ fn idle_keys_are_evicted_by_stream_time_and_their_rows_stay() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_pipeline_that_has_caught_up_sends_rows_before_the_flush_interval() -> Result<()> {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use weir_tests::pipeline::terminate;
+
+    let run = Scenario::new("caughtup", 1)?;
+    let (stack, names) = (&run.stack, &run.names);
+    let pipeline = demo_pipeline(&run.dir, names, "")?;
+    let text = std::fs::read_to_string(&pipeline)?;
+    ensure!(
+        text.contains("flush_interval = \"1s\""),
+        "the demo flushes every second"
+    );
+    // A tenth of 30 s is 3 s: rows should come within a few seconds, far
+    // sooner than the tick.
+    std::fs::write(
+        &pipeline,
+        text.replace("flush_interval = \"1s\"", "flush_interval = \"30s\""),
+    )?;
+    let mut weir = run.spawn_weir(&pipeline, "weir.log", &["--status-every", "1s"])?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while run.last_log_line("weir.log", "Running.").is_err() {
+        ensure!(
+            Instant::now() < deadline,
+            "weir did not start: {}",
+            run.log_tail("weir.log", 20)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .create()?;
+    let pool = run.pool()?;
+    let events = |session: &str| -> Result<Option<i64>> {
+        Ok(run.tokio.block_on(
+            sqlx::query_scalar(&format!(
+                "SELECT \"EVENTS_COUNT\" FROM {} WHERE \"SESSION_ID\" = $1",
+                names.table
+            ))
+            .bind(session)
+            .fetch_optional(&pool),
+        )?)
+    };
+    // Twice: the first flush, and one after it (the gap since the last flush).
+    let mut waits = Vec::new();
+    for (round, count) in [(1, 2), (2, 3)] {
+        let kinds: &[&str] = if round == 1 {
+            &["session_start", "page_view"]
+        } else {
+            &["page_view"]
+        };
+        for kind in kinds {
+            let value = serde_json::json!({
+                "session_id": "sess_caught_up", "event_type": kind, "user_id": "user_00001",
+            })
+            .to_string();
+            producer
+                .send(
+                    BaseRecord::to(&names.events)
+                        .key("sess_caught_up")
+                        .payload(&value),
+                )
+                .map_err(|(error, _)| error)?;
+        }
+        producer.flush(Duration::from_secs(30))?;
+        let sent = Instant::now();
+        while events("sess_caught_up")? != Some(count) {
+            ensure!(
+                sent.elapsed() < Duration::from_secs(15),
+                "round {round}: no row of {count} events 15 s after sending (the tick is 30 s)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        waits.push(sent.elapsed());
+    }
+    ensure!(terminate(&mut weir)?.success());
+    println!(
+        "flush interval 30 s, source caught up: rows in PostgreSQL {waits:?} after the events were sent"
+    );
+    Ok(())
+}

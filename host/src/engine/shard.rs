@@ -62,6 +62,9 @@ pub struct Chunk {
     pub dead: Vec<DeadLetter>,
     /// For each partition in the chunk, the offset after its last record.
     pub offsets: Vec<(i32, i64)>,
+    /// Handed over because it waited `max_wait`, not because it was full,
+    /// when the source had nothing more to read: it has caught up.
+    pub caught_up: bool,
 }
 
 /// What one flush hands to the sinks; once they have it, `offsets` may be committed.
@@ -139,6 +142,14 @@ pub fn run(
         .flush_interval
         .mul_f64((settings.id + 1) as f64 / settings.shards as f64);
     let mut next_flush = Instant::now() + phase;
+    // Once the source has caught up with the input (a chunk came by
+    // `max_wait`, not full), what changed goes out without waiting for the
+    // tick, at most ten times per interval: under load rows are gathered for
+    // the whole interval (each key once), and when the input pauses or ends
+    // they are sent within a tenth of it.
+    let caught_up_gap = settings.flush_interval / 10;
+    let mut caught_up = false;
+    let mut last_flush = Instant::now();
     // Evicting scans every key, so it runs a few times per idle timeout, not every flush.
     let evict_every = settings.idle_timeout.map(|idle| {
         (idle / 4)
@@ -149,14 +160,19 @@ pub fn run(
     let mut open = true;
     while open {
         // Stale keys are refreshed a slice at a time, between batches.
+        // Early only when delivery has room: it never waits for one.
+        let early_at = (caught_up && !offsets.is_empty() && output.capacity() > 0)
+            .then(|| last_flush + caught_up_gap);
+        let flush_at = early_at.map_or(next_flush, |at| at.min(next_flush));
         let wait = if stale.is_empty() {
-            next_flush.saturating_duration_since(Instant::now())
+            flush_at.saturating_duration_since(Instant::now())
         } else {
             Duration::ZERO
         };
         match input.recv_timeout(wait) {
             Ok(Input::Chunk(chunk)) => {
                 let chunk = keep_owned(chunk, &owned);
+                caught_up |= chunk.caught_up;
                 let records = chunk.batch.records.len() as u64 + chunk.dead.len() as u64;
                 stats.add_received(records);
                 let source_dead = chunk.dead.len() as u64;
@@ -338,7 +354,12 @@ pub fn run(
                 .collect();
             chain.refresh(&slice, &mut state);
         }
-        if Instant::now() >= next_flush || !open {
+        let tick = Instant::now() >= next_flush || !open;
+        let early = caught_up
+            && !offsets.is_empty()
+            && last_flush.elapsed() >= caught_up_gap
+            && output.capacity() > 0;
+        if tick || early {
             flush(
                 &mut state,
                 &mut dead,
@@ -347,6 +368,10 @@ pub fn run(
                 &mut outputs,
                 &output,
             )?;
+            caught_up = false;
+            last_flush = Instant::now();
+        }
+        if tick {
             if let (Some(idle), Some(at)) = (settings.idle_timeout, next_evict)
                 && Instant::now() >= at
             {
@@ -492,6 +517,7 @@ impl Chunk {
                 .filter(|letter| keep(letter.partition))
                 .collect(),
             offsets: self.offsets.into_iter().filter(|(p, _)| keep(*p)).collect(),
+            caught_up: self.caught_up,
         }
     }
 }

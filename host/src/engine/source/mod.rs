@@ -62,6 +62,8 @@ struct Open {
     dead: Vec<DeadLetter>,
     offsets: Vec<(i32, i64)>,
     since: Option<Instant>,
+    /// Handed over by `max_wait`, not full, with nothing more to read.
+    caught_up: bool,
 }
 
 impl Open {
@@ -78,6 +80,7 @@ impl Open {
             batch: open.builder.build(),
             dead: open.dead,
             offsets: open.offsets,
+            caught_up: open.caught_up,
         }
     }
 
@@ -92,6 +95,7 @@ impl Open {
             dead: kept.dead,
             offsets: kept.offsets,
             since: None,
+            caught_up: false,
         };
         if self.records() > 0 {
             self.since = Some(Instant::now());
@@ -156,6 +160,8 @@ impl Source<'_> {
                 .min(Duration::from_millis(100));
             let consumer = self.consumer;
             let polled = consumer.poll(wait);
+            // Nothing to read for a whole wait: the source is caught up.
+            let idle = polled.is_none();
             now = Instant::now();
             self.after_rebalance();
             match polled {
@@ -188,12 +194,15 @@ impl Source<'_> {
                 return;
             }
             for shard in 0..self.shards {
-                if self.open[shard]
+                let open = &mut self.open[shard];
+                if open
                     .since
                     .is_some_and(|since| now.duration_since(since) >= self.settings.max_wait)
-                    && !self.hand_over(shard)
                 {
-                    return;
+                    open.caught_up = idle;
+                    if !self.hand_over(shard) {
+                        return;
+                    }
                 }
             }
         }
