@@ -277,6 +277,7 @@ async fn run_pipeline(
             id,
             shards,
             flush_interval: config.batch.flush_interval,
+            max_wait: config.batch.max_wait,
             idle_timeout: aggregator_config.idle_timeout,
             state_version,
             output: Arc::clone(&output),

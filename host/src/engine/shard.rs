@@ -62,9 +62,6 @@ pub struct Chunk {
     pub dead: Vec<DeadLetter>,
     /// For each partition in the chunk, the offset after its last record.
     pub offsets: Vec<(i32, i64)>,
-    /// Handed over because it waited `max_wait`, not because it was full,
-    /// when the source had nothing more to read: it has caught up.
-    pub caught_up: bool,
 }
 
 /// What one flush hands to the sinks; once they have it, `offsets` may be committed.
@@ -94,6 +91,8 @@ pub struct ShardSettings {
     pub shards: usize,
     /// Time between flushes.
     pub flush_interval: Duration,
+    /// A batch's longest wait to fill: input quiet this long has caught up.
+    pub max_wait: Duration,
     /// Keys idle this long (in stream time) are evicted.
     pub idle_timeout: Option<Duration>,
     /// The aggregator's state version.
@@ -142,14 +141,14 @@ pub fn run(
         .flush_interval
         .mul_f64((settings.id + 1) as f64 / settings.shards as f64);
     let mut next_flush = Instant::now() + phase;
-    // Once the source has caught up with the input (a chunk came by
-    // `max_wait`, not full), what changed goes out without waiting for the
-    // tick, at most ten times per interval: under load rows are gathered for
-    // the whole interval (each key once), and when the input pauses or ends
-    // they are sent within a tenth of it.
-    let caught_up_gap = settings.flush_interval / 10;
-    let mut caught_up = false;
+    // Once the input has been quiet for `max_wait` (the source has caught
+    // up: it would have handed over even a partial batch by then), what
+    // changed goes out without waiting for the tick, at most ten times per
+    // interval: under load rows are gathered for the whole interval (each
+    // key once), and when the input pauses or ends they are sent within
+    // about a tenth of it.
     let mut last_flush = Instant::now();
+    let mut last_input = Instant::now();
     // Evicting scans every key, so it runs a few times per idle timeout, not every flush.
     let evict_every = settings.idle_timeout.map(|idle| {
         (idle / 4)
@@ -159,11 +158,9 @@ pub fn run(
     let mut next_evict = evict_every.map(|every| Instant::now() + every);
     let mut open = true;
     while open {
-        // Stale keys are refreshed a slice at a time, between batches.
-        // Early only when delivery has room: it never waits for one.
-        let early_at = (caught_up && !offsets.is_empty() && output.capacity() > 0)
-            .then(|| last_flush + caught_up_gap);
+        let early_at = early_flush_at(&offsets, &output, last_input, last_flush, &settings);
         let flush_at = early_at.map_or(next_flush, |at| at.min(next_flush));
+        // Stale keys are refreshed a slice at a time, between batches.
         let wait = if stale.is_empty() {
             flush_at.saturating_duration_since(Instant::now())
         } else {
@@ -172,7 +169,7 @@ pub fn run(
         match input.recv_timeout(wait) {
             Ok(Input::Chunk(chunk)) => {
                 let chunk = keep_owned(chunk, &owned);
-                caught_up |= chunk.caught_up;
+                last_input = Instant::now();
                 let records = chunk.batch.records.len() as u64 + chunk.dead.len() as u64;
                 stats.add_received(records);
                 let source_dead = chunk.dead.len() as u64;
@@ -355,10 +352,8 @@ pub fn run(
             chain.refresh(&slice, &mut state);
         }
         let tick = Instant::now() >= next_flush || !open;
-        let early = caught_up
-            && !offsets.is_empty()
-            && last_flush.elapsed() >= caught_up_gap
-            && output.capacity() > 0;
+        let early = early_flush_at(&offsets, &output, last_input, last_flush, &settings)
+            .is_some_and(|at| Instant::now() >= at);
         if tick || early {
             flush(
                 &mut state,
@@ -368,7 +363,6 @@ pub fn run(
                 &mut outputs,
                 &output,
             )?;
-            caught_up = false;
             last_flush = Instant::now();
         }
         if tick {
@@ -398,6 +392,21 @@ pub fn run(
 
 /// Stale keys refreshed between two batches after a swap.
 const REFRESH_SLICE: usize = 1024;
+
+/// When a shard that has caught up flushes before its tick: once its input
+/// has been quiet for `max_wait` and a tenth of the interval has passed since
+/// its last flush; `None` when nothing waits to be flushed or delivery has
+/// no room (an early flush never waits for delivery).
+fn early_flush_at(
+    offsets: &[(i32, i64)],
+    output: &Sender<Flush>,
+    last_input: Instant,
+    last_flush: Instant,
+    settings: &ShardSettings,
+) -> Option<Instant> {
+    (!offsets.is_empty() && output.capacity() > 0)
+        .then(|| (last_input + settings.max_wait).max(last_flush + settings.flush_interval / 10))
+}
 
 /// Hands what changed to delivery; an error when delivery has stopped.
 fn flush(
@@ -517,7 +526,6 @@ impl Chunk {
                 .filter(|letter| keep(letter.partition))
                 .collect(),
             offsets: self.offsets.into_iter().filter(|(p, _)| keep(*p)).collect(),
-            caught_up: self.caught_up,
         }
     }
 }

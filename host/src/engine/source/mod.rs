@@ -62,8 +62,6 @@ struct Open {
     dead: Vec<DeadLetter>,
     offsets: Vec<(i32, i64)>,
     since: Option<Instant>,
-    /// Handed over by `max_wait`, not full, with nothing more to read.
-    caught_up: bool,
 }
 
 impl Open {
@@ -80,7 +78,6 @@ impl Open {
             batch: open.builder.build(),
             dead: open.dead,
             offsets: open.offsets,
-            caught_up: open.caught_up,
         }
     }
 
@@ -95,7 +92,6 @@ impl Open {
             dead: kept.dead,
             offsets: kept.offsets,
             since: None,
-            caught_up: false,
         };
         if self.records() > 0 {
             self.since = Some(Instant::now());
@@ -160,8 +156,6 @@ impl Source<'_> {
                 .min(Duration::from_millis(100));
             let consumer = self.consumer;
             let polled = consumer.poll(wait);
-            // Nothing to read for a whole wait: the source is caught up.
-            let idle = polled.is_none();
             now = Instant::now();
             self.after_rebalance();
             match polled {
@@ -194,15 +188,12 @@ impl Source<'_> {
                 return;
             }
             for shard in 0..self.shards {
-                let open = &mut self.open[shard];
-                if open
+                if self.open[shard]
                     .since
                     .is_some_and(|since| now.duration_since(since) >= self.settings.max_wait)
+                    && !self.hand_over(shard)
                 {
-                    open.caught_up = idle;
-                    if !self.hand_over(shard) {
-                        return;
-                    }
+                    return;
                 }
             }
         }
