@@ -919,7 +919,7 @@ fn a_pipeline_that_has_caught_up_sends_rows_before_the_flush_interval() -> Resul
     }
     ensure!(terminate(&mut weir)?.success());
     println!(
-        "flush interval 30 s, source caught up: rows in PostgreSQL {waits:?} after the events were sent"
+        "flush interval 30 s, input quiet: rows in PostgreSQL {waits:?} after the events were sent"
     );
     Ok(())
 }
