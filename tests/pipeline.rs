@@ -749,9 +749,7 @@ fn a_stalled_sink_applies_backpressure_and_memory_stays_bounded() -> Result<()> 
 /// state once its last row is written; the row stays in the sinks.
 #[test]
 fn idle_keys_are_evicted_by_stream_time_and_their_rows_stay() -> Result<()> {
-    use rdkafka::ClientConfig;
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-    use weir_tests::pipeline::{Scenario, terminate};
+    use weir_tests::pipeline::terminate;
 
     let run = Scenario::new("idle", 1)?;
     let (stack, names) = (&run.stack, &run.names);
@@ -766,33 +764,16 @@ fn idle_keys_are_evicted_by_stream_time_and_their_rows_stay() -> Result<()> {
         text.replace("idle_timeout = \"30m\"", "idle_timeout = \"4s\""),
     )?;
 
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
-        .create()?;
-    let send = |session: &str, event_type: &str, at: i64| -> Result<()> {
-        let value = serde_json::json!({
-            "session_id": session, "event_type": event_type, "user_id": "user_00001",
-        })
-        .to_string();
-        producer
-            .send(
-                BaseRecord::to(&names.events)
-                    .key(session)
-                    .payload(&value)
-                    .timestamp(at),
-            )
-            .map_err(|(error, _)| error)?;
-        Ok(())
-    };
+    let sessions = Sessions::new(&run)?;
     // Session a at t0; session b a minute later (in record time).
     let t0 = 1_790_000_000_000;
     for event in ["session_start", "page_view", "page_view"] {
-        send("sess_idle_a", event, t0)?;
+        sessions.send("sess_idle_a", event, Some(t0))?;
     }
     for event in ["session_start", "page_view"] {
-        send("sess_idle_b", event, t0 + 60_000)?;
+        sessions.send("sess_idle_b", event, Some(t0 + 60_000))?;
     }
-    producer.flush(Duration::from_secs(30))?;
+    sessions.flush()?;
 
     let mut weir = run.spawn_weir(&pipeline, "weir.log", &["--status-every", "1s"])?;
     let status = || -> Result<(u64, u64)> {
@@ -817,22 +798,11 @@ fn idle_keys_are_evicted_by_stream_time_and_their_rows_stay() -> Result<()> {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let pool = run.pool()?;
-    let events = |session: &str| -> Result<Option<i64>> {
-        Ok(run.tokio.block_on(
-            sqlx::query_scalar(&format!(
-                "SELECT \"EVENTS_COUNT\" FROM {} WHERE \"SESSION_ID\" = $1",
-                names.table
-            ))
-            .bind(session)
-            .fetch_optional(&pool),
-        )?)
-    };
     ensure!(
-        events("sess_idle_a")? == Some(3),
+        sessions.events("sess_idle_a")? == Some(3),
         "a's last row stays in the sinks"
     );
-    ensure!(events("sess_idle_b")? == Some(2));
+    ensure!(sessions.events("sess_idle_b")? == Some(2));
     ensure!(terminate(&mut weir)?.success());
     println!(
         "idle timeout 4 s: the session idle 60 s in stream time was evicted, its row (3 events) kept; the other stayed in state"
@@ -842,12 +812,10 @@ fn idle_keys_are_evicted_by_stream_time_and_their_rows_stay() -> Result<()> {
 
 #[test]
 fn a_pipeline_that_has_caught_up_sends_rows_before_the_flush_interval() -> Result<()> {
-    use rdkafka::ClientConfig;
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
     use weir_tests::pipeline::terminate;
 
     let run = Scenario::new("caughtup", 1)?;
-    let (stack, names) = (&run.stack, &run.names);
+    let names = &run.names;
     let pipeline = demo_pipeline(&run.dir, names, "")?;
     let text = std::fs::read_to_string(&pipeline)?;
     ensure!(
@@ -871,20 +839,7 @@ fn a_pipeline_that_has_caught_up_sends_rows_before_the_flush_interval() -> Resul
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
-        .create()?;
-    let pool = run.pool()?;
-    let events = |session: &str| -> Result<Option<i64>> {
-        Ok(run.tokio.block_on(
-            sqlx::query_scalar(&format!(
-                "SELECT \"EVENTS_COUNT\" FROM {} WHERE \"SESSION_ID\" = $1",
-                names.table
-            ))
-            .bind(session)
-            .fetch_optional(&pool),
-        )?)
-    };
+    let sessions = Sessions::new(&run)?;
     // Twice: the first flush, and one after it (the gap since the last flush).
     let mut waits = Vec::new();
     for (round, count) in [(1, 2), (2, 3)] {
@@ -894,21 +849,11 @@ fn a_pipeline_that_has_caught_up_sends_rows_before_the_flush_interval() -> Resul
             &["page_view"]
         };
         for kind in kinds {
-            let value = serde_json::json!({
-                "session_id": "sess_caught_up", "event_type": kind, "user_id": "user_00001",
-            })
-            .to_string();
-            producer
-                .send(
-                    BaseRecord::to(&names.events)
-                        .key("sess_caught_up")
-                        .payload(&value),
-                )
-                .map_err(|(error, _)| error)?;
+            sessions.send("sess_caught_up", kind, None)?;
         }
-        producer.flush(Duration::from_secs(30))?;
+        sessions.flush()?;
         let sent = Instant::now();
-        while events("sess_caught_up")? != Some(count) {
+        while sessions.events("sess_caught_up")? != Some(count) {
             ensure!(
                 sent.elapsed() < Duration::from_secs(15),
                 "round {round}: no row of {count} events 15 s after sending (the tick is 30 s)"
@@ -922,4 +867,59 @@ fn a_pipeline_that_has_caught_up_sends_rows_before_the_flush_interval() -> Resul
         "flush interval 30 s, input quiet: rows in PostgreSQL {waits:?} after the events were sent"
     );
     Ok(())
+}
+
+/// Test events for a pipeline's input, and a look at a session's row in its
+/// table.
+struct Sessions<'a> {
+    run: &'a Scenario,
+    producer: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    pool: sqlx::PgPool,
+}
+
+impl<'a> Sessions<'a> {
+    fn new(run: &'a Scenario) -> Result<Self> {
+        Ok(Self {
+            run,
+            producer: rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &run.stack.bootstrap)
+                .create()?,
+            pool: run.pool()?,
+        })
+    }
+
+    /// Queues an event of `session` (keyed by it), with record time `at`
+    /// when given.
+    fn send(&self, session: &str, event_type: &str, at: Option<i64>) -> Result<()> {
+        let value = serde_json::json!({
+            "session_id": session, "event_type": event_type, "user_id": "user_00001",
+        })
+        .to_string();
+        let mut record = rdkafka::producer::BaseRecord::to(&self.run.names.events)
+            .key(session)
+            .payload(&value);
+        if let Some(at) = at {
+            record = record.timestamp(at);
+        }
+        self.producer.send(record).map_err(|(error, _)| error)?;
+        Ok(())
+    }
+
+    /// Waits until every queued event is in Kafka.
+    fn flush(&self) -> Result<()> {
+        use rdkafka::producer::Producer;
+        Ok(self.producer.flush(Duration::from_secs(30))?)
+    }
+
+    /// `EVENTS_COUNT` of `session`'s row, `None` when it has none.
+    fn events(&self, session: &str) -> Result<Option<i64>> {
+        Ok(self.run.tokio.block_on(
+            sqlx::query_scalar(&format!(
+                "SELECT \"EVENTS_COUNT\" FROM {} WHERE \"SESSION_ID\" = $1",
+                self.run.names.table
+            ))
+            .bind(session)
+            .fetch_optional(&self.pool),
+        )?)
+    }
 }

@@ -152,16 +152,43 @@ mod layout {
     pub const RECORD_INFO_SIZE: usize = 48;
 }
 
+/// Writes `span` as the canonical ABI lays it out (8 bytes).
 fn put_span(bytes: &mut [u8], span: Span) {
     bytes[..4].copy_from_slice(&span.start.to_le_bytes());
     bytes[4..8].copy_from_slice(&span.len.to_le_bytes());
 }
 
-/// Implements the type-level parts of the traits by delegating to a twin.
+/// Writes `spans` into `memory`, `SPAN_SIZE` bytes each.
+fn write_spans(memory: &mut [u8], spans: &[Span]) {
+    for (bytes, span) in memory.chunks_exact_mut(layout::SPAN_SIZE).zip(spans) {
+        put_span(bytes, *span);
+    }
+}
+
+/// Writes `records` into `memory`, `RECORD_INFO_SIZE` bytes each, padding
+/// zeroed.
+fn write_record_infos(memory: &mut [u8], records: &[RecordInfo]) {
+    use layout::*;
+    for (bytes, info) in memory.chunks_exact_mut(RECORD_INFO_SIZE).zip(records) {
+        let mut record = [0_u8; RECORD_INFO_SIZE];
+        if let Some(key) = info.key {
+            record[KEY_TAG] = 1;
+            put_span(&mut record[KEY..], key);
+        }
+        put_span(&mut record[VALUE..], info.value);
+        record[TIMESTAMP..TIMESTAMP + 8].copy_from_slice(&info.timestamp.to_le_bytes());
+        record[PARTITION..PARTITION + 4].copy_from_slice(&info.partition.to_le_bytes());
+        record[OFFSET..OFFSET + 8].copy_from_slice(&info.offset.to_le_bytes());
+        bytes.copy_from_slice(&record);
+    }
+}
+
+/// Implements wasmtime's traits for `$ty`: its shape, type check, lifting
+/// and single-value lowering through `$twin`; lists lowered by `$write`,
+/// which writes them as the twin would, `SIZE32` bytes per item.
 macro_rules! shaped_like {
-    ($ty:ty, $twin:ty) => {
-        // SAFETY: `$ty` has the twin's canonical-ABI shape: the same fields,
-        // and it lowers through the twin or into exactly `SIZE32` bytes.
+    ($ty:ty, $twin:ty, $write:path) => {
+        // SAFETY: `$ty` has the twin's canonical-ABI shape: the same fields.
         #[allow(
             unsafe_code,
             reason = "wasmtime's lowering traits are unsafe to implement"
@@ -197,99 +224,53 @@ macro_rules! shaped_like {
                 <$twin as Lift>::linear_lift_from_memory(cx, ty, bytes).map(Into::into)
             }
         }
+
+        // SAFETY: a single value lowers through the twin; a list is written
+        // as the twin would write it, `SIZE32` bytes per item at `offset`,
+        // which the caller checked lies in memory (the slice is bounds
+        // checked again here).
+        #[allow(
+            unsafe_code,
+            reason = "wasmtime's lowering traits are unsafe to implement"
+        )]
+        unsafe impl Lower for $ty {
+            fn linear_lower_to_flat<T>(
+                &self,
+                cx: &mut LowerContext<'_, T>,
+                ty: InterfaceType,
+                dst: &mut MaybeUninit<Self::Lower>,
+            ) -> wasmtime::Result<()> {
+                <$twin>::from(*self).linear_lower_to_flat(cx, ty, dst)
+            }
+
+            fn linear_lower_to_memory<T>(
+                &self,
+                cx: &mut LowerContext<'_, T>,
+                ty: InterfaceType,
+                offset: usize,
+            ) -> wasmtime::Result<()> {
+                <$twin>::from(*self).linear_lower_to_memory(cx, ty, offset)
+            }
+
+            fn linear_store_list_to_memory<T>(
+                cx: &mut LowerContext<'_, T>,
+                _ty: InterfaceType,
+                offset: usize,
+                items: &[Self],
+            ) -> wasmtime::Result<()> {
+                let size = <Self as ComponentType>::SIZE32;
+                $write(
+                    &mut cx.as_slice_mut()[offset..][..items.len() * size],
+                    items,
+                );
+                Ok(())
+            }
+        }
     };
 }
 
-shaped_like!(Span, twin::Span);
-shaped_like!(RecordInfo, twin::RecordInfo);
-
-// SAFETY: a single span lowers through the twin; a list is written as the
-// twin would write it, `SIZE32` bytes per span at `offset`, which the caller
-// checked lies in memory.
-#[allow(
-    unsafe_code,
-    reason = "wasmtime's lowering traits are unsafe to implement"
-)]
-unsafe impl Lower for Span {
-    fn linear_lower_to_flat<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        dst: &mut MaybeUninit<Self::Lower>,
-    ) -> wasmtime::Result<()> {
-        twin::Span::from(*self).linear_lower_to_flat(cx, ty, dst)
-    }
-
-    fn linear_lower_to_memory<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        offset: usize,
-    ) -> wasmtime::Result<()> {
-        twin::Span::from(*self).linear_lower_to_memory(cx, ty, offset)
-    }
-
-    fn linear_store_list_to_memory<T>(
-        cx: &mut LowerContext<'_, T>,
-        _ty: InterfaceType,
-        offset: usize,
-        items: &[Self],
-    ) -> wasmtime::Result<()> {
-        let memory = &mut cx.as_slice_mut()[offset..][..items.len() * layout::SPAN_SIZE];
-        for (bytes, span) in memory.chunks_exact_mut(layout::SPAN_SIZE).zip(items) {
-            put_span(bytes, *span);
-        }
-        Ok(())
-    }
-}
-
-// SAFETY: as for `Span`: `SIZE32` bytes per record at `offset`.
-#[allow(
-    unsafe_code,
-    reason = "wasmtime's lowering traits are unsafe to implement"
-)]
-unsafe impl Lower for RecordInfo {
-    fn linear_lower_to_flat<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        dst: &mut MaybeUninit<Self::Lower>,
-    ) -> wasmtime::Result<()> {
-        twin::RecordInfo::from(*self).linear_lower_to_flat(cx, ty, dst)
-    }
-
-    fn linear_lower_to_memory<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        offset: usize,
-    ) -> wasmtime::Result<()> {
-        twin::RecordInfo::from(*self).linear_lower_to_memory(cx, ty, offset)
-    }
-
-    fn linear_store_list_to_memory<T>(
-        cx: &mut LowerContext<'_, T>,
-        _ty: InterfaceType,
-        offset: usize,
-        items: &[Self],
-    ) -> wasmtime::Result<()> {
-        use layout::*;
-        let memory = &mut cx.as_slice_mut()[offset..][..items.len() * RECORD_INFO_SIZE];
-        for (bytes, info) in memory.chunks_exact_mut(RECORD_INFO_SIZE).zip(items) {
-            let mut record = [0_u8; RECORD_INFO_SIZE];
-            if let Some(key) = info.key {
-                record[KEY_TAG] = 1;
-                put_span(&mut record[KEY..], key);
-            }
-            put_span(&mut record[VALUE..], info.value);
-            record[TIMESTAMP..TIMESTAMP + 8].copy_from_slice(&info.timestamp.to_le_bytes());
-            record[PARTITION..PARTITION + 4].copy_from_slice(&info.partition.to_le_bytes());
-            record[OFFSET..OFFSET + 8].copy_from_slice(&info.offset.to_le_bytes());
-            bytes.copy_from_slice(&record);
-        }
-        Ok(())
-    }
-}
+shaped_like!(Span, twin::Span, write_spans);
+shaped_like!(RecordInfo, twin::RecordInfo, write_record_infos);
 
 #[cfg(test)]
 mod tests {
