@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use weir_tests::oracle::check_run;
-use weir_tests::pipeline::{Scenario, demo_pipeline, progress, terminate, wait_caught_up};
+use weir_tests::pipeline::{
+    Scenario, demo_pipeline, progress, replace_setting, terminate, wait_caught_up,
+};
 
 /// One fault test at a time: they stop the shared stack's services.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -273,14 +275,10 @@ fn broker_and_database_outages_lose_nothing_and_weir_catches_up_by_itself() -> R
     // The second part's generator starts the same sessions again: no key
     // may be evicted in between (an evicted key that comes back starts a
     // new aggregate, which the oracle does not model).
-    let text = std::fs::read_to_string(&pipeline)?;
-    ensure!(
-        text.contains("idle_timeout = \"30m\""),
-        "the demo pipeline's idle timeout"
-    );
-    std::fs::write(
+    replace_setting(
         &pipeline,
-        text.replace("idle_timeout = \"30m\"", "idle_timeout = \"3650d\""),
+        "idle_timeout = \"30m\"",
+        "idle_timeout = \"3650d\"",
     )?;
     let started = Instant::now();
     let mut weir = run.spawn_weir(&pipeline, "weir.log", &[])?;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, ensure};
 use sqlx::postgres::PgPoolOptions;
 use weir_tests::oracle::{check_avro, differences, load_raw, oracle_query};
 use weir_tests::pipeline::{
-    Running, Scenario, demo_pipeline, generate, generate_with_copy, wait_caught_up,
+    Running, Scenario, demo_pipeline, generate, generate_with_copy, replace_setting, wait_caught_up,
 };
 
 /// Events in the oracle run.
@@ -754,15 +754,7 @@ fn idle_keys_are_evicted_by_stream_time_and_their_rows_stay() -> Result<()> {
     let run = Scenario::new("idle", 1)?;
     let (stack, names) = (&run.stack, &run.names);
     let pipeline = demo_pipeline(&run.dir, names, "")?;
-    let text = std::fs::read_to_string(&pipeline)?;
-    ensure!(
-        text.contains("idle_timeout = \"30m\""),
-        "the demo sets an idle timeout"
-    );
-    std::fs::write(
-        &pipeline,
-        text.replace("idle_timeout = \"30m\"", "idle_timeout = \"4s\""),
-    )?;
+    replace_setting(&pipeline, "idle_timeout = \"30m\"", "idle_timeout = \"4s\"")?;
 
     let sessions = Sessions::new(&run)?;
     // Session a at t0; session b a minute later (in record time).
@@ -815,18 +807,13 @@ fn a_pipeline_that_has_caught_up_sends_rows_before_the_flush_interval() -> Resul
     use weir_tests::pipeline::terminate;
 
     let run = Scenario::new("caughtup", 1)?;
-    let names = &run.names;
-    let pipeline = demo_pipeline(&run.dir, names, "")?;
-    let text = std::fs::read_to_string(&pipeline)?;
-    ensure!(
-        text.contains("flush_interval = \"1s\""),
-        "the demo flushes every second"
-    );
+    let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
     // A tenth of 30 s is 3 s: rows should come within a few seconds, far
     // sooner than the tick.
-    std::fs::write(
+    replace_setting(
         &pipeline,
-        text.replace("flush_interval = \"1s\"", "flush_interval = \"30s\""),
+        "flush_interval = \"1s\"",
+        "flush_interval = \"30s\"",
     )?;
     let mut weir = run.spawn_weir(&pipeline, "weir.log", &["--status-every", "1s"])?;
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -114,6 +114,16 @@ pub fn demo_pipeline(dir: &Path, names: &Names, source_extra: &str) -> Result<Pa
     let path = dir.join(format!("{}.toml", names.pipeline));
     std::fs::write(&path, text)?;
     Ok(path)
+}
+
+/// Changes one setting of the pipeline file at `path`: `from`, which must
+/// be there (so a test does not go on with the stock value unnoticed),
+/// becomes `to`.
+pub fn replace_setting(path: &Path, from: &str, to: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    ensure!(text.contains(from), "{} has no `{from}`", path.display());
+    std::fs::write(path, text.replace(from, to))?;
+    Ok(())
 }
 
 /// A pipeline file's `plugin = "../plugins/..."` line with the path of the

@@ -169,12 +169,12 @@ pub fn run(
         match input.recv_timeout(wait) {
             Ok(Input::Chunk(chunk)) => {
                 let chunk = keep_owned(chunk, &owned);
-                last_input = Instant::now();
                 let records = chunk.batch.records.len() as u64 + chunk.dead.len() as u64;
                 stats.add_received(records);
                 let source_dead = chunk.dead.len() as u64;
                 dead.extend(chunk.dead);
                 let started = Instant::now();
+                last_input = started;
                 if let Some(ended) = probation.take_if(|p| Instant::now() >= p.until) {
                     chain.set_fail_fast(ended.order.stage, false);
                 }
