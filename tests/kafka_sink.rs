@@ -37,8 +37,14 @@ async fn rows_reach_kafka_as_confluent_avro() -> Result<()> {
     let topic = unique("session_stats_avro");
     let registry = RegistryClient::new(&stack.registry_url);
     let schema = RowSchema::parse(session_stats::OUTPUT_SCHEMA)?;
-    let sink =
-        KafkaSink::connect(&stack.bootstrap, &registry, &topic, None, schema.clone()).await?;
+    let sink = KafkaSink::connect(
+        &weir::kafka::Connection::new(&stack.bootstrap),
+        &registry,
+        &topic,
+        None,
+        schema.clone(),
+    )
+    .await?;
     let rows = vec![
         ("sess_1".to_owned(), row(Some("user_00001"), 4, Some(59.5))),
         ("sess_2".to_owned(), row(None, 1, None)),
@@ -47,7 +53,7 @@ async fn rows_reach_kafka_as_confluent_avro() -> Result<()> {
 
     // A second sink for the same topic finds the schema registered: same id, one version.
     let again = KafkaSink::connect(
-        &stack.bootstrap,
+        &weir::kafka::Connection::new(&stack.bootstrap),
         &RegistryClient::new(&stack.registry_url),
         &topic,
         None,

@@ -57,7 +57,7 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct NativeArgs {
     #[command(flatten)]
-    run: weir::engine::RunArgs,
+    run: weir::cli::RunArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,10 +73,11 @@ fn main() -> anyhow::Result<()> {
         Command::Pipeline(args) => pipeline::run(&args),
         Command::Race(args) => race::run(&args),
         Command::Restore(args) => restore::run(&args),
-        Command::WeirNative(args) => weir::engine::run_with(
-            &args.run,
+        Command::WeirNative(args) => Ok(weir::engine::run_with(
+            args.run.plans()?,
+            &args.run.config(),
             &weir::cli::stop_on_signal(),
             &native::demo_stages(),
-        ),
+        )?),
     }
 }

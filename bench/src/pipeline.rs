@@ -231,7 +231,7 @@ pub fn time_commits<T>(
         .set("group.id", group)
         .create()?;
     let committed = || -> Result<i64> {
-        let progress = weir::engine::group_progress(&reader, topic, Duration::from_secs(10))?;
+        let progress = weir::kafka::group_progress(&reader, topic, Duration::from_secs(10))?;
         Ok(progress.iter().map(|p| p.committed.unwrap_or(0)).sum())
     };
     let deadline = Instant::now() + Duration::from_secs(900);

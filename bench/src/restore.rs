@@ -17,6 +17,7 @@
 //! values read.
 
 use std::time::{Duration, Instant};
+use weir::kafka::Connection;
 
 use anyhow::{Context, Result, bail, ensure};
 use rdkafka::ClientConfig;
@@ -107,8 +108,13 @@ fn fill_and_measure(
     let mut rates = Vec::with_capacity(args.runs);
     for run in 1..=args.runs {
         let started = Instant::now();
-        let restored = changelog::restore(&stack.bootstrap, topic, &all, RESTORE_TIMEOUT)
-            .map_err(anyhow::Error::msg)?;
+        let restored = changelog::restore(
+            &Connection::new(&stack.bootstrap),
+            topic,
+            &all,
+            RESTORE_TIMEOUT,
+        )
+        .map_err(anyhow::Error::msg)?;
         let seconds = started.elapsed().as_secs_f64();
         check(&restored, &layout, &all, written.records)
             .with_context(|| format!("run {run} restored the wrong state"))?;
@@ -134,8 +140,13 @@ fn fill_and_measure(
 
     // One partition alone against all of them, in one call and in one thread each.
     let started = Instant::now();
-    let one = changelog::restore(&stack.bootstrap, topic, &[0], RESTORE_TIMEOUT)
-        .map_err(anyhow::Error::msg)?;
+    let one = changelog::restore(
+        &Connection::new(&stack.bootstrap),
+        topic,
+        &[0],
+        RESTORE_TIMEOUT,
+    )
+    .map_err(anyhow::Error::msg)?;
     let one_seconds = started.elapsed().as_secs_f64();
     check(&one, &layout, &[0], written.records).context("partition 0 alone")?;
     println!(
@@ -151,7 +162,12 @@ fn fill_and_measure(
             let bootstrap = stack.bootstrap.clone();
             let topic = topic.to_owned();
             std::thread::spawn(move || {
-                changelog::restore(&bootstrap, &topic, &[partition], RESTORE_TIMEOUT)
+                changelog::restore(
+                    &Connection::new(&bootstrap),
+                    &topic,
+                    &[partition],
+                    RESTORE_TIMEOUT,
+                )
             })
         })
         .collect();
@@ -246,7 +262,7 @@ fn fill(
     topic: &str,
     layout: &Layout,
 ) -> Result<Written> {
-    let writer = ChangelogWriter::new(&stack.bootstrap, topic).map_err(anyhow::Error::msg)?;
+    let writer = ChangelogWriter::new(&Connection::new(&stack.bootstrap), topic)?;
     let started = Instant::now();
     let mut records = 0u64;
     let first = (0..layout.keys).map(|index| (index, 1));

@@ -3,14 +3,16 @@
 //!
 //! # Layout
 //!
+//! - [`admin`]: the admin API (status page, metrics, swaps) and its client.
 //! - [`authoring`]: tools for plugin authors (`weir plugin test`, `inspect`).
 //! - [`cli`]: the `weir` command line (arguments only; the work lives in the
 //!   modules it calls).
 //! - [`dirs`]: weir's cache and source folders.
-//! - [`engine`]: running pipelines (`weir run`): source, shards, state,
-//!   delivery to the sinks, dead letters.
+//! - [`engine`]: running pipelines (`weir run`): the topology that builds
+//!   them, source, shards, state, delivery to the sinks, dead letters, swaps.
 //! - [`generate`]: the e-commerce event generator (`weir generate`).
-//! - [`pipeline`]: pipeline files and their validation (`weir validate`).
+//! - [`kafka`]: Kafka clients: every setting, topics, a group's progress.
+//! - [`pipeline`]: pipeline files, checked into plans (`weir validate`).
 //! - [`plugin`]: the plugin contract's host side and the Wasm runtime.
 //! - [`sink`]: where results go: Avro on Kafka, upserts to PostgreSQL.
 //! - [`telemetry`]: logging set-up shared by every command.
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod dirs;
 pub mod engine;
 pub mod generate;
+pub mod kafka;
 pub mod pipeline;
 pub mod plugin;
 pub mod sink;

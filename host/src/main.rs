@@ -22,10 +22,13 @@ fn main() -> ExitCode {
                 .map(drop)
                 .map_err(anyhow::Error::from)
         }
-        Command::Run(args) => {
-            let stop = weir::cli::stop_on_signal();
-            weir::engine::run(&args, &stop)
-        }
+        Command::Run(args) => match args.plans() {
+            Err(errors) => Err(anyhow::Error::from(errors)),
+            Ok(plans) => {
+                let stop = weir::cli::stop_on_signal();
+                weir::engine::run(plans, &args.config(), &stop).map_err(anyhow::Error::from)
+            }
+        },
         Command::Plugin(args) => match &args.action {
             PluginCommand::Running(action) => weir::admin::client::run(&args, action),
             PluginCommand::New(new) => weir::authoring::scaffold::run(new).map(drop),
@@ -48,8 +51,8 @@ fn main() -> ExitCode {
 fn validate(files: &[std::path::PathBuf]) -> ExitCode {
     let mut failed = false;
     for file in files {
-        let pipeline = match weir::pipeline::load(file) {
-            Ok(pipeline) => pipeline,
+        let plan = match weir::pipeline::load(file) {
+            Ok(plan) => plan,
             Err(errors) => {
                 failed = true;
                 eprintln!("{errors}");
@@ -57,7 +60,7 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
             }
         };
         // The file is sound; now what only the plugins can tell.
-        let kinds = match weir::engine::check_plugins(&pipeline) {
+        let kinds = match weir::pipeline::check_plugins(&plan) {
             Ok(kinds) => kinds,
             Err(error) => {
                 failed = true;
@@ -65,32 +68,28 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
                 continue;
             }
         };
-        let config = &pipeline.config;
-        let stages: Vec<String> = config
-            .stages
-            .iter()
+        let stages: Vec<String> = plan
+            .stage_names()
             .zip(kinds)
-            .map(|(s, kind)| format!("{} ({})", s.name.get_ref(), kind.world()))
+            .map(|(name, kind)| format!("{name} ({})", kind.world()))
             .collect();
         println!(
             "{}: ok — pipeline `{}`: {} -> {} -> sinks:{}{}; dead letters to `{}`",
             file.display(),
-            config.name.get_ref(),
-            config.source.topic.get_ref(),
+            plan.name,
+            plan.source.topic,
             stages.join(" -> "),
-            config
-                .sinks
+            plan.sinks
                 .kafka
                 .as_ref()
-                .map(|k| format!(" kafka `{}`", k.topic.get_ref()))
+                .map(|k| format!(" kafka `{}`", k.topic))
                 .unwrap_or_default(),
-            config
-                .sinks
+            plan.sinks
                 .postgres
                 .as_ref()
-                .map(|p| format!(" postgres `{}`", p.table.get_ref()))
+                .map(|p| format!(" postgres `{}`", p.table))
                 .unwrap_or_default(),
-            pipeline.dead_letter_topic(),
+            plan.dead_letter_topic,
         );
     }
     if failed {

@@ -72,37 +72,17 @@ fn the_demo_pipeline_is_valid() {
     );
     let pipeline = pipeline::check("demo.toml", &text, &repo.join("pipelines"))
         .unwrap_or_else(|errors| panic!("{errors}"));
-    let stages: Vec<&str> = pipeline
-        .config
-        .stages
-        .iter()
-        .map(|s| s.name.get_ref().as_str())
-        .collect();
+    let stages: Vec<&str> = pipeline.stage_names().collect();
     assert_eq!(stages, ["field-filter", "catalog-enrich", "session-stats"]);
-    assert_eq!(pipeline.group(), "weir-demo");
-    assert_eq!(pipeline.dead_letter_topic(), "demo.dlq");
-    assert_eq!(
-        pipeline
-            .config
-            .sinks
-            .kafka
-            .as_ref()
-            .unwrap()
-            .topic
-            .get_ref(),
-        "session_stats_avro"
-    );
-    assert_eq!(
-        pipeline
-            .config
-            .sinks
-            .postgres
-            .as_ref()
-            .unwrap()
-            .table
-            .get_ref(),
-        "sessions"
-    );
+    assert_eq!(pipeline.source.group, "weir-demo");
+    assert_eq!(pipeline.dead_letter_topic.as_str(), "demo.dlq");
+    let kafka = pipeline.sinks.kafka.as_ref().expect("a Kafka sink");
+    assert_eq!(kafka.topic.as_str(), "session_stats_avro");
+    assert_eq!(kafka.subject, "session_stats_avro-value");
+    let postgres = pipeline.sinks.postgres.as_ref().expect("a PostgreSQL sink");
+    assert_eq!(postgres.table.as_str(), "sessions");
+    assert_eq!(postgres.key_column.as_str(), "SESSION_ID");
+    assert_eq!(pipeline.batch.max_records, 512);
 }
 
 /// `weir validate` loads the plugins too: what only their worlds tell — the

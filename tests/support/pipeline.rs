@@ -15,7 +15,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::BaseConsumer;
-use weir::engine::RunArgs;
+use weir::engine::RunConfig;
 use weir::generate::GenerateArgs;
 
 use crate::{Stack, manifest_dir, unique};
@@ -236,27 +236,24 @@ impl Running {
         Self::start_all(stack, &[file])
     }
 
-    /// Starts `weir run files...` (one process, every pipeline) against the stack.
+    /// Starts `weir run files...` (one process, every pipeline) against the
+    /// stack, with the admin API on any free port.
     pub fn start_all(stack: &Stack, files: &[&Path]) -> Result<Self> {
-        #[derive(Parser)]
-        struct Command {
-            #[command(flatten)]
-            run: RunArgs,
-        }
-        let mut argv = vec![
-            "run".to_owned(),
-            format!("--bootstrap={}", stack.bootstrap),
-            format!("--registry-url={}", stack.registry_url),
-            format!("--database-url={}", stack.database_url),
-            "--status-every=5s".to_owned(),
-            "--admin-addr=127.0.0.1:0".to_owned(),
-        ];
-        argv.extend(files.iter().map(|file| file.display().to_string()));
-        let args = Command::try_parse_from(argv)?.run;
+        let plans = files
+            .iter()
+            .map(|file| weir::pipeline::load(file).map_err(|errors| anyhow::anyhow!("{errors}")))
+            .collect::<Result<Vec<_>>>()?;
+        let config = RunConfig {
+            kafka: weir::kafka::Connection::new(&stack.bootstrap),
+            registry_url: stack.registry_url.clone(),
+            database_url: stack.database_url.clone(),
+            status_every: Duration::from_secs(5),
+            ..RunConfig::local()
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = Arc::clone(&stop);
-            std::thread::spawn(move || weir::engine::run(&args, &stop))
+            std::thread::spawn(move || Ok(weir::engine::run(plans, &config, &stop)?))
         };
         Ok(Self { stop, thread })
     }
@@ -317,7 +314,7 @@ pub fn progress(stack: &Stack, group: &str, topic: &str) -> Result<(Vec<Option<i
         .set("bootstrap.servers", &stack.bootstrap)
         .set("group.id", group)
         .create()?;
-    let progress = weir::engine::group_progress(&reader, topic, Duration::from_secs(10))?;
+    let progress = weir::kafka::group_progress(&reader, topic, Duration::from_secs(10))?;
     Ok(progress.iter().map(|p| (p.committed, p.high)).unzip())
 }
 

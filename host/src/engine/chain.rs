@@ -11,8 +11,8 @@ use super::dead_letter::{DeadLetter, Kind, PluginRef};
 use super::state::{Folded, KeyedState};
 use crate::pipeline::config::Format;
 use crate::plugin::{
-    Batch, BatchBuilder, BatchExt, Failure, Fields, Group, Parsed, Plugin, PluginKind, Reader,
-    RecordRef, StageCode, StageContext, Verdict, Worker, no_fields,
+    Batch, BatchBuilder, BatchExt, Failure, Fields, Group, LoadError, Parsed, Plugin, PluginKind,
+    Reader, RecordRef, StageCode, StageContext, Verdict, Worker, no_fields,
 };
 use crate::sink::RowSchema;
 
@@ -77,7 +77,7 @@ struct Counts {
 
 impl Stage {
     /// Instantiates `plugin` for the stage `context`.
-    pub fn new(plugin: &Arc<Plugin>, context: Arc<StageContext>) -> anyhow::Result<Self> {
+    pub fn new(plugin: &Arc<Plugin>, context: Arc<StageContext>) -> Result<Self, LoadError> {
         let worker = Worker::new(Arc::clone(plugin), Arc::clone(&context))?;
         Ok(Self::running(plugin, &context, Box::new(worker)))
     }

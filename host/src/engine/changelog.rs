@@ -19,10 +19,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::sink::kafka::send_all;
+use crate::kafka::{Connection, Producing, send_all};
 
 /// The value format this version writes and reads.
 const FORMAT: u8 = 1;
@@ -117,16 +118,8 @@ pub struct ChangelogWriter {
 
 impl ChangelogWriter {
     /// A writer to `topic` (idempotent, `acks=all`).
-    pub fn new(bootstrap: &str, topic: &str) -> Result<Self, String> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "1")
-            .set("batch.size", "1000000")
-            .set("compression.type", "lz4")
-            .create()
-            .map_err(|error| format!("changelog `{topic}`: {error}"))?;
+    pub fn new(kafka: &Connection, topic: &str) -> Result<Self, KafkaError> {
+        let producer = kafka.producer(Producing::Flushes).create()?;
         Ok(Self {
             topic: topic.to_owned(),
             producer,
@@ -175,7 +168,7 @@ impl Restored {
 /// end as of the call: each key's newest state (a tombstone removes it).
 /// Blocking; gives up after `timeout` without progress.
 pub fn restore(
-    bootstrap: &str,
+    kafka: &Connection,
     topic: &str,
     partitions: &[i32],
     timeout: Duration,
@@ -183,17 +176,8 @@ pub fn restore(
     let failed = |what: &str, error: &dyn std::fmt::Display| {
         format!("restoring from changelog `{topic}`: {what}: {error}")
     };
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.auto.commit", "false")
-        .set("group.id", "weir-restore")
-        .set("fetch.max.bytes", "104857600")
-        .set("max.partition.fetch.bytes", "16777216")
-        // Bound the prefetch by bytes, not by a message count (the default
-        // stops at 100 000 messages and then waits up to a second).
-        .set("queued.max.messages.kbytes", "65536")
-        .set("queued.min.messages", "10000000")
-        .set("fetch.queue.backoff.ms", "10")
+    let consumer: BaseConsumer = kafka
+        .restore_consumer()
         .create()
         .map_err(|error| failed("cannot create a consumer", &error))?;
     let mut restored = Restored::default();

@@ -3,12 +3,12 @@
 //! headers saying why, where and by which plugin — enough to find, fix and
 //! replay them.
 
-use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use crate::kafka::{Connection, Producing, send_all};
 use crate::plugin::{Failure, RecordRef};
-use crate::sink::kafka::send_all;
 
 /// Why a record became a dead letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,21 +170,12 @@ pub struct DeadLetterWriter {
 impl DeadLetterWriter {
     /// A writer to `topic` (idempotent, `acks=all`).
     pub fn new(
-        bootstrap: &str,
+        kafka: &Connection,
         pipeline: &str,
         source_topic: &str,
         topic: &str,
-    ) -> Result<Self, String> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            // A dead letter carries a value of up to `max_record_bytes` plus
-            // its headers: allow what a default topic allows.
-            .set("message.max.bytes", "1048588")
-            .create()
-            .map_err(|error| format!("dead-letter topic `{topic}`: {error}"))?;
+    ) -> Result<Self, KafkaError> {
+        let producer = kafka.producer(Producing::DeadLetters).create()?;
         Ok(Self {
             pipeline: pipeline.to_owned(),
             source_topic: source_topic.to_owned(),

@@ -192,6 +192,27 @@ impl Sinks {
     }
 }
 
+/// Delivery could not finish its work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// The pipeline was stopped while a sink kept failing.
+    #[error(
+        "stopping while the sinks fail ({error}); the offsets of the unwritten rows are not committed, so those records will be read again on restart"
+    )]
+    SinksFailing {
+        /// The last failure.
+        error: String,
+    },
+    /// The last commits failed.
+    #[error(
+        "could not commit the offsets of partitions {partitions:?}; their records will be read again on restart"
+    )]
+    Uncommitted {
+        /// The partitions.
+        partitions: Vec<i32>,
+    },
+}
+
 /// Offsets confirmed by the sinks and not yet committed.
 #[derive(Debug, Default)]
 struct Pending(BTreeMap<i32, i64>);
@@ -205,7 +226,7 @@ pub async fn run<C: ConsumerContext + 'static>(
     stats: Arc<Stats>,
     committed: Arc<Committed>,
     stop: Arc<AtomicBool>,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     let mut pending = Pending::default();
     while let Some(mut flush) = flushes.recv().await {
         let started = Instant::now();
@@ -260,10 +281,9 @@ pub async fn run<C: ConsumerContext + 'static>(
         commit(&consumer, &sinks.topic, &mut pending, &committed).await;
     }
     if !pending.0.is_empty() {
-        return Err(format!(
-            "could not commit the offsets of partitions {:?}; their records will be read again on restart",
-            pending.0.keys().collect::<Vec<_>>()
-        ));
+        return Err(DeliveryError::Uncommitted {
+            partitions: pending.0.keys().copied().collect(),
+        });
     }
     Ok(())
 }
@@ -291,7 +311,7 @@ async fn write_with_retries(
     flush: &mut Flush,
     stop: &AtomicBool,
     held: impl Fn() -> Option<HashSet<i32>>,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     let mut attempt: u32 = 0;
     let mut stopped_at: Option<Instant> = None;
     let mut rows_written = false;
@@ -334,9 +354,7 @@ async fn write_with_retries(
         if stop.load(Ordering::Relaxed) {
             let since = *stopped_at.get_or_insert_with(Instant::now);
             if since.elapsed() >= STOP_GRACE {
-                return Err(format!(
-                    "stopping while the sinks fail ({error}); the offsets of the unwritten rows are not committed, so those records will be read again on restart"
-                ));
+                return Err(DeliveryError::SinksFailing { error });
             }
         }
         let backoff = Duration::from_millis(100)

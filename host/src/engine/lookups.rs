@@ -3,66 +3,131 @@
 //! to the stages that name them.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 use sqlx::postgres::PgPoolOptions;
 
-use crate::pipeline::Pipeline;
+use crate::pipeline::{LookupFrom, LookupPlan};
 
 /// Every table of a pipeline: name -> key -> row (a JSON object as text).
 pub type Tables = HashMap<String, HashMap<String, String>>;
 
-/// Loads the lookup tables of `pipeline`; queries run on `database_url`.
-pub async fn load(pipeline: &Pipeline, database_url: &str) -> anyhow::Result<Tables> {
+/// A lookup table could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// PostgreSQL did not answer or refused the query.
+    #[error("lookup table `{table}`: {what}: {source}")]
+    Database {
+        /// The table.
+        table: String,
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        source: sqlx::Error,
+    },
+    /// A row of the query is not a JSON object.
+    #[error("lookup table `{table}`: a row is not a JSON object: {source}")]
+    Row {
+        /// The table.
+        table: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The file cannot be read.
+    #[error("lookup table `{table}`: cannot read {}: {source}", path.display())]
+    Read {
+        /// The table.
+        table: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line of the file is not a JSON object.
+    #[error("lookup table `{table}`: {}:{line}: not a JSON object: {source}", path.display())]
+    Line {
+        /// The table.
+        table: String,
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+impl LookupError {
+    /// True when PostgreSQL could not be reached (worth a retry).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database {
+                source: sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
+                ..
+            }
+        )
+    }
+}
+
+/// Loads `lookups`; queries run on `database_url`.
+pub async fn load(lookups: &[LookupPlan], database_url: &str) -> Result<Tables, LookupError> {
     let mut tables = Tables::new();
     let mut pool = None;
-    for lookup in &pipeline.config.lookups {
-        let name = lookup.name.get_ref();
-        let key = lookup.key.get_ref();
-        let rows: Vec<Map<String, Value>> = if let Some(query) = &lookup.query {
-            if pool.is_none() {
-                pool = Some(
-                    PgPoolOptions::new()
-                        .max_connections(1)
-                        .connect(database_url)
-                        .await
-                        .with_context(|| {
-                            format!("lookup table `{name}`: cannot connect to PostgreSQL")
-                        })?,
-                );
+    for lookup in lookups {
+        let name = lookup.name.as_str();
+        let database = |what| {
+            move |source| LookupError::Database {
+                table: name.to_owned(),
+                what,
+                source,
             }
-            let pool = pool.as_ref().expect("connected above");
-            // PostgreSQL turns each row into a JSON object itself, whatever the column types.
-            let wrapped = format!(
-                "SELECT row_to_json(t)::text FROM ({}) AS t",
-                query.get_ref().trim().trim_end_matches(';')
-            );
-            let texts: Vec<String> = sqlx::query_scalar(&wrapped)
-                .fetch_all(pool)
-                .await
-                .with_context(|| format!("lookup table `{name}`: the query failed"))?;
-            texts
-                .iter()
-                .map(|text| serde_json::from_str(text))
-                .collect::<Result<_, _>>()
-                .with_context(|| format!("lookup table `{name}`: a row is not a JSON object"))?
-        } else if let Some(file) = &lookup.file {
-            read_file(&pipeline.base_dir.join(file.get_ref()))
-                .with_context(|| format!("lookup table `{name}`"))?
-        } else {
-            bail!("lookup table `{name}` has neither `query` nor `file`");
         };
-        let keyed = keyed(name, key, rows);
-        tables.insert(name.clone(), keyed);
+        let rows: Vec<Map<String, Value>> = match &lookup.from {
+            LookupFrom::Query(query) => {
+                if pool.is_none() {
+                    pool = Some(
+                        PgPoolOptions::new()
+                            .max_connections(1)
+                            .connect(database_url)
+                            .await
+                            .map_err(database("cannot connect to PostgreSQL"))?,
+                    );
+                }
+                let pool = pool.as_ref().expect("connected above");
+                // PostgreSQL turns each row into a JSON object itself, whatever the column types.
+                let wrapped = format!(
+                    "SELECT row_to_json(t)::text FROM ({}) AS t",
+                    query.trim().trim_end_matches(';')
+                );
+                let texts: Vec<String> = sqlx::query_scalar(&wrapped)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(database("the query failed"))?;
+                texts
+                    .iter()
+                    .map(|text| serde_json::from_str(text))
+                    .collect::<Result<_, _>>()
+                    .map_err(|source| LookupError::Row {
+                        table: name.to_owned(),
+                        source,
+                    })?
+            }
+            LookupFrom::File(path) => read_file(name, path)?,
+        };
+        tables.insert(name.to_owned(), keyed(name, &lookup.key, rows));
     }
     Ok(tables)
 }
 
 /// A lookup table from a JSON Lines file of objects, keyed by column `key`.
-pub fn file_table(name: &str, path: &Path, key: &str) -> anyhow::Result<HashMap<String, String>> {
-    let rows = read_file(path).with_context(|| format!("lookup table `{name}`"))?;
+pub fn file_table(
+    name: &str,
+    path: &Path,
+    key: &str,
+) -> Result<HashMap<String, String>, LookupError> {
+    let rows = read_file(name, path)?;
     Ok(keyed(name, key, rows))
 }
 
@@ -88,16 +153,23 @@ fn keyed(name: &str, key: &str, rows: Vec<Map<String, Value>>) -> HashMap<String
     keyed
 }
 
-/// A JSON Lines file of objects (blank lines allowed).
-fn read_file(path: &Path) -> anyhow::Result<Vec<Map<String, Value>>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+/// Table `name`'s rows: a JSON Lines file of objects (blank lines allowed).
+fn read_file(name: &str, path: &Path) -> Result<Vec<Map<String, Value>>, LookupError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LookupError::Read {
+        table: name.to_owned(),
+        path: path.to_owned(),
+        source,
+    })?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(number, line)| {
-            serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not a JSON object", path.display(), number + 1))
+            serde_json::from_str(line).map_err(|source| LookupError::Line {
+                table: name.to_owned(),
+                path: path.to_owned(),
+                line: number + 1,
+                source,
+            })
         })
         .collect()
 }
@@ -116,7 +188,7 @@ fn key_text(value: Option<&Value>) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn pipeline(dir: &Path, lookups: &str) -> Pipeline {
+    fn pipeline(dir: &Path, lookups: &str) -> crate::pipeline::PipelinePlan {
         std::fs::write(dir.join("plugin.wasm"), b"").unwrap();
         let text = format!(
             "name = \"t\"\n[source]\ntopic = \"in\"\n{lookups}\n\
@@ -140,7 +212,7 @@ mod tests {
             "[[lookups]]\nname = \"users\"\nfile = \"users.jsonl\"\nkey = \"id\"\n",
         );
         // No query, so no database is needed: the URL is never used.
-        let tables = load(&pipeline, "postgres://unused").await.unwrap();
+        let tables = load(&pipeline.lookups, "postgres://unused").await.unwrap();
         let users = &tables["users"];
         assert_eq!(users.len(), 2, "the keyless row is left out");
         let row: Value = serde_json::from_str(&users["u1"]).unwrap();
@@ -149,7 +221,9 @@ mod tests {
         assert_eq!(row["segment"], "new", "numbers are looked up as text");
 
         std::fs::write(dir.join("users.jsonl"), "{\"id\": \"u1\"}\nnot json\n").unwrap();
-        let error = load(&pipeline, "postgres://unused").await.unwrap_err();
+        let error = load(&pipeline.lookups, "postgres://unused")
+            .await
+            .unwrap_err();
         assert!(
             format!("{error:#}").contains("users.jsonl:2: not a JSON object"),
             "{error:#}"

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use serde::Serialize;
 
 use super::stats::{Snapshot, Stats};
-use super::{PartitionProgress, group_progress};
+use crate::kafka::{PartitionProgress, group_progress};
 
 /// How often the monitor samples.
 const EVERY: Duration = Duration::from_secs(1);

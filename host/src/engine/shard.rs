@@ -83,6 +83,14 @@ pub struct Flush {
     pub done: Option<std::sync::mpsc::Sender<()>>,
 }
 
+/// A shard stopped with an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// Delivery stopped (it logged why), so the shard's rows have nowhere to go.
+    #[error("delivery stopped")]
+    DeliveryStopped,
+}
+
 /// How a shard runs.
 pub struct ShardSettings {
     /// The shard's number.
@@ -120,7 +128,7 @@ pub fn run(
     settings: ShardSettings,
     stats: Arc<Stats>,
     committed: Arc<Committed>,
-) -> Result<(), String> {
+) -> Result<(), ShardError> {
     let mut state = KeyedState::new(settings.state_version);
     let mut outputs = Outputs::new(Arc::clone(&settings.output));
     let mut aggregator = AggregatorVersion {
@@ -416,7 +424,7 @@ fn flush(
     done: Option<std::sync::mpsc::Sender<()>>,
     outputs: &mut Outputs,
     output: &Sender<Flush>,
-) -> Result<(), String> {
+) -> Result<(), ShardError> {
     let changes = state.take_changes();
     let flush = Flush {
         rows: outputs.group(changes.rows),
@@ -439,7 +447,7 @@ fn flush(
     // The delivery task stops only when it cannot write (it says why).
     output
         .blocking_send(flush)
-        .map_err(|_| "delivery stopped".to_owned())
+        .map_err(|_| ShardError::DeliveryStopped)
 }
 
 /// The shape of the rows of each aggregator generation still in state.

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, ToBytes};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 
 use super::event::Event;
+use crate::kafka::{Connection, Producing};
 
 /// An output failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +101,8 @@ impl Output {
     /// A Kafka topic, written idempotently (no duplicates on retries).
     pub fn kafka(bootstrap: &str, topic: &str) -> Result<Self, OutputError> {
         let context = DeliveryContext::default();
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "20")
-            .set("compression.type", "lz4")
-            .set("message.timeout.ms", "120000")
+        let producer = Connection::new(bootstrap)
+            .producer(Producing::Stream)
             .create_with_context(context.clone())
             .map_err(|error| kafka_error(bootstrap, topic, error.to_string()))?;
         Ok(Self(Target::Kafka {

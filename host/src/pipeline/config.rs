@@ -162,11 +162,11 @@ pub struct PostgresSinkConfig {
     pub table: Spanned<String>,
     /// The primary-key column holding the aggregate's key.
     #[serde(default = "default_key_column")]
-    pub key_column: String,
+    pub key_column: Spanned<String>,
 }
 
-fn default_key_column() -> String {
-    "SESSION_ID".to_owned()
+fn default_key_column() -> Spanned<String> {
+    Spanned::new(0..0, "SESSION_ID".to_owned())
 }
 
 /// The dead-letter topic.

@@ -1,9 +1,23 @@
-//! Pipeline files (`pipelines/*.toml`): what they say ([`config`]) and
-//! checking what they mean without side effects ([`validate`]). The
-//! schema is documented in `docs/pipelines.md`.
+//! Pipeline files (`pipelines/*.toml`), from text to a plan the engine
+//! runs: what a file says ([`config`]), checking what it means without side
+//! effects ([`validate`], every problem at once, [`error`]), the names that
+//! must be valid identifiers ([`names`]), the checked result ([`plan`]),
+//! and what only the plugins can tell ([`plugins`]). The schema is
+//! documented in `docs/pipelines.md`.
 
 pub mod config;
+pub mod error;
+pub mod names;
+pub mod plan;
+pub mod plugins;
 pub mod validate;
 
-pub use config::PipelineConfig;
-pub use validate::{Pipeline, PipelineError, PipelineErrors, check, load};
+pub use config::{Format, PipelineConfig};
+pub use error::{PipelineError, PipelineErrors};
+pub use names::{ColumnName, Name, NameError, TableName, TopicName};
+pub use plan::{
+    BatchPlan, KafkaSinkPlan, LookupFrom, LookupPlan, PipelinePlan, PostgresSinkPlan, SinksPlan,
+    SourcePlan, StagePlan,
+};
+pub use plugins::{PluginCheckError, ShapeError, check_plugins, check_shape};
+pub use validate::{check, load};

@@ -35,5 +35,7 @@ pub use context::{LookupTables, StageContext};
 pub use error::{Failure, LoadError};
 pub use fields::{FieldsExt, Parsed, Reader, no_fields, read};
 pub use limits::StageLimits;
-pub use runtime::{CONTRACT_VERSION, Plugin, PluginKind, Runtime, RuntimeOptions, sha256_hex};
+pub use runtime::{
+    CONTRACT_VERSION, Plugin, PluginKind, Runtime, RuntimeOptions, UnknownProfiler, sha256_hex,
+};
 pub use worker::{GroupResult, OutputRecord, Verdict, Worker};

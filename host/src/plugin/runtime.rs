@@ -73,16 +73,12 @@ pub struct RuntimeOptions {
 impl RuntimeOptions {
     /// Defaults, with the profiler named by `WEIR_WASM_PROFILER` (`perfmap`
     /// or `jitdump`) and the compiled-plugin cache in `WEIR_PLUGIN_CACHE`, if set.
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> Result<Self, UnknownProfiler> {
         let profiler = match std::env::var("WEIR_WASM_PROFILER").ok().as_deref() {
             None | Some("") | Some("none") => None,
             Some("perfmap") => Some(wasmtime::ProfilingStrategy::PerfMap),
             Some("jitdump") => Some(wasmtime::ProfilingStrategy::JitDump),
-            Some(other) => {
-                return Err(format!(
-                    "WEIR_WASM_PROFILER={other} is not a profiler; use `perfmap` or `jitdump`"
-                ));
-            }
+            Some(other) => return Err(UnknownProfiler(other.to_owned())),
         };
         Ok(Self {
             profiler,
@@ -91,6 +87,11 @@ impl RuntimeOptions {
         })
     }
 }
+
+/// `WEIR_WASM_PROFILER` names no profiler weir knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("WEIR_WASM_PROFILER={0} is not a profiler; use `perfmap` or `jitdump`")]
+pub struct UnknownProfiler(pub String);
 
 /// The engine, the linker and the epoch ticker behind every plugin.
 pub struct Runtime {

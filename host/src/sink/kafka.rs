@@ -3,17 +3,13 @@
 //! aggregate's key as plain UTF-8, the schema registered once under
 //! `<topic>-value`.
 
-use std::time::Duration;
-
 use apache_avro::write_avro_datum_ref;
-use rdkafka::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::ToBytes;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use super::registry::{RegistryClient, RegistryError};
 use super::schema::{RowSchema, SchemaError};
+use crate::kafka::{Connection, Producing, send_all};
 use crate::plugin::Value;
 
 /// The Kafka sink failed.
@@ -53,7 +49,7 @@ impl KafkaSink {
     /// Registers `schema` under `subject` (default `<topic>-value`) and opens
     /// an idempotent producer to `topic`.
     pub async fn connect(
-        bootstrap: &str,
+        kafka: &Connection,
         registry: &RegistryClient,
         topic: &str,
         subject: Option<&str>,
@@ -61,20 +57,14 @@ impl KafkaSink {
     ) -> Result<Self, KafkaSinkError> {
         let subject = subject.map_or_else(|| format!("{topic}-value"), str::to_owned);
         let schema_id = registry.register(&subject, &schema.text).await?;
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            // A flush is sent as a whole and awaited: few large requests
-            // beat many small ones, and waiting to fill them buys nothing.
-            .set("linger.ms", "1")
-            .set("batch.size", "1000000")
-            .set("compression.type", "lz4")
-            .create()
-            .map_err(|e| KafkaSinkError::Kafka {
-                topic: topic.to_owned(),
-                message: e.to_string(),
-            })?;
+        let producer =
+            kafka
+                .producer(Producing::Flushes)
+                .create()
+                .map_err(|e| KafkaSinkError::Kafka {
+                    topic: topic.to_owned(),
+                    message: e.to_string(),
+                })?;
         Ok(Self {
             topic: topic.to_owned(),
             subject,
@@ -133,52 +123,6 @@ impl KafkaSink {
                 message: error.to_string(),
             })
     }
-}
-
-/// How long records wait, in all, for room in librdkafka's queue.
-const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Sends `records` and returns once Kafka has acknowledged every one, or
-/// with the first error. All are queued in librdkafka first (waiting while
-/// its queue is full, [`QUEUE_TIMEOUT`] at most), then their deliveries are
-/// awaited: one small future per record, not one large one each polled
-/// together (a flush is thousands of records).
-pub async fn send_all<'a, K, P>(
-    producer: &FutureProducer,
-    records: impl IntoIterator<Item = FutureRecord<'a, K, P>>,
-) -> Result<(), KafkaError>
-where
-    K: ToBytes + ?Sized + 'a,
-    P: ToBytes + ?Sized + 'a,
-{
-    let records = records.into_iter();
-    let mut deliveries = Vec::with_capacity(records.size_hint().0);
-    let deadline = tokio::time::Instant::now() + QUEUE_TIMEOUT;
-    for mut record in records {
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    deliveries.push(delivery);
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err((error, _)) => return Err(error),
-            }
-        }
-    }
-    for delivery in deliveries {
-        match delivery.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((error, _))) => return Err(error),
-            Err(_) => return Err(KafkaError::Canceled),
-        }
-    }
-    Ok(())
 }
 
 /// `row` in the Confluent wire format: magic byte, `schema_id`, the Avro datum.

@@ -43,7 +43,7 @@ pub struct SourceSettings {
     /// Values larger than this are dead-lettered.
     pub max_record_bytes: usize,
     /// Kafka, to read the changelog from.
-    pub bootstrap: String,
+    pub kafka: crate::kafka::Connection,
     /// The source topic.
     pub topic: String,
     /// The aggregator's changelog topic.
@@ -251,7 +251,7 @@ impl Source<'_> {
         self.waiting = later;
         for request in ready {
             let done = self.restores.0.clone();
-            let bootstrap = self.settings.bootstrap.clone();
+            let kafka = self.settings.kafka.clone();
             let topic = self.settings.changelog.clone();
             let span = tracing::error_span!("restore");
             let spawned = std::thread::Builder::new()
@@ -260,7 +260,7 @@ impl Source<'_> {
                     let _span = span.entered();
                     let started = Instant::now();
                     let numbers: Vec<i32> = request.partitions.iter().map(|(p, _)| *p).collect();
-                    let result = changelog::restore(&bootstrap, &topic, &numbers, RESTORE_TIMEOUT);
+                    let result = changelog::restore(&kafka, &topic, &numbers, RESTORE_TIMEOUT);
                     drop(done.send(Done {
                         request,
                         result,
@@ -541,7 +541,7 @@ mod tests {
             max_records: 10,
             max_wait: Duration::from_millis(10),
             max_record_bytes: 64,
-            bootstrap: String::new(),
+            kafka: crate::kafka::Connection::new(""),
             topic: String::new(),
             changelog: String::new(),
         };

@@ -1,0 +1,114 @@
+//! The `weir run` process: one Wasm runtime, one async runtime and one
+//! admin API shared by every pipeline it runs; a pipeline that fails stops
+//! the others.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use super::config::RunConfig;
+use super::error::RunError;
+use super::topology::{self, Shared};
+use crate::admin::Admin;
+use crate::pipeline::PipelinePlan;
+use crate::plugin::{NativeStages, Runtime, RuntimeOptions};
+
+/// Runs every pipeline of `plans` until `stop` is raised, then shuts them
+/// down cleanly: in-flight records are processed, written and committed.
+pub fn run(
+    plans: Vec<PipelinePlan>,
+    config: &RunConfig,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), RunError> {
+    run_with(plans, config, stop, &NativeStages::new())
+}
+
+/// [`run`], with the stages named in `natives` running native code instead
+/// of their plugins (the benchmark's native baseline; weir itself passes none).
+pub fn run_with(
+    plans: Vec<PipelinePlan>,
+    config: &RunConfig,
+    stop: &Arc<AtomicBool>,
+    natives: &NativeStages,
+) -> Result<(), RunError> {
+    let mut options = RuntimeOptions::from_env()?;
+    if options.cache_dir.is_none() {
+        options.cache_dir = crate::dirs::cache().map(|dir| dir.join("compiled"));
+    }
+    let runtime = Arc::new(
+        Runtime::with_options(options).map_err(|error| RunError::Wasm(format!("{error:#}")))?,
+    );
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RunError::AsyncRuntime)?;
+    tokio.block_on(async {
+        let admin = Arc::new(Admin::new(
+            config.admin.token.clone(),
+            crate::telemetry::metrics::install(),
+        ));
+        let server = serve_admin(config, &admin, stop).await?;
+        let runs = plans.into_iter().map(|plan| {
+            // Everything a pipeline logs, on any of its threads, carries its
+            // name. Its spans are at ERROR level so that every filter that
+            // lets a line through keeps them (a disabled span names nothing).
+            let span = tracing::error_span!("pipeline", pipeline = %plan.name);
+            let pipeline = plan.name.to_string();
+            let shared = Shared {
+                runtime: Arc::clone(&runtime),
+                config,
+                stop: Arc::clone(stop),
+                admin: Arc::clone(&admin),
+                natives,
+            };
+            async move {
+                let result = topology::run(plan, shared).instrument(span).await;
+                result.map_err(|source| {
+                    stop.store(true, Ordering::Relaxed);
+                    RunError::Pipeline {
+                        pipeline,
+                        source: Box::new(source),
+                    }
+                })
+            }
+        });
+        let results = futures::future::join_all(runs).await;
+        server.abort();
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .map(drop)
+    })
+}
+
+/// Starts the admin API (status page, metrics, swaps) on its address; it
+/// serves until `stop` is raised.
+async fn serve_admin(
+    config: &RunConfig,
+    admin: &Arc<Admin>,
+    stop: &Arc<AtomicBool>,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, RunError> {
+    let addr = config.admin.addr;
+    let listening = |source| RunError::AdminListen { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(listening)?;
+    tracing::info!(
+        addr = %listener.local_addr().map_err(listening)?,
+        changes = if config.admin.token.is_some() { "need the token" } else { "off (no WEIR_ADMIN_TOKEN)" },
+        "Admin API listening."
+    );
+    let stop = Arc::clone(stop);
+    Ok(tokio::spawn(crate::admin::serve(
+        listener,
+        Arc::clone(admin),
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )))
+}

@@ -1,0 +1,114 @@
+//! What only a pipeline's plugins can tell: each stage's world, and so
+//! whether the stages come in an order weir can run.
+
+use std::sync::Arc;
+
+use super::plan::{PipelinePlan, StagePlan};
+use crate::plugin::{LoadError, Plugin, PluginKind, Runtime};
+
+/// The stages' order or settings do not fit their plugins' worlds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    /// An aggregator somewhere but last.
+    #[error(
+        "stage `{stage}` is an aggregator but not the last stage; \
+         an aggregator's rows go to the sinks, so it must come last"
+    )]
+    AggregatorNotLast {
+        /// The stage.
+        stage: String,
+    },
+    /// The last stage is no aggregator.
+    #[error(
+        "the last stage `{stage}` is a {world} plugin; \
+         the sinks write an aggregator's rows, so a pipeline ends with an aggregator"
+    )]
+    NoAggregator {
+        /// The last stage.
+        stage: String,
+        /// Its plugin's world.
+        world: &'static str,
+    },
+    /// Aggregator settings on a stage that is not one.
+    #[error(
+        "stage `{stage}` sets `key_field` or `idle_timeout`, \
+         which only aggregators use; its plugin is a {world}"
+    )]
+    AggregatorSettings {
+        /// The stage.
+        stage: String,
+        /// Its plugin's world.
+        world: &'static str,
+    },
+}
+
+/// Why `weir validate` found a pipeline's plugins unfit.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginCheckError {
+    /// The Wasm engine would not start (a bug or a broken machine).
+    #[error("cannot start the Wasm engine: {0}")]
+    Engine(String),
+    /// A stage's plugin does not load.
+    #[error("stage `{stage}`: {source}")]
+    Load {
+        /// The stage.
+        stage: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// The stages' order does not fit.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+}
+
+/// What `weir validate` checks beyond the file: each stage's plugin loads
+/// (compiled in memory, nothing cached or written), and the stages are in
+/// an order weir can run. Returns each stage's world.
+pub fn check_plugins(plan: &PipelinePlan) -> Result<Vec<PluginKind>, PluginCheckError> {
+    let runtime = Runtime::new().map_err(|error| PluginCheckError::Engine(format!("{error:#}")))?;
+    let plugins = plan
+        .stages
+        .iter()
+        .map(|stage| {
+            runtime
+                .load_file(&stage.name, &stage.plugin)
+                .map_err(|source| PluginCheckError::Load {
+                    stage: stage.name.to_string(),
+                    source,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    check_shape(plan, &plugins)?;
+    Ok(plugins.iter().map(|plugin| plugin.kind).collect())
+}
+
+/// Filters and transforms first, one aggregator last: weir's sinks write an
+/// aggregator's rows. `plugins` are the plan's stages' plugins, in order.
+pub fn check_shape(plan: &PipelinePlan, plugins: &[Arc<Plugin>]) -> Result<(), ShapeError> {
+    let last = plugins.len().saturating_sub(1);
+    for (index, (stage, plugin)) in plan.stages.iter().zip(plugins).enumerate() {
+        check_stage(stage, plugin.kind, index == last)?;
+    }
+    Ok(())
+}
+
+fn check_stage(stage: &StagePlan, kind: PluginKind, last: bool) -> Result<(), ShapeError> {
+    let name = stage.name.to_string();
+    if !last && kind == PluginKind::Aggregator {
+        return Err(ShapeError::AggregatorNotLast { stage: name });
+    }
+    if last && kind != PluginKind::Aggregator {
+        return Err(ShapeError::NoAggregator {
+            stage: name,
+            world: kind.world(),
+        });
+    }
+    if kind != PluginKind::Aggregator && (stage.key_field.is_some() || stage.idle_timeout.is_some())
+    {
+        return Err(ShapeError::AggregatorSettings {
+            stage: name,
+            world: kind.world(),
+        });
+    }
+    Ok(())
+}
