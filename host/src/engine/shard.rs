@@ -10,18 +10,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::Sender;
 
-use super::chain::{Chain, Stage};
+use super::chain::Chain;
 use super::changelog::{ChangelogRecord, Stored};
 use super::dead_letter::DeadLetter;
 use super::deliver::{Committed, Output};
 use super::state::{KeyedState, Row};
 use super::stats::Stats;
-use super::swap::{AggregatorVersion, Order, Report};
+use super::swap::{AggregatorVersion, Order, Versions};
 use crate::plugin::{Batch, BatchBuilder};
 
 /// What the source sends a shard.
@@ -109,297 +110,273 @@ pub struct ShardSettings {
     pub output: Arc<Output>,
 }
 
-/// A swapped stage on probation: what it replaced, and until when.
-struct Probation {
-    order: Arc<Order>,
-    previous: Stage,
-    previous_aggregator: Option<AggregatorVersion>,
-    until: Instant,
-}
-
 /// Runs a shard until its input closes, then flushes what it holds and
-/// returns. Fails when restored state cannot be migrated to the plugin's
-/// state version (the pipeline must not go on without it).
-#[allow(clippy::too_many_lines)]
+/// returns. Fails when delivery has stopped (it says why).
 pub fn run(
-    mut chain: Chain,
+    chain: Chain,
     input: Receiver<Input>,
     output: Sender<Flush>,
     settings: ShardSettings,
     stats: Arc<Stats>,
     committed: Arc<Committed>,
 ) -> Result<(), ShardError> {
-    let mut state = KeyedState::new(settings.state_version);
-    let mut outputs = Outputs::new(Arc::clone(&settings.output));
-    let mut aggregator = AggregatorVersion {
+    let aggregator = AggregatorVersion {
         output: Arc::clone(&settings.output),
         state_version: settings.state_version,
     };
-    let mut owned: HashSet<i32> = HashSet::new();
-    let mut dead: Vec<DeadLetter> = Vec::new();
-    let mut offsets: Vec<(i32, i64)> = Vec::new();
-    // After an aggregator swap: keys whose row the new version has yet to make.
-    let mut stale: Vec<(i32, Vec<u8>)> = Vec::new();
-    // Swaps whose first batch is still to come: (order, when the shard cut over, stall).
-    let mut first_batch: Vec<(Arc<Order>, Duration)> = Vec::new();
-    let mut probation: Option<Probation> = None;
-    // Shards flush in turn, spread over the interval, so their writes do not
-    // all reach the sinks at the same moment.
-    let phase = settings
-        .flush_interval
-        .mul_f64((settings.id + 1) as f64 / settings.shards as f64);
-    let mut next_flush = Instant::now() + phase;
-    // Once the input has been quiet for `max_wait` (the source has caught
-    // up: it would have handed over even a partial batch by then), what
-    // changed goes out without waiting for the tick, at most ten times per
-    // interval: under load rows are gathered for the whole interval (each
-    // key once), and when the input pauses or ends they are sent within
-    // about a tenth of it.
-    let mut last_flush = Instant::now();
-    let mut last_input = Instant::now();
+    let now = Instant::now();
     // Evicting scans every key, so it runs a few times per idle timeout, not every flush.
     let evict_every = settings.idle_timeout.map(|idle| {
         (idle / 4)
             .min(Duration::from_secs(60))
             .max(settings.flush_interval)
     });
-    let mut next_evict = evict_every.map(|every| Instant::now() + every);
+    let mut shard = Shard {
+        chain,
+        versions: Versions::new(settings.id, aggregator),
+        state: KeyedState::new(settings.state_version),
+        owned: HashSet::new(),
+        dead: Vec::new(),
+        offsets: Vec::new(),
+        // Shards flush in turn, spread over the interval, so their writes
+        // do not all reach the sinks at the same moment.
+        next_flush: now
+            + settings
+                .flush_interval
+                .mul_f64((settings.id + 1) as f64 / settings.shards as f64),
+        last_flush: now,
+        last_input: now,
+        evict_every,
+        next_evict: evict_every.map(|every| now + every),
+        output,
+        settings,
+        stats,
+        committed,
+    };
     let mut open = true;
     while open {
-        let early_at = early_flush_at(&offsets, &output, last_input, last_flush, &settings);
-        let flush_at = early_at.map_or(next_flush, |at| at.min(next_flush));
         // Stale keys are refreshed a slice at a time, between batches.
-        let wait = if stale.is_empty() {
-            flush_at.saturating_duration_since(Instant::now())
-        } else {
+        let wait = if shard.versions.has_stale() {
             Duration::ZERO
+        } else {
+            shard.flush_at().saturating_duration_since(Instant::now())
         };
         match input.recv_timeout(wait) {
-            Ok(Input::Chunk(chunk)) => {
-                let chunk = keep_owned(chunk, &owned);
-                let records = chunk.batch.records.len() as u64 + chunk.dead.len() as u64;
-                stats.add_received(records);
-                let source_dead = chunk.dead.len() as u64;
-                dead.extend(chunk.dead);
-                let started = Instant::now();
-                last_input = started;
-                if let Some(ended) = probation.take_if(|p| Instant::now() >= p.until) {
-                    chain.set_fail_fast(ended.order.stage, false);
-                }
-                let guarded = probation.as_ref().map(|p| p.order.stage);
-                let tally = match chain.process_guarded(
-                    &chunk.batch,
-                    &mut state,
-                    &mut dead,
-                    guarded,
-                ) {
-                    Ok(tally) => tally,
-                    Err(reason) => {
-                        // The new version trapped on probation: back to the
-                        // one it replaced, which processes the batch instead.
-                        let failed = probation.take().expect("guarded by a probation");
-                        tracing::warn!(
-                            shard = settings.id,
-                            stage = %chain.stage(failed.order.stage).name,
-                            %reason,
-                            "The new plugin version trapped on probation; this shard went back to the previous one."
-                        );
-                        let stage = failed.order.stage;
-                        let mut previous = failed.previous;
-                        previous.set_fail_fast(false);
-                        chain.replace(
-                            stage,
-                            previous,
-                            failed
-                                .previous_aggregator
-                                .as_ref()
-                                .map(|a| (Arc::clone(&a.output.schema), a.state_version)),
-                        );
-                        if let Some(previous) = failed.previous_aggregator {
-                            let generation = state.new_generation(previous.state_version);
-                            outputs.add(generation, Arc::clone(&previous.output));
-                            stale = state.stale_keys();
-                            aggregator = previous;
-                        }
-                        first_batch.retain(|(order, _)| order.id != failed.order.id);
-                        failed.order.reports.add(Report::ProbationFailed {
-                            id: failed.order.id,
-                            shard: settings.id,
-                            reason,
-                        });
-                        chain.process(&chunk.batch, &mut state, &mut dead)
-                    }
-                };
-                if tracing::enabled!(tracing::Level::TRACE) {
-                    // How long the oldest record waited to get here (Kafka's
-                    // timestamps are the producer's clock: a rough guide).
-                    let oldest = chunk.batch.records.iter().map(|r| r.timestamp).min();
-                    tracing::trace!(
-                        shard = settings.id,
-                        records = chunk.batch.records.len(),
-                        waited_ms = oldest.map(|t| chrono::Utc::now().timestamp_millis() - t),
-                        took = ?started.elapsed(),
-                        "Batch processed."
-                    );
-                }
-                if !chunk.batch.records.is_empty() {
-                    for (order, stall) in first_batch.drain(..) {
-                        order.reports.add(Report::FirstBatch {
-                            id: order.id,
-                            shard: settings.id,
-                            latency: order.requested.elapsed(),
-                            stall,
-                        });
-                    }
-                }
-                stats.add_tally(tally, source_dead);
-                stats.add_batch(chunk.batch.records.len(), started.elapsed());
-                for (partition, offset) in chunk.offsets {
-                    match offsets.iter_mut().find(|(p, _)| *p == partition) {
-                        Some(slot) => slot.1 = slot.1.max(offset),
-                        None => offsets.push((partition, offset)),
-                    }
-                }
-            }
+            Ok(Input::Chunk(chunk)) => shard.process(chunk),
             Ok(Input::Swap(order)) => {
-                let stopped = Instant::now();
-                match Stage::new(&order.plugin, Arc::clone(&order.context)) {
-                    Err(error) => order.reports.add(Report::Failed {
-                        id: order.id,
-                        shard: settings.id,
-                        reason: format!("{error:#}"),
-                    }),
-                    Ok(stage) => {
-                        let previous = chain.replace(
-                            order.stage,
-                            stage,
-                            order
-                                .aggregator
-                                .as_ref()
-                                .map(|a| (Arc::clone(&a.output.schema), a.state_version)),
-                        );
-                        let mut previous_aggregator = None;
-                        if let Some(new) = &order.aggregator {
-                            let generation = state.new_generation(new.state_version);
-                            outputs.add(generation, Arc::clone(&new.output));
-                            stale = state.stale_keys();
-                            previous_aggregator =
-                                Some(std::mem::replace(&mut aggregator, new.clone()));
-                        }
-                        // One probation at a time: a newer swap ends the one before.
-                        if let Some(ended) = probation.take() {
-                            chain.set_fail_fast(ended.order.stage, false);
-                        }
-                        chain.set_fail_fast(order.stage, order.probation.is_some());
-                        probation = order.probation.map(|window| Probation {
-                            order: Arc::clone(&order),
-                            previous,
-                            previous_aggregator,
-                            until: Instant::now() + window,
-                        });
-                        order.reports.add(Report::CutOver {
-                            id: order.id,
-                            shard: settings.id,
-                        });
-                        first_batch.push((order, stopped.elapsed()));
-                    }
-                }
+                shard
+                    .versions
+                    .cut_over(order, &mut shard.chain, &mut shard.state);
                 continue;
             }
-            Ok(Input::Restore { partition, entries }) => {
-                // State of another version is migrated when its key is next
-                // used; its row is refreshed like after a swap (the state
-                // marks such keys as not the running generation's).
-                let keys: Vec<Vec<u8>> = entries
-                    .iter()
-                    .filter(|(_, stored)| stored.state_version != aggregator.state_version)
-                    .map(|(key, _)| key.clone())
-                    .collect();
-                state.restore(partition, entries);
-                stale.extend(keys.into_iter().map(|key| (partition, key)));
-                owned.insert(partition);
-                stats.set_keys(settings.id, state.len() as u64);
-            }
+            Ok(Input::Restore { partition, entries }) => shard.restore(partition, entries),
             Ok(Input::Revoke {
                 partitions,
                 lost,
                 abandoned,
-                done: ack,
+                done,
             }) => {
-                if lost || abandoned.load(std::sync::atomic::Ordering::Relaxed) {
-                    // Whatever was not committed, the new owner reads again.
-                    for partition in &partitions {
-                        forget(*partition, &mut state, &mut owned, &mut offsets, &mut dead);
-                    }
-                    ack.send(()).ok();
-                } else {
-                    // Flush now (every partition: simpler, and harmless), then forget them.
-                    flush(
-                        &mut state,
-                        &mut dead,
-                        &mut offsets,
-                        Some(ack),
-                        &mut outputs,
-                        &output,
-                    )?;
-                    for partition in &partitions {
-                        forget(*partition, &mut state, &mut owned, &mut offsets, &mut dead);
-                    }
-                }
-                stale.retain(|(p, _)| !partitions.contains(p));
-                stats.set_keys(settings.id, state.len() as u64);
+                shard.revoke(&partitions, lost || abandoned.load(Ordering::Relaxed), done)?;
                 continue;
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => open = false,
         }
-        if !stale.is_empty() {
-            let slice: Vec<_> = stale
-                .drain(stale.len().saturating_sub(REFRESH_SLICE)..)
-                .collect();
-            chain.refresh(&slice, &mut state);
-        }
-        let tick = Instant::now() >= next_flush || !open;
-        let early = early_flush_at(&offsets, &output, last_input, last_flush, &settings)
-            .is_some_and(|at| Instant::now() >= at);
-        if tick || early {
-            flush(
-                &mut state,
-                &mut dead,
-                &mut offsets,
-                None,
-                &mut outputs,
-                &output,
-            )?;
-            last_flush = Instant::now();
-        }
-        if tick {
-            if let (Some(idle), Some(at)) = (settings.idle_timeout, next_evict)
-                && Instant::now() >= at
-            {
-                let evicted = state.evict_idle(idle, |partition| committed.get(partition));
-                if evicted > 0 {
-                    tracing::debug!(evicted, "Evicted idle keys.");
-                }
-                stats.add_evicted(evicted as u64);
-                next_evict = evict_every.map(|every| Instant::now() + every);
-            }
-            stats.set_keys(settings.id, state.len() as u64);
-            // On a steady cadence: the time a flush takes, or a batch that
-            // ran past the tick, does not push every later flush back (a
-            // changed key waits at most one interval). After a stall longer
-            // than an interval, the cadence starts again from now.
-            next_flush += settings.flush_interval;
-            if next_flush <= Instant::now() {
-                next_flush = Instant::now() + settings.flush_interval;
-            }
-        }
+        shard
+            .versions
+            .refresh_some(&mut shard.chain, &mut shard.state);
+        shard.tick(!open)?;
     }
     Ok(())
 }
 
-/// Stale keys refreshed between two batches after a swap.
-const REFRESH_SLICE: usize = 1024;
+/// One shard's working set.
+struct Shard {
+    chain: Chain,
+    versions: Versions,
+    state: KeyedState,
+    owned: HashSet<i32>,
+    /// Dead letters since the last flush.
+    dead: Vec<DeadLetter>,
+    /// Per partition, the offset after the last record processed.
+    offsets: Vec<(i32, i64)>,
+    next_flush: Instant,
+    /// Once the input has been quiet for `max_wait` (the source has caught
+    /// up: it would have handed over even a partial batch by then), what
+    /// changed goes out without waiting for the tick, at most ten times per
+    /// interval: under load rows are gathered for the whole interval (each
+    /// key once), and when the input pauses or ends they are sent within
+    /// about a tenth of it.
+    last_flush: Instant,
+    last_input: Instant,
+    evict_every: Option<Duration>,
+    next_evict: Option<Instant>,
+    output: Sender<Flush>,
+    settings: ShardSettings,
+    stats: Arc<Stats>,
+    committed: Arc<Committed>,
+}
+
+impl Shard {
+    /// When the next flush is due: the tick, or earlier once caught up.
+    fn flush_at(&self) -> Instant {
+        early_flush_at(
+            &self.offsets,
+            &self.output,
+            self.last_input,
+            self.last_flush,
+            &self.settings,
+        )
+        .map_or(self.next_flush, |at| at.min(self.next_flush))
+    }
+
+    /// Runs a chunk through the stages.
+    fn process(&mut self, chunk: Chunk) {
+        let chunk = keep_owned(chunk, &self.owned);
+        let records = chunk.batch.records.len() as u64 + chunk.dead.len() as u64;
+        self.stats.add_received(records);
+        let source_dead = chunk.dead.len() as u64;
+        self.dead.extend(chunk.dead);
+        let started = Instant::now();
+        self.last_input = started;
+        let tally = self.versions.process(
+            &mut self.chain,
+            &chunk.batch,
+            &mut self.state,
+            &mut self.dead,
+        );
+        if tracing::enabled!(tracing::Level::TRACE) {
+            // How long the oldest record waited to get here (Kafka's
+            // timestamps are the producer's clock: a rough guide).
+            let oldest = chunk.batch.records.iter().map(|r| r.timestamp).min();
+            tracing::trace!(
+                shard = self.settings.id,
+                records = chunk.batch.records.len(),
+                waited_ms = oldest.map(|t| chrono::Utc::now().timestamp_millis() - t),
+                took = ?started.elapsed(),
+                "Batch processed."
+            );
+        }
+        self.stats.add_tally(tally, source_dead);
+        self.stats
+            .add_batch(chunk.batch.records.len(), started.elapsed());
+        for (partition, offset) in chunk.offsets {
+            match self.offsets.iter_mut().find(|(p, _)| *p == partition) {
+                Some(slot) => slot.1 = slot.1.max(offset),
+                None => self.offsets.push((partition, offset)),
+            }
+        }
+    }
+
+    /// `partition` is now the shard's, with `entries` as its state.
+    fn restore(&mut self, partition: i32, entries: HashMap<Vec<u8>, Stored>) {
+        self.versions.restoring(partition, &entries);
+        self.state.restore(partition, entries);
+        self.owned.insert(partition);
+        self.stats
+            .set_keys(self.settings.id, self.state.len() as u64);
+    }
+
+    /// `partitions` leave: what they hold is written first unless `gone`
+    /// (another owner has them already: whatever was not committed, the
+    /// new owner reads again); `done` is told once that is over.
+    fn revoke(
+        &mut self,
+        partitions: &[i32],
+        gone: bool,
+        done: std::sync::mpsc::Sender<()>,
+    ) -> Result<(), ShardError> {
+        if gone {
+            done.send(()).ok();
+        } else {
+            // Flush now (every partition: simpler, and harmless), then forget them.
+            self.flush(Some(done))?;
+        }
+        for &partition in partitions {
+            self.state.remove(partition);
+            self.owned.remove(&partition);
+            self.offsets.retain(|(p, _)| *p != partition);
+            self.dead.retain(|letter| letter.partition != partition);
+        }
+        self.versions.revoked(partitions);
+        self.stats
+            .set_keys(self.settings.id, self.state.len() as u64);
+        Ok(())
+    }
+
+    /// Flushes when due (always when `closing`), and on the tick evicts
+    /// idle keys and schedules the next tick.
+    fn tick(&mut self, closing: bool) -> Result<(), ShardError> {
+        let now = Instant::now();
+        let tick = now >= self.next_flush || closing;
+        let early = early_flush_at(
+            &self.offsets,
+            &self.output,
+            self.last_input,
+            self.last_flush,
+            &self.settings,
+        )
+        .is_some_and(|at| now >= at);
+        if tick || early {
+            self.flush(None)?;
+            self.last_flush = Instant::now();
+        }
+        if !tick {
+            return Ok(());
+        }
+        if let (Some(idle), Some(at)) = (self.settings.idle_timeout, self.next_evict)
+            && Instant::now() >= at
+        {
+            let committed = &self.committed;
+            let evicted = self
+                .state
+                .evict_idle(idle, |partition| committed.get(partition));
+            if evicted > 0 {
+                tracing::debug!(evicted, "Evicted idle keys.");
+            }
+            self.stats.add_evicted(evicted as u64);
+            self.next_evict = self.evict_every.map(|every| Instant::now() + every);
+        }
+        self.stats
+            .set_keys(self.settings.id, self.state.len() as u64);
+        // On a steady cadence: the time a flush takes, or a batch that ran
+        // past the tick, does not push every later flush back (a changed
+        // key waits at most one interval). After a stall longer than an
+        // interval, the cadence starts again from now.
+        self.next_flush += self.settings.flush_interval;
+        if self.next_flush <= Instant::now() {
+            self.next_flush = Instant::now() + self.settings.flush_interval;
+        }
+        Ok(())
+    }
+
+    /// Hands what changed to delivery; an error when delivery has stopped.
+    fn flush(&mut self, done: Option<std::sync::mpsc::Sender<()>>) -> Result<(), ShardError> {
+        let changes = self.state.take_changes();
+        let flush = Flush {
+            rows: self.versions.group(changes.rows),
+            changelog: changes.changelog,
+            dead: std::mem::take(&mut self.dead),
+            offsets: std::mem::take(&mut self.offsets),
+            made: Instant::now(),
+            done,
+        };
+        let empty = flush.rows.is_empty()
+            && flush.changelog.is_empty()
+            && flush.dead.is_empty()
+            && flush.offsets.is_empty();
+        if empty {
+            if let Some(done) = flush.done {
+                done.send(()).ok();
+            }
+            return Ok(());
+        }
+        // The delivery task stops only when it cannot write (it says why).
+        self.output
+            .blocking_send(flush)
+            .map_err(|_| ShardError::DeliveryStopped)
+    }
+}
 
 /// When a shard that has caught up flushes before its tick: once its input
 /// has been quiet for `max_wait` and a tenth of the interval has passed since
@@ -414,98 +391,6 @@ fn early_flush_at(
 ) -> Option<Instant> {
     (!offsets.is_empty() && output.capacity() > 0)
         .then(|| (last_input + settings.max_wait).max(last_flush + settings.flush_interval / 10))
-}
-
-/// Hands what changed to delivery; an error when delivery has stopped.
-fn flush(
-    state: &mut KeyedState,
-    dead: &mut Vec<DeadLetter>,
-    offsets: &mut Vec<(i32, i64)>,
-    done: Option<std::sync::mpsc::Sender<()>>,
-    outputs: &mut Outputs,
-    output: &Sender<Flush>,
-) -> Result<(), ShardError> {
-    let changes = state.take_changes();
-    let flush = Flush {
-        rows: outputs.group(changes.rows),
-        changelog: changes.changelog,
-        dead: std::mem::take(dead),
-        offsets: std::mem::take(offsets),
-        made: Instant::now(),
-        done,
-    };
-    let empty = flush.rows.is_empty()
-        && flush.changelog.is_empty()
-        && flush.dead.is_empty()
-        && flush.offsets.is_empty();
-    if empty {
-        if let Some(done) = flush.done {
-            done.send(()).ok();
-        }
-        return Ok(());
-    }
-    // The delivery task stops only when it cannot write (it says why).
-    output
-        .blocking_send(flush)
-        .map_err(|_| ShardError::DeliveryStopped)
-}
-
-/// The shape of the rows of each aggregator generation still in state.
-struct Outputs {
-    generations: Vec<(u64, Arc<Output>)>,
-}
-
-impl Outputs {
-    fn new(output: Arc<Output>) -> Self {
-        Self {
-            generations: vec![(0, output)],
-        }
-    }
-
-    /// Rows of `generation` (the newest) have the shape `output`.
-    fn add(&mut self, generation: u64, output: Arc<Output>) {
-        self.generations.push((generation, output));
-    }
-
-    /// `rows` grouped by shape. Every pending row is taken, so only the
-    /// newest generation is kept after.
-    fn group(&mut self, rows: Vec<(u64, Row)>) -> Vec<(Arc<Output>, Vec<Row>)> {
-        let mut groups: Vec<(u64, Arc<Output>, Vec<Row>)> = Vec::new();
-        for (generation, row) in rows {
-            match groups.iter_mut().find(|(g, _, _)| *g == generation) {
-                Some(group) => group.2.push(row),
-                None => {
-                    let output = self
-                        .generations
-                        .iter()
-                        .find(|(g, _)| *g == generation)
-                        .map(|(_, output)| Arc::clone(output))
-                        .expect("every generation with rows has its output");
-                    groups.push((generation, output, vec![row]));
-                }
-            }
-        }
-        let newest = self.generations.pop().expect("the running generation");
-        self.generations = vec![newest];
-        groups
-            .into_iter()
-            .map(|(_, output, rows)| (output, rows))
-            .collect()
-    }
-}
-
-/// Drops everything the shard holds of `partition`.
-fn forget(
-    partition: i32,
-    state: &mut KeyedState,
-    owned: &mut HashSet<i32>,
-    offsets: &mut Vec<(i32, i64)>,
-    dead: &mut Vec<DeadLetter>,
-) {
-    state.remove(partition);
-    owned.remove(&partition);
-    offsets.retain(|(p, _)| *p != partition);
-    dead.retain(|letter| letter.partition != partition);
 }
 
 /// `chunk` without the records of partitions the shard does not own (read

@@ -3,13 +3,17 @@
 //! - [`order`]: what a swap tells the shards (an [`Order`]) and what they
 //!   answer ([`Report`]).
 
+//! - [`cutover`]: a shard's side: the versions it runs, the cut-over
+//!   between two batches, probation and rollback ([`Versions`]).
 //! - [`swapper`]: the [`Swapper`] of a running pipeline: checks, cut-over,
 //!   history, rollbacks (asked for, or automatic on probation).
 //! - [`watch`]: `weir run --watch`, a swap when a plugin file changes.
 
+pub mod cutover;
 pub mod order;
 pub mod swapper;
 pub mod watch;
 
+pub use cutover::Versions;
 pub use order::{AggregatorVersion, Order, Report, Reports};
 pub use swapper::{StageInfo, SwapError, SwapRecord, Swapper, SwapperParts, VersionInfo};

@@ -1,0 +1,268 @@
+//! A shard's side of hot swap: which versions of the aggregator its state
+//! and pending rows belong to, the cut-over to a new version between two
+//! batches, probation, and the rollback when the new version fails on it.
+//!
+//! The shard loop asks [`Versions`] to run each batch ([`Versions::process`])
+//! and tells it what happens to its partitions; everything a swap changes
+//! is here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{AggregatorVersion, Order, Report};
+use crate::engine::chain::{Chain, Stage, Tally};
+use crate::engine::changelog::Stored;
+use crate::engine::dead_letter::DeadLetter;
+use crate::engine::deliver::Output;
+use crate::engine::state::{KeyedState, Row};
+use crate::plugin::Batch;
+
+/// Stale keys refreshed between two batches after a swap.
+const REFRESH_SLICE: usize = 1024;
+
+/// A swapped stage on probation: what it replaced, and until when.
+struct Probation {
+    order: Arc<Order>,
+    previous: Stage,
+    previous_aggregator: Option<AggregatorVersion>,
+    until: Instant,
+}
+
+/// The versions one shard runs, and those its state and rows still hold.
+pub struct Versions {
+    shard: usize,
+    /// The running aggregator.
+    aggregator: AggregatorVersion,
+    /// The shape of the rows of each aggregator generation still in state.
+    outputs: Outputs,
+    /// After an aggregator swap or a restore of another version's state:
+    /// keys whose row the running version has yet to make.
+    stale: Vec<(i32, Vec<u8>)>,
+    /// Swaps whose first batch is still to come, with how long the shard
+    /// stalled for each.
+    first_batch: Vec<(Arc<Order>, Duration)>,
+    probation: Option<Probation>,
+}
+
+impl Versions {
+    /// Shard `shard`, running `aggregator`.
+    pub fn new(shard: usize, aggregator: AggregatorVersion) -> Self {
+        Self {
+            shard,
+            outputs: Outputs::new(Arc::clone(&aggregator.output)),
+            aggregator,
+            stale: Vec::new(),
+            first_batch: Vec::new(),
+            probation: None,
+        }
+    }
+
+    /// Whether keys wait for the running version's row.
+    pub fn has_stale(&self) -> bool {
+        !self.stale.is_empty()
+    }
+
+    /// Stage `order.stage` runs `order.plugin` from the next batch on (on
+    /// probation, if the order says so). A plugin that cannot be
+    /// instantiated is reported, and the old version kept.
+    pub fn cut_over(&mut self, order: Arc<Order>, chain: &mut Chain, state: &mut KeyedState) {
+        let stopped = Instant::now();
+        let stage = match Stage::new(&order.plugin, Arc::clone(&order.context)) {
+            Ok(stage) => stage,
+            Err(error) => {
+                order.reports.add(Report::Failed {
+                    id: order.id,
+                    shard: self.shard,
+                    reason: format!("{error:#}"),
+                });
+                return;
+            }
+        };
+        let previous = chain.replace(
+            order.stage,
+            stage,
+            order
+                .aggregator
+                .as_ref()
+                .map(|a| (Arc::clone(&a.output.schema), a.state_version)),
+        );
+        let previous_aggregator = order
+            .aggregator
+            .as_ref()
+            .map(|new| self.switch_aggregator(new.clone(), state));
+        // One probation at a time: a newer swap ends the one before.
+        if let Some(ended) = self.probation.take() {
+            chain.set_fail_fast(ended.order.stage, false);
+        }
+        chain.set_fail_fast(order.stage, order.probation.is_some());
+        self.probation = order.probation.map(|window| Probation {
+            order: Arc::clone(&order),
+            previous,
+            previous_aggregator,
+            until: Instant::now() + window,
+        });
+        order.reports.add(Report::CutOver {
+            id: order.id,
+            shard: self.shard,
+        });
+        self.first_batch.push((order, stopped.elapsed()));
+    }
+
+    /// Runs `batch` through `chain` into `state`. A stage on probation that
+    /// fails the batch sends this shard back to the version it replaced,
+    /// which processes the batch instead.
+    pub fn process(
+        &mut self,
+        chain: &mut Chain,
+        batch: &Batch,
+        state: &mut KeyedState,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Tally {
+        if let Some(ended) = self.probation.take_if(|p| Instant::now() >= p.until) {
+            chain.set_fail_fast(ended.order.stage, false);
+        }
+        let guarded = self.probation.as_ref().map(|p| p.order.stage);
+        let tally = match chain.process_guarded(batch, state, dead, guarded) {
+            Ok(tally) => tally,
+            Err(reason) => {
+                self.roll_back(chain, state, reason);
+                chain.process(batch, state, dead)
+            }
+        };
+        if !batch.records.is_empty() {
+            for (order, stall) in self.first_batch.drain(..) {
+                order.reports.add(Report::FirstBatch {
+                    id: order.id,
+                    shard: self.shard,
+                    latency: order.requested.elapsed(),
+                    stall,
+                });
+            }
+        }
+        tally
+    }
+
+    /// The version on probation failed (`reason`): back to the one it replaced.
+    fn roll_back(&mut self, chain: &mut Chain, state: &mut KeyedState, reason: String) {
+        let failed = self.probation.take().expect("guarded by a probation");
+        tracing::warn!(
+            shard = self.shard,
+            stage = %chain.stage(failed.order.stage).name,
+            %reason,
+            "The new plugin version trapped on probation; this shard went back to the previous one."
+        );
+        let mut previous = failed.previous;
+        previous.set_fail_fast(false);
+        chain.replace(
+            failed.order.stage,
+            previous,
+            failed
+                .previous_aggregator
+                .as_ref()
+                .map(|a| (Arc::clone(&a.output.schema), a.state_version)),
+        );
+        if let Some(previous) = failed.previous_aggregator {
+            self.switch_aggregator(previous, state);
+        }
+        self.first_batch
+            .retain(|(order, _)| order.id != failed.order.id);
+        failed.order.reports.add(Report::ProbationFailed {
+            id: failed.order.id,
+            shard: self.shard,
+            reason,
+        });
+    }
+
+    /// `aggregator` runs from now on: a new generation of state, whose keys
+    /// all wait for their row from it. Returns the version it replaced.
+    fn switch_aggregator(
+        &mut self,
+        aggregator: AggregatorVersion,
+        state: &mut KeyedState,
+    ) -> AggregatorVersion {
+        let generation = state.new_generation(aggregator.state_version);
+        self.outputs.add(generation, Arc::clone(&aggregator.output));
+        self.stale = state.stale_keys();
+        std::mem::replace(&mut self.aggregator, aggregator)
+    }
+
+    /// `partition` was restored with `entries`: keys of another state
+    /// version are migrated when next used, and their row refreshed like
+    /// after a swap (the state marks them as not the running generation's).
+    pub fn restoring(&mut self, partition: i32, entries: &HashMap<Vec<u8>, Stored>) {
+        let version = self.aggregator.state_version;
+        self.stale.extend(
+            entries
+                .iter()
+                .filter(|(_, stored)| stored.state_version != version)
+                .map(|(key, _)| (partition, key.clone())),
+        );
+    }
+
+    /// `partitions` left the shard: their keys need no row any more.
+    pub fn revoked(&mut self, partitions: &[i32]) {
+        self.stale.retain(|(p, _)| !partitions.contains(p));
+    }
+
+    /// Gives a slice of the stale keys the running version's row.
+    pub fn refresh_some(&mut self, chain: &mut Chain, state: &mut KeyedState) {
+        if self.stale.is_empty() {
+            return;
+        }
+        let slice: Vec<_> = self
+            .stale
+            .drain(self.stale.len().saturating_sub(REFRESH_SLICE)..)
+            .collect();
+        chain.refresh(&slice, state);
+    }
+
+    /// `rows` (by generation) grouped by the shape of their version.
+    pub fn group(&mut self, rows: Vec<(u64, Row)>) -> Vec<(Arc<Output>, Vec<Row>)> {
+        self.outputs.group(rows)
+    }
+}
+
+/// The shape of the rows of each aggregator generation still in state.
+struct Outputs {
+    generations: Vec<(u64, Arc<Output>)>,
+}
+
+impl Outputs {
+    fn new(output: Arc<Output>) -> Self {
+        Self {
+            generations: vec![(0, output)],
+        }
+    }
+
+    /// Rows of `generation` (the newest) have the shape `output`.
+    fn add(&mut self, generation: u64, output: Arc<Output>) {
+        self.generations.push((generation, output));
+    }
+
+    /// `rows` grouped by shape. Every pending row is taken, so only the
+    /// newest generation is kept after.
+    fn group(&mut self, rows: Vec<(u64, Row)>) -> Vec<(Arc<Output>, Vec<Row>)> {
+        let mut groups: Vec<(u64, Arc<Output>, Vec<Row>)> = Vec::new();
+        for (generation, row) in rows {
+            match groups.iter_mut().find(|(g, _, _)| *g == generation) {
+                Some(group) => group.2.push(row),
+                None => {
+                    let output = self
+                        .generations
+                        .iter()
+                        .find(|(g, _)| *g == generation)
+                        .map(|(_, output)| Arc::clone(output))
+                        .expect("every generation with rows has its output");
+                    groups.push((generation, output, vec![row]));
+                }
+            }
+        }
+        let newest = self.generations.pop().expect("the running generation");
+        self.generations = vec![newest];
+        groups
+            .into_iter()
+            .map(|(_, output, rows)| (output, rows))
+            .collect()
+    }
+}
