@@ -8,15 +8,17 @@
 //! query of every dashboard against the tables a real run of the two stock
 //! pipelines filled. A few of the numbers the panels show are computed again
 //! from the raw events, independently of any aggregate.
+//!
+//! Grafana's model and the reading of the files are in
+//! [`weir_tests::grafana`]; this file holds what weir's files must satisfy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use weir::telemetry::metrics::{FAMILIES, Family, Kind};
+use weir_tests::grafana::{self, Dashboard, DataSource, GridPos, Panel};
 use weir_tests::oracle::{load_raw, read_topic};
 use weir_tests::pipeline::{
     Names, Running, Scenario, activity_pipeline, demo_pipeline, generate, wait_caught_up,
@@ -75,268 +77,14 @@ const EVENTS: u64 = 20_000;
 const SEED: &str = "42";
 
 // ---------------------------------------------------------------------------
-// The parts of Grafana's provisioning and dashboard models weir relies on.
-// Provisioning files are weir's own and small, so unknown fields are refused
-// (a misspelt key would otherwise be ignored by Grafana without a word);
-// dashboards carry many display settings this test has no opinion on.
-
-/// `grafana/provisioning/datasources/*.yml`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DataSources {
-    api_version: u32,
-    datasources: Vec<DataSource>,
-}
-
-/// One provisioned data source.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DataSource {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    uid: String,
-    access: String,
-    url: String,
-    user: Option<String>,
-    #[serde(default)]
-    is_default: bool,
-    #[serde(default)]
-    editable: bool,
-    #[serde(default)]
-    json_data: BTreeMap<String, serde_yaml_ng::Value>,
-    #[serde(default)]
-    secure_json_data: BTreeMap<String, String>,
-}
-
-/// `grafana/provisioning/dashboards/*.yml`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Providers {
-    api_version: u32,
-    providers: Vec<Provider>,
-}
-
-/// One dashboard provider.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Provider {
-    name: String,
-    org_id: u32,
-    folder: String,
-    folder_uid: Option<String>,
-    #[serde(rename = "type")]
-    kind: String,
-    disable_deletion: bool,
-    allow_ui_updates: bool,
-    update_interval_seconds: u32,
-    options: ProviderOptions,
-}
-
-/// Where a file provider reads dashboards.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ProviderOptions {
-    path: String,
-    #[serde(default)]
-    folders_from_files_structure: bool,
-}
-
-/// A dashboard file.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Dashboard {
-    uid: String,
-    title: String,
-    schema_version: u32,
-    refresh: String,
-    #[serde(default)]
-    tags: Vec<String>,
-    panels: Vec<Panel>,
-    #[serde(default)]
-    templating: Templating,
-}
-
-/// The dashboard's variables.
-#[derive(Debug, Default, Deserialize)]
-struct Templating {
-    #[serde(default)]
-    list: Vec<Variable>,
-}
-
-/// A template variable.
-#[derive(Debug, Deserialize)]
-struct Variable {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    datasource: Option<DataSourceRef>,
-    definition: Option<String>,
-}
-
-/// A panel; a row may hold its panels while collapsed.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Panel {
-    id: u32,
-    #[serde(rename = "type")]
-    kind: String,
-    title: String,
-    grid_pos: GridPos,
-    datasource: Option<DataSourceRef>,
-    #[serde(default)]
-    targets: Vec<Target>,
-    #[serde(default)]
-    options: Value,
-    #[serde(default)]
-    field_config: FieldConfig,
-    #[serde(default)]
-    panels: Vec<Panel>,
-}
-
-/// Where a panel sits: Grafana's grid is 24 columns wide.
-#[derive(Debug, Clone, Copy, Deserialize)]
-struct GridPos {
-    x: u32,
-    y: u32,
-    w: u32,
-    h: u32,
-}
-
-/// A reference to a data source, as panels and targets hold it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-struct DataSourceRef {
-    #[serde(rename = "type")]
-    kind: String,
-    uid: String,
-}
-
-/// A panel's query.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Target {
-    ref_id: String,
-    datasource: Option<DataSourceRef>,
-    raw_sql: Option<String>,
-    raw_query: Option<bool>,
-    editor_mode: Option<String>,
-    format: Option<String>,
-    expr: Option<String>,
-}
-
-/// The field settings of a panel: only the overrides matter here, because
-/// they name the columns a query must return.
-#[derive(Debug, Default, Deserialize)]
-struct FieldConfig {
-    #[serde(default)]
-    overrides: Vec<Override>,
-}
-
-/// A field override.
-#[derive(Debug, Deserialize)]
-struct Override {
-    matcher: Matcher,
-}
-
-/// What an override applies to.
-#[derive(Debug, Deserialize)]
-struct Matcher {
-    id: String,
-    #[serde(default)]
-    options: Value,
-}
-
-impl Panel {
-    /// The columns the panel's settings name: `byName` overrides and a bar
-    /// chart's category field. The query must return each of them.
-    fn named_columns(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .field_config
-            .overrides
-            .iter()
-            .filter(|o| o.matcher.id == "byName")
-            .filter_map(|o| o.matcher.options.as_str().map(str::to_owned))
-            .collect();
-        names.extend(self.x_field().map(str::to_owned));
-        names
-    }
-
-    /// A bar chart's category column.
-    fn x_field(&self) -> Option<&str> {
-        self.options.get("xField").and_then(Value::as_str)
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Reading the files.
-
-/// The repository's `grafana/` folder, the one the compose file mounts from.
-fn grafana_dir() -> PathBuf {
-    weir_tests::manifest_dir().join("../grafana")
-}
-
-/// The provisioned data sources, by uid.
-fn data_sources() -> Result<BTreeMap<String, DataSource>> {
-    let path = grafana_dir().join("provisioning/datasources/weir.yml");
-    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    let file: DataSources =
-        serde_yaml_ng::from_str(&text).with_context(|| format!("{}", path.display()))?;
-    ensure!(file.api_version == 1, "{}: apiVersion 1", path.display());
-    let mut by_uid = BTreeMap::new();
-    for source in file.datasources {
-        ensure!(
-            by_uid.insert(source.uid.clone(), source).is_none(),
-            "{}: a data source uid twice",
-            path.display()
-        );
-    }
-    Ok(by_uid)
-}
-
-/// Every dashboard file, by file name.
-fn dashboards() -> Result<BTreeMap<String, Dashboard>> {
-    let dir = grafana_dir().join("dashboards");
-    let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| dir.display().to_string())? {
-        let path = entry?.path();
-        if path.extension().is_none_or(|ext| ext != "json") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path)?;
-        // Valid JSON first, so a syntax error is reported as one and not as
-        // a missing field.
-        let json: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", path.display()))?;
-        let dashboard: Dashboard = serde_json::from_value(json)
-            .with_context(|| format!("{} does not fit Grafana's model", path.display()))?;
-        let name = path.file_name().context("a file name")?.to_string_lossy();
-        files.insert(name.into_owned(), dashboard);
-    }
-    Ok(files)
-}
-
-/// Every panel of a dashboard, those inside collapsed rows included.
-fn all_panels(dashboard: &Dashboard) -> Vec<&Panel> {
-    fn walk<'a>(panels: &'a [Panel], out: &mut Vec<&'a Panel>) {
-        for panel in panels {
-            out.push(panel);
-            walk(&panel.panels, out);
-        }
-    }
-    let mut out = Vec::new();
-    walk(&dashboard.panels, &mut out);
-    out
-}
-
-// ---------------------------------------------------------------------------
 // The model check.
 
 #[test]
 fn provisioning_and_dashboards_fit_grafanas_model() -> Result<()> {
-    let sources = data_sources()?;
+    let sources = grafana::data_sources()?;
     check_data_sources(&sources)?;
     check_provider()?;
-    let dashboards = dashboards()?;
+    let dashboards = grafana::dashboards()?;
     for file in REFERENCE
         .iter()
         .map(|(file, _)| *file)
@@ -368,7 +116,8 @@ fn provisioning_and_dashboards_fit_grafanas_model() -> Result<()> {
         let Some(dashboard) = dashboards.get(file) else {
             continue;
         };
-        let have: HashMap<&str, &str> = all_panels(dashboard)
+        let have: HashMap<&str, &str> = dashboard
+            .all_panels()
             .into_iter()
             .map(|p| (p.title.as_str(), p.kind.as_str()))
             .collect();
@@ -388,7 +137,7 @@ fn provisioning_and_dashboards_fit_grafanas_model() -> Result<()> {
     });
     ensure!(problems.is_empty(), "{}", problems.join("\n"));
 
-    let panels: usize = dashboards.values().map(|d| all_panels(d).len()).sum();
+    let panels: usize = dashboards.values().map(|d| d.all_panels().len()).sum();
     println!(
         "{} dashboards, {panels} panels, {} data sources: every panel fits Grafana's model",
         dashboards.len(),
@@ -446,16 +195,15 @@ fn check_data_sources(sources: &BTreeMap<String, DataSource>) -> Result<()> {
         ),
     ];
     for (ok, what) in checks {
-        ensure!(ok, "provisioning/datasources/weir.yml: {what}");
+        ensure!(ok, "{}: {what}", grafana::DATA_SOURCES_FILE);
     }
     Ok(())
 }
 
 /// The provider reads the folder the compose file mounts the dashboards on.
 fn check_provider() -> Result<()> {
-    let path = grafana_dir().join("provisioning/dashboards/weir.yml");
-    let file: Providers = serde_yaml_ng::from_str(&std::fs::read_to_string(&path)?)
-        .with_context(|| path.display().to_string())?;
+    let path = grafana::dir().join(grafana::PROVIDERS_FILE);
+    let file = grafana::providers()?;
     let [provider] = file.providers.as_slice() else {
         bail!("{}: one provider", path.display());
     };
@@ -582,7 +330,7 @@ fn check_dashboard(
         }
     }
 
-    let panels = all_panels(dashboard);
+    let panels = dashboard.all_panels();
     let mut ids = BTreeSet::new();
     for panel in &panels {
         let mut report = |problem: String| report(format!("panel `{}`: {problem}", panel.title));
@@ -606,7 +354,7 @@ fn check_dashboard(
     }
     for (i, a) in panels.iter().enumerate() {
         for b in &panels[i + 1..] {
-            if overlap(a.grid_pos, b.grid_pos) {
+            if a.grid_pos.overlaps(b.grid_pos) {
                 report(format!("panels `{}` and `{}` overlap", a.title, b.title));
             }
         }
@@ -685,10 +433,6 @@ fn check_panel_queries(
     }
 }
 
-fn overlap(a: GridPos, b: GridPos) -> bool {
-    a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h
-}
-
 // ---------------------------------------------------------------------------
 // The pipeline dashboard against the metrics weir exports.
 
@@ -724,7 +468,7 @@ fn check_pipeline_dashboard(dashboard: &Dashboard, report: &mut impl FnMut(Strin
         }
     }
     let mut shown = BTreeSet::new();
-    for panel in all_panels(dashboard) {
+    for panel in dashboard.all_panels() {
         for target in &panel.targets {
             let Some(expr) = &target.expr else { continue };
             match promql_families(expr) {
@@ -904,7 +648,7 @@ async fn run_queries(
     tables: &[(&str, &str)],
 ) -> Result<Vec<Answer>> {
     let mut answers = Vec::new();
-    for panel in all_panels(dashboard) {
+    for panel in dashboard.all_panels() {
         for target in &panel.targets {
             let Some(sql) = &target.raw_sql else { continue };
             let context = format!("{} / {} ({})", dashboard.title, panel.title, target.ref_id);
@@ -998,7 +742,7 @@ const MILLIS: f64 = 0.01;
 fn every_dashboard_query_answers_over_a_real_run() -> Result<()> {
     let run = Scenario::new("dashboards", 4)?;
     let (stack, names) = (&run.stack, &run.names);
-    let dashboards = dashboards()?;
+    let dashboards = grafana::dashboards()?;
 
     let counts = generate(
         stack,
@@ -1190,8 +934,8 @@ type Breakage = fn(&mut Value);
 
 #[test]
 fn broken_dashboards_are_refused() -> Result<()> {
-    let sources = data_sources()?;
-    let path = grafana_dir().join("dashboards/session-overview.json");
+    let sources = grafana::data_sources()?;
+    let path = grafana::dir().join("dashboards/session-overview.json");
     let good: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
     let breakages: [(&str, Breakage); 8] = [
         ("outside the 24 columns", |d| {

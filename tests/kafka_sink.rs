@@ -35,11 +35,10 @@ fn row(user: Option<&str>, events: i64, cart: Option<f64>) -> Vec<Value> {
 async fn rows_reach_kafka_as_confluent_avro() -> Result<()> {
     let stack = Stack::from_env();
     let topic = unique("session_stats_avro");
-    let registry = RegistryClient::new(&stack.registry_url);
     let schema = RowSchema::parse(session_stats::OUTPUT_SCHEMA)?;
     let sink = KafkaSink::connect(
         &weir::kafka::Connection::new(&stack.bootstrap),
-        &registry,
+        RegistryClient::new(&stack.registry_url),
         &topic,
         None,
         schema.clone(),
@@ -54,7 +53,7 @@ async fn rows_reach_kafka_as_confluent_avro() -> Result<()> {
     // A second sink for the same topic finds the schema registered: same id, one version.
     let again = KafkaSink::connect(
         &weir::kafka::Connection::new(&stack.bootstrap),
-        &RegistryClient::new(&stack.registry_url),
+        RegistryClient::new(&stack.registry_url),
         &topic,
         None,
         schema,

@@ -6,10 +6,20 @@
 //! `WEIR_STATE_DIR`), with the stack's defaults when run by plain `cargo test`.
 //! `WEIR_XTASK`, also set by `cargo xtask test`, lets fault tests stop and
 //! start single services ([`Stack::stop_service`], [`Stack::start_service`]).
+//!
+//! # Layout
+//!
+//! - [`avro`]: weir's Avro rows read as a downstream consumer reads them.
+//! - [`grafana`]: the parts of Grafana's provisioning and dashboard models
+//!   weir relies on, read from the repository's `grafana/` folder.
+//! - [`oracle`]: `session_stats` computed in SQL from the raw events, and
+//!   compared with what the sinks hold.
+//! - [`pipeline`]: a real pipeline run in a test, on the test's own names.
 
 #![deny(missing_docs)]
 
 pub mod avro;
+pub mod grafana;
 pub mod oracle;
 pub mod pipeline;
 

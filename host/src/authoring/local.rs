@@ -23,7 +23,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 
 use crate::engine::chain::{Chain, Stage};
-use crate::engine::dead_letter::{DeadLetter, PluginRef};
 use crate::engine::state::KeyedState;
 use crate::pipeline::config::Format;
 use crate::plugin::{
@@ -31,6 +30,7 @@ use crate::plugin::{
     StageContext, Value, Verdict, Worker, read,
 };
 use crate::sink::RowSchema;
+use crate::sink::{DeadLetter, PluginRef};
 
 /// How many dead letters are printed (all go to `--dead-letters`).
 const SHOWN_DEAD_LETTERS: usize = 10;

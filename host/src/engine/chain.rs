@@ -7,7 +7,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::dead_letter::{DeadLetter, Kind, PluginRef};
 use super::state::{Folded, KeyedState};
 use crate::pipeline::config::Format;
 use crate::plugin::{
@@ -15,6 +14,7 @@ use crate::plugin::{
     Reader, RecordRef, StageCode, StageContext, Verdict, Worker, no_fields,
 };
 use crate::sink::RowSchema;
+use crate::sink::{DeadLetter, Kind, PluginRef};
 
 /// On probation, a batch in which the new version rejects more than half
 /// of the records, and at least this many, counts as a failure.

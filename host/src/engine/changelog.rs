@@ -19,11 +19,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::kafka::{Connection, Producing, send_all};
+use crate::kafka::Connection;
+pub use crate::sink::changelog::{ChangelogRecord, ChangelogWriter};
 
 /// The value format this version writes and reads.
 const FORMAT: u8 = 1;
@@ -96,55 +95,6 @@ impl Stored {
             last_event: i64::from_be_bytes(word(13..21)),
             state: value[HEADER..].to_vec(),
         })
-    }
-}
-
-/// A record for the changelog: `value` `None` is a tombstone (the key was evicted).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangelogRecord {
-    /// The input partition, which is also the changelog partition.
-    pub partition: i32,
-    /// The state key.
-    pub key: Vec<u8>,
-    /// The encoded [`Stored`] state, or `None` for a tombstone.
-    pub value: Option<Vec<u8>>,
-}
-
-/// Writes a stage's changelog.
-pub struct ChangelogWriter {
-    topic: String,
-    producer: FutureProducer,
-}
-
-impl ChangelogWriter {
-    /// A writer to `topic` (idempotent, `acks=all`).
-    pub fn new(kafka: &Connection, topic: &str) -> Result<Self, KafkaError> {
-        let producer = kafka.producer(Producing::Flushes).create()?;
-        Ok(Self {
-            topic: topic.to_owned(),
-            producer,
-        })
-    }
-
-    /// The topic written.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    /// Writes `records` and returns once Kafka has acknowledged every one.
-    pub async fn send(&self, records: &[ChangelogRecord]) -> Result<(), String> {
-        let messages = records.iter().map(|record| {
-            let mut message = FutureRecord::to(&self.topic)
-                .partition(record.partition)
-                .key(&record.key);
-            if let Some(value) = &record.value {
-                message = message.payload(value);
-            }
-            message
-        });
-        send_all(&self.producer, messages)
-            .await
-            .map_err(|error| format!("changelog `{}`: {error}", self.topic))
     }
 }
 

@@ -18,43 +18,13 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::Receiver;
 
-use super::changelog::ChangelogWriter;
-use super::dead_letter::{DeadLetterWriter, Kind};
 use super::shard::Flush;
 use super::stats::Stats;
-use crate::sink::{KafkaSink, PostgresSink, RowSchema};
+use crate::sink::{Phase, SinkError, Sinks};
 
 /// After a stop, how long failing sinks are still retried before giving up
 /// (the offsets are then not committed; the records are read again on restart).
 const STOP_GRACE: Duration = Duration::from_secs(30);
-
-/// What the rows of a flush look like: the aggregator version that made
-/// them decides (a swap can change it while older flushes are in flight).
-#[derive(Debug)]
-pub struct Output {
-    /// The rows' schema.
-    pub schema: Arc<RowSchema>,
-    /// Its id in the schema registry (when there is a Kafka sink).
-    pub kafka_schema_id: Option<u32>,
-    /// The PostgreSQL upsert of such rows (when there is a PostgreSQL sink).
-    pub statement: Option<String>,
-}
-
-/// Where a pipeline's results go.
-pub struct Sinks {
-    /// The pipeline's name.
-    pub pipeline: String,
-    /// The source topic (offsets are committed for it).
-    pub topic: String,
-    /// Avro rows to Kafka.
-    pub kafka: Option<KafkaSink>,
-    /// Upserts to PostgreSQL.
-    pub postgres: Option<PostgresSink>,
-    /// The dead-letter topic.
-    pub dead_letters: DeadLetterWriter,
-    /// The aggregator's changelog.
-    pub changelog: ChangelogWriter,
-}
 
 /// The input offsets the pipeline has committed, per partition: a key may
 /// be evicted once its records are all below them.
@@ -76,133 +46,20 @@ impl Committed {
     }
 }
 
-impl Sinks {
-    /// Starts this pipeline's error and retry counters at zero: a healthy
-    /// pipeline then shows its errors as 0, where a query expects a value,
-    /// rather than as no series at all.
-    pub fn start_counters(&self, stages: &[&str]) {
-        let sinks = [
-            self.kafka.as_ref().map(|_| "kafka"),
-            self.postgres.as_ref().map(|_| "postgres"),
-            Some("dead-letters"),
-            Some("changelog"),
-        ];
-        for sink in sinks.into_iter().flatten() {
-            let labels = [
-                ("pipeline", self.pipeline.clone()),
-                ("sink", sink.to_owned()),
-            ];
-            metrics::counter!("weir_sink_errors_total", &labels).absolute(0);
-            metrics::counter!("weir_sink_rows_total", &labels).absolute(0);
-        }
-        metrics::counter!("weir_sink_retries_total", "pipeline" => self.pipeline.clone())
-            .absolute(0);
-        // Dead letters too: the source's malformed values, each stage's kinds.
-        let source = std::iter::once(("source", Kind::Malformed));
-        let stages = stages.iter().flat_map(|stage| {
-            [Kind::Malformed, Kind::Rejected, Kind::Trapped].map(|kind| (*stage, kind))
-        });
-        for (stage, kind) in source.chain(stages) {
-            metrics::counter!(
-                "weir_dead_letters_total",
-                "pipeline" => self.pipeline.clone(),
-                "stage" => stage.to_owned(),
-                "kind" => kind.name(),
-            )
-            .absolute(0);
-        }
-    }
-
-    /// Writes one flush everywhere it goes; all or an error.
-    async fn write(&self, flush: &Flush) -> Result<(), String> {
-        let rows: usize = flush.rows.iter().map(|(_, rows)| rows.len()).sum();
-        // A sink the pipeline does not have writes nothing and is not counted.
-        let kafka = async {
-            let Some(sink) = &self.kafka else {
-                return Ok(());
-            };
-            self.observed("kafka", rows, async {
-                for (output, rows) in &flush.rows {
-                    if let Some(id) = output.kafka_schema_id {
-                        sink.send_as(rows, &output.schema, id)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    }
-                }
-                Ok(())
-            })
-            .await
-        };
-        let postgres = async {
-            let Some(sink) = &self.postgres else {
-                return Ok(());
-            };
-            self.observed("postgres", rows, async {
-                for (output, rows) in &flush.rows {
-                    if let Some(statement) = &output.statement {
-                        sink.upsert_as(rows, &output.schema, statement)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    }
-                }
-                Ok(())
-            })
-            .await
-        };
-        let dead_letters = self.observed(
-            "dead-letters",
-            flush.dead.len(),
-            self.dead_letters.send(&flush.dead),
-        );
-        // PostgreSQL first: its future sends its statements at its first
-        // poll, and the server runs them while the Kafka sink encodes its
-        // rows (synchronously, at that future's first poll).
-        tokio::try_join!(postgres, kafka, dead_letters).map(drop)
-    }
-
-    /// Runs one sink's write of `records` (none: nothing to write, and
-    /// `write` is not run), recording its time, its records and its
-    /// failures under `sink`; a failure names the sink.
-    async fn observed(
-        &self,
-        sink: &'static str,
-        records: usize,
-        write: impl Future<Output = Result<(), String>>,
-    ) -> Result<(), String> {
-        if records == 0 {
-            return Ok(());
-        }
-        let labels = [
-            ("pipeline", self.pipeline.clone()),
-            ("sink", sink.to_owned()),
-        ];
-        let started = Instant::now();
-        match write.await {
-            Ok(()) => {
-                metrics::histogram!("weir_sink_write_duration_seconds", &labels)
-                    .record(started.elapsed());
-                metrics::counter!("weir_sink_rows_total", &labels).increment(records as u64);
-                Ok(())
-            }
-            Err(error) => {
-                metrics::counter!("weir_sink_errors_total", &labels).increment(1);
-                Err(format!("{sink}: {error}"))
-            }
-        }
-    }
-}
-
 /// Delivery could not finish its work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     /// The pipeline was stopped while a sink kept failing.
     #[error(
-        "stopping while the sinks fail ({error}); the offsets of the unwritten rows are not committed, so those records will be read again on restart"
+        "stopping while the sinks fail ({0}); the offsets of the unwritten rows are not committed, so those records will be read again on restart"
     )]
-    SinksFailing {
-        /// The last failure.
-        error: String,
-    },
+    SinksFailing(#[source] SinkError),
+    /// A sink refused data for good, or weir broke its own rules: retrying
+    /// cannot help, so the pipeline stops rather than retry forever.
+    #[error(
+        "{0}; nothing of this flush is committed, so its records will be read again on restart"
+    )]
+    Permanent(#[source] SinkError),
     /// The last commits failed.
     #[error(
         "could not commit the offsets of partitions {partitions:?}; their records will be read again on restart"
@@ -217,47 +74,56 @@ pub enum DeliveryError {
 #[derive(Debug, Default)]
 struct Pending(BTreeMap<i32, i64>);
 
-/// Delivers flushes until every shard has finished. Fails only when the
-/// sinks stay unreachable past a stop.
+/// What every shard's delivery of one pipeline shares.
+pub struct Delivery<C: ConsumerContext> {
+    /// Where flushes are written.
+    pub sinks: Arc<Sinks>,
+    /// The source's consumer: offsets are committed through it.
+    pub consumer: Arc<BaseConsumer<C>>,
+    /// The source topic.
+    pub topic: String,
+    /// The pipeline's counters.
+    pub stats: Arc<Stats>,
+    /// The offsets committed so far.
+    pub committed: Arc<Committed>,
+    /// Raised when the pipeline stops: failing sinks are retried only
+    /// for a grace period after.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Delivers a shard's flushes until it has finished. Fails when the sinks
+/// stay unreachable past a stop, or refuse a flush for good.
 pub async fn run<C: ConsumerContext + 'static>(
-    sinks: Arc<Sinks>,
+    delivery: Arc<Delivery<C>>,
     mut flushes: Receiver<Flush>,
-    consumer: Arc<BaseConsumer<C>>,
-    stats: Arc<Stats>,
-    committed: Arc<Committed>,
-    stop: Arc<AtomicBool>,
 ) -> Result<(), DeliveryError> {
+    let Delivery {
+        sinks,
+        consumer,
+        topic,
+        stats,
+        committed,
+        stop,
+    } = delivery.as_ref();
+    let pipeline = sinks.pipeline().to_owned();
     let mut pending = Pending::default();
     while let Some(mut flush) = flushes.recv().await {
         let started = Instant::now();
         let queued = flush.made.elapsed();
-        write_with_retries(&sinks, &mut flush, &stop, || held(&consumer, &sinks.topic)).await?;
+        write_with_retries(sinks, &mut flush, stop, || held(consumer, topic)).await?;
         let written = started.elapsed();
-        metrics::histogram!("weir_flush_duration_seconds", "pipeline" => sinks.pipeline.clone())
+        metrics::histogram!("weir_flush_duration_seconds", "pipeline" => pipeline.clone())
             .record(written);
-        let rows: usize = flush.rows.iter().map(|(_, rows)| rows.len()).sum();
+        let rows = flush.records.row_count();
         stats.add_rows_written(rows as u64);
-        // Counted per stage and kind, once per flush.
-        let mut dead: BTreeMap<(&str, &'static str), u64> = BTreeMap::new();
-        for letter in &flush.dead {
-            *dead.entry((&letter.stage, letter.kind.name())).or_default() += 1;
-        }
-        for ((stage, kind), count) in dead {
-            metrics::counter!(
-                "weir_dead_letters_total",
-                "pipeline" => sinks.pipeline.clone(),
-                "stage" => stage.to_owned(),
-                "kind" => kind,
-            )
-            .increment(count);
-        }
+        count_dead_letters(&pipeline, &flush);
         for (partition, offset) in flush.offsets {
             let slot = pending.0.entry(partition).or_insert(offset);
             *slot = (*slot).max(offset);
         }
         let committing = Instant::now();
-        if commit(&consumer, &sinks.topic, &mut pending, &committed).await {
-            metrics::histogram!("weir_commit_duration_seconds", "pipeline" => sinks.pipeline.clone())
+        if commit(consumer, topic, &mut pending, committed).await {
+            metrics::histogram!("weir_commit_duration_seconds", "pipeline" => pipeline.clone())
                 .record(committing.elapsed());
         }
         if let Some(done) = flush.done.take() {
@@ -265,7 +131,7 @@ pub async fn run<C: ConsumerContext + 'static>(
         }
         tracing::debug!(
             rows,
-            dead_letters = flush.dead.len(),
+            dead_letters = flush.records.dead.len(),
             queued = ?queued,
             written = ?written,
             committed = ?started.elapsed(),
@@ -278,7 +144,7 @@ pub async fn run<C: ConsumerContext + 'static>(
             break;
         }
         tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
-        commit(&consumer, &sinks.topic, &mut pending, &committed).await;
+        commit(consumer, topic, &mut pending, committed).await;
     }
     if !pending.0.is_empty() {
         return Err(DeliveryError::Uncommitted {
@@ -286,6 +152,23 @@ pub async fn run<C: ConsumerContext + 'static>(
         });
     }
     Ok(())
+}
+
+/// Counts a delivered flush's dead letters per stage and kind, once per flush.
+fn count_dead_letters(pipeline: &str, flush: &Flush) {
+    let mut dead: BTreeMap<(&str, &'static str), u64> = BTreeMap::new();
+    for letter in &flush.records.dead {
+        *dead.entry((&letter.stage, letter.kind.name())).or_default() += 1;
+    }
+    for ((stage, kind), count) in dead {
+        metrics::counter!(
+            "weir_dead_letters_total",
+            "pipeline" => pipeline.to_owned(),
+            "stage" => stage.to_owned(),
+            "kind" => kind,
+        )
+        .increment(count);
+    }
 }
 
 /// The partitions of `topic` this instance holds now; `None` when the
@@ -301,11 +184,11 @@ fn held<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str) -> Option<H
     )
 }
 
-/// Writes `flush`: its rows and dead letters (once), then its changelog
-/// records, retrying with backoff. Before each changelog attempt, records of
-/// partitions this instance no longer holds (`held`) are left out: a group
-/// may move them while a flush waits or retries, and their state is then
-/// their new owner's to write.
+/// Writes `flush`: its outputs (once), then its changelog records, retrying
+/// with backoff what failed for a reason that may pass. Before each
+/// changelog attempt, records of partitions this instance no longer holds
+/// (`held`) are left out: a group may move them while a flush waits or
+/// retries, and their state is then their new owner's to write.
 async fn write_with_retries(
     sinks: &Sinks,
     flush: &mut Flush,
@@ -314,32 +197,25 @@ async fn write_with_retries(
 ) -> Result<(), DeliveryError> {
     let mut attempt: u32 = 0;
     let mut stopped_at: Option<Instant> = None;
-    let mut rows_written = false;
+    let mut outputs_written = false;
     loop {
         let written = async {
-            if !rows_written {
-                sinks.write(flush).await?;
-                rows_written = true;
+            if !outputs_written {
+                sinks.write(Phase::Outputs, &flush.records).await?;
+                outputs_written = true;
             }
-            if let Some(held) = held().filter(|_| !flush.changelog.is_empty()) {
-                let before = flush.changelog.len();
-                flush
-                    .changelog
-                    .retain(|record| held.contains(&record.partition));
-                if flush.changelog.len() < before {
+            if let Some(held) = held().filter(|_| !flush.records.changelog.is_empty()) {
+                let changelog = &mut flush.records.changelog;
+                let before = changelog.len();
+                changelog.retain(|record| held.contains(&record.partition));
+                if changelog.len() < before {
                     tracing::warn!(
-                        dropped = before - flush.changelog.len(),
+                        dropped = before - changelog.len(),
                         "Changelog records of partitions no longer held were not written."
                     );
                 }
             }
-            sinks
-                .observed(
-                    "changelog",
-                    flush.changelog.len(),
-                    sinks.changelog.send(&flush.changelog),
-                )
-                .await
+            sinks.write(Phase::State, &flush.records).await
         };
         let error = match written.await {
             Ok(()) => {
@@ -348,13 +224,14 @@ async fn write_with_retries(
                 }
                 return Ok(());
             }
+            Err(error) if !error.is_transient() => return Err(DeliveryError::Permanent(error)),
             Err(error) => error,
         };
         attempt += 1;
         if stop.load(Ordering::Relaxed) {
             let since = *stopped_at.get_or_insert_with(Instant::now);
             if since.elapsed() >= STOP_GRACE {
-                return Err(DeliveryError::SinksFailing { error });
+                return Err(DeliveryError::SinksFailing(error));
             }
         }
         let backoff = Duration::from_millis(100)
@@ -366,7 +243,7 @@ async fn write_with_retries(
             error = %error,
             "A sink failed; retrying (the pipeline waits meanwhile)."
         );
-        metrics::counter!("weir_sink_retries_total", "pipeline" => sinks.pipeline.clone())
+        metrics::counter!("weir_sink_retries_total", "pipeline" => sinks.pipeline().to_owned())
             .increment(1);
         tokio::time::sleep(backoff).await;
     }

@@ -104,6 +104,17 @@ pub enum TopologyError {
         /// Why.
         message: String,
     },
+    /// The file sink's file cannot be opened.
+    #[error("the file sink cannot open {}: {source}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A sink could not get ready for the aggregator's rows.
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -137,6 +148,7 @@ impl TopologyError {
             Self::Lookups(error) => error.is_unreachable(),
             Self::KafkaSink(KafkaSinkError::Registry(RegistryError::Unreachable { .. })) => true,
             Self::Postgres(PostgresError::Database { source, .. }) => sql(source),
+            Self::Sink(error) => error.is_transient(),
             _ => false,
         }
     }

@@ -10,9 +10,9 @@
 //! - [`shard`]: threads that each own some partitions, their plugin
 //!   instances ([`chain`]) and those partitions' keyed [`state`], and that
 //!   hand changed rows to delivery every flush interval;
-//! - [`deliver`]: per shard, the task that writes its rows to the sinks and
-//!   dead letters ([`dead_letter`]) to their topic, then the state changes
-//!   to the [`changelog`], then commits the offsets they cover;
+//! - [`deliver`]: per shard, the task that writes its flushes to the sinks
+//!   (rows, dead letters, then the state changes to the changelog:
+//!   [`crate::sink`]), then commits the offsets they cover;
 //! - [`swap`]: replacing a stage's plugin while the pipeline runs (checks,
 //!   cut-over in every shard, probation, rollback);
 //! - [`lookups`]: reference data loaded at start; [`stats`] and
@@ -27,7 +27,6 @@
 pub mod chain;
 pub mod changelog;
 pub mod config;
-pub mod dead_letter;
 pub mod deliver;
 pub mod error;
 pub mod lookups;

@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
 
 use super::chain::Chain;
-use super::changelog::{ChangelogRecord, Stored};
-use super::dead_letter::DeadLetter;
-use super::deliver::{Committed, Output};
-use super::state::{KeyedState, Row};
+use super::changelog::Stored;
+use super::deliver::Committed;
+use super::state::KeyedState;
 use super::stats::Stats;
 use super::swap::{AggregatorVersion, Order, Versions};
 use crate::plugin::{Batch, BatchBuilder};
+use crate::sink::{DeadLetter, Records, Shape};
 
 /// What the source sends a shard.
 #[derive(Debug)]
@@ -65,17 +65,12 @@ pub struct Chunk {
     pub offsets: Vec<(i32, i64)>,
 }
 
-/// What one flush hands to the sinks; once they have it, `offsets` may be committed.
+/// What one flush hands to delivery; once the sinks have its records,
+/// `offsets` may be committed.
 #[derive(Debug)]
 pub struct Flush {
-    /// Rows changed since the last flush, each key once, grouped by their
-    /// shape (the aggregator version that made them: a swap can fall
-    /// between two flushes).
-    pub rows: Vec<(Arc<Output>, Vec<Row>)>,
-    /// The state changes, for the changelog (written after the rows).
-    pub changelog: Vec<ChangelogRecord>,
-    /// Dead letters since the last flush.
-    pub dead: Vec<DeadLetter>,
+    /// Rows, dead letters and state changes since the last flush.
+    pub records: Records,
     /// Per partition, the offset to commit (the next one to read).
     pub offsets: Vec<(i32, i64)>,
     /// When the shard made it (delivery reports how long it waited).
@@ -107,7 +102,7 @@ pub struct ShardSettings {
     /// The aggregator's state version.
     pub state_version: u32,
     /// The shape of the aggregator's rows.
-    pub output: Arc<Output>,
+    pub output: Arc<Shape>,
 }
 
 /// Runs a shard until its input closes, then flushes what it holds and
@@ -354,18 +349,16 @@ impl Shard {
     fn flush(&mut self, done: Option<std::sync::mpsc::Sender<()>>) -> Result<(), ShardError> {
         let changes = self.state.take_changes();
         let flush = Flush {
-            rows: self.versions.group(changes.rows),
-            changelog: changes.changelog,
-            dead: std::mem::take(&mut self.dead),
+            records: Records {
+                rows: self.versions.group(changes.rows),
+                changelog: changes.changelog,
+                dead: std::mem::take(&mut self.dead),
+            },
             offsets: std::mem::take(&mut self.offsets),
             made: Instant::now(),
             done,
         };
-        let empty = flush.rows.is_empty()
-            && flush.changelog.is_empty()
-            && flush.dead.is_empty()
-            && flush.offsets.is_empty();
-        if empty {
+        if flush.records.is_empty() && flush.offsets.is_empty() {
             if let Some(done) = flush.done {
                 done.send(()).ok();
             }

@@ -69,7 +69,7 @@ pub struct Folded {
 }
 
 /// A changed row for the sinks.
-pub type Row = (String, Vec<Value>);
+pub use crate::sink::Row;
 
 /// What changed since the last flush.
 #[derive(Debug, Default)]

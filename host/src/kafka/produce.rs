@@ -16,14 +16,13 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 /// together (a flush is thousands of records).
 pub async fn send_all<'a, K, P>(
     producer: &FutureProducer,
-    records: impl IntoIterator<Item = FutureRecord<'a, K, P>>,
+    records: Vec<FutureRecord<'a, K, P>>,
 ) -> Result<(), KafkaError>
 where
     K: ToBytes + ?Sized + 'a,
     P: ToBytes + ?Sized + 'a,
 {
-    let records = records.into_iter();
-    let mut deliveries = Vec::with_capacity(records.size_hint().0);
+    let mut deliveries = Vec::with_capacity(records.len());
     let deadline = tokio::time::Instant::now() + QUEUE_TIMEOUT;
     for mut record in records {
         loop {

@@ -142,6 +142,18 @@ pub struct SinksConfig {
     pub kafka: Option<KafkaSinkConfig>,
     /// Upserts to a PostgreSQL table.
     pub postgres: Option<PostgresSinkConfig>,
+    /// Rows as JSON Lines appended to a file.
+    pub file: Option<FileSinkConfig>,
+}
+
+/// Rows as JSON Lines appended to a file: `{"key": ..., "row": {...}}`
+/// per changed key and flush (the newest line of a key is its row).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The file (relative to the pipeline file's folder); it and its
+    /// folder are created when missing, and appended to when present.
+    pub path: Spanned<PathBuf>,
 }
 
 /// Avro rows to a Kafka topic.

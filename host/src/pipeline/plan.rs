@@ -97,6 +97,15 @@ pub struct SinksPlan {
     pub kafka: Option<KafkaSinkPlan>,
     /// Upserts to a PostgreSQL table.
     pub postgres: Option<PostgresSinkPlan>,
+    /// Rows as JSON Lines in a file.
+    pub file: Option<FileSinkPlan>,
+}
+
+/// Rows as JSON Lines appended to a file.
+#[derive(Debug, Clone)]
+pub struct FileSinkPlan {
+    /// The file (resolved against the pipeline file's folder).
+    pub path: PathBuf,
 }
 
 /// Avro rows to a Kafka topic.

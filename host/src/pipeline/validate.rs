@@ -8,13 +8,14 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::config::{
-    BatchConfig, LookupConfig, PipelineConfig, SinksConfig, SourceConfig, StageConfig,
+    BatchConfig, FileSinkConfig, LookupConfig, PipelineConfig, SinksConfig, SourceConfig,
+    StageConfig,
 };
 use super::error::{PipelineError, PipelineErrors, Reporter};
 use super::names::{ColumnName, Name, NameError, TableName, TopicName};
 use super::plan::{
-    BatchPlan, KafkaSinkPlan, LookupFrom, LookupPlan, PipelinePlan, PostgresSinkPlan, SinksPlan,
-    SourcePlan, StagePlan,
+    BatchPlan, FileSinkPlan, KafkaSinkPlan, LookupFrom, LookupPlan, PipelinePlan, PostgresSinkPlan,
+    SinksPlan, SourcePlan, StagePlan,
 };
 
 /// Reads and checks the pipeline file at `path`.
@@ -391,10 +392,10 @@ impl Checker<'_> {
     }
 
     fn sinks(&mut self, sinks: &SinksConfig, source_topic: &str) -> Option<SinksPlan> {
-        if sinks.kafka.is_none() && sinks.postgres.is_none() {
+        if sinks.kafka.is_none() && sinks.postgres.is_none() && sinks.file.is_none() {
             self.error_in_file(
                 "the pipeline has no sink",
-                "add `[sinks.kafka]` (Avro to a topic) or `[sinks.postgres]` (upserts to a table)",
+                "add `[sinks.kafka]` (Avro to a topic), `[sinks.postgres]` (upserts to a table) or `[sinks.file]` (JSON Lines)",
             );
             return None;
         }
@@ -436,10 +437,29 @@ impl Checker<'_> {
                     .map(|(table, key_column)| Some(PostgresSinkPlan { table, key_column }))
             }
         };
+        let file = match &sinks.file {
+            None => Some(None),
+            Some(file) => self.file_sink(file),
+        };
         Some(SinksPlan {
             kafka: kafka?,
             postgres: postgres?,
+            file: file?,
         })
+    }
+
+    fn file_sink(&mut self, file: &FileSinkConfig) -> Option<Option<FileSinkPlan>> {
+        let given = file.path.get_ref();
+        let path = self.base_dir.join(given);
+        if given.as_os_str().is_empty() || path.is_dir() {
+            self.error(
+                &file.path,
+                format!("`{}` is not a file the file sink can write", given.display()),
+                "name a file, such as `out/rows.jsonl`; it is relative to the pipeline file's folder",
+            );
+            return None;
+        }
+        Some(Some(FileSinkPlan { path }))
     }
 
     fn dead_letter_topic(&mut self, config: &PipelineConfig) -> Option<TopicName> {

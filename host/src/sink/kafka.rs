@@ -3,10 +3,17 @@
 //! aggregate's key as plain UTF-8, the schema registered once under
 //! `<topic>-value`.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use apache_avro::write_avro_datum_ref;
+use futures::future::BoxFuture;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
+use super::error::SinkError;
+use super::output::{Records, Shape, Sink};
 use super::registry::{RegistryClient, RegistryError};
 use super::schema::{RowSchema, SchemaError};
 use crate::kafka::{Connection, Producing, send_all};
@@ -27,12 +34,12 @@ pub enum KafkaSinkError {
         source: SchemaError,
     },
     /// Kafka refused a write.
-    #[error("topic `{topic}`: {message}")]
+    #[error("topic `{topic}`: {source}")]
     Kafka {
         /// The topic.
         topic: String,
         /// Why.
-        message: String,
+        source: KafkaError,
     },
 }
 
@@ -43,6 +50,9 @@ pub struct KafkaSink {
     schema: RowSchema,
     schema_id: u32,
     producer: FutureProducer,
+    registry: RegistryClient,
+    /// The registry id of each shape prepared.
+    ids: Mutex<HashMap<u64, u32>>,
 }
 
 impl KafkaSink {
@@ -50,27 +60,28 @@ impl KafkaSink {
     /// an idempotent producer to `topic`.
     pub async fn connect(
         kafka: &Connection,
-        registry: &RegistryClient,
+        registry: RegistryClient,
         topic: &str,
         subject: Option<&str>,
         schema: RowSchema,
     ) -> Result<Self, KafkaSinkError> {
         let subject = subject.map_or_else(|| format!("{topic}-value"), str::to_owned);
         let schema_id = registry.register(&subject, &schema.text).await?;
-        let producer =
-            kafka
-                .producer(Producing::Flushes)
-                .create()
-                .map_err(|e| KafkaSinkError::Kafka {
-                    topic: topic.to_owned(),
-                    message: e.to_string(),
-                })?;
+        let producer = kafka
+            .producer(Producing::Flushes)
+            .create()
+            .map_err(|source| KafkaSinkError::Kafka {
+                topic: topic.to_owned(),
+                source,
+            })?;
         Ok(Self {
             topic: topic.to_owned(),
             subject,
             schema,
             schema_id,
             producer,
+            registry,
+            ids: Mutex::default(),
         })
     }
 
@@ -116,12 +127,96 @@ impl KafkaSink {
                 .key(key.as_str())
                 .payload(payload)
         });
-        send_all(&self.producer, records)
+        send_all(&self.producer, records.collect())
             .await
-            .map_err(|error| KafkaSinkError::Kafka {
+            .map_err(|source| KafkaSinkError::Kafka {
                 topic: self.topic.clone(),
-                message: error.to_string(),
+                source,
             })
+    }
+}
+
+impl KafkaSinkError {
+    /// What delivery should do about it.
+    fn classify(self, sink: &str) -> SinkError {
+        match self {
+            // The registry answered no, or not at all: a service's trouble.
+            Self::Registry(error) => SinkError::External {
+                sink: sink.to_owned(),
+                source: error.into(),
+            },
+            // Rows were checked against this schema when they were made.
+            Self::Row { topic, source } => SinkError::Internal {
+                sink: sink.to_owned(),
+                source: format!("topic `{topic}`: {source}").into(),
+            },
+            Self::Kafka { topic, source } => SinkError::from_kafka(sink, &topic, source),
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+
+    fn count(&self, records: &Records) -> usize {
+        records.row_count()
+    }
+
+    fn write<'a>(&'a self, records: &'a Records) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            for (shape, rows) in &records.rows {
+                let id = self
+                    .ids
+                    .lock()
+                    .expect("not poisoned")
+                    .get(&shape.id)
+                    .copied();
+                let id = id.ok_or_else(|| {
+                    SinkError::internal(
+                        self.name(),
+                        format!("shape {} was never prepared", shape.id),
+                    )
+                })?;
+                self.send_as(rows, &shape.schema, id)
+                    .await
+                    .map_err(|error| error.classify(self.name()))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn check<'a>(
+        &'a self,
+        schema: &'a RowSchema,
+    ) -> BoxFuture<'a, Result<Option<String>, SinkError>> {
+        Box::pin(async move {
+            let compatible = self
+                .registry
+                .is_compatible(&self.subject, &schema.text)
+                .await
+                .map_err(|error| KafkaSinkError::from(error).classify(self.name()))?;
+            Ok((!compatible).then(|| {
+                format!(
+                    "the schema registry's compatibility rules for `{}` reject the new \
+                     output schema (add fields with defaults; do not remove or retype fields)",
+                    self.subject
+                )
+            }))
+        })
+    }
+
+    fn prepare<'a>(&'a self, shape: &'a Shape) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let id = self
+                .registry
+                .register(&self.subject, &shape.schema.text)
+                .await
+                .map_err(|error| KafkaSinkError::from(error).classify(self.name()))?;
+            self.ids.lock().expect("not poisoned").insert(shape.id, id);
+            Ok(())
+        })
     }
 }
 

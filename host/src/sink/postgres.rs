@@ -6,9 +6,13 @@
 use std::collections::HashMap;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::error::SinkError;
+use super::output::{Records, Shape, Sink};
 use super::schema::{ColumnType, RowSchema};
 use crate::plugin::Value;
 
@@ -46,6 +50,8 @@ pub struct PostgresSink {
     key_column: String,
     schema: RowSchema,
     upsert: String,
+    /// The upsert statement of each shape prepared.
+    statements: std::sync::Mutex<HashMap<u64, Arc<str>>>,
 }
 
 /// `"name"`, with embedded quotes doubled: safe for any identifier.
@@ -84,6 +90,7 @@ impl PostgresSink {
             key_column: key_column.to_owned(),
             schema,
             upsert,
+            statements: std::sync::Mutex::default(),
         })
     }
 
@@ -271,6 +278,80 @@ impl PostgresSink {
             table: self.table.clone(),
             source,
         }
+    }
+}
+
+impl PostgresError {
+    /// What delivery should do about it: the database refusing the data
+    /// (SQLSTATE classes 22 data exception, 23 integrity, 54 program limit,
+    /// such as an index row too large) is data; the rest is external.
+    fn classify(self, sink: &str) -> SinkError {
+        let Self::Database { table, source } = self;
+        let data = source
+            .as_database_error()
+            .and_then(|error| error.code())
+            .is_some_and(|code| {
+                ["22", "23", "54"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+            });
+        let source = format!("table `{table}`: {source}").into();
+        let sink = sink.to_owned();
+        if data {
+            SinkError::Data { sink, source }
+        } else {
+            SinkError::External { sink, source }
+        }
+    }
+}
+
+impl Sink for PostgresSink {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    fn count(&self, records: &Records) -> usize {
+        records.row_count()
+    }
+
+    fn write<'a>(&'a self, records: &'a Records) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            for (shape, rows) in &records.rows {
+                let statement = self
+                    .statements
+                    .lock()
+                    .expect("not poisoned")
+                    .get(&shape.id)
+                    .cloned();
+                let statement = statement.ok_or_else(|| {
+                    SinkError::internal(
+                        self.name(),
+                        format!("shape {} was never prepared", shape.id),
+                    )
+                })?;
+                self.upsert_as(rows, &shape.schema, &statement)
+                    .await
+                    .map_err(|error| error.classify(self.name()))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds the columns `shape` has and the table lacks, and makes its
+    /// statement for the table as it is now (which also clears the
+    /// columns it lacks: a later version may have added them).
+    fn prepare<'a>(&'a self, shape: &'a Shape) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            self.migrate_to(&shape.schema)
+                .await
+                .map_err(|error| error.classify(self.name()))?;
+            let statement: Arc<str> = self.statement(&shape.schema).into();
+            self.statements
+                .lock()
+                .expect("not poisoned")
+                .insert(shape.id, statement);
+            Ok(())
+        })
     }
 }
 

@@ -29,9 +29,9 @@ pub use rebalance::SourceContext;
 use rebalance::{Done, RESTORE_TIMEOUT, Request};
 
 use super::changelog;
-use super::dead_letter::DeadLetter;
 use super::shard::{Chunk, Input};
 use crate::plugin::{BatchBuilder, RecordRef};
+use crate::sink::DeadLetter;
 
 /// How the source checks and batches records.
 #[derive(Debug, Clone)]

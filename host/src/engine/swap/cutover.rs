@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use super::{AggregatorVersion, Order, Report};
 use crate::engine::chain::{Chain, Stage, Tally};
 use crate::engine::changelog::Stored;
-use crate::engine::dead_letter::DeadLetter;
-use crate::engine::deliver::Output;
-use crate::engine::state::{KeyedState, Row};
+use crate::engine::state::KeyedState;
 use crate::plugin::Batch;
+use crate::sink::{DeadLetter, Row, Shape};
 
 /// Stale keys refreshed between two batches after a swap.
 const REFRESH_SLICE: usize = 1024;
@@ -218,32 +217,32 @@ impl Versions {
     }
 
     /// `rows` (by generation) grouped by the shape of their version.
-    pub fn group(&mut self, rows: Vec<(u64, Row)>) -> Vec<(Arc<Output>, Vec<Row>)> {
+    pub fn group(&mut self, rows: Vec<(u64, Row)>) -> Vec<(Arc<Shape>, Vec<Row>)> {
         self.outputs.group(rows)
     }
 }
 
 /// The shape of the rows of each aggregator generation still in state.
 struct Outputs {
-    generations: Vec<(u64, Arc<Output>)>,
+    generations: Vec<(u64, Arc<Shape>)>,
 }
 
 impl Outputs {
-    fn new(output: Arc<Output>) -> Self {
+    fn new(output: Arc<Shape>) -> Self {
         Self {
             generations: vec![(0, output)],
         }
     }
 
     /// Rows of `generation` (the newest) have the shape `output`.
-    fn add(&mut self, generation: u64, output: Arc<Output>) {
+    fn add(&mut self, generation: u64, output: Arc<Shape>) {
         self.generations.push((generation, output));
     }
 
     /// `rows` grouped by shape. Every pending row is taken, so only the
     /// newest generation is kept after.
-    fn group(&mut self, rows: Vec<(u64, Row)>) -> Vec<(Arc<Output>, Vec<Row>)> {
-        let mut groups: Vec<(u64, Arc<Output>, Vec<Row>)> = Vec::new();
+    fn group(&mut self, rows: Vec<(u64, Row)>) -> Vec<(Arc<Shape>, Vec<Row>)> {
+        let mut groups: Vec<(u64, Arc<Shape>, Vec<Row>)> = Vec::new();
         for (generation, row) in rows {
             match groups.iter_mut().find(|(g, _, _)| *g == generation) {
                 Some(group) => group.2.push(row),

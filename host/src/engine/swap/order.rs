@@ -5,14 +5,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::engine::deliver::Output;
 use crate::plugin::{Plugin, StageContext};
+use crate::sink::Shape;
 
 /// A version of an aggregator: what its rows look like and its state version.
 #[derive(Debug, Clone)]
 pub struct AggregatorVersion {
-    /// Its rows' schema, registry id and upsert statement.
-    pub output: Arc<Output>,
+    /// The shape of its rows.
+    pub output: Arc<Shape>,
     /// The version of the state it writes.
     pub state_version: u32,
 }

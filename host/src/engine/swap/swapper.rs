@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::order::{AggregatorVersion, Order, Report, Reports};
-use crate::engine::deliver::{Output, Sinks};
 use crate::plugin::{Group, Plugin, PluginKind, Runtime, StageContext, Worker};
-use crate::sink::{RegistryClient, RowSchema};
+use crate::sink::RowSchema;
+use crate::sink::{Shape, Sinks};
 
 /// How long a new version is on probation.
 pub const PROBATION: Duration = Duration::from_secs(30);
@@ -156,8 +156,6 @@ pub struct SwapperParts {
     pub aggregator: AggregatorVersion,
     /// The sinks (to register schemas and add columns).
     pub sinks: Arc<Sinks>,
-    /// The registry, when there is a Kafka sink.
-    pub registry: Option<RegistryClient>,
     /// Reaches the shards.
     pub router: Router,
     /// How many shards there are.
@@ -173,7 +171,6 @@ pub struct Swapper {
     pipeline: String,
     runtime: Arc<Runtime>,
     sinks: Arc<Sinks>,
-    registry: Option<RegistryClient>,
     router: Router,
     shards: usize,
     stages: tokio::sync::Mutex<Vec<StageSlot>>,
@@ -222,7 +219,6 @@ impl Swapper {
             pipeline: parts.pipeline,
             runtime: parts.runtime,
             sinks: parts.sinks,
-            registry: parts.registry,
             router: parts.router,
             shards: parts.shards,
             stages: tokio::sync::Mutex::new(stages),
@@ -363,8 +359,11 @@ impl Swapper {
             return Err(SwapError::NoPrevious(slot.name.clone()));
         };
         version.loaded_at = Utc::now();
-        if let Some(aggregator) = &mut version.aggregator {
-            self.restate(aggregator);
+        if let Some(aggregator) = &version.aggregator {
+            self.sinks
+                .prepare(&aggregator.output)
+                .await
+                .map_err(|error| SwapError::Unavailable(error.to_string()))?;
         }
         let record = self.cut_over(index, slot, version, action, reason).await?;
         // The cut-over stacked the version left; a rollback forgets it, and
@@ -374,17 +373,16 @@ impl Swapper {
         Ok(record)
     }
 
-    /// Makes `aggregator`'s upsert statement again for the table as it is
-    /// now: the table may have columns that version's statement does not
-    /// know (a later version added them), and its rows must clear them.
-    fn restate(&self, aggregator: &mut AggregatorVersion) {
-        if let Some(postgres) = &self.sinks.postgres {
-            let output = &aggregator.output;
-            aggregator.output = Arc::new(Output {
-                schema: Arc::clone(&output.schema),
-                kafka_schema_id: output.kafka_schema_id,
-                statement: Some(postgres.statement(&output.schema)),
-            });
+    /// Prepares the sinks again for `aggregator`'s rows, for the sinks as
+    /// they are now: a later version may have added columns to the table
+    /// that this version's rows must clear.
+    async fn restate(&self, aggregator: &AggregatorVersion) {
+        if let Err(error) = self.sinks.prepare(&aggregator.output).await {
+            tracing::warn!(
+                pipeline = %self.pipeline,
+                %error,
+                "Could not prepare the sinks again for the running version's rows."
+            );
         }
     }
 
@@ -409,40 +407,16 @@ impl Swapper {
         })
         .await
         .map_err(|error| SwapError::Unavailable(error.to_string()))??;
-        let refused = |what: String| SwapError::Refused(what);
-        let mut kafka_schema_id = None;
-        if let (Some(sink), Some(registry)) = (&self.sinks.kafka, &self.registry) {
-            let subject = sink.subject();
-            let compatible = registry
-                .is_compatible(subject, &schema.text)
-                .await
-                .map_err(|error| SwapError::Unavailable(error.to_string()))?;
-            if !compatible {
-                return Err(refused(format!(
-                    "the schema registry's compatibility rules for `{subject}` reject the new \
-                     output schema (add fields with defaults; do not remove or retype fields)"
-                )));
-            }
-            kafka_schema_id = Some(
-                registry
-                    .register(subject, &schema.text)
-                    .await
-                    .map_err(|error| SwapError::Unavailable(error.to_string()))?,
-            );
+        let unavailable = |error: crate::sink::SinkError| SwapError::Unavailable(error.to_string());
+        if let Some(refusal) = self.sinks.check(&schema).await.map_err(unavailable)? {
+            return Err(SwapError::Refused(refusal));
         }
-        let mut statement = None;
-        if let Some(postgres) = &self.sinks.postgres {
-            postgres.migrate_to(&schema).await.map_err(|error| {
-                SwapError::Unavailable(format!("cannot add the new columns: {error}"))
-            })?;
-            statement = Some(postgres.statement(&schema));
-        }
+        let shape = Arc::new(Shape::new(Arc::new(schema)));
+        // Registers the schema and adds the new columns before any shard
+        // writes such rows.
+        self.sinks.prepare(&shape).await.map_err(unavailable)?;
         Ok(AggregatorVersion {
-            output: Arc::new(Output {
-                schema: Arc::new(schema),
-                kafka_schema_id,
-                statement,
-            }),
+            output: shape,
             state_version,
         })
     }
@@ -578,16 +552,16 @@ impl Swapper {
     /// Puts every shard back on the stage's running version (after a swap
     /// that some shards may have taken and others not).
     async fn compensate(&self, index: usize, slot: &StageSlot) {
+        // The new version may have added columns before the cut-over failed.
+        if let Some(aggregator) = &slot.current.aggregator {
+            self.restate(aggregator).await;
+        }
         let order = Arc::new(Order {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             stage: index,
             plugin: Arc::clone(&slot.current.plugin),
             context: Arc::clone(&slot.context),
-            // The new version may have added columns before the cut-over failed.
-            aggregator: slot.current.aggregator.clone().map(|mut aggregator| {
-                self.restate(&mut aggregator);
-                aggregator
-            }),
+            aggregator: slot.current.aggregator.clone(),
             requested: Instant::now(),
             probation: None,
             reports: Arc::new(Reports::default()),

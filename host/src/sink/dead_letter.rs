@@ -7,6 +7,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use futures::future::BoxFuture;
+
+use super::error::SinkError;
+use super::output::{Records, Sink};
 use crate::kafka::{Connection, Producing, send_all};
 use crate::plugin::{Failure, RecordRef};
 
@@ -185,7 +189,7 @@ impl DeadLetterWriter {
     }
 
     /// Writes `letters` and returns once Kafka has acknowledged every one.
-    pub async fn send(&self, letters: &[DeadLetter]) -> Result<(), String> {
+    pub async fn send(&self, letters: &[DeadLetter]) -> Result<(), KafkaError> {
         let records = letters.iter().map(|letter| {
             let mut record = FutureRecord::to(&self.topic)
                 .payload(&letter.value)
@@ -196,8 +200,24 @@ impl DeadLetterWriter {
             }
             record
         });
-        send_all(&self.producer, records)
-            .await
-            .map_err(|error| format!("dead-letter topic `{}`: {error}", self.topic))
+        send_all(&self.producer, records.collect()).await
+    }
+}
+
+impl Sink for DeadLetterWriter {
+    fn name(&self) -> &str {
+        "dead-letters"
+    }
+
+    fn count(&self, records: &Records) -> usize {
+        records.dead.len()
+    }
+
+    fn write<'a>(&'a self, records: &'a Records) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            self.send(&records.dead)
+                .await
+                .map_err(|error| SinkError::from_kafka(self.name(), &self.topic, error))
+        })
     }
 }

@@ -1,0 +1,192 @@
+//! What a pipeline makes before anything runs: its plugins, lookup
+//! tables and sinks, and the shape of its aggregator's rows.
+
+use std::sync::Arc;
+
+use super::pipeline::{Aggregator, Shared, Stages};
+use crate::engine::changelog;
+use crate::engine::config::RunConfig;
+use crate::engine::error::TopologyError;
+use crate::engine::{lookups, reachable::until_reachable};
+use crate::kafka::ensure_topics;
+use crate::pipeline::{PipelinePlan, check_shape};
+use crate::plugin::{LookupTables, Plugin, Runtime, StageContext, Worker};
+use crate::sink::{
+    ChangelogWriter, DeadLetterWriter, FileSink, KafkaSink, PostgresSink, RegistryClient,
+    RowSchema, Shape, Sink, Sinks,
+};
+
+/// Loads each stage's plugin (compiled, or from the cache) and checks the
+/// stage order against their worlds.
+pub(super) async fn load_plugins(
+    plan: &PipelinePlan,
+    runtime: &Arc<Runtime>,
+) -> Result<Vec<Arc<Plugin>>, TopologyError> {
+    let mut plugins = Vec::with_capacity(plan.stages.len());
+    for stage in &plan.stages {
+        let (runtime, name, path) = (
+            Arc::clone(runtime),
+            stage.name.to_string(),
+            stage.plugin.clone(),
+        );
+        // Compiling takes seconds for a large plugin: off the async threads.
+        let plugin = tokio::task::spawn_blocking(move || runtime.load_file(&name, &path))
+            .await?
+            .map_err(|source| TopologyError::Load {
+                stage: stage.name.to_string(),
+                source,
+            })?;
+        plugins.push(plugin);
+    }
+    check_shape(plan, &plugins)?;
+    Ok(plugins)
+}
+
+/// Each stage's context: its configuration, limits and lookup tables
+/// (loaded now, retried while PostgreSQL does not answer).
+pub(super) async fn stage_contexts(
+    plan: &PipelinePlan,
+    shared: &Shared<'_>,
+) -> Result<Vec<Arc<StageContext>>, TopologyError> {
+    let tables = until_reachable(&shared.stop, "loading the lookup tables", || async {
+        Ok(lookups::load(&plan.lookups, &shared.config.database_url).await?)
+    })
+    .await?;
+    Ok(plan
+        .stages
+        .iter()
+        .map(|stage| {
+            let mut lookups = LookupTables::default();
+            for table in &stage.lookups {
+                let rows = tables.get(table.as_str()).cloned().unwrap_or_default();
+                lookups.insert(table.to_string(), rows);
+            }
+            Arc::new(StageContext {
+                pipeline: plan.name.to_string(),
+                stage: stage.name.to_string(),
+                config_json: stage.config_json.clone(),
+                lookups: Arc::new(lookups),
+                limits: stage.limits.clone(),
+            })
+        })
+        .collect())
+}
+
+/// The aggregator (the last stage) says what its rows look like; the sinks
+/// follow. Plugin calls block (and may write to stdio): off the async threads.
+pub(super) async fn probe_aggregator(stages: &Stages) -> Result<Aggregator, TopologyError> {
+    let plugin = Arc::clone(stages.plugins.last().expect("a checked plan has stages"));
+    let context = Arc::clone(stages.contexts.last().expect("one context per stage"));
+    let (schema, state_version) =
+        tokio::task::spawn_blocking(move || aggregator_schema(&plugin, &context)).await??;
+    Ok(Aggregator {
+        schema,
+        state_version,
+    })
+}
+
+/// The output schema and state version an aggregator declares (asked of a
+/// probe instance made for the purpose).
+pub fn aggregator_schema(
+    aggregator: &Arc<Plugin>,
+    context: &Arc<StageContext>,
+) -> Result<(Arc<RowSchema>, u32), TopologyError> {
+    let plugin = || aggregator.name.clone();
+    let mut probe = Worker::new(Arc::clone(aggregator), Arc::clone(context)).map_err(|source| {
+        TopologyError::Load {
+            stage: context.stage.clone(),
+            source,
+        }
+    })?;
+    let text = probe
+        .output_schema()
+        .map_err(|failure| TopologyError::Probe {
+            plugin: plugin(),
+            call: "output-schema",
+            failure,
+        })?;
+    let version = probe
+        .state_version()
+        .map_err(|failure| TopologyError::Probe {
+            plugin: plugin(),
+            call: "state-version",
+            failure,
+        })?;
+    let schema = RowSchema::parse(&text).map_err(|source| TopologyError::Schema {
+        plugin: plugin(),
+        source,
+    })?;
+    Ok((Arc::new(schema), version))
+}
+
+/// Creates the topics weir writes to and connects every sink, each ready
+/// for rows of `shape` (the schema registered, the table migrated).
+pub(super) async fn build_sinks(
+    plan: &PipelinePlan,
+    config: &RunConfig,
+    shape: &Shape,
+    partitions: usize,
+    changelog_topic: &str,
+) -> Result<Sinks, TopologyError> {
+    let kafka = &config.kafka;
+    let mut topics = vec![plan.dead_letter_topic.to_string()];
+    topics.extend(plan.sinks.kafka.iter().map(|sink| sink.topic.to_string()));
+    ensure_topics(kafka, &topics, partitions, &[]).await?;
+    ensure_topics(
+        kafka,
+        &[changelog_topic.to_owned()],
+        partitions,
+        &changelog::topic_config(),
+    )
+    .await?;
+    // PostgreSQL first: its statements run on the server while the Kafka
+    // sink encodes its rows.
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if let Some(sink) = &plan.sinks.postgres {
+        sinks.push(Box::new(
+            PostgresSink::connect(
+                &config.database_url,
+                &sink.table,
+                &sink.key_column,
+                (*shape.schema).clone(),
+            )
+            .await?,
+        ));
+    }
+    if let Some(sink) = &plan.sinks.kafka {
+        let registry = RegistryClient::new(&config.registry_url);
+        let schema = (*shape.schema).clone();
+        sinks.push(Box::new(
+            KafkaSink::connect(kafka, registry, &sink.topic, Some(&sink.subject), schema).await?,
+        ));
+    }
+    if let Some(sink) = &plan.sinks.file {
+        let file = FileSink::open(&sink.path)
+            .await
+            .map_err(|source| TopologyError::File {
+                path: sink.path.clone(),
+                source,
+            })?;
+        sinks.push(Box::new(file));
+    }
+    let client = |what: String| move |source| TopologyError::Client { what, source };
+    sinks.push(Box::new(
+        DeadLetterWriter::new(
+            kafka,
+            &plan.name,
+            &plan.source.topic,
+            &plan.dead_letter_topic,
+        )
+        .map_err(client(format!(
+            "dead-letter topic `{}`",
+            plan.dead_letter_topic
+        )))?,
+    ));
+    sinks.push(Box::new(
+        ChangelogWriter::new(kafka, changelog_topic)
+            .map_err(client(format!("changelog `{changelog_topic}`")))?,
+    ));
+    let sinks = Sinks::new(&plan.name, sinks);
+    sinks.prepare(shape).await?;
+    Ok(sinks)
+}

@@ -1,0 +1,214 @@
+//! The steps of one pipeline in order, and its teardown.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::task::JoinHandle as TaskHandle;
+use tracing::Instrument;
+
+use super::build::{build_sinks, load_plugins, probe_aggregator, stage_contexts};
+use super::start::{
+    AggregatorParts, ShardParts, spawn_shards, start_source, start_swapper, watch_plugins,
+};
+use crate::admin::Admin;
+use crate::engine::changelog;
+use crate::engine::config::RunConfig;
+use crate::engine::deliver::{self, Committed};
+use crate::engine::error::TopologyError;
+use crate::engine::monitor;
+use crate::engine::reachable::until_reachable;
+use crate::engine::shard::{self};
+use crate::engine::stats::Stats;
+use crate::kafka::partition_count;
+use crate::pipeline::PipelinePlan;
+use crate::plugin::{NativeStages, Plugin, Runtime, StageContext};
+use crate::sink::{RowSchema, Shape};
+
+/// What every pipeline of one process shares.
+pub struct Shared<'a> {
+    /// Compiles and caches plugins.
+    pub runtime: Arc<Runtime>,
+    /// The process's settings.
+    pub config: &'a RunConfig,
+    /// Raised to stop (Ctrl-C, or another pipeline failed).
+    pub stop: Arc<AtomicBool>,
+    /// The admin API, where the pipeline registers its swapper.
+    pub admin: Arc<Admin>,
+    /// Stages run natively instead of by their plugins (benchmarks only).
+    pub natives: &'a NativeStages,
+}
+
+/// Each stage's plugin and context, in order.
+pub(super) struct Stages {
+    pub(super) plugins: Vec<Arc<Plugin>>,
+    pub(super) contexts: Vec<Arc<StageContext>>,
+}
+
+/// The aggregator's rows: their shape, and the state version behind them.
+pub(super) struct Aggregator {
+    pub(super) schema: Arc<RowSchema>,
+    pub(super) state_version: u32,
+}
+
+/// A started pipeline's parts, each of which [`Running::wait`] takes down.
+pub(super) struct Running {
+    pub(super) name: String,
+    pub(super) stats: Arc<Stats>,
+    pub(super) shards: Vec<JoinHandle<Result<(), shard::ShardError>>>,
+    pub(super) source: JoinHandle<()>,
+    pub(super) tasks: Vec<TaskHandle<()>>,
+    pub(super) admin: Arc<Admin>,
+}
+
+/// Builds the pipeline of `plan`, runs it until `shared.stop` is raised and
+/// everything in flight is written, and stops it.
+pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyError> {
+    let started = Instant::now();
+    let stages = Stages {
+        plugins: load_plugins(&plan, &shared.runtime).await?,
+        contexts: stage_contexts(&plan, &shared).await?,
+    };
+    let aggregator = probe_aggregator(&stages).await?;
+    let partitions = {
+        let (kafka, topic) = (shared.config.kafka.clone(), plan.source.topic.to_string());
+        tokio::task::spawn_blocking(move || partition_count(&kafka, &topic)).await??
+    };
+    let changelog_topic = changelog::topic(&plan.source.group, plan.last_stage().name.as_str());
+    let output = Arc::new(Shape::new(Arc::clone(&aggregator.schema)));
+    let sinks = until_reachable(&shared.stop, "connecting the sinks", || {
+        build_sinks(&plan, shared.config, &output, partitions, &changelog_topic)
+    })
+    .await?;
+    sinks.start_counters(&plan.stage_names().collect::<Vec<_>>());
+    let sinks = Arc::new(sinks);
+    let shard_count = shared.config.shards_for(partitions);
+    let stats = Arc::new(Stats::new(&plan.name, shard_count));
+    let committed = Arc::new(Committed::default());
+    let shards = spawn_shards(
+        &plan,
+        &shared,
+        ShardParts {
+            stages: &stages,
+            aggregator: &aggregator,
+            output: &output,
+            stats: &stats,
+            committed: &committed,
+            count: shard_count,
+        },
+    )?;
+    let consumer = start_source(&plan, &shared, shards.inputs, &changelog_topic)?;
+    let swapper = start_swapper(
+        &plan,
+        &shared,
+        &stages,
+        &sinks,
+        &consumer,
+        AggregatorParts {
+            output: &output,
+            state_version: aggregator.state_version,
+            shards: shard_count,
+        },
+    );
+    let mut tasks = watch_plugins(&plan, shared.config, &swapper);
+    let live = Arc::new(monitor::Live::default());
+    shared
+        .admin
+        .register(Arc::clone(&swapper), Arc::clone(&live));
+    tracing::info!(
+        topic = %plan.source.topic,
+        group = %plan.source.group,
+        partitions,
+        shards = shard_count,
+        stages = %plan.stage_names().collect::<Vec<_>>().join(" -> "),
+        state_version = aggregator.state_version,
+        changelog = %changelog_topic,
+        dead_letters = %plan.dead_letter_topic,
+        ready_in = ?started.elapsed(),
+        "Pipeline running."
+    );
+    tasks.push(tokio::spawn(
+        monitor::run(
+            plan.name.to_string(),
+            plan.source.topic.to_string(),
+            Arc::clone(&consumer.0),
+            Arc::clone(&stats),
+            live,
+            shared.config.status_every,
+        )
+        .in_current_span(),
+    ));
+    // Delivery runs on this task: one future per shard, polled together.
+    let delivery = Arc::new(deliver::Delivery {
+        sinks,
+        consumer: Arc::clone(&consumer.0),
+        topic: plan.source.topic.to_string(),
+        stats: Arc::clone(&stats),
+        committed,
+        stop: Arc::clone(&shared.stop),
+    });
+    let delivered = futures::future::join_all(
+        (shards.flushes.into_iter()).map(|flushes| deliver::run(Arc::clone(&delivery), flushes)),
+    );
+    Running {
+        name: plan.name.to_string(),
+        stats,
+        shards: shards.threads,
+        source: consumer.1,
+        tasks,
+        admin: Arc::clone(&shared.admin),
+    }
+    .wait(delivered)
+    .await
+}
+
+impl Running {
+    /// Waits for `delivered` (delivery finishes once every shard has, and
+    /// the shards once the source has stopped), then stops the rest and
+    /// joins the threads: the pipeline's result.
+    async fn wait(
+        self,
+        delivered: impl Future<Output = Vec<Result<(), deliver::DeliveryError>>>,
+    ) -> Result<(), TopologyError> {
+        let delivered: Result<Vec<()>, _> = delivered.await.into_iter().collect();
+        self.admin.unregister(&self.name);
+        for task in self.tasks {
+            task.abort();
+        }
+        // Delivery ends when every shard has; the threads are finishing.
+        let (source, shards) = (self.source, self.shards);
+        let (panicked, failed) = tokio::task::spawn_blocking(move || {
+            let mut panicked = usize::from(source.join().is_err());
+            let mut failed = None;
+            for thread in shards {
+                match thread.join() {
+                    Err(_) => panicked += 1,
+                    Ok(Err(error)) => failed = Some(error),
+                    Ok(Ok(())) => {}
+                }
+            }
+            (panicked, failed)
+        })
+        .await?;
+        let totals = self.stats.snapshot();
+        tracing::info!(
+            received = totals.received,
+            aggregated = totals.aggregated,
+            replayed = totals.replayed,
+            dropped = totals.dropped,
+            dead_letters = totals.dead,
+            rows_written = totals.rows_written,
+            keys = totals.keys,
+            evicted = totals.evicted,
+            "Pipeline stopped."
+        );
+        if let Some(error) = failed {
+            return Err(error.into());
+        }
+        if panicked > 0 {
+            return Err(TopologyError::Panicked(panicked));
+        }
+        delivered.map(drop).map_err(TopologyError::from)
+    }
+}

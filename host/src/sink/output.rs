@@ -1,0 +1,108 @@
+//! The one interface every output implements ([`Sink`]), and what a flush
+//! hands the sinks ([`Records`]): rows by their shape, dead letters, and the
+//! state changes for the changelog.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::future::BoxFuture;
+
+use super::changelog::ChangelogRecord;
+use super::dead_letter::DeadLetter;
+use super::error::SinkError;
+use super::schema::RowSchema;
+use crate::plugin::Value;
+
+/// One output row: the aggregate's key, and its columns' values.
+pub type Row = (String, Vec<Value>);
+
+/// A shape of rows: the schema of one aggregator version. Sinks prepare
+/// each shape once ([`Sink::prepare`]: a registry id, an upsert statement)
+/// and find that again by its id when rows of that shape arrive.
+#[derive(Debug)]
+pub struct Shape {
+    /// Unique in the process.
+    pub id: u64,
+    /// The rows' columns.
+    pub schema: Arc<RowSchema>,
+}
+
+impl Shape {
+    /// A new shape of rows of `schema`.
+    pub fn new(schema: Arc<RowSchema>) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            schema,
+        }
+    }
+}
+
+/// What one flush hands the sinks.
+#[derive(Debug, Default)]
+pub struct Records {
+    /// Rows changed since the last flush, each key once, grouped by their
+    /// shape (a swap can fall between two flushes).
+    pub rows: Vec<(Arc<Shape>, Vec<Row>)>,
+    /// Records that could not be processed.
+    pub dead: Vec<DeadLetter>,
+    /// The state changes, for the changelog.
+    pub changelog: Vec<ChangelogRecord>,
+}
+
+impl Records {
+    /// How many rows, of every shape.
+    pub fn row_count(&self) -> usize {
+        self.rows.iter().map(|(_, rows)| rows.len()).sum()
+    }
+
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.dead.is_empty() && self.changelog.is_empty()
+    }
+}
+
+/// When a sink writes in a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// With the other outputs (rows, dead letters), all at once.
+    Outputs,
+    /// After every output confirmed: a key whose new state is in the
+    /// changelog then has its row in the sinks, so skipping the records
+    /// it applied after a crash loses no row.
+    State,
+}
+
+/// Somewhere a pipeline's results go. A sink is one file and one line in
+/// the topology: implement this, and build it where the others are built.
+pub trait Sink: Send + Sync {
+    /// Its name in metrics, logs and errors (`kafka`, `postgres`, ...).
+    fn name(&self) -> &str;
+
+    /// When it writes in a flush.
+    fn phase(&self) -> Phase {
+        Phase::Outputs
+    }
+
+    /// How many of `records` it writes (none: [`Sink::write`] is not called).
+    fn count(&self, records: &Records) -> usize;
+
+    /// Writes its part of `records`, returning once it is durable: all of
+    /// it, or an error saying whether to retry.
+    fn write<'a>(&'a self, records: &'a Records) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// Whether rows of `schema` may follow the rows it holds (before a swap
+    /// to a new aggregator version): `Some(reason)` when they may not.
+    fn check<'a>(
+        &'a self,
+        _schema: &'a RowSchema,
+    ) -> BoxFuture<'a, Result<Option<String>, SinkError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Gets ready for rows of `shape` (at start, before a swap's cut-over,
+    /// and again on a rollback to it): safe to repeat.
+    fn prepare<'a>(&'a self, _shape: &'a Shape) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
