@@ -412,7 +412,7 @@ impl Run {
                 chain, state, rows, ..
             } => {
                 chain.process(batch, state, dead);
-                for (_, (key, row)) in state.take_changes().rows {
+                for (_, _, (key, row)) in state.take_changes().rows {
                     rows.insert(key, row);
                 }
             }

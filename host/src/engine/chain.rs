@@ -96,6 +96,29 @@ impl Stage {
         }
     }
 
+    /// A stage of `kind` run by `code` with no component behind it (the
+    /// simulation tests' stages); dead letters name it `native`.
+    #[cfg(test)]
+    pub(crate) fn native(
+        pipeline: &str,
+        name: &str,
+        kind: PluginKind,
+        code: Box<dyn StageCode>,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            plugin: PluginRef {
+                name: name.to_owned(),
+                version: "native".to_owned(),
+            },
+            kind,
+            worker: code,
+            columns: Vec::new(),
+            read_later: false,
+            metrics: StageMetrics::new(pipeline, name),
+        }
+    }
+
     /// Runs `call` on the stage's code, timing it as a plugin call.
     fn timed<T>(&mut self, call: impl FnOnce(&mut dyn StageCode) -> T) -> T {
         let started = std::time::Instant::now();

@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::Receiver;
 
 use super::shard::Flush;
 use super::stats::Stats;
+use crate::sink::error::BoxError;
 use crate::sink::{Phase, SinkError, Sinks};
 
 /// After a stop, how long failing sinks are still retried before giving up
@@ -43,6 +45,41 @@ impl Committed {
 
     fn set(&self, offsets: &BTreeMap<i32, i64>) {
         self.0.lock().expect("not poisoned").extend(offsets);
+    }
+}
+
+/// Which partitions this instance's shards own, each with the epoch of its
+/// current ownership: a partition gets a new epoch every time a shard
+/// restores it. A flush says under which epoch it holds each partition's
+/// records; delivery writes only those of the current epochs, so a flush
+/// made before a partition was lost (and perhaps regained since) never
+/// writes stale rows or commits stale offsets.
+#[derive(Debug, Default)]
+pub struct Ownership {
+    epochs: Mutex<HashMap<i32, u64>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Ownership {
+    /// `partition` is owned anew: its new epoch.
+    pub fn gain(&self, partition: i32) -> u64 {
+        let epoch = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.epochs
+            .lock()
+            .expect("not poisoned")
+            .insert(partition, epoch);
+        epoch
+    }
+
+    /// `partition` is another owner's already (taken without a clean
+    /// revocation): nothing made under its epoch is written any more.
+    pub fn lose(&self, partition: i32) {
+        self.epochs.lock().expect("not poisoned").remove(&partition);
+    }
+
+    /// Whether records of `partition` made under `epoch` may still be written.
+    pub fn is_current(&self, partition: i32, epoch: u64) -> bool {
+        self.epochs.lock().expect("not poisoned").get(&partition) == Some(&epoch)
     }
 }
 
@@ -70,22 +107,84 @@ pub enum DeliveryError {
     },
 }
 
-/// Offsets confirmed by the sinks and not yet committed.
+/// Offsets confirmed by the sinks and not yet committed, with the epoch
+/// of the ownership they were made under.
 #[derive(Debug, Default)]
-struct Pending(BTreeMap<i32, i64>);
+pub(crate) struct Pending(BTreeMap<i32, (i64, u64)>);
 
-/// What every shard's delivery of one pipeline shares.
-pub struct Delivery<C: ConsumerContext> {
-    /// Where flushes are written.
-    pub sinks: Arc<Sinks>,
-    /// The source's consumer: offsets are committed through it.
+impl Pending {
+    /// Whether some offsets wait to be committed.
+    #[cfg(test)]
+    pub(crate) fn has_offsets(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    /// Whether an offset of `partition` waits to be committed.
+    #[cfg(test)]
+    pub(crate) fn has(&self, partition: i32) -> bool {
+        self.0.contains_key(&partition)
+    }
+}
+
+/// Where a pipeline's input offsets are committed: the source's consumer
+/// group in weir, a simulated broker in the simulation tests.
+pub trait Offsets: Send + Sync {
+    /// The source partitions this instance holds now (`None`: cannot say).
+    fn held(&self) -> Option<HashSet<i32>>;
+    /// Commits `offsets` (partition -> the next offset to read), durably.
+    fn commit<'a>(&'a self, offsets: &'a BTreeMap<i32, i64>)
+    -> BoxFuture<'a, Result<(), BoxError>>;
+}
+
+/// The source consumer's group, committing offsets of `topic`.
+pub struct GroupOffsets<C: ConsumerContext> {
+    /// The consumer.
     pub consumer: Arc<BaseConsumer<C>>,
     /// The source topic.
     pub topic: String,
+}
+
+impl<C: ConsumerContext + 'static> Offsets for GroupOffsets<C> {
+    fn held(&self) -> Option<HashSet<i32>> {
+        let assignment = self.consumer.assignment().ok()?;
+        Some(
+            assignment
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|element| element.partition())
+                .collect(),
+        )
+    }
+
+    /// Commits synchronously, off the async threads.
+    fn commit<'a>(
+        &'a self,
+        offsets: &'a BTreeMap<i32, i64>,
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move {
+            let mut list = TopicPartitionList::with_capacity(offsets.len());
+            for (&partition, &offset) in offsets {
+                list.add_partition_offset(&self.topic, partition, Offset::Offset(offset))?;
+            }
+            let consumer = Arc::clone(&self.consumer);
+            tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await??;
+            Ok(())
+        })
+    }
+}
+
+/// What every shard's delivery of one pipeline shares.
+pub struct Delivery {
+    /// Where flushes are written.
+    pub sinks: Arc<Sinks>,
+    /// Where offsets are committed.
+    pub offsets: Arc<dyn Offsets>,
     /// The pipeline's counters.
     pub stats: Arc<Stats>,
     /// The offsets committed so far.
     pub committed: Arc<Committed>,
+    /// The shards' partitions and their epochs.
+    pub ownership: Arc<Ownership>,
     /// Raised when the pipeline stops: failing sinks are retried only
     /// for a grace period after.
     pub stop: Arc<AtomicBool>,
@@ -93,37 +192,71 @@ pub struct Delivery<C: ConsumerContext> {
 
 /// Delivers a shard's flushes until it has finished. Fails when the sinks
 /// stay unreachable past a stop, or refuse a flush for good.
-pub async fn run<C: ConsumerContext + 'static>(
-    delivery: Arc<Delivery<C>>,
+pub async fn run(
+    delivery: Arc<Delivery>,
     mut flushes: Receiver<Flush>,
 ) -> Result<(), DeliveryError> {
-    let Delivery {
-        sinks,
-        consumer,
-        topic,
-        stats,
-        committed,
-        stop,
-    } = delivery.as_ref();
-    let pipeline = sinks.pipeline().to_owned();
     let mut pending = Pending::default();
-    while let Some(mut flush) = flushes.recv().await {
+    while let Some(flush) = flushes.recv().await {
+        delivery.deliver(flush, &mut pending).await?;
+    }
+    delivery.finish(pending).await
+}
+
+impl Delivery {
+    /// Writes `flush` to the sinks, then commits what it covers (with what
+    /// earlier commits left `pending`).
+    pub(crate) async fn deliver(
+        &self,
+        mut flush: Flush,
+        pending: &mut Pending,
+    ) -> Result<(), DeliveryError> {
+        let pipeline = self.sinks.pipeline();
         let started = Instant::now();
         let queued = flush.made.elapsed();
-        write_with_retries(sinks, &mut flush, stop, || held(consumer, topic)).await?;
+        let ownership = &self.ownership;
+        let current = |held: Option<HashSet<i32>>, epochs: &[(i32, u64)]| {
+            epochs
+                .iter()
+                .filter(|&&(partition, epoch)| {
+                    held.as_ref().is_none_or(|held| held.contains(&partition))
+                        && ownership.is_current(partition, epoch)
+                })
+                .map(|&(partition, _)| partition)
+                .collect::<HashSet<i32>>()
+        };
+        let epochs = std::mem::take(&mut flush.epochs);
+        write_with_retries(&self.sinks, &mut flush, &self.stop, || {
+            current(self.offsets.held(), &epochs)
+        })
+        .await?;
+        let epoch_of = |partition: i32| {
+            epochs
+                .iter()
+                .find(|(p, _)| *p == partition)
+                .map(|(_, e)| *e)
+        };
         let written = started.elapsed();
-        metrics::histogram!("weir_flush_duration_seconds", "pipeline" => pipeline.clone())
+        metrics::histogram!("weir_flush_duration_seconds", "pipeline" => pipeline.to_owned())
             .record(written);
         let rows = flush.records.row_count();
-        stats.add_rows_written(rows as u64);
-        count_dead_letters(&pipeline, &flush);
+        self.stats.add_rows_written(rows as u64);
+        count_dead_letters(pipeline, &flush);
+        let writable = current(self.offsets.held(), &epochs);
         for (partition, offset) in flush.offsets {
-            let slot = pending.0.entry(partition).or_insert(offset);
-            *slot = (*slot).max(offset);
+            let Some(epoch) = epoch_of(partition).filter(|_| writable.contains(&partition)) else {
+                continue;
+            };
+            let slot = pending.0.entry(partition).or_insert((offset, epoch));
+            *slot = if slot.1 == epoch {
+                (slot.0.max(offset), epoch)
+            } else {
+                (offset, epoch)
+            };
         }
         let committing = Instant::now();
-        if commit(consumer, topic, &mut pending, committed).await {
-            metrics::histogram!("weir_commit_duration_seconds", "pipeline" => pipeline.clone())
+        if self.commit(pending).await {
+            metrics::histogram!("weir_commit_duration_seconds", "pipeline" => pipeline.to_owned())
                 .record(committing.elapsed());
         }
         if let Some(done) = flush.done.take() {
@@ -137,21 +270,59 @@ pub async fn run<C: ConsumerContext + 'static>(
             committed = ?started.elapsed(),
             "Flush delivered."
         );
+        Ok(())
     }
-    // The last commit failed? Its data is written: try a few more times.
-    for attempt in 1..=3 {
-        if pending.0.is_empty() {
-            break;
+
+    /// After the last flush: the last commit failed? Its data is written:
+    /// try a few more times.
+    pub(crate) async fn finish(&self, mut pending: Pending) -> Result<(), DeliveryError> {
+        for attempt in 1..=3 {
+            if pending.0.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            self.commit(&mut pending).await;
         }
-        tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
-        commit(consumer, topic, &mut pending, committed).await;
+        if !pending.0.is_empty() {
+            return Err(DeliveryError::Uncommitted {
+                partitions: pending.0.keys().copied().collect(),
+            });
+        }
+        Ok(())
     }
-    if !pending.0.is_empty() {
-        return Err(DeliveryError::Uncommitted {
-            partitions: pending.0.keys().copied().collect(),
+
+    /// Commits `pending`; what fails stays pending and goes with the next
+    /// commit. Offsets of partitions no longer held are dropped: their new
+    /// owner commits them. Whether offsets were committed.
+    async fn commit(&self, pending: &mut Pending) -> bool {
+        let held = self.offsets.held();
+        pending.0.retain(|&partition, &mut (_, epoch)| {
+            held.as_ref().is_none_or(|held| held.contains(&partition))
+                && self.ownership.is_current(partition, epoch)
         });
+        if pending.0.is_empty() {
+            return false;
+        }
+        let offsets: BTreeMap<i32, i64> = pending
+            .0
+            .iter()
+            .map(|(&p, &(offset, _))| (p, offset))
+            .collect();
+        match self.offsets.commit(&offsets).await {
+            Ok(()) => {
+                self.committed.set(&offsets);
+                pending.0.clear();
+                true
+            }
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    "Committing offsets failed; they go with the next commit."
+                );
+                false
+            }
+        }
     }
-    Ok(())
 }
 
 /// Counts a delivered flush's dead letters per stage and kind, once per flush.
@@ -171,49 +342,39 @@ fn count_dead_letters(pipeline: &str, flush: &Flush) {
     }
 }
 
-/// The partitions of `topic` this instance holds now; `None` when the
-/// consumer cannot say.
-fn held<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str) -> Option<HashSet<i32>> {
-    let assignment = consumer.assignment().ok()?;
-    Some(
-        assignment
-            .elements_for_topic(topic)
-            .iter()
-            .map(|element| element.partition())
-            .collect(),
-    )
-}
-
 /// Writes `flush`: its outputs (once), then its changelog records, retrying
 /// with backoff what failed for a reason that may pass. Before each
-/// changelog attempt, records of partitions this instance no longer holds
-/// (`held`) are left out: a group may move them while a flush waits or
-/// retries, and their state is then their new owner's to write.
+/// attempt, what belongs to partitions this instance no longer owns under
+/// the flush's epoch (`writable`) is left out: a group may move them while
+/// a flush waits or retries, and they are then their new owner's to write.
 async fn write_with_retries(
     sinks: &Sinks,
     flush: &mut Flush,
     stop: &AtomicBool,
-    held: impl Fn() -> Option<HashSet<i32>>,
+    writable: impl Fn() -> HashSet<i32>,
 ) -> Result<(), DeliveryError> {
     let mut attempt: u32 = 0;
     let mut stopped_at: Option<Instant> = None;
     let mut outputs_written = false;
     loop {
         let written = async {
+            // Rows and dead letters of partitions no longer held are left
+            // out as well as their changelog records: their new owner reads
+            // those records again, and a row written late here would
+            // overwrite a newer one of theirs.
+            let writable = writable();
+            let dropped = flush.records.retain_partitions(|p| writable.contains(&p));
+            {
+                if dropped > 0 {
+                    tracing::warn!(
+                        dropped,
+                        "Rows, dead letters and changelog records of partitions no longer held were not written."
+                    );
+                }
+            }
             if !outputs_written {
                 sinks.write(Phase::Outputs, &flush.records).await?;
                 outputs_written = true;
-            }
-            if let Some(held) = held().filter(|_| !flush.records.changelog.is_empty()) {
-                let changelog = &mut flush.records.changelog;
-                let before = changelog.len();
-                changelog.retain(|record| held.contains(&record.partition));
-                if changelog.len() < before {
-                    tracing::warn!(
-                        dropped = before - changelog.len(),
-                        "Changelog records of partitions no longer held were not written."
-                    );
-                }
             }
             sinks.write(Phase::State, &flush.records).await
         };
@@ -246,48 +407,5 @@ async fn write_with_retries(
         metrics::counter!("weir_sink_retries_total", "pipeline" => sinks.pipeline().to_owned())
             .increment(1);
         tokio::time::sleep(backoff).await;
-    }
-}
-
-/// Commits `pending` (synchronously, off the async threads); what fails
-/// stays pending and goes with the next commit. Offsets of partitions the
-/// consumer no longer holds are dropped: their new owner commits them.
-/// Whether offsets were committed.
-async fn commit<C: ConsumerContext + 'static>(
-    consumer: &Arc<BaseConsumer<C>>,
-    topic: &str,
-    pending: &mut Pending,
-    committed: &Committed,
-) -> bool {
-    if let Some(held) = held(consumer, topic) {
-        pending.0.retain(|partition, _| held.contains(partition));
-    }
-    if pending.0.is_empty() {
-        return false;
-    }
-    let mut list = TopicPartitionList::with_capacity(pending.0.len());
-    for (&partition, &offset) in &pending.0 {
-        if let Err(error) = list.add_partition_offset(topic, partition, Offset::Offset(offset)) {
-            tracing::error!(%error, partition, offset, "Cannot express an offset to commit.");
-        }
-    }
-    let consumer = Arc::clone(consumer);
-    let result = tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
-        .await
-        .map_err(|error| error.to_string())
-        .and_then(|result| result.map_err(|error| error.to_string()));
-    match result {
-        Ok(()) => {
-            committed.set(&pending.0);
-            pending.0.clear();
-            true
-        }
-        Err(error) => {
-            tracing::warn!(
-                %error,
-                "Committing offsets failed; they go with the next commit."
-            );
-            false
-        }
     }
 }

@@ -26,6 +26,7 @@
 
 pub mod chain;
 pub mod changelog;
+pub mod clock;
 pub mod config;
 pub mod deliver;
 pub mod error;
@@ -34,6 +35,8 @@ pub mod monitor;
 mod reachable;
 pub mod run;
 pub mod shard;
+#[cfg(test)]
+mod simulation;
 pub mod source;
 pub mod state;
 pub mod stats;

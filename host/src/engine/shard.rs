@@ -8,7 +8,7 @@
 //! ([`Input::Restore`]) until it is revoked ([`Input::Revoke`]); records of
 //! partitions it does not own are left alone (whoever owns them reads them).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -18,7 +18,8 @@ use tokio::sync::mpsc::Sender;
 
 use super::chain::Chain;
 use super::changelog::Stored;
-use super::deliver::Committed;
+use super::clock::Clock;
+use super::deliver::{Committed, Ownership};
 use super::state::KeyedState;
 use super::stats::Stats;
 use super::swap::{AggregatorVersion, Order, Versions};
@@ -73,6 +74,9 @@ pub struct Flush {
     pub records: Records,
     /// Per partition, the offset to commit (the next one to read).
     pub offsets: Vec<(i32, i64)>,
+    /// The epoch under which the shard owned each partition it holds
+    /// records of ([`Ownership`]).
+    pub epochs: Vec<(i32, u64)>,
     /// When the shard made it (delivery reports how long it waited).
     pub made: Instant,
     /// Told once the flush is written and its offsets committed.
@@ -103,6 +107,30 @@ pub struct ShardSettings {
     pub state_version: u32,
     /// The shape of the aggregator's rows.
     pub output: Arc<Shape>,
+    /// Where the shard reads the time.
+    pub clock: Arc<dyn Clock>,
+    /// Which partitions the instance's shards own, shared with delivery.
+    pub ownership: Arc<Ownership>,
+}
+
+/// Where a shard hands its flushes: delivery's queue.
+pub trait Handover {
+    /// Whether a flush would be taken without waiting.
+    fn has_room(&self) -> bool;
+    /// Hands `flush` over, waiting for room; an error when delivery has stopped.
+    fn hand_over(&self, flush: Flush) -> Result<(), ShardError>;
+}
+
+impl Handover for Sender<Flush> {
+    fn has_room(&self) -> bool {
+        self.capacity() > 0
+    }
+
+    fn hand_over(&self, flush: Flush) -> Result<(), ShardError> {
+        // The delivery task stops only when it cannot write (it says why).
+        self.blocking_send(flush)
+            .map_err(|_| ShardError::DeliveryStopped)
+    }
 }
 
 /// Runs a shard until its input closes, then flushes what it holds and
@@ -115,53 +143,19 @@ pub fn run(
     stats: Arc<Stats>,
     committed: Arc<Committed>,
 ) -> Result<(), ShardError> {
-    let aggregator = AggregatorVersion {
-        output: Arc::clone(&settings.output),
-        state_version: settings.state_version,
-    };
-    let now = Instant::now();
-    // Evicting scans every key, so it runs a few times per idle timeout, not every flush.
-    let evict_every = settings.idle_timeout.map(|idle| {
-        (idle / 4)
-            .min(Duration::from_secs(60))
-            .max(settings.flush_interval)
-    });
-    let mut shard = Shard {
-        chain,
-        versions: Versions::new(settings.id, aggregator),
-        state: KeyedState::new(settings.state_version),
-        owned: HashSet::new(),
-        dead: Vec::new(),
-        offsets: Vec::new(),
-        // Shards flush in turn, spread over the interval, so their writes
-        // do not all reach the sinks at the same moment.
-        next_flush: now
-            + settings
-                .flush_interval
-                .mul_f64((settings.id + 1) as f64 / settings.shards as f64),
-        last_flush: now,
-        last_input: now,
-        evict_every,
-        next_evict: evict_every.map(|every| now + every),
-        output,
-        settings,
-        stats,
-        committed,
-    };
+    let mut shard = Shard::new(chain, output, settings, stats, committed);
     let mut open = true;
     while open {
         // Stale keys are refreshed a slice at a time, between batches.
         let wait = if shard.versions.has_stale() {
             Duration::ZERO
         } else {
-            shard.flush_at().saturating_duration_since(Instant::now())
+            shard.flush_at().saturating_duration_since(shard.now())
         };
         match input.recv_timeout(wait) {
             Ok(Input::Chunk(chunk)) => shard.process(chunk),
             Ok(Input::Swap(order)) => {
-                shard
-                    .versions
-                    .cut_over(order, &mut shard.chain, &mut shard.state);
+                shard.cut_over(order);
                 continue;
             }
             Ok(Input::Restore { partition, entries }) => shard.restore(partition, entries),
@@ -177,20 +171,20 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => open = false,
         }
-        shard
-            .versions
-            .refresh_some(&mut shard.chain, &mut shard.state);
+        shard.refresh_some();
         shard.tick(!open)?;
     }
     Ok(())
 }
 
-/// One shard's working set.
-struct Shard {
+/// One shard's working set, handing its flushes to `H`. The loop of
+/// [`run`] feeds it from the source; the simulation tests feed it directly.
+pub(crate) struct Shard<H> {
     chain: Chain,
     versions: Versions,
     state: KeyedState,
-    owned: HashSet<i32>,
+    /// The partitions the shard owns, with the epoch of that ownership.
+    owned: HashMap<i32, u64>,
     /// Dead letters since the last flush.
     dead: Vec<DeadLetter>,
     /// Per partition, the offset after the last record processed.
@@ -206,18 +200,83 @@ struct Shard {
     last_input: Instant,
     evict_every: Option<Duration>,
     next_evict: Option<Instant>,
-    output: Sender<Flush>,
+    output: H,
     settings: ShardSettings,
     stats: Arc<Stats>,
     committed: Arc<Committed>,
 }
 
-impl Shard {
+impl<H: Handover> Shard<H> {
+    /// A shard owning no partition yet, running `chain`.
+    pub(crate) fn new(
+        chain: Chain,
+        output: H,
+        settings: ShardSettings,
+        stats: Arc<Stats>,
+        committed: Arc<Committed>,
+    ) -> Self {
+        let aggregator = AggregatorVersion {
+            output: Arc::clone(&settings.output),
+            state_version: settings.state_version,
+        };
+        let now = settings.clock.now();
+        // Evicting scans every key, so it runs a few times per idle timeout, not every flush.
+        let evict_every = settings.idle_timeout.map(|idle| {
+            (idle / 4)
+                .min(Duration::from_secs(60))
+                .max(settings.flush_interval)
+        });
+        Self {
+            chain,
+            versions: Versions::new(settings.id, aggregator),
+            state: KeyedState::new(settings.state_version),
+            owned: HashMap::new(),
+            dead: Vec::new(),
+            offsets: Vec::new(),
+            // Shards flush in turn, spread over the interval, so their writes
+            // do not all reach the sinks at the same moment.
+            next_flush: now
+                + settings
+                    .flush_interval
+                    .mul_f64((settings.id + 1) as f64 / settings.shards as f64),
+            last_flush: now,
+            last_input: now,
+            evict_every,
+            next_evict: evict_every.map(|every| now + every),
+            output,
+            settings,
+            stats,
+            committed,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.settings.clock.now()
+    }
+
+    /// Stage `order.stage` runs the order's plugin from the next batch on.
+    pub(crate) fn cut_over(&mut self, order: Arc<Order>) {
+        let now = self.now();
+        self.versions
+            .cut_over(order, &mut self.chain, &mut self.state, now);
+    }
+
+    /// Gives a slice of the keys a swap left stale their row.
+    pub(crate) fn refresh_some(&mut self) {
+        self.versions.refresh_some(&mut self.chain, &mut self.state);
+    }
+
+    /// Whether keys still wait for the running version's row.
+    #[cfg(test)]
+    pub(crate) fn has_stale(&self) -> bool {
+        self.versions.has_stale()
+    }
+
     /// When the next flush is due: the tick, or earlier once caught up.
-    fn flush_at(&self) -> Instant {
+    pub(crate) fn flush_at(&self) -> Instant {
         early_flush_at(
             &self.offsets,
-            &self.output,
+            self.output.has_room(),
             self.last_input,
             self.last_flush,
             &self.settings,
@@ -226,19 +285,20 @@ impl Shard {
     }
 
     /// Runs a chunk through the stages.
-    fn process(&mut self, chunk: Chunk) {
+    pub(crate) fn process(&mut self, chunk: Chunk) {
         let chunk = keep_owned(chunk, &self.owned);
         let records = chunk.batch.records.len() as u64 + chunk.dead.len() as u64;
         self.stats.add_received(records);
         let source_dead = chunk.dead.len() as u64;
         self.dead.extend(chunk.dead);
-        let started = Instant::now();
+        let started = self.now();
         self.last_input = started;
         let tally = self.versions.process(
             &mut self.chain,
             &chunk.batch,
             &mut self.state,
             &mut self.dead,
+            started,
         );
         if tracing::enabled!(tracing::Level::TRACE) {
             // How long the oldest record waited to get here (Kafka's
@@ -253,8 +313,10 @@ impl Shard {
             );
         }
         self.stats.add_tally(tally, source_dead);
-        self.stats
-            .add_batch(chunk.batch.records.len(), started.elapsed());
+        self.stats.add_batch(
+            chunk.batch.records.len(),
+            self.now().saturating_duration_since(started),
+        );
         for (partition, offset) in chunk.offsets {
             match self.offsets.iter_mut().find(|(p, _)| *p == partition) {
                 Some(slot) => slot.1 = slot.1.max(offset),
@@ -264,10 +326,11 @@ impl Shard {
     }
 
     /// `partition` is now the shard's, with `entries` as its state.
-    fn restore(&mut self, partition: i32, entries: HashMap<Vec<u8>, Stored>) {
+    pub(crate) fn restore(&mut self, partition: i32, entries: HashMap<Vec<u8>, Stored>) {
         self.versions.restoring(partition, &entries);
         self.state.restore(partition, entries);
-        self.owned.insert(partition);
+        let epoch = self.settings.ownership.gain(partition);
+        self.owned.insert(partition, epoch);
         self.stats
             .set_keys(self.settings.id, self.state.len() as u64);
     }
@@ -275,13 +338,16 @@ impl Shard {
     /// `partitions` leave: what they hold is written first unless `gone`
     /// (another owner has them already: whatever was not committed, the
     /// new owner reads again); `done` is told once that is over.
-    fn revoke(
+    pub(crate) fn revoke(
         &mut self,
         partitions: &[i32],
         gone: bool,
         done: std::sync::mpsc::Sender<()>,
     ) -> Result<(), ShardError> {
         if gone {
+            for &partition in partitions {
+                self.settings.ownership.lose(partition);
+            }
             done.send(()).ok();
         } else {
             // Flush now (every partition: simpler, and harmless), then forget them.
@@ -301,12 +367,12 @@ impl Shard {
 
     /// Flushes when due (always when `closing`), and on the tick evicts
     /// idle keys and schedules the next tick.
-    fn tick(&mut self, closing: bool) -> Result<(), ShardError> {
-        let now = Instant::now();
+    pub(crate) fn tick(&mut self, closing: bool) -> Result<(), ShardError> {
+        let now = self.now();
         let tick = now >= self.next_flush || closing;
         let early = early_flush_at(
             &self.offsets,
-            &self.output,
+            self.output.has_room(),
             self.last_input,
             self.last_flush,
             &self.settings,
@@ -314,13 +380,13 @@ impl Shard {
         .is_some_and(|at| now >= at);
         if tick || early {
             self.flush(None)?;
-            self.last_flush = Instant::now();
+            self.last_flush = self.now();
         }
         if !tick {
             return Ok(());
         }
         if let (Some(idle), Some(at)) = (self.settings.idle_timeout, self.next_evict)
-            && Instant::now() >= at
+            && self.now() >= at
         {
             let committed = &self.committed;
             let evicted = self
@@ -330,7 +396,8 @@ impl Shard {
                 tracing::debug!(evicted, "Evicted idle keys.");
             }
             self.stats.add_evicted(evicted as u64);
-            self.next_evict = self.evict_every.map(|every| Instant::now() + every);
+            let now = self.now();
+            self.next_evict = self.evict_every.map(|every| now + every);
         }
         self.stats
             .set_keys(self.settings.id, self.state.len() as u64);
@@ -339,8 +406,9 @@ impl Shard {
         // key waits at most one interval). After a stall longer than an
         // interval, the cadence starts again from now.
         self.next_flush += self.settings.flush_interval;
-        if self.next_flush <= Instant::now() {
-            self.next_flush = Instant::now() + self.settings.flush_interval;
+        let now = self.now();
+        if self.next_flush <= now {
+            self.next_flush = now + self.settings.flush_interval;
         }
         Ok(())
     }
@@ -355,6 +423,7 @@ impl Shard {
                 dead: std::mem::take(&mut self.dead),
             },
             offsets: std::mem::take(&mut self.offsets),
+            epochs: self.owned.iter().map(|(&p, &epoch)| (p, epoch)).collect(),
             made: Instant::now(),
             done,
         };
@@ -364,10 +433,7 @@ impl Shard {
             }
             return Ok(());
         }
-        // The delivery task stops only when it cannot write (it says why).
-        self.output
-            .blocking_send(flush)
-            .map_err(|_| ShardError::DeliveryStopped)
+        self.output.hand_over(flush)
     }
 }
 
@@ -377,19 +443,19 @@ impl Shard {
 /// no room (an early flush never waits for delivery).
 fn early_flush_at(
     offsets: &[(i32, i64)],
-    output: &Sender<Flush>,
+    has_room: bool,
     last_input: Instant,
     last_flush: Instant,
     settings: &ShardSettings,
 ) -> Option<Instant> {
-    (!offsets.is_empty() && output.capacity() > 0)
+    (!offsets.is_empty() && has_room)
         .then(|| (last_input + settings.max_wait).max(last_flush + settings.flush_interval / 10))
 }
 
 /// `chunk` without the records of partitions the shard does not own (read
 /// before a revocation reached the source; their new owner reads them again).
-fn keep_owned(chunk: Chunk, owned: &HashSet<i32>) -> Chunk {
-    chunk.retain(|partition| owned.contains(&partition))
+fn keep_owned(chunk: Chunk, owned: &HashMap<i32, u64>) -> Chunk {
+    chunk.retain(|partition| owned.contains_key(&partition))
 }
 
 impl Chunk {

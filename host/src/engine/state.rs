@@ -74,9 +74,9 @@ pub use crate::sink::Row;
 /// What changed since the last flush.
 #[derive(Debug, Default)]
 pub struct Changes {
-    /// Each key whose row changed, once, with its newest row and the
-    /// aggregator generation that made it.
-    pub rows: Vec<(u64, Row)>,
+    /// Each key whose row changed, once, with its newest row, the
+    /// aggregator generation that made it and the key's partition.
+    pub rows: Vec<(u64, i32, Row)>,
     /// The changelog records that bring the changelog up to date.
     pub changelog: Vec<ChangelogRecord>,
 }
@@ -269,7 +269,9 @@ impl KeyedState {
                 });
                 if let Some(row) = entry.row.take() {
                     let key = String::from_utf8(key).expect("keys are checked to be UTF-8");
-                    changes.rows.push((entry.row_generation, (key, row)));
+                    changes
+                        .rows
+                        .push((entry.row_generation, number, (key, row)));
                 }
             }
             changes
@@ -391,7 +393,10 @@ mod tests {
         state.update(0, b"a", folded(b"2".to_vec(), row(2), 101, 11));
         state.update(1, b"b", folded(b"1".to_vec(), None, 7, 12));
         let mut changes = state.take_changes();
-        assert_eq!(changes.rows, vec![(0, ("a".into(), vec![Value::Long(2)]))]);
+        assert_eq!(
+            changes.rows,
+            vec![(0, 0, ("a".into(), vec![Value::Long(2)]))]
+        );
         changes.changelog.sort_by_key(|r| r.partition);
         assert_eq!(
             changes.changelog.len(),

@@ -12,7 +12,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use tokio::io::AsyncWriteExt;
 
 use super::error::SinkError;
-use super::output::{Records, Row, Sink};
+use super::output::{Records, Row, Rows, Sink};
 use super::schema::RowSchema;
 use crate::plugin::Value;
 
@@ -112,7 +112,7 @@ impl Sink for FileSink {
     fn write<'a>(&'a self, records: &'a Records) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(records.row_count() * 256);
-            for (shape, rows) in &records.rows {
+            for Rows { shape, rows, .. } in &records.rows {
                 lines(rows, &shape.schema, &mut out).map_err(|error| SinkError::Internal {
                     sink: self.name().to_owned(),
                     source: error.into(),
@@ -146,9 +146,15 @@ mod tests {
         let path = dir.join("nested/rows.jsonl");
         let sink = FileSink::open(&path).await.unwrap();
         let shape = Arc::new(Shape::new(Arc::new(RowSchema::parse(SCHEMA).unwrap())));
-        let flush = |rows: Vec<Row>| Records {
-            rows: vec![(Arc::clone(&shape), rows)],
-            ..Records::default()
+        let flush = |rows: Vec<Row>| {
+            let mut batch = Rows::new(Arc::clone(&shape));
+            for row in rows {
+                batch.push(0, row);
+            }
+            Records {
+                rows: vec![batch],
+                ..Records::default()
+            }
         };
         let first = flush(vec![(
             "k\"1".to_owned(),

@@ -13,7 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use super::error::SinkError;
-use super::output::{Records, Shape, Sink};
+use super::output::{Records, Rows, Shape, Sink};
 use super::registry::{RegistryClient, RegistryError};
 use super::schema::{RowSchema, SchemaError};
 use crate::kafka::{Connection, Producing, send_all};
@@ -166,7 +166,7 @@ impl Sink for KafkaSink {
 
     fn write<'a>(&'a self, records: &'a Records) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            for (shape, rows) in &records.rows {
+            for Rows { shape, rows, .. } in &records.rows {
                 let id = self
                     .ids
                     .lock()

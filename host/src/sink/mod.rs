@@ -28,7 +28,7 @@ pub use dead_letter::{DeadLetter, DeadLetterWriter, Kind, PluginRef};
 pub use error::SinkError;
 pub use file::FileSink;
 pub use kafka::{KafkaSink, KafkaSinkError};
-pub use output::{Phase, Records, Row, Shape, Sink};
+pub use output::{Phase, Records, Row, Rows, Shape, Sink};
 pub use postgres::{PostgresError, PostgresSink, quote_ident};
 pub use registry::{RegistryClient, RegistryError};
 pub use schema::{Column, ColumnType, RowSchema, SchemaError};

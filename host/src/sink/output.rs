@@ -38,12 +38,40 @@ impl Shape {
     }
 }
 
+/// Rows of one shape, each with the input partition its key belongs to.
+#[derive(Debug)]
+pub struct Rows {
+    /// Their shape.
+    pub shape: Arc<Shape>,
+    /// The rows.
+    pub rows: Vec<Row>,
+    /// Each row's input partition.
+    pub partitions: Vec<i32>,
+}
+
+impl Rows {
+    /// No rows yet, of `shape`.
+    pub fn new(shape: Arc<Shape>) -> Self {
+        Self {
+            shape,
+            rows: Vec::new(),
+            partitions: Vec::new(),
+        }
+    }
+
+    /// Adds `row`, of a key of `partition`.
+    pub fn push(&mut self, partition: i32, row: Row) {
+        self.rows.push(row);
+        self.partitions.push(partition);
+    }
+}
+
 /// What one flush hands the sinks.
 #[derive(Debug, Default)]
 pub struct Records {
     /// Rows changed since the last flush, each key once, grouped by their
     /// shape (a swap can fall between two flushes).
-    pub rows: Vec<(Arc<Shape>, Vec<Row>)>,
+    pub rows: Vec<Rows>,
     /// Records that could not be processed.
     pub dead: Vec<DeadLetter>,
     /// The state changes, for the changelog.
@@ -53,7 +81,23 @@ pub struct Records {
 impl Records {
     /// How many rows, of every shape.
     pub fn row_count(&self) -> usize {
-        self.rows.iter().map(|(_, rows)| rows.len()).sum()
+        self.rows.iter().map(|rows| rows.rows.len()).sum()
+    }
+
+    /// Keeps only what belongs to partitions `keep` accepts; how many
+    /// rows, dead letters and changelog records were left out.
+    pub fn retain_partitions(&mut self, keep: impl Fn(i32) -> bool) -> usize {
+        let before = self.row_count() + self.dead.len() + self.changelog.len();
+        for rows in &mut self.rows {
+            let mut partitions = rows.partitions.iter();
+            rows.rows
+                .retain(|_| partitions.next().is_some_and(|&partition| keep(partition)));
+            rows.partitions.retain(|&partition| keep(partition));
+        }
+        self.rows.retain(|rows| !rows.rows.is_empty());
+        self.dead.retain(|letter| keep(letter.partition));
+        self.changelog.retain(|record| keep(record.partition));
+        before - (self.row_count() + self.dead.len() + self.changelog.len())
     }
 
     /// Nothing to write.

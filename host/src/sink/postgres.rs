@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::error::SinkError;
-use super::output::{Records, Shape, Sink};
+use super::output::{Records, Rows, Shape, Sink};
 use super::schema::{ColumnType, RowSchema};
 use crate::plugin::Value;
 
@@ -316,7 +316,7 @@ impl Sink for PostgresSink {
 
     fn write<'a>(&'a self, records: &'a Records) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            for (shape, rows) in &records.rows {
+            for Rows { shape, rows, .. } in &records.rows {
                 let statement = self
                     .statements
                     .lock()

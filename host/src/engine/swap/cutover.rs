@@ -15,7 +15,7 @@ use crate::engine::chain::{Chain, Stage, Tally};
 use crate::engine::changelog::Stored;
 use crate::engine::state::KeyedState;
 use crate::plugin::Batch;
-use crate::sink::{DeadLetter, Row, Shape};
+use crate::sink::{DeadLetter, Row, Rows, Shape};
 
 /// Stale keys refreshed between two batches after a swap.
 const REFRESH_SLICE: usize = 1024;
@@ -62,12 +62,18 @@ impl Versions {
         !self.stale.is_empty()
     }
 
-    /// Stage `order.stage` runs `order.plugin` from the next batch on (on
+    /// Stage `order.stage` runs the order's version from the next batch on (on
     /// probation, if the order says so). A plugin that cannot be
     /// instantiated is reported, and the old version kept.
-    pub fn cut_over(&mut self, order: Arc<Order>, chain: &mut Chain, state: &mut KeyedState) {
-        let stopped = Instant::now();
-        let stage = match Stage::new(&order.plugin, Arc::clone(&order.context)) {
+    pub fn cut_over(
+        &mut self,
+        order: Arc<Order>,
+        chain: &mut Chain,
+        state: &mut KeyedState,
+        now: Instant,
+    ) {
+        let stopped = now;
+        let stage = match order.instances.make() {
             Ok(stage) => stage,
             Err(error) => {
                 order.reports.add(Report::Failed {
@@ -78,7 +84,7 @@ impl Versions {
                 return;
             }
         };
-        let previous = chain.replace(
+        let mut previous = chain.replace(
             order.stage,
             stage,
             order
@@ -86,20 +92,28 @@ impl Versions {
                 .as_ref()
                 .map(|a| (Arc::clone(&a.output.schema), a.state_version)),
         );
-        let previous_aggregator = order
+        let mut previous_aggregator = order
             .aggregator
             .as_ref()
             .map(|new| self.switch_aggregator(new.clone(), state));
-        // One probation at a time: a newer swap ends the one before.
+        // One probation at a time: a newer swap ends the one before. A
+        // version replaced while still on probation never proved itself:
+        // should the new one fail, this shard goes back past it, to the
+        // version it replaced.
         if let Some(ended) = self.probation.take() {
-            chain.set_fail_fast(ended.order.stage, false);
+            if ended.order.stage == order.stage {
+                previous = ended.previous;
+                previous_aggregator = ended.previous_aggregator;
+            } else {
+                chain.set_fail_fast(ended.order.stage, false);
+            }
         }
         chain.set_fail_fast(order.stage, order.probation.is_some());
         self.probation = order.probation.map(|window| Probation {
             order: Arc::clone(&order),
             previous,
             previous_aggregator,
-            until: Instant::now() + window,
+            until: now + window,
         });
         order.reports.add(Report::CutOver {
             id: order.id,
@@ -110,15 +124,16 @@ impl Versions {
 
     /// Runs `batch` through `chain` into `state`. A stage on probation that
     /// fails the batch sends this shard back to the version it replaced,
-    /// which processes the batch instead.
+    /// which processes the batch instead. `now` ends probation windows.
     pub fn process(
         &mut self,
         chain: &mut Chain,
         batch: &Batch,
         state: &mut KeyedState,
         dead: &mut Vec<DeadLetter>,
+        now: Instant,
     ) -> Tally {
-        if let Some(ended) = self.probation.take_if(|p| Instant::now() >= p.until) {
+        if let Some(ended) = self.probation.take_if(|p| now >= p.until) {
             chain.set_fail_fast(ended.order.stage, false);
         }
         let guarded = self.probation.as_ref().map(|p| p.order.stage);
@@ -216,8 +231,9 @@ impl Versions {
         chain.refresh(&slice, state);
     }
 
-    /// `rows` (by generation) grouped by the shape of their version.
-    pub fn group(&mut self, rows: Vec<(u64, Row)>) -> Vec<(Arc<Shape>, Vec<Row>)> {
+    /// `rows` (by generation, with their partition) grouped by the shape
+    /// of their version.
+    pub fn group(&mut self, rows: Vec<(u64, i32, Row)>) -> Vec<Rows> {
         self.outputs.group(rows)
     }
 }
@@ -241,27 +257,26 @@ impl Outputs {
 
     /// `rows` grouped by shape. Every pending row is taken, so only the
     /// newest generation is kept after.
-    fn group(&mut self, rows: Vec<(u64, Row)>) -> Vec<(Arc<Shape>, Vec<Row>)> {
-        let mut groups: Vec<(u64, Arc<Shape>, Vec<Row>)> = Vec::new();
-        for (generation, row) in rows {
-            match groups.iter_mut().find(|(g, _, _)| *g == generation) {
-                Some(group) => group.2.push(row),
+    fn group(&mut self, rows: Vec<(u64, i32, Row)>) -> Vec<Rows> {
+        let mut groups: Vec<(u64, Rows)> = Vec::new();
+        for (generation, partition, row) in rows {
+            let index = match groups.iter().position(|(g, _)| *g == generation) {
+                Some(index) => index,
                 None => {
-                    let output = self
+                    let shape = self
                         .generations
                         .iter()
                         .find(|(g, _)| *g == generation)
                         .map(|(_, output)| Arc::clone(output))
                         .expect("every generation with rows has its output");
-                    groups.push((generation, output, vec![row]));
+                    groups.push((generation, Rows::new(shape)));
+                    groups.len() - 1
                 }
-            }
+            };
+            groups[index].1.push(partition, row);
         }
         let newest = self.generations.pop().expect("the running generation");
         self.generations = vec![newest];
-        groups
-            .into_iter()
-            .map(|(_, output, rows)| (output, rows))
-            .collect()
+        groups.into_iter().map(|(_, rows)| rows).collect()
     }
 }

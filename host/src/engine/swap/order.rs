@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::plugin::{Plugin, StageContext};
+use crate::engine::chain::Stage;
+use crate::plugin::{LoadError, Plugin, StageContext};
 use crate::sink::Shape;
 
 /// A version of an aggregator: what its rows look like and its state version.
@@ -17,6 +18,37 @@ pub struct AggregatorVersion {
     pub state_version: u32,
 }
 
+/// Makes instances of a stage's new version, one per shard.
+#[derive(Clone)]
+pub struct Instances(Arc<dyn Fn() -> Result<Stage, LoadError> + Send + Sync>);
+
+impl Instances {
+    /// Instances of `plugin` for the stage `context`.
+    pub fn of(plugin: &Arc<Plugin>, context: &Arc<StageContext>) -> Self {
+        let (plugin, context) = (Arc::clone(plugin), Arc::clone(context));
+        Self(Arc::new(move || Stage::new(&plugin, Arc::clone(&context))))
+    }
+
+    /// Instances made by `make` (the simulation tests' native stages).
+    #[cfg(test)]
+    pub(crate) fn made_by(
+        make: impl Fn() -> Result<Stage, LoadError> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(make))
+    }
+
+    /// A new instance.
+    pub fn make(&self) -> Result<Stage, LoadError> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Instances {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Instances")
+    }
+}
+
 /// An order to every shard: stage `stage` now runs `plugin`.
 #[derive(Debug)]
 pub struct Order {
@@ -24,10 +56,8 @@ pub struct Order {
     pub id: u64,
     /// The stage's index in the pipeline.
     pub stage: usize,
-    /// The plugin to run.
-    pub plugin: Arc<Plugin>,
-    /// The stage's configuration, tables and limits.
-    pub context: Arc<StageContext>,
+    /// Makes each shard's instance of the version to run.
+    pub instances: Instances,
     /// Set when the stage is the aggregator.
     pub aggregator: Option<AggregatorVersion>,
     /// When the swap was asked for.

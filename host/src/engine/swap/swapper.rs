@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::order::{AggregatorVersion, Order, Report, Reports};
+use super::order::{AggregatorVersion, Instances, Order, Report, Reports};
 use crate::plugin::{Group, Plugin, PluginKind, Runtime, StageContext, Worker};
 use crate::sink::RowSchema;
 use crate::sink::{Shape, Sinks};
@@ -437,8 +437,7 @@ impl Swapper {
         let order = Arc::new(Order {
             id,
             stage: index,
-            plugin: Arc::clone(&version.plugin),
-            context: Arc::clone(&slot.context),
+            instances: Instances::of(&version.plugin, &slot.context),
             aggregator: version.aggregator.clone(),
             requested,
             probation: (action == "swap").then_some(PROBATION),
@@ -559,8 +558,7 @@ impl Swapper {
         let order = Arc::new(Order {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             stage: index,
-            plugin: Arc::clone(&slot.current.plugin),
-            context: Arc::clone(&slot.context),
+            instances: Instances::of(&slot.current.plugin, &slot.context),
             aggregator: slot.current.aggregator.clone(),
             requested: Instant::now(),
             probation: None,

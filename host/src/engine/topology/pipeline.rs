@@ -15,7 +15,7 @@ use super::start::{
 use crate::admin::Admin;
 use crate::engine::changelog;
 use crate::engine::config::RunConfig;
-use crate::engine::deliver::{self, Committed};
+use crate::engine::deliver::{self, Committed, Ownership};
 use crate::engine::error::TopologyError;
 use crate::engine::monitor;
 use crate::engine::reachable::until_reachable;
@@ -86,6 +86,7 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
     let shard_count = shared.config.shards_for(partitions);
     let stats = Arc::new(Stats::new(&plan.name, shard_count));
     let committed = Arc::new(Committed::default());
+    let ownership = Arc::new(Ownership::default());
     let shards = spawn_shards(
         &plan,
         &shared,
@@ -95,6 +96,7 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
             output: &output,
             stats: &stats,
             committed: &committed,
+            ownership: &ownership,
             count: shard_count,
         },
     )?;
@@ -142,10 +144,13 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
     // Delivery runs on this task: one future per shard, polled together.
     let delivery = Arc::new(deliver::Delivery {
         sinks,
-        consumer: Arc::clone(&consumer.0),
-        topic: plan.source.topic.to_string(),
+        offsets: Arc::new(deliver::GroupOffsets {
+            consumer: Arc::clone(&consumer.0),
+            topic: plan.source.topic.to_string(),
+        }),
         stats: Arc::clone(&stats),
         committed,
+        ownership,
         stop: Arc::clone(&shared.stop),
     });
     let delivered = futures::future::join_all(

@@ -11,8 +11,9 @@ use tracing::Instrument;
 
 use super::pipeline::{Aggregator, Shared, Stages};
 use crate::engine::chain::{Chain, Stage};
+use crate::engine::clock::SystemClock;
 use crate::engine::config::RunConfig;
-use crate::engine::deliver::Committed;
+use crate::engine::deliver::{Committed, Ownership};
 use crate::engine::error::TopologyError;
 use crate::engine::shard::{self, Flush, Input, ShardSettings};
 use crate::engine::source::{self, SourceContext, SourceSettings};
@@ -29,6 +30,7 @@ pub(super) struct ShardParts<'a> {
     pub(super) output: &'a Arc<Shape>,
     pub(super) stats: &'a Arc<Stats>,
     pub(super) committed: &'a Arc<Committed>,
+    pub(super) ownership: &'a Arc<Ownership>,
     pub(super) count: usize,
 }
 
@@ -64,6 +66,8 @@ pub(super) fn spawn_shards(
             idle_timeout: plan.last_stage().idle_timeout,
             state_version: parts.aggregator.state_version,
             output: Arc::clone(parts.output),
+            clock: Arc::new(SystemClock),
+            ownership: Arc::clone(parts.ownership),
         };
         let (stats, committed, stop) = (
             Arc::clone(parts.stats),
