@@ -148,6 +148,12 @@ impl Stage {
     }
 }
 
+/// A version on probation failed a batch: why (a trap, or most records
+/// rejected).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProbationFailed(pub String);
+
 /// What became of a batch's records.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
@@ -341,7 +347,7 @@ impl Chain {
         state: &mut KeyedState,
         dead: &mut Vec<DeadLetter>,
         guarded: Option<usize>,
-    ) -> Result<Tally, String> {
+    ) -> Result<Tally, ProbationFailed> {
         let restarts = |chain: &Self| guarded.map(|index| chain.stage(index).worker.restarts());
         let before = restarts(self);
         let mut tally = Tally::default();
@@ -503,7 +509,7 @@ impl Chain {
             };
             if let Some(reason) = failure {
                 dead.truncate(dead_before);
-                return Err(reason);
+                return Err(ProbationFailed(reason));
             }
         }
         for (partition, key, folded) in updates {

@@ -46,6 +46,58 @@ pub fn topic_config() -> [(&'static str, &'static str); 3] {
     ]
 }
 
+/// A changelog value weir cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Too short to hold the header.
+    #[error("a changelog value of {0} bytes is shorter than its {HEADER}-byte header")]
+    Short(usize),
+    /// Another format.
+    #[error(
+        "changelog format {0} is not one this weir reads (it reads {FORMAT}); a newer weir wrote it"
+    )]
+    Format(u8),
+}
+
+/// Restoring from a changelog failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Kafka failed.
+    #[error("restoring from changelog `{topic}`: {what}: {source}")]
+    Kafka {
+        /// The changelog.
+        topic: String,
+        /// What was being done.
+        what: String,
+        /// What Kafka said.
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    /// A value is not one weir wrote.
+    #[error("restoring from changelog `{topic}`: partition {partition} offset {offset}: {source}")]
+    Value {
+        /// The changelog.
+        topic: String,
+        /// Where.
+        partition: i32,
+        /// Where.
+        offset: i64,
+        /// Why.
+        source: DecodeError,
+    },
+    /// Nothing came for too long.
+    #[error(
+        "restoring from changelog `{topic}`: no progress: nothing read for {waited:?}, {unfinished} partitions unfinished"
+    )]
+    Stalled {
+        /// The changelog.
+        topic: String,
+        /// How long it waited.
+        waited: Duration,
+        /// Partitions not read to their end.
+        unfinished: usize,
+    },
+}
+
 /// One key's stored state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
@@ -72,19 +124,12 @@ impl Stored {
     }
 
     /// Reads a changelog value.
-    pub fn decode(value: &[u8]) -> Result<Self, String> {
+    pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
         if value.len() < HEADER {
-            return Err(format!(
-                "a changelog value of {} bytes is shorter than its {HEADER}-byte header",
-                value.len()
-            ));
+            return Err(DecodeError::Short(value.len()));
         }
         if value[0] != FORMAT {
-            return Err(format!(
-                "changelog format {} is not one this weir reads (it reads {FORMAT}); \
-                 a newer weir wrote it",
-                value[0]
-            ));
+            return Err(DecodeError::Format(value[0]));
         }
         let word = |range: std::ops::Range<usize>| -> [u8; 8] {
             value[range].try_into().expect("eight bytes")
@@ -122,14 +167,19 @@ pub fn restore(
     topic: &str,
     partitions: &[i32],
     timeout: Duration,
-) -> Result<Restored, String> {
-    let failed = |what: &str, error: &dyn std::fmt::Display| {
-        format!("restoring from changelog `{topic}`: {what}: {error}")
+) -> Result<Restored, RestoreError> {
+    let failed = |what: &str| {
+        let what = what.to_owned();
+        move |source| RestoreError::Kafka {
+            topic: topic.to_owned(),
+            what,
+            source: Box::new(source),
+        }
     };
     let consumer: BaseConsumer = kafka
         .restore_consumer()
         .create()
-        .map_err(|error| failed("cannot create a consumer", &error))?;
+        .map_err(failed("cannot create a consumer"))?;
     let mut restored = Restored::default();
     // Where each partition ends now; records written later are not ours to read.
     let mut ends = HashMap::new();
@@ -137,7 +187,7 @@ pub fn restore(
     for &partition in partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, timeout)
-            .map_err(|error| failed(&format!("partition {partition}"), &error))?;
+            .map_err(failed(&format!("partition {partition}")))?;
         let records = usize::try_from(high - low).unwrap_or_default();
         restored
             .partitions
@@ -145,15 +195,13 @@ pub fn restore(
         if high > low {
             ends.insert(partition, high);
             list.add_partition_offset(topic, partition, Offset::Beginning)
-                .map_err(|error| failed("cannot assign", &error))?;
+                .map_err(failed("cannot assign"))?;
         }
     }
     if ends.is_empty() {
         return Ok(restored);
     }
-    consumer
-        .assign(&list)
-        .map_err(|error| failed("cannot assign", &error))?;
+    consumer.assign(&list).map_err(failed("cannot assign"))?;
     let mut progress = Instant::now();
     while !ends.is_empty() {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {
@@ -168,17 +216,15 @@ pub fn restore(
                 }
             }
             if progress.elapsed() > timeout {
-                return Err(failed(
-                    "no progress",
-                    &format!(
-                        "nothing read for {timeout:?}, {} partitions unfinished",
-                        ends.len()
-                    ),
-                ));
+                return Err(RestoreError::Stalled {
+                    topic: topic.to_owned(),
+                    waited: timeout,
+                    unfinished: ends.len(),
+                });
             }
             continue;
         };
-        let message = message.map_err(|error| failed("reading", &error))?;
+        let message = message.map_err(failed("reading"))?;
         progress = Instant::now();
         let partition = message.partition();
         let Some(&end) = ends.get(&partition) else {
@@ -202,11 +248,11 @@ pub fn restore(
             let keys = restored.partitions.entry(partition).or_default();
             match message.payload() {
                 Some(value) => {
-                    let stored = Stored::decode(value).map_err(|error| {
-                        failed(
-                            &format!("partition {partition} offset {}", message.offset()),
-                            &error,
-                        )
+                    let stored = Stored::decode(value).map_err(|source| RestoreError::Value {
+                        topic: topic.to_owned(),
+                        partition,
+                        offset: message.offset(),
+                        source,
                     })?;
                     keys.insert(key.to_vec(), stored);
                 }
@@ -237,13 +283,11 @@ mod tests {
         let value = stored.encode();
         assert_eq!(value.len(), HEADER + 7);
         assert_eq!(Stored::decode(&value), Ok(stored));
-        assert!(
-            Stored::decode(&value[..20])
-                .unwrap_err()
-                .contains("shorter")
-        );
+        assert_eq!(Stored::decode(&value[..20]), Err(DecodeError::Short(20)));
         let mut newer = value;
         newer[0] = 2;
-        assert!(Stored::decode(&newer).unwrap_err().contains("newer weir"));
+        let error = Stored::decode(&newer).unwrap_err();
+        assert_eq!(error, DecodeError::Format(2));
+        assert!(error.to_string().contains("newer weir"), "{error}");
     }
 }

@@ -107,3 +107,10 @@ impl std::fmt::Display for Failure {
         }
     }
 }
+
+/// A plugin call trapped, or answered in a way that breaks the contract
+/// (which counts as a trap): what happened, in words for the plugin's
+/// author. The instance has been renewed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Trap(pub String);

@@ -3,7 +3,7 @@
 
 use super::batch::slice;
 use super::bindings::transforming::Transformed;
-use super::error::Failure;
+use super::error::{Failure, Trap};
 
 /// A record a transform emitted.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +21,7 @@ pub struct OutputRecord {
 pub fn split_transformed(
     transformed: Transformed,
     inputs: usize,
-) -> Result<Vec<Result<Vec<OutputRecord>, Failure>>, String> {
+) -> Result<Vec<Result<Vec<OutputRecord>, Failure>>, Trap> {
     let Transformed {
         data,
         records,
@@ -38,9 +38,9 @@ pub fn split_transformed(
         let source = emitted.source as usize;
         let key_ok = emitted.key.is_none_or(|key| span_ok(key.start, key.len));
         if source >= inputs || !key_ok || !span_ok(emitted.value.start, emitted.value.len) {
-            return Err(format!(
+            return Err(Trap(format!(
                 "emitted a record that points outside its batch (source {source} of {inputs})"
-            ));
+            )));
         }
         outputs.push((
             source,
@@ -53,10 +53,10 @@ pub fn split_transformed(
     }
     for header in headers {
         let Some((_, output)) = outputs.get_mut(header.record as usize) else {
-            return Err(format!(
+            return Err(Trap(format!(
                 "emitted a header for record {} it did not emit",
                 header.record
-            ));
+            )));
         };
         output.headers.push((header.key, header.value));
     }
@@ -70,7 +70,9 @@ pub fn split_transformed(
     for rejection in rejected {
         let index = rejection.index as usize;
         if index >= inputs {
-            return Err(format!("rejected record {index} of a batch of {inputs}"));
+            return Err(Trap(format!(
+                "rejected record {index} of a batch of {inputs}"
+            )));
         }
         results[index] = Err(Failure::Rejected(rejection.error));
     }

@@ -11,7 +11,7 @@ use super::bindings::aggregating::{Group, Outcome};
 use super::bindings::filtering::Decision;
 use super::bindings::types::{Batch, Fields, PluginError, Value};
 use super::context::StageContext;
-use super::error::{Failure, LoadError};
+use super::error::{Failure, LoadError, Trap};
 use super::fields::FieldsExt;
 use super::imports::HostState;
 use super::instance::{Instance, arm, instantiate};
@@ -119,7 +119,7 @@ impl Worker {
                         state: None,
                         row: None,
                         failures: (group.first as usize..(group.first + group.count) as usize)
-                            .map(|index| (index, Failure::Trapped(trap.clone())))
+                            .map(|index| (index, Failure::Trapped(trap.0.clone())))
                             .collect(),
                     })
                     .collect();
@@ -194,7 +194,7 @@ impl Worker {
         &mut self,
         batch: &Batch,
         fields: &Fields,
-        call: impl Fn(&mut Self, &Batch, &Fields) -> Result<Vec<R>, String>,
+        call: impl Fn(&mut Self, &Batch, &Fields) -> Result<Vec<R>, Trap>,
         failed: impl Fn(Failure) -> R,
     ) -> Vec<R> {
         let trap = match call(self, batch, fields) {
@@ -203,7 +203,7 @@ impl Worker {
         };
         if batch.records.len() == 1 || self.fail_fast {
             return (0..batch.records.len())
-                .map(|_| failed(Failure::Trapped(trap.clone())))
+                .map(|_| failed(Failure::Trapped(trap.0.clone())))
                 .collect();
         }
         tracing::debug!(
@@ -219,13 +219,13 @@ impl Worker {
                 let single = fields.single(index, self.reads.len());
                 match call(self, &batch.single(index), &single) {
                     Ok(mut results) => results.pop().expect("one result for one record"),
-                    Err(trap) => failed(Failure::Trapped(trap)),
+                    Err(trap) => failed(Failure::Trapped(trap.0)),
                 }
             })
             .collect()
     }
 
-    fn call_filter(&mut self, batch: &Batch, fields: &Fields) -> Result<Vec<Verdict>, String> {
+    fn call_filter(&mut self, batch: &Batch, fields: &Fields) -> Result<Vec<Verdict>, Trap> {
         self.prepare_call();
         let Instance::Filter(bindings) = &self.instance else {
             unreachable!("a filter call on a {} plugin", self.plugin.kind.world());
@@ -248,7 +248,7 @@ impl Worker {
         &mut self,
         batch: &Batch,
         fields: &Fields,
-    ) -> Result<Vec<Result<Vec<OutputRecord>, Failure>>, String> {
+    ) -> Result<Vec<Result<Vec<OutputRecord>, Failure>>, Trap> {
         self.prepare_call();
         let Instance::Transform(bindings) = &self.instance else {
             unreachable!("a transform call on a {} plugin", self.plugin.kind.world());
@@ -275,7 +275,7 @@ impl Worker {
         batch: &Batch,
         fields: &Fields,
         groups: &[Group],
-    ) -> Result<Vec<Result<Outcome, PluginError>>, String> {
+    ) -> Result<Vec<Result<Outcome, PluginError>>, Trap> {
         self.prepare_call();
         let Instance::Aggregator(bindings) = &self.instance else {
             unreachable!("an aggregate call on a {} plugin", self.plugin.kind.world());
@@ -318,7 +318,7 @@ impl Worker {
             ) {
                 Ok(mut outcomes) => outcomes.pop().expect("one outcome for one group"),
                 Err(trap) => {
-                    result.failures.push((index, Failure::Trapped(trap)));
+                    result.failures.push((index, Failure::Trapped(trap.0)));
                     continue;
                 }
             };
@@ -383,7 +383,7 @@ impl Worker {
         &mut self,
         result: wasmtime::Result<Vec<R>>,
         expected: usize,
-    ) -> Result<Vec<R>, String> {
+    ) -> Result<Vec<R>, Trap> {
         match result {
             Ok(results) if results.len() == expected => Ok(results),
             Ok(results) => {
@@ -392,11 +392,11 @@ impl Worker {
                     results.len()
                 );
                 self.renew();
-                Err(message)
+                Err(Trap(message))
             }
             Err(error) => match self.trapped(error) {
-                Failure::Trapped(message) => Err(message),
-                Failure::Rejected(error) => Err(error.message),
+                Failure::Trapped(message) => Err(Trap(message)),
+                Failure::Rejected(error) => Err(Trap(error.message)),
             },
         }
     }

@@ -12,9 +12,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::shard_of;
-use crate::engine::changelog::Restored;
+use crate::engine::changelog::{RestoreError, Restored};
 use crate::engine::shard::Input;
-use crate::engine::swap::Order;
+use crate::engine::swap::{Order, RouteError};
 
 /// How long a revocation waits for the shards to write and commit what
 /// they hold of the partitions leaving.
@@ -62,7 +62,7 @@ pub(super) struct Request {
 /// A restore's outcome.
 pub(super) struct Done {
     pub(super) request: Request,
-    pub(super) result: Result<Restored, String>,
+    pub(super) result: Result<Restored, RestoreError>,
     pub(super) took: Duration,
 }
 
@@ -191,18 +191,15 @@ impl SourceContext {
         &self,
         order: &std::sync::Arc<Order>,
         wait: Duration,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, RouteError> {
         let shards = self.router().shards.clone();
         if shards.is_empty() {
-            return Err("the pipeline is stopping".to_owned());
+            return Err(RouteError::Stopping);
         }
         let deadline = Instant::now() + wait;
         for (index, shard) in shards.iter().enumerate() {
             if !send_until(shard, Input::Swap(std::sync::Arc::clone(order)), deadline) {
-                return Err(format!(
-                    "shard {index} did not take the order within {wait:?} (the pipeline is \
-                     stopping, or its sinks are stalled)"
-                ));
+                return Err(RouteError::Full { shard: index, wait });
             }
         }
         Ok(shards.len())

@@ -139,8 +139,8 @@ impl Versions {
         let guarded = self.probation.as_ref().map(|p| p.order.stage);
         let tally = match chain.process_guarded(batch, state, dead, guarded) {
             Ok(tally) => tally,
-            Err(reason) => {
-                self.roll_back(chain, state, reason);
+            Err(failed) => {
+                self.roll_back(chain, state, failed.0);
                 chain.process(batch, state, dead)
             }
         };

@@ -15,5 +15,5 @@ pub mod swapper;
 pub mod watch;
 
 pub use cutover::Versions;
-pub use order::{AggregatorVersion, Instances, Order, Report, Reports};
+pub use order::{AggregatorVersion, Instances, Order, Report, Reports, RouteError};
 pub use swapper::{StageInfo, SwapError, SwapRecord, Swapper, SwapperParts, VersionInfo};

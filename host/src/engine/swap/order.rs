@@ -18,6 +18,27 @@ pub struct AggregatorVersion {
     pub state_version: u32,
 }
 
+/// An order did not reach every shard.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The pipeline is stopping: its shards take no more orders.
+    #[error("the pipeline is stopping")]
+    Stopping,
+    /// A shard's queue stayed full.
+    #[error(
+        "shard {shard} did not take the order within {wait:?} (the pipeline is stopping, or its sinks are stalled)"
+    )]
+    Full {
+        /// The shard.
+        shard: usize,
+        /// How long it was given.
+        wait: std::time::Duration,
+    },
+    /// The task sending it failed (a bug in weir).
+    #[error("sending the order failed: {0}")]
+    Task(String),
+}
+
 /// Makes instances of a stage's new version, one per shard.
 #[derive(Clone)]
 pub struct Instances(Arc<dyn Fn() -> Result<Stage, LoadError> + Send + Sync>);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::order::{AggregatorVersion, Instances, Order, Report, Reports};
+use super::order::{AggregatorVersion, Instances, Order, Report, Reports, RouteError};
 use crate::plugin::{Group, Plugin, PluginKind, Runtime, StageContext, Worker};
 use crate::sink::RowSchema;
 use crate::sink::{Shape, Sinks};
@@ -164,7 +164,7 @@ pub struct SwapperParts {
 
 /// Sends an order to every shard (blocking until each has it queued, for
 /// at most the given time).
-pub type Router = Arc<dyn Fn(&Arc<Order>, Duration) -> Result<usize, String> + Send + Sync>;
+pub type Router = Arc<dyn Fn(&Arc<Order>, Duration) -> Result<usize, RouteError> + Send + Sync>;
 
 /// Swaps the plugins of one running pipeline, one swap at a time.
 pub struct Swapper {
@@ -446,7 +446,7 @@ impl Swapper {
         if let Err(error) = self.send(&order).await {
             // Some shards may have it: put them back on the running version.
             self.compensate(index, slot).await;
-            return Err(SwapError::Incomplete(error));
+            return Err(SwapError::Incomplete(error.to_string()));
         }
         let count = self.shard_count();
         // Every shard answers with a cut-over or a failure.
@@ -540,12 +540,12 @@ impl Swapper {
     }
 
     /// Queues `order` on every shard.
-    async fn send(&self, order: &Arc<Order>) -> Result<usize, String> {
+    async fn send(&self, order: &Arc<Order>) -> Result<usize, RouteError> {
         let router = Arc::clone(&self.router);
         let order = Arc::clone(order);
         tokio::task::spawn_blocking(move || router(&order, CUT_OVER_WAIT))
             .await
-            .map_err(|error| error.to_string())?
+            .map_err(|error| RouteError::Task(error.to_string()))?
     }
 
     /// Puts every shard back on the stage's running version (after a swap
