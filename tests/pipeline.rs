@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use sqlx::postgres::PgPoolOptions;
-use weir_tests::oracle::{check_avro, differences, load_raw, oracle_query};
+use weir_tests::oracle::{check_avro, check_run, differences, load_raw, oracle_query};
 use weir_tests::pipeline::{
-    Running, Scenario, demo_pipeline, generate, generate_with_copy, replace_setting, wait_caught_up,
+    Names, Running, Scenario, demo_pipeline, generate, generate_with_copy, replace_setting,
+    wait_caught_up,
 };
 
 /// Events in the oracle run.
@@ -909,4 +910,125 @@ impl<'a> Sessions<'a> {
             .fetch_optional(&self.pool),
         )?)
     }
+}
+
+/// The `file` sink works beside the others and in their place: one process
+/// runs the demo pipeline with its PostgreSQL and Kafka sinks plus a file,
+/// and a second pipeline over the same input with a file alone; the newest
+/// line of every key in each file equals the SQL oracle, as the table and
+/// the topic do.
+#[test]
+fn the_file_sink_matches_the_oracle_beside_the_other_sinks_and_alone() -> Result<()> {
+    let run = Scenario::new("filesink", 2)?;
+    let (stack, names, dir, tokio) = (&run.stack, &run.names, &run.dir, &run.tokio);
+    let count = 20_000.to_string();
+    let args = [
+        "--rate",
+        "0",
+        "--seed",
+        SEED,
+        "--sessions",
+        "100",
+        "--count",
+        &count,
+        "--topic",
+        &names.events,
+        "--write-catalog",
+    ];
+    ensure!(generate(stack, &args)?.events == 20_000);
+
+    let beside = demo_pipeline(dir, names, "")?;
+    let beside_file = dir.join("beside/rows.jsonl");
+    std::fs::write(
+        &beside,
+        std::fs::read_to_string(&beside)? + "\n[sinks.file]\npath = \"beside/rows.jsonl\"\n",
+    )?;
+    // The second pipeline: same input, its own group, only a file.
+    let alone_names = Names {
+        events: names.events.clone(),
+        ..Names::fresh("filealone")
+    };
+    let alone = demo_pipeline(dir, &alone_names, "")?;
+    let text = std::fs::read_to_string(&alone)?;
+    let sinks = text
+        .find("[sinks.")
+        .context("the demo pipeline has sinks")?;
+    let rest = &text[sinks..];
+    // The sink tables end where the next top-level table starts.
+    let end = rest
+        .find("\n[dead_letter")
+        .or_else(|| rest.find("\n[["))
+        .map_or(text.len(), |at| sinks + at);
+    let alone_text = format!(
+        "{}[sinks.file]\npath = \"alone/rows.jsonl\"\n{}",
+        &text[..sinks],
+        &text[end..]
+    );
+    ensure!(!alone_text.contains("[sinks.kafka]") && !alone_text.contains("[sinks.postgres]"));
+    std::fs::write(&alone, alone_text)?;
+
+    let mut running = Running::start_all(stack, &[&beside, &alone])?;
+    for group in [names.group(), alone_names.group()] {
+        wait_caught_up(
+            stack,
+            &group,
+            &names.events,
+            &mut running,
+            Duration::from_secs(300),
+        )?;
+    }
+    running.stop()?;
+    let sessions = check_run(stack, tokio, names)?;
+
+    tokio.block_on(async {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&stack.database_url)
+            .await?;
+        for (what, file) in [
+            ("beside", beside_file),
+            ("alone", dir.join("alone/rows.jsonl")),
+        ] {
+            // The newest line of each key is its row.
+            let mut rows = std::collections::HashMap::new();
+            for line in std::fs::read_to_string(&file)?.lines() {
+                let line: serde_json::Value = serde_json::from_str(line)?;
+                let key = line["key"].as_str().context("a key")?.to_owned();
+                let mut row = line["row"].clone();
+                row["SESSION_ID"] = serde_json::Value::String(key.clone());
+                rows.insert(key, row.to_string());
+            }
+            ensure!(
+                rows.len() == sessions,
+                "{what}: {} keys, {sessions} sessions",
+                rows.len()
+            );
+            let table = format!("{}_{what}_file", names.table);
+            sqlx::query(&format!("CREATE TABLE {table} (LIKE {} )", names.table))
+                .execute(&pool)
+                .await?;
+            let docs: Vec<String> = rows.into_values().collect();
+            sqlx::query(&format!(
+                "INSERT INTO {table} SELECT (jsonb_populate_record(NULL::{table}, doc::jsonb)).* \
+                 FROM UNNEST($1::TEXT[]) AS t(doc)"
+            ))
+            .bind(&docs)
+            .execute(&pool)
+            .await?;
+            // The table was checked against the oracle above.
+            let (different, samples) = differences(&pool, &table, &names.table).await?;
+            ensure!(
+                different == 0,
+                "{what}: {different} rows of the file differ from the oracle's; first ones:\n{}",
+                samples.join("\n")
+            );
+            sqlx::query(&format!("DROP TABLE {table}"))
+                .execute(&pool)
+                .await?;
+        }
+        println!(
+            "file sink: {sessions} sessions, beside the other sinks and alone, equal to the oracle"
+        );
+        anyhow::Ok(())
+    })
 }
