@@ -6,11 +6,11 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use tokio::task::JoinHandle as TaskHandle;
-use tracing::Instrument;
 
 use super::build::{build_sinks, load_plugins, probe_aggregator, stage_contexts};
 use super::start::{
-    AggregatorParts, ShardParts, spawn_shards, start_source, start_swapper, watch_plugins,
+    AggregatorParts, ShardParts, spawn_shards, start_monitor, start_source, start_swapper,
+    watch_plugins,
 };
 use crate::admin::Admin;
 use crate::engine::changelog;
@@ -19,7 +19,7 @@ use crate::engine::deliver::{self, Committed, Ownership};
 use crate::engine::error::TopologyError;
 use crate::engine::monitor;
 use crate::engine::reachable::until_reachable;
-use crate::engine::shard::{self};
+use crate::engine::shard;
 use crate::engine::stats::Stats;
 use crate::kafka::partition_count;
 use crate::pipeline::PipelinePlan;
@@ -130,17 +130,7 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
         ready_in = ?started.elapsed(),
         "Pipeline running."
     );
-    tasks.push(tokio::spawn(
-        monitor::run(
-            plan.name.to_string(),
-            plan.source.topic.to_string(),
-            Arc::clone(&consumer.0),
-            Arc::clone(&stats),
-            live,
-            shared.config.status_every,
-        )
-        .in_current_span(),
-    ));
+    tasks.push(start_monitor(&plan, shared.config, &consumer, &stats, live));
     // Delivery runs on this task: one future per shard, polled together.
     let delivery = Arc::new(deliver::Delivery {
         sinks,

@@ -15,6 +15,7 @@ use crate::engine::clock::SystemClock;
 use crate::engine::config::RunConfig;
 use crate::engine::deliver::{Committed, Ownership};
 use crate::engine::error::TopologyError;
+use crate::engine::monitor;
 use crate::engine::shard::{self, Flush, Input, ShardSettings};
 use crate::engine::source::{self, SourceContext, SourceSettings};
 use crate::engine::stats::Stats;
@@ -258,4 +259,25 @@ pub(super) fn watch_plugins(
         ));
     }
     tasks
+}
+
+/// The status line and the status page's figures, every `status_every`.
+pub(super) fn start_monitor(
+    plan: &PipelinePlan,
+    config: &RunConfig,
+    consumer: &Source,
+    stats: &Arc<Stats>,
+    live: Arc<monitor::Live>,
+) -> TaskHandle<()> {
+    tokio::spawn(
+        monitor::run(
+            plan.name.to_string(),
+            plan.source.topic.to_string(),
+            Arc::clone(&consumer.0),
+            Arc::clone(stats),
+            live,
+            config.status_every,
+        )
+        .in_current_span(),
+    )
 }
