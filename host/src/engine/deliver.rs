@@ -214,20 +214,19 @@ impl Delivery {
         let pipeline = self.sinks.pipeline();
         let started = Instant::now();
         let queued = flush.made.elapsed();
-        let ownership = &self.ownership;
-        let current = |held: Option<HashSet<i32>>, epochs: &[(i32, u64)]| {
+        // Partitions still owned under the epoch the flush was made in
+        // (asked of the shards' own record, not of the consumer: no call
+        // into librdkafka before the outputs are written).
+        let epochs = std::mem::take(&mut flush.epochs);
+        let current = || {
             epochs
                 .iter()
-                .filter(|&&(partition, epoch)| {
-                    held.as_ref().is_none_or(|held| held.contains(&partition))
-                        && ownership.is_current(partition, epoch)
-                })
+                .filter(|&&(partition, epoch)| self.ownership.is_current(partition, epoch))
                 .map(|&(partition, _)| partition)
                 .collect::<HashSet<i32>>()
         };
-        let epochs = std::mem::take(&mut flush.epochs);
-        write_with_retries(&self.sinks, &mut flush, &self.stop, || {
-            current(self.offsets.held(), &epochs)
+        write_with_retries(&self.sinks, &mut flush, &self.stop, &current, || {
+            self.offsets.held()
         })
         .await?;
         let epoch_of = |partition: i32| {
@@ -242,7 +241,7 @@ impl Delivery {
         let rows = flush.records.row_count();
         self.stats.add_rows_written(rows as u64);
         count_dead_letters(pipeline, &flush);
-        let writable = current(self.offsets.held(), &epochs);
+        let writable = current();
         for (partition, offset) in flush.offsets {
             let Some(epoch) = epoch_of(partition).filter(|_| writable.contains(&partition)) else {
                 continue;
@@ -344,14 +343,17 @@ fn count_dead_letters(pipeline: &str, flush: &Flush) {
 
 /// Writes `flush`: its outputs (once), then its changelog records, retrying
 /// with backoff what failed for a reason that may pass. Before each
-/// attempt, what belongs to partitions this instance no longer owns under
-/// the flush's epoch (`writable`) is left out: a group may move them while
-/// a flush waits or retries, and they are then their new owner's to write.
+/// attempt, what belongs to partitions the shards no longer own under the
+/// flush's epoch (`writable`) is left out, and before the changelog, the
+/// records of partitions the consumer no longer holds (`held`): a group may
+/// move them while a flush waits or retries, and they are then their new
+/// owner's to write.
 async fn write_with_retries(
     sinks: &Sinks,
     flush: &mut Flush,
     stop: &AtomicBool,
     writable: impl Fn() -> HashSet<i32>,
+    held: impl Fn() -> Option<HashSet<i32>>,
 ) -> Result<(), DeliveryError> {
     let mut attempt: u32 = 0;
     let mut stopped_at: Option<Instant> = None;
@@ -364,17 +366,28 @@ async fn write_with_retries(
             // overwrite a newer one of theirs.
             let writable = writable();
             let dropped = flush.records.retain_partitions(|p| writable.contains(&p));
-            {
-                if dropped > 0 {
-                    tracing::warn!(
-                        dropped,
-                        "Rows, dead letters and changelog records of partitions no longer held were not written."
-                    );
-                }
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "Rows, dead letters and changelog records of partitions no longer owned were not written."
+                );
             }
             if !outputs_written {
                 sinks.write(Phase::Outputs, &flush.records).await?;
                 outputs_written = true;
+            }
+            // The group may have moved a partition before its shard heard
+            // of it: its state is then the new owner's to write.
+            if let Some(held) = held().filter(|_| !flush.records.changelog.is_empty()) {
+                let changelog = &mut flush.records.changelog;
+                let before = changelog.len();
+                changelog.retain(|record| held.contains(&record.partition));
+                if changelog.len() < before {
+                    tracing::warn!(
+                        dropped = before - changelog.len(),
+                        "Changelog records of partitions no longer held were not written."
+                    );
+                }
             }
             sinks.write(Phase::State, &flush.records).await
         };
