@@ -399,6 +399,8 @@ struct Simulation {
     /// Whether a dead letter may have been written and not committed when
     /// the process died (then writing it again is allowed).
     dead_letters_unsafe: bool,
+    /// Processes that died so far.
+    crashes: u64,
 }
 
 impl Simulation {
@@ -431,6 +433,7 @@ impl Simulation {
             runtime,
             next_order: 1,
             dead_letters_unsafe: false,
+            crashes: 0,
         }
     }
 
@@ -498,17 +501,22 @@ impl Simulation {
         }
     }
 
-    /// Delivery takes one flush of one shard; a permanent failure stops the
-    /// process.
+    /// Delivery takes one flush of one shard.
     fn deliver_one(&mut self) {
         let shard = self.rng.random_range(0..SHARDS);
+        self.deliver_next(shard);
+    }
+
+    /// Delivers the next flush `shard` queued: false when there was none,
+    /// or when a permanent failure stopped the process.
+    fn deliver_next(&mut self, shard: usize) -> bool {
         let flush = self.process.queues[shard]
             .0
             .lock()
             .expect("not poisoned")
             .pop_front();
         let Some(flush) = flush else {
-            return;
+            return false;
         };
         trace_flush(shard, &flush);
         let (delivery, pending) = (
@@ -517,9 +525,13 @@ impl Simulation {
         );
         if let Err(error) = self.runtime.block_on(delivery.deliver(flush, pending)) {
             assert!(matches!(error, DeliveryError::Permanent(_)), "{error}");
+            // Outputs (dead letters among them) may be written, the
+            // offsets are not committed.
             self.dead_letters_unsafe = true;
             self.crash();
+            return false;
         }
+        true
     }
 
     /// The next writes of a sink fail: transiently, or for good (once), or
@@ -588,29 +600,9 @@ impl Simulation {
     /// Delivers every flush queued by `shard`; a permanent failure stops
     /// the process (then false).
     fn deliver_all(&mut self, shard: usize) -> bool {
-        loop {
-            let flush = self.process.queues[shard]
-                .0
-                .lock()
-                .expect("not poisoned")
-                .pop_front();
-            let Some(flush) = flush else {
-                return true;
-            };
-            trace_flush(shard, &flush);
-            let (delivery, pending) = (
-                &self.process.deliveries[shard],
-                &mut self.process.pending[shard],
-            );
-            if let Err(error) = self.runtime.block_on(delivery.deliver(flush, pending)) {
-                assert!(matches!(error, DeliveryError::Permanent(_)), "{error}");
-                // Outputs (dead letters among them) may be written, the
-                // offsets are not committed.
-                self.dead_letters_unsafe = true;
-                self.crash();
-                return false;
-            }
-        }
+        let generation = self.crashes;
+        while self.deliver_next(shard) {}
+        self.crashes == generation
     }
 
     /// Every shard cuts over to another aggregator version: the other good
@@ -645,6 +637,7 @@ impl Simulation {
     /// with the pipeline file's version (a swap is not remembered), and
     /// migrates state the other version wrote.
     fn crash(&mut self) {
+        self.crashes += 1;
         // Dead letters written whose offsets were not committed (the commit
         // failed) are written again by the next process.
         if self.process.pending.iter().any(Pending::has_offsets) {

@@ -3,9 +3,6 @@
 //! aggregate's key as plain UTF-8, the schema registered once under
 //! `<topic>-value`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use apache_avro::write_avro_datum_ref;
 use futures::future::BoxFuture;
 use rdkafka::error::KafkaError;
@@ -13,7 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use super::error::SinkError;
-use super::output::{Records, Rows, Shape, Sink};
+use super::output::{Prepared, Records, Rows, Shape, Sink};
 use super::registry::{RegistryClient, RegistryError};
 use super::schema::{RowSchema, SchemaError};
 use crate::kafka::{Connection, Producing, send_all};
@@ -52,7 +49,7 @@ pub struct KafkaSink {
     producer: FutureProducer,
     registry: RegistryClient,
     /// The registry id of each shape prepared.
-    ids: Mutex<HashMap<u64, u32>>,
+    ids: Prepared<u32>,
 }
 
 impl KafkaSink {
@@ -81,7 +78,7 @@ impl KafkaSink {
             schema_id,
             producer,
             registry,
-            ids: Mutex::default(),
+            ids: Prepared::default(),
         })
     }
 
@@ -167,18 +164,7 @@ impl Sink for KafkaSink {
     fn write<'a>(&'a self, records: &'a Records) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             for Rows { shape, rows, .. } in &records.rows {
-                let id = self
-                    .ids
-                    .lock()
-                    .expect("not poisoned")
-                    .get(&shape.id)
-                    .copied();
-                let id = id.ok_or_else(|| {
-                    SinkError::internal(
-                        self.name(),
-                        format!("shape {} was never prepared", shape.id),
-                    )
-                })?;
+                let id = self.ids.get(self.name(), shape)?;
                 self.send_as(rows, &shape.schema, id)
                     .await
                     .map_err(|error| error.classify(self.name()))?;
@@ -214,7 +200,7 @@ impl Sink for KafkaSink {
                 .register(&self.subject, &shape.schema.text)
                 .await
                 .map_err(|error| KafkaSinkError::from(error).classify(self.name()))?;
-            self.ids.lock().expect("not poisoned").insert(shape.id, id);
+            self.ids.insert(shape, id);
             Ok(())
         })
     }

@@ -150,3 +150,32 @@ pub trait Sink: Send + Sync {
         Box::pin(std::future::ready(Ok(())))
     }
 }
+
+/// What a sink prepared for each shape (a registry id, a statement).
+#[derive(Debug)]
+pub struct Prepared<T>(std::sync::Mutex<std::collections::HashMap<u64, T>>);
+
+impl<T> Default for Prepared<T> {
+    fn default() -> Self {
+        Self(std::sync::Mutex::default())
+    }
+}
+
+impl<T: Clone> Prepared<T> {
+    /// Keeps `value` for rows of `shape`.
+    pub fn insert(&self, shape: &Shape, value: T) {
+        self.0.lock().expect("not poisoned").insert(shape.id, value);
+    }
+
+    /// What `sink` prepared for `shape`; rows of a shape never prepared are
+    /// a bug in weir.
+    pub fn get(&self, sink: &str, shape: &Shape) -> Result<T, SinkError> {
+        let value = self.0.lock().expect("not poisoned").get(&shape.id).cloned();
+        value.ok_or_else(|| {
+            SinkError::internal(
+                sink,
+                format!("rows of shape {} were never prepared", shape.id),
+            )
+        })
+    }
+}

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::error::SinkError;
-use super::output::{Records, Rows, Shape, Sink};
+use super::output::{Prepared, Records, Rows, Shape, Sink};
 use super::schema::{ColumnType, RowSchema};
 use crate::plugin::Value;
 
@@ -51,7 +51,7 @@ pub struct PostgresSink {
     schema: RowSchema,
     upsert: String,
     /// The upsert statement of each shape prepared.
-    statements: std::sync::Mutex<HashMap<u64, Arc<str>>>,
+    statements: Prepared<Arc<str>>,
 }
 
 /// `"name"`, with embedded quotes doubled: safe for any identifier.
@@ -90,7 +90,7 @@ impl PostgresSink {
             key_column: key_column.to_owned(),
             schema,
             upsert,
-            statements: std::sync::Mutex::default(),
+            statements: Prepared::default(),
         })
     }
 
@@ -317,18 +317,7 @@ impl Sink for PostgresSink {
     fn write<'a>(&'a self, records: &'a Records) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             for Rows { shape, rows, .. } in &records.rows {
-                let statement = self
-                    .statements
-                    .lock()
-                    .expect("not poisoned")
-                    .get(&shape.id)
-                    .cloned();
-                let statement = statement.ok_or_else(|| {
-                    SinkError::internal(
-                        self.name(),
-                        format!("shape {} was never prepared", shape.id),
-                    )
-                })?;
+                let statement = self.statements.get(self.name(), shape)?;
                 self.upsert_as(rows, &shape.schema, &statement)
                     .await
                     .map_err(|error| error.classify(self.name()))?;
@@ -346,10 +335,7 @@ impl Sink for PostgresSink {
                 .await
                 .map_err(|error| error.classify(self.name()))?;
             let statement: Arc<str> = self.statement(&shape.schema).into();
-            self.statements
-                .lock()
-                .expect("not poisoned")
-                .insert(shape.id, statement);
+            self.statements.insert(shape, statement);
             Ok(())
         })
     }
