@@ -7,8 +7,8 @@ use super::deliver::DeliveryError;
 use super::lookups::LookupError;
 use super::shard::ShardError;
 use crate::kafka::TopicsError;
-use crate::pipeline::ShapeError;
-use crate::plugin::{Failure, LoadError, UnknownProfiler};
+use crate::pipeline::{ShapeError, StageLoadError};
+use crate::plugin::{Failure, UnknownProfiler};
 use crate::sink::{KafkaSinkError, PostgresError, RegistryError, SchemaError};
 
 /// `weir run` could not start, or a pipeline stopped it.
@@ -48,13 +48,8 @@ pub enum RunError {
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     /// A stage's plugin does not load.
-    #[error("stage `{stage}`: {source}")]
-    Load {
-        /// The stage.
-        stage: String,
-        /// Why.
-        source: LoadError,
-    },
+    #[error(transparent)]
+    Load(#[from] StageLoadError),
     /// The stages' order does not fit their plugins.
     #[error(transparent)]
     Shape(#[from] ShapeError),

@@ -19,5 +19,5 @@ pub use plan::{
     BatchPlan, FileSinkPlan, KafkaSinkPlan, LookupFrom, LookupPlan, PipelinePlan, PostgresSinkPlan,
     SinksPlan, SourcePlan, StagePlan,
 };
-pub use plugins::{PluginCheckError, ShapeError, check_plugins, check_shape};
+pub use plugins::{PluginCheckError, ShapeError, StageLoadError, check_plugins, check_shape};
 pub use validate::{check, load};

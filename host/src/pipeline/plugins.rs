@@ -42,6 +42,26 @@ pub enum ShapeError {
     },
 }
 
+/// A stage's plugin does not load: which stage, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("stage `{stage}`: {source}")]
+pub struct StageLoadError {
+    /// The stage.
+    pub stage: String,
+    /// Why.
+    pub source: LoadError,
+}
+
+impl StageLoadError {
+    /// `stage`'s plugin failed to load with `source`.
+    pub fn new(stage: impl Into<String>, source: LoadError) -> Self {
+        Self {
+            stage: stage.into(),
+            source,
+        }
+    }
+}
+
 /// Why `weir validate` found a pipeline's plugins unfit.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginCheckError {
@@ -49,13 +69,8 @@ pub enum PluginCheckError {
     #[error("cannot start the Wasm engine: {0}")]
     Engine(String),
     /// A stage's plugin does not load.
-    #[error("stage `{stage}`: {source}")]
-    Load {
-        /// The stage.
-        stage: String,
-        /// Why.
-        source: LoadError,
-    },
+    #[error(transparent)]
+    Load(#[from] StageLoadError),
     /// The stages' order does not fit.
     #[error(transparent)]
     Shape(#[from] ShapeError),
@@ -72,10 +87,7 @@ pub fn check_plugins(plan: &PipelinePlan) -> Result<Vec<PluginKind>, PluginCheck
         .map(|stage| {
             runtime
                 .load_file(&stage.name, &stage.plugin)
-                .map_err(|source| PluginCheckError::Load {
-                    stage: stage.name.to_string(),
-                    source,
-                })
+                .map_err(|source| StageLoadError::new(stage.name.to_string(), source))
         })
         .collect::<Result<Vec<_>, _>>()?;
     check_shape(plan, &plugins)?;

@@ -9,7 +9,7 @@ use crate::engine::config::RunConfig;
 use crate::engine::error::TopologyError;
 use crate::engine::{lookups, reachable::until_reachable};
 use crate::kafka::ensure_topics;
-use crate::pipeline::{PipelinePlan, check_shape};
+use crate::pipeline::{PipelinePlan, StageLoadError, check_shape};
 use crate::plugin::{LookupTables, Plugin, Runtime, StageContext, Worker};
 use crate::sink::{
     ChangelogWriter, DeadLetterWriter, FileSink, KafkaSink, PostgresSink, RegistryClient,
@@ -32,10 +32,7 @@ pub(super) async fn load_plugins(
         // Compiling takes seconds for a large plugin: off the async threads.
         let plugin = tokio::task::spawn_blocking(move || runtime.load_file(&name, &path))
             .await?
-            .map_err(|source| TopologyError::Load {
-                stage: stage.name.to_string(),
-                source,
-            })?;
+            .map_err(|source| StageLoadError::new(stage.name.to_string(), source))?;
         plugins.push(plugin);
     }
     check_shape(plan, &plugins)?;
@@ -92,12 +89,8 @@ pub fn aggregator_schema(
     context: &Arc<StageContext>,
 ) -> Result<(Arc<RowSchema>, u32), TopologyError> {
     let plugin = || aggregator.name.clone();
-    let mut probe = Worker::new(Arc::clone(aggregator), Arc::clone(context)).map_err(|source| {
-        TopologyError::Load {
-            stage: context.stage.clone(),
-            source,
-        }
-    })?;
+    let mut probe = Worker::new(Arc::clone(aggregator), Arc::clone(context))
+        .map_err(|source| StageLoadError::new(context.stage.clone(), source))?;
     let text = probe
         .output_schema()
         .map_err(|failure| TopologyError::Probe {

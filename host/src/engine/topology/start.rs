@@ -20,7 +20,7 @@ use crate::engine::shard::{self, Flush, Input, ShardSettings};
 use crate::engine::source::{self, SourceContext, SourceSettings};
 use crate::engine::stats::Stats;
 use crate::engine::swap::{self, Swapper};
-use crate::pipeline::PipelinePlan;
+use crate::pipeline::{PipelinePlan, StageLoadError};
 use crate::plugin::NativeStages;
 use crate::sink::{Shape, Sinks};
 
@@ -114,10 +114,7 @@ pub(super) fn chain(
             }
             // A plugin's `init` may write to stdio, which blocks: not on an async thread.
             None => tokio::task::block_in_place(|| Stage::new(plugin, Arc::clone(context)))
-                .map_err(|source| TopologyError::Load {
-                    stage: context.stage.clone(),
-                    source,
-                })?,
+                .map_err(|source| StageLoadError::new(context.stage.clone(), source))?,
         };
         stages.push(stage);
     }
