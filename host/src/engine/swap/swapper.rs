@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 
 use super::order::{AggregatorVersion, Instances, Order, Report, Reports, RouteError};
-use crate::plugin::{Group, Plugin, PluginKind, Runtime, StageContext, Worker};
-use crate::sink::RowSchema;
+use super::probe::probe_aggregator;
+use super::stages::{StageInfo, StageSlot, SwapRecord, Version};
+use crate::plugin::{Plugin, Runtime, StageContext};
 use crate::sink::{Shape, Sinks};
 
 /// How long a new version is on probation.
@@ -52,96 +52,6 @@ pub enum SwapError {
     Incomplete(String),
 }
 
-/// One version of a stage's plugin.
-#[derive(Debug, Clone)]
-struct Version {
-    plugin: Arc<Plugin>,
-    origin: String,
-    loaded_at: DateTime<Utc>,
-    aggregator: Option<AggregatorVersion>,
-}
-
-impl Version {
-    fn describe(&self) -> VersionInfo {
-        VersionInfo {
-            name: self.plugin.name.clone(),
-            sha256: self.plugin.sha256.clone(),
-            world: self.plugin.kind.world().to_owned(),
-            contract_version: self.plugin.contract_version.to_string(),
-            state_version: self.aggregator.as_ref().map(|a| a.state_version),
-            origin: self.origin.clone(),
-            loaded_at: self.loaded_at,
-        }
-    }
-}
-
-/// A plugin version as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct VersionInfo {
-    /// The plugin's name.
-    pub name: String,
-    /// SHA-256 of its component.
-    pub sha256: String,
-    /// The world it exports.
-    pub world: String,
-    /// The contract version it was built against.
-    pub contract_version: String,
-    /// Its state version (aggregators).
-    pub state_version: Option<u32>,
-    /// Where it came from (a file, an upload).
-    pub origin: String,
-    /// When it was loaded.
-    pub loaded_at: DateTime<Utc>,
-}
-
-/// A stage as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct StageInfo {
-    /// The stage's name.
-    pub name: String,
-    /// The plugin running now.
-    pub plugin: VersionInfo,
-    /// Versions a rollback would go back to, newest first.
-    pub previous: Vec<VersionInfo>,
-}
-
-/// One swap or rollback, as the history keeps it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SwapRecord {
-    /// The swap's number.
-    pub id: u64,
-    /// When it was asked for.
-    pub at: DateTime<Utc>,
-    /// The stage.
-    pub stage: String,
-    /// `swap`, `rollback` or `automatic-rollback`.
-    pub action: &'static str,
-    /// The version replaced (SHA-256).
-    pub from: String,
-    /// The version now running (SHA-256).
-    pub to: String,
-    /// Request to the last shard's cut-over (ms).
-    pub cut_over_ms: f64,
-    /// Request to the first batch the new version processed, slowest shard
-    /// (ms; none when no batch came within a few seconds).
-    pub first_batch_ms: Option<f64>,
-    /// The longest time a shard processed nothing because of the swap (ms).
-    pub stall_ms: Option<f64>,
-    /// Why, for an automatic rollback.
-    pub reason: Option<String>,
-}
-
-struct StageSlot {
-    name: String,
-    kind: PluginKind,
-    context: Arc<StageContext>,
-    current: Version,
-    /// Earlier versions, the newest last.
-    previous: Vec<Version>,
-    /// The order that put `current` in place, while it may be on probation.
-    probation: Option<u64>,
-}
-
 /// What a swapper needs of its pipeline.
 pub struct SwapperParts {
     /// The pipeline's name.
@@ -165,6 +75,15 @@ pub struct SwapperParts {
 /// Sends an order to every shard (blocking until each has it queued, for
 /// at most the given time).
 pub type Router = Arc<dyn Fn(&Arc<Order>, Duration) -> Result<usize, RouteError> + Send + Sync>;
+
+/// How a cut-over went: request to the last shard's cut-over, and to the
+/// slowest shard's first batch with the new version (none when not every
+/// shard had one within [`FIRST_BATCH_WAIT`]) and its longest stall.
+struct Timing {
+    cut_over: Duration,
+    first_batch: Option<Duration>,
+    stall: Option<Duration>,
+}
 
 /// Swaps the plugins of one running pipeline, one swap at a time.
 pub struct Swapper {
@@ -448,20 +367,50 @@ impl Swapper {
             self.compensate(index, slot).await;
             return Err(SwapError::Incomplete(error.to_string()));
         }
-        let count = self.shard_count();
-        // Every shard answers with a cut-over or a failure.
+        let timing = match self.await_shards(id, requested).await {
+            Ok(timing) => timing,
+            Err(error) => {
+                // Every shard goes back to the running version (an order
+                // still queued on a slow shard is followed by it there).
+                self.reports.forget(id);
+                self.compensate(index, slot).await;
+                return Err(error);
+            }
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let record = SwapRecord {
+            id,
+            at,
+            stage: slot.name.clone(),
+            action,
+            from: slot.current.plugin.sha256.clone(),
+            to: version.plugin.sha256.clone(),
+            cut_over_ms: ms(timing.cut_over),
+            first_batch_ms: timing.first_batch.map(ms),
+            stall_ms: timing.stall.map(ms),
+            reason,
+        };
+        self.installed(slot, version, &record);
+        // Probation failures stay for the watcher; the rest is done with.
+        if action != "swap" {
+            self.reports.forget(id);
+        }
+        Ok(record)
+    }
+
+    /// Waits until every shard has cut over to order `id` and has processed
+    /// its first batch (or a few seconds have passed without one).
+    async fn await_shards(&self, id: u64, requested: Instant) -> Result<Timing, SwapError> {
+        let count = self.shards;
         let mut cut_over = None;
         loop {
             let reports = self.reports.of(id);
             if let Some(Report::Failed { shard, reason, .. }) =
                 reports.iter().find(|r| matches!(r, Report::Failed { .. }))
             {
-                let message = format!(
+                return Err(SwapError::Incomplete(format!(
                     "shard {shard} could not start the new version ({reason}); every shard went back to the running version"
-                );
-                self.reports.forget(id);
-                self.compensate(index, slot).await;
-                return Err(SwapError::Incomplete(message));
+                )));
             }
             let done = reports
                 .iter()
@@ -481,62 +430,52 @@ impl Swapper {
             if let Some(cut_over) = cut_over
                 && (firsts.len() >= count || waited > FIRST_BATCH_WAIT)
             {
-                let ms = |d: Duration| d.as_secs_f64() * 1e3;
-                let record = SwapRecord {
-                    id,
-                    at,
-                    stage: slot.name.clone(),
-                    action,
-                    from: slot.current.plugin.sha256.clone(),
-                    to: version.plugin.sha256.clone(),
-                    cut_over_ms: ms(cut_over),
-                    first_batch_ms: (firsts.len() >= count)
-                        .then(|| firsts.iter().map(|f| ms(f.0)).fold(0.0, f64::max)),
-                    stall_ms: (!firsts.is_empty())
-                        .then(|| firsts.iter().map(|f| ms(f.1)).fold(0.0, f64::max)),
-                    reason,
+                let slowest = |of: fn(&(Duration, Duration)) -> Duration| {
+                    firsts.iter().map(of).max().unwrap_or_default()
                 };
-                let replaced = std::mem::replace(&mut slot.current, version);
-                slot.previous.push(replaced);
-                slot.probation = (action == "swap").then_some(id);
-                self.history
-                    .lock()
-                    .expect("not poisoned")
-                    .push(record.clone());
-                tracing::info!(
-                    pipeline = %self.pipeline,
-                    stage = %record.stage,
-                    action,
-                    from = %record.from,
-                    to = %record.to,
-                    cut_over_ms = record.cut_over_ms,
-                    first_batch_ms = ?record.first_batch_ms,
-                    "Plugin swapped."
-                );
-                metrics::counter!(
-                    "weir_plugin_swaps_total",
-                    "pipeline" => self.pipeline.clone(),
-                    "stage" => record.stage.clone(),
-                    "action" => action
-                )
-                .increment(1);
-                // Probation failures stay for the watcher; the rest is done with.
-                if action != "swap" {
-                    self.reports.forget(id);
-                }
-                return Ok(record);
+                return Ok(Timing {
+                    cut_over,
+                    first_batch: (firsts.len() >= count).then(|| slowest(|f| f.0)),
+                    stall: (!firsts.is_empty()).then(|| slowest(|f| f.1)),
+                });
             }
             if cut_over.is_none() && waited > CUT_OVER_WAIT {
-                // The order stays queued on the slow shards; the running
-                // version follows it on every shard, so all end on it.
-                self.reports.forget(id);
-                self.compensate(index, slot).await;
                 return Err(SwapError::Incomplete(format!(
                     "{done} of {count} shards cut over within {CUT_OVER_WAIT:?}; every shard goes back to the running version"
                 )));
             }
             self.reports.changed(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Makes `version` the stage's running one after every shard took it,
+    /// keeping the one it replaced for a rollback, and tells of it (history,
+    /// log, metric).
+    fn installed(&self, slot: &mut StageSlot, version: Version, record: &SwapRecord) {
+        let replaced = std::mem::replace(&mut slot.current, version);
+        slot.previous.push(replaced);
+        slot.probation = (record.action == "swap").then_some(record.id);
+        self.history
+            .lock()
+            .expect("not poisoned")
+            .push(record.clone());
+        tracing::info!(
+            pipeline = %self.pipeline,
+            stage = %record.stage,
+            action = record.action,
+            from = %record.from,
+            to = %record.to,
+            cut_over_ms = record.cut_over_ms,
+            first_batch_ms = ?record.first_batch_ms,
+            "Plugin swapped."
+        );
+        metrics::counter!(
+            "weir_plugin_swaps_total",
+            "pipeline" => self.pipeline.clone(),
+            "stage" => record.stage.clone(),
+            "action" => record.action
+        )
+        .increment(1);
     }
 
     /// Queues `order` on every shard.
@@ -573,60 +512,4 @@ impl Swapper {
             );
         }
     }
-
-    fn shard_count(&self) -> usize {
-        self.shards
-    }
-}
-
-/// Reads a new aggregator's output schema and state version, and checks
-/// that `running` (state version `current_version`) can read the state the
-/// new one writes — or a rollback could not work.
-fn probe_aggregator(
-    plugin: &Arc<Plugin>,
-    running: &Arc<Plugin>,
-    context: &Arc<StageContext>,
-    current_version: u32,
-) -> Result<(RowSchema, u32), SwapError> {
-    let refused = |what: String| SwapError::Refused(what);
-    let mut probe = Worker::new(Arc::clone(plugin), Arc::clone(context))
-        .map_err(|error| refused(error.to_string()))?;
-    let text = probe
-        .output_schema()
-        .map_err(|failure| refused(format!("its output-schema {failure}")))?;
-    let state_version = probe
-        .state_version()
-        .map_err(|failure| refused(format!("its state-version {failure}")))?;
-    let schema = RowSchema::parse(&text).map_err(|error| {
-        refused(format!(
-            "its output schema is not one weir can use: {error}"
-        ))
-    })?;
-    if state_version != current_version {
-        // The state the new version writes for a fresh key...
-        let empty = crate::plugin::BatchBuilder::default().build();
-        let key = Group {
-            key: b"weir-probe".to_vec(),
-            state: None,
-            first: 0,
-            count: 0,
-        };
-        let fresh = probe
-            .aggregate(&empty, &crate::plugin::no_fields(), &[key])
-            .pop()
-            .and_then(|result| result.state)
-            .ok_or_else(|| refused("it returned no state for a key without events".to_owned()))?;
-        // ...must be readable by the version running now.
-        let mut old = Worker::new(Arc::clone(running), Arc::clone(context))
-            .map_err(|error| SwapError::Unavailable(error.to_string()))?;
-        old.migrate(state_version, &fresh).map_err(|failure| {
-            refused(format!(
-                "the running version (state version {current_version}) cannot read the state \
-                 version {state_version} the new one writes ({failure}), so the swap could not be \
-                 rolled back; make the new state a superset the old version can read, as weir's \
-                 SDKs do"
-            ))
-        })?;
-    }
-    Ok((schema, state_version))
 }

@@ -1,0 +1,252 @@
+//! The aggregator's part of a batch: its records grouped by (partition,
+//! key), those a key's state already holds skipped, state another version
+//! wrote migrated, and the aggregator's results checked and turned into
+//! state updates.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::flight::Reaching;
+use super::keys::key_of;
+use super::{Chain, Update, index_u32};
+use crate::engine::state::{Folded, KeyedState};
+use crate::plugin::{Batch, BatchExt, Failure, Group, GroupResult, no_fields};
+use crate::sink::DeadLetter;
+
+/// What the aggregator made of a batch.
+#[derive(Default)]
+pub(super) struct Aggregated {
+    /// Records that went into state.
+    pub(super) records: u64,
+    /// Records skipped because their key's state already held them.
+    pub(super) replayed: u64,
+    /// The state updates, applied by the caller.
+    pub(super) updates: Vec<Update>,
+}
+
+/// The records reaching the aggregator by key, keys in order of first
+/// appearance.
+struct Keyed<'a> {
+    keys: Vec<(i32, Cow<'a, [u8]>)>,
+    /// (key id, record index), sorted by key id; records keep their order
+    /// within a key.
+    order: Vec<(u32, u32)>,
+}
+
+/// The groups the aggregator is called with.
+#[derive(Default)]
+struct Groups {
+    groups: Vec<Group>,
+    /// The batch's records in group order (each group's events side by side).
+    records: Vec<u32>,
+    /// For each of those, the source record it came from.
+    origin: Vec<u32>,
+    /// Per group: its partition, newest event time and newest offset.
+    newest: Vec<(i32, i64, i64)>,
+    /// Records skipped because their key's state already held them.
+    replayed: u64,
+}
+
+impl Chain {
+    /// Groups the records `reaching` the aggregator by (partition, key),
+    /// runs the aggregator over the groups and returns the state updates
+    /// (applied by the caller, once the batch is kept).
+    pub(super) fn aggregate(
+        &mut self,
+        mut reaching: Reaching<'_>,
+        state: &mut KeyedState,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Aggregated {
+        if !self.aggregator.columns.is_empty() && reaching.parsed.is_none() {
+            reaching.parsed = Some(self.reader.parse(reaching.batch));
+        }
+        let keyed = self.key(&reaching, state, dead);
+        if keyed.order.is_empty() {
+            return Aggregated::default();
+        }
+        let groups = self.group(&reaching, keyed, state, dead);
+        let fields = reaching.parsed.as_ref().map_or_else(no_fields, |parsed| {
+            parsed
+                .select(&groups.records)
+                .project(&self.aggregator.columns)
+        });
+        let grouped = reaching.batch.select(&groups.records);
+        let results = self
+            .aggregator
+            .timed(|code| code.aggregate(&grouped, &fields, &groups.groups));
+        self.fold(reaching.source, groups, results, dead)
+    }
+
+    /// Finds each record's key (those without a valid one become dead
+    /// letters) and moves stream time, once per partition.
+    fn key<'a>(
+        &self,
+        reaching: &Reaching<'a>,
+        state: &mut KeyedState,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Keyed<'a> {
+        let batch = reaching.batch;
+        let mut ids: HashMap<(i32, Cow<'_, [u8]>), u32> = HashMap::new();
+        let mut keyed = Keyed {
+            keys: Vec::new(),
+            order: Vec::with_capacity(batch.records.len()),
+        };
+        // Stream time moves with every record, keyed or not: once per partition per batch.
+        let mut stream_time: Vec<(i32, i64)> = Vec::new();
+        for (index, &source_index) in reaching.origin.iter().enumerate() {
+            let record = batch.record(index);
+            match stream_time.iter_mut().find(|(p, _)| *p == record.partition) {
+                Some(slot) => slot.1 = slot.1.max(record.timestamp),
+                None => stream_time.push((record.partition, record.timestamp)),
+            }
+            let key = match key_of(record, self.key_field.as_deref()) {
+                Ok(key) => key,
+                Err((code, reason)) => {
+                    let record = reaching.source.record(source_index as usize);
+                    let stage = &self.aggregator.name;
+                    dead.push(DeadLetter::malformed(record, stage, code, reason));
+                    continue;
+                }
+            };
+            let id = *ids
+                .entry((record.partition, key.clone()))
+                .or_insert_with(|| {
+                    keyed.keys.push((record.partition, key));
+                    index_u32(keyed.keys.len() - 1)
+                });
+            keyed.order.push((id, index_u32(index)));
+        }
+        for (partition, timestamp) in stream_time {
+            state.observe(partition, timestamp);
+        }
+        keyed.order.sort_by_key(|&(id, _)| id);
+        keyed
+    }
+
+    /// Makes one group per key of its records the key's state does not
+    /// hold yet, with the key's state (migrated if another version wrote
+    /// it).
+    fn group(
+        &mut self,
+        reaching: &Reaching<'_>,
+        keyed: Keyed<'_>,
+        state: &KeyedState,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Groups {
+        let (batch, origin) = (reaching.batch, reaching.origin);
+        let mut groups = Groups {
+            groups: Vec::with_capacity(keyed.keys.len()),
+            records: Vec::with_capacity(keyed.order.len()),
+            origin: Vec::with_capacity(keyed.order.len()),
+            newest: Vec::with_capacity(keyed.keys.len()),
+            replayed: 0,
+        };
+        for run in keyed.order.chunk_by(|a, b| a.0 == b.0) {
+            let (partition, key) = &keyed.keys[run[0].0 as usize];
+            let previous = state.get(*partition, key);
+            let done = previous.map_or(i64::MIN, |held| held.applied);
+            // A record the key's state already holds (read again after a
+            // restart or a rebalance) is skipped: nothing counts twice.
+            let fresh = |&&(_, index): &&(u32, u32)| batch.records[index as usize].offset > done;
+            let skipped = run.len() - run.iter().filter(fresh).count();
+            groups.replayed += skipped as u64;
+            if skipped == run.len() {
+                continue;
+            }
+            // State another version of the aggregator wrote is migrated first.
+            let prior = match previous {
+                None => None,
+                Some(held) if held.version == self.state_version => Some(held.state.to_vec()),
+                Some(held) => match self.aggregator.worker.migrate(held.version, held.state) {
+                    Ok(state) => Some(state),
+                    Err(failure) => {
+                        let failure = Failure::Trapped(format!(
+                            "cannot migrate the key's state from version {}: {failure}",
+                            held.version
+                        ));
+                        for &(_, index) in run.iter().filter(fresh) {
+                            let record = reaching.source.record(origin[index as usize] as usize);
+                            dead.push(self.aggregator.fail(record, failure.clone()));
+                        }
+                        continue;
+                    }
+                },
+            };
+            let first = index_u32(groups.records.len());
+            let (mut latest, mut applied) = (i64::MIN, i64::MIN);
+            for &(_, index) in run.iter().filter(fresh) {
+                let record = &batch.records[index as usize];
+                latest = latest.max(record.timestamp);
+                applied = applied.max(record.offset);
+                groups.records.push(index);
+                groups.origin.push(origin[index as usize]);
+            }
+            groups.groups.push(Group {
+                key: key.to_vec(),
+                state: prior,
+                first,
+                count: index_u32(groups.records.len()) - first,
+            });
+            groups.newest.push((*partition, latest, applied));
+        }
+        groups
+    }
+
+    /// Checks the aggregator's `results` for `groups` and turns them into
+    /// state updates; records it failed become dead letters.
+    fn fold(
+        &self,
+        source: &Batch,
+        groups: Groups,
+        results: Vec<GroupResult>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Aggregated {
+        let stage = &self.aggregator;
+        let mut aggregated = Aggregated {
+            records: 0,
+            replayed: groups.replayed,
+            updates: Vec::with_capacity(groups.groups.len()),
+        };
+        let origin = &groups.origin;
+        for ((group, result), (partition, latest, applied)) in
+            groups.groups.into_iter().zip(results).zip(groups.newest)
+        {
+            let first = group.first as usize;
+            let events = first..first + group.count as usize;
+            if let Some(row) = &result.row
+                && let Err(error) = self.schema.check(row)
+            {
+                // The plugin broke its own schema: none of the group's
+                // events count, and each says why.
+                let failure = Failure::Trapped(format!(
+                    "its output row does not fit its output schema: {error}"
+                ));
+                for index in events {
+                    let record = source.record(origin[index] as usize);
+                    dead.push(stage.fail(record, failure.clone()));
+                }
+                continue;
+            }
+            let went_through = (group.count as usize).saturating_sub(result.failures.len());
+            aggregated.records += went_through as u64;
+            for (index, failure) in result.failures {
+                dead.push(stage.fail(source.record(origin[index] as usize), failure));
+            }
+            if group.state.is_none() && group.count > 0 && went_through == 0 {
+                // A new key none of whose events went through has no state
+                // and no row: it has not begun.
+                continue;
+            }
+            if let Some(new_state) = result.state {
+                let folded = Folded {
+                    state: new_state,
+                    row: result.row,
+                    applied,
+                    last_event: latest,
+                };
+                aggregated.updates.push((partition, group.key, folded));
+            }
+        }
+        aggregated
+    }
+}

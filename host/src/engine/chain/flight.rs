@@ -1,0 +1,235 @@
+//! A batch on its way through the filters and transforms: which records
+//! are still in it, where each came from, and their fields once parsed.
+
+use super::keys::not_a_json_object;
+use super::stage::{Counts, Stage};
+use super::{Tally, index_u32};
+use crate::plugin::{
+    Batch, BatchBuilder, BatchExt, Fields, Parsed, PluginKind, Reader, RecordRef, Verdict,
+};
+use crate::sink::DeadLetter;
+
+/// The records the next stage reads, with for each the source record it
+/// came from (dead letters carry the record as it arrived).
+pub(super) struct InFlight<'s> {
+    source: &'s Batch,
+    /// The batch the next stage reads (`None`: the source itself).
+    current: Option<Batch>,
+    /// The fields the stages read, once parsed (a transform's output is new
+    /// JSON: parsed again when a later stage reads fields).
+    parsed: Option<Parsed>,
+    /// For each record of the batch, its index in the source.
+    origin: Vec<u32>,
+}
+
+/// The records that reach the aggregator: the source, their batch, their
+/// fields if a stage already parsed them, and for each the source record it
+/// came from.
+pub(super) struct Reaching<'a> {
+    pub(super) source: &'a Batch,
+    pub(super) batch: &'a Batch,
+    pub(super) parsed: Option<Parsed>,
+    pub(super) origin: &'a [u32],
+}
+
+/// What one stage read, as the functions running it see it.
+struct StageInput<'a> {
+    source: &'a Batch,
+    batch: &'a Batch,
+    fields: &'a Fields,
+    origin: &'a [u32],
+    parsed: Option<&'a Parsed>,
+}
+
+/// What one stage made of its batch: the records the next stage reads.
+struct Next {
+    batch: Batch,
+    origin: Vec<u32>,
+    parsed: Option<Parsed>,
+}
+
+impl<'s> InFlight<'s> {
+    /// Every record of `source`, none parsed yet.
+    pub(super) fn new(source: &'s Batch) -> Self {
+        Self {
+            source,
+            current: None,
+            parsed: None,
+            origin: (0..index_u32(source.records.len())).collect(),
+        }
+    }
+
+    /// The records the next stage reads.
+    pub(super) fn batch(&self) -> &Batch {
+        self.current.as_ref().unwrap_or(self.source)
+    }
+
+    /// Checks a `json` source's values with the parse that finds the
+    /// stages' fields: those that are not JSON objects become dead letters
+    /// before any stage.
+    pub(super) fn check_json(&mut self, reader: &Reader, dead: &mut Vec<DeadLetter>) {
+        let checked = reader.parse(self.source);
+        if (0..self.source.records.len()).all(|index| checked.is_object(index)) {
+            self.parsed = Some(checked);
+            return;
+        }
+        let source = self.source;
+        self.origin.retain(|&index| {
+            let object = checked.is_object(index as usize);
+            if !object {
+                let record = source.record(index as usize);
+                dead.push(DeadLetter::malformed(
+                    record,
+                    "source",
+                    "not-json",
+                    not_a_json_object(record.value),
+                ));
+            }
+            object
+        });
+        self.current = Some(source.select(&self.origin));
+        self.parsed = Some(checked.select(&self.origin));
+    }
+
+    /// Runs `stage` (a filter or a transform) over the batch, which then
+    /// holds what the stage passed on; returns what the stage did.
+    pub(super) fn run(
+        &mut self,
+        stage: &mut Stage,
+        reader: &Reader,
+        tally: &mut Tally,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Counts {
+        let batch = self.current.as_ref().unwrap_or(self.source);
+        let records_in = batch.records.len() as u64;
+        let dropped_before = tally.dropped;
+        let fields = stage.fields(batch, &mut self.parsed, reader);
+        let input = StageInput {
+            source: self.source,
+            batch,
+            fields: &fields,
+            origin: &self.origin,
+            parsed: self.parsed.as_ref(),
+        };
+        let next = match stage.kind {
+            PluginKind::Filter => filter(stage, &input, tally, dead),
+            PluginKind::Transform => Some(transform(stage, &input, reader, tally, dead)),
+            PluginKind::Aggregator => unreachable!("the aggregator is the last stage"),
+        };
+        let Some(next) = next else {
+            // The filter kept every record: the batch goes on as it is.
+            return Counts {
+                records_in,
+                records_out: records_in,
+                dropped: 0,
+            };
+        };
+        let counts = Counts {
+            records_in,
+            records_out: next.origin.len() as u64,
+            dropped: tally.dropped - dropped_before,
+        };
+        self.current = Some(next.batch);
+        self.origin = next.origin;
+        self.parsed = next.parsed;
+        counts
+    }
+
+    /// The records that reach the aggregator (the fields parsed so far
+    /// move with them).
+    pub(super) fn reaching(&mut self) -> Reaching<'_> {
+        Reaching {
+            source: self.source,
+            batch: self.current.as_ref().unwrap_or(self.source),
+            parsed: self.parsed.take(),
+            origin: &self.origin,
+        }
+    }
+}
+
+/// Runs a filter; `None` when it kept every record.
+fn filter(
+    stage: &mut Stage,
+    input: &StageInput<'_>,
+    tally: &mut Tally,
+    dead: &mut Vec<DeadLetter>,
+) -> Option<Next> {
+    let verdicts = stage.timed(|code| code.filter(input.batch, input.fields));
+    if verdicts.iter().all(|v| *v == Verdict::Keep) {
+        return None;
+    }
+    let mut kept = Vec::with_capacity(verdicts.len());
+    let mut origin = Vec::with_capacity(input.origin.len());
+    for (index, verdict) in verdicts.into_iter().enumerate() {
+        match verdict {
+            Verdict::Keep => {
+                kept.push(index_u32(index));
+                origin.push(input.origin[index]);
+            }
+            Verdict::Drop => tally.dropped += 1,
+            Verdict::Failed(failure) => {
+                let record = input.source.record(input.origin[index] as usize);
+                dead.push(stage.fail(record, failure));
+            }
+        }
+    }
+    Some(Next {
+        batch: input.batch.select(&kept),
+        origin,
+        parsed: input.parsed.map(|parsed| parsed.select(&kept)),
+    })
+}
+
+/// Runs a transform: each record becomes its outputs (none: dropped).
+fn transform(
+    stage: &mut Stage,
+    input: &StageInput<'_>,
+    reader: &Reader,
+    tally: &mut Tally,
+    dead: &mut Vec<DeadLetter>,
+) -> Next {
+    // Outputs that extend their input (enrichment) are parsed only where
+    // they differ, while the input's fields are at hand; other outputs wait
+    // for a stage that reads them.
+    let mut parsed = stage
+        .read_later
+        .then(|| input.parsed.map(Parsed::empty_like))
+        .flatten();
+    let batch = input.batch;
+    let results = stage.timed(|code| code.transform(batch, input.fields));
+    let mut next = BatchBuilder::with_capacity(batch.records.len(), batch.data.len());
+    let mut origin = Vec::with_capacity(input.origin.len());
+    for (index, result) in results.into_iter().enumerate() {
+        let outputs = match result {
+            Ok(outputs) => outputs,
+            Err(failure) => {
+                let record = input.source.record(input.origin[index] as usize);
+                dead.push(stage.fail(record, failure));
+                continue;
+            }
+        };
+        if outputs.is_empty() {
+            tally.dropped += 1;
+        }
+        let record = batch.record(index);
+        for output in &outputs {
+            next.push(RecordRef {
+                key: output.key.as_deref(),
+                value: &output.value,
+                ..record
+            });
+            if let (Some(parsed), Some(known)) = (&mut parsed, input.parsed) {
+                reader.push_extended(known, index, record.value, &output.value, parsed);
+            }
+            for (key, value) in &output.headers {
+                next.header(key, value);
+            }
+            origin.push(input.origin[index]);
+        }
+    }
+    Next {
+        batch: next.build(),
+        origin,
+        parsed,
+    }
+}

@@ -1,0 +1,301 @@
+//! A pipeline's stages run over one batch: filters and transforms in order,
+//! then the aggregator over the records grouped by key, its results folded
+//! into the host-owned state. Records that fail anywhere become dead letters
+//! carrying the record as it arrived from the source.
+
+use std::sync::Arc;
+
+use self::flight::InFlight;
+use self::stage::Counts;
+use super::state::{Folded, KeyedState};
+use crate::pipeline::config::Format;
+use crate::plugin::{Batch, BatchBuilder, Group, PluginKind, Reader, no_fields};
+use crate::sink::RowSchema;
+use crate::sink::{DeadLetter, Kind};
+
+mod aggregate;
+mod flight;
+mod keys;
+mod stage;
+
+pub use self::keys::check_key;
+pub use self::stage::Stage;
+
+/// On probation, a batch in which the new version rejects more than half
+/// of the records, and at least this many, counts as a failure.
+const PROBATION_MIN_REJECTED: usize = 8;
+
+/// A state update the aggregator computed: partition, key, result.
+type Update = (i32, Vec<u8>, Folded);
+
+/// A version on probation failed a batch: why (a trap, or most records
+/// rejected).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProbationFailed(pub String);
+
+/// What became of a batch's records.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Records a filter dropped or a transform turned into nothing.
+    pub dropped: u64,
+    /// Records that became dead letters.
+    pub dead: u64,
+    /// Records the aggregator folded into state.
+    pub aggregated: u64,
+    /// Records skipped because their key's state already held them (read
+    /// again after a restart or a rebalance).
+    pub replayed: u64,
+}
+
+/// The stages of a pipeline, as one shard runs them.
+pub struct Chain {
+    stages: Vec<Stage>,
+    aggregator: Stage,
+    /// Every field the stages read: each record is parsed once for all of them.
+    reader: Reader,
+    /// The JSON field keying the state (the record key when `None`).
+    key_field: Option<String>,
+    /// The aggregator's output schema.
+    schema: Arc<RowSchema>,
+    /// The aggregator's state version.
+    state_version: u32,
+    /// The source's format: `json` values are checked by the chain's one
+    /// parse of each record (the parse that finds the stages' fields).
+    format: Format,
+}
+
+impl Chain {
+    /// A chain of `stages` ending in `aggregator`, whose rows must fit
+    /// `schema` and whose state is of `state_version`, over records of
+    /// `format`.
+    pub fn new(
+        stages: Vec<Stage>,
+        aggregator: Stage,
+        key_field: Option<String>,
+        schema: Arc<RowSchema>,
+        state_version: u32,
+        format: Format,
+    ) -> Self {
+        debug_assert!(stages.iter().all(|s| s.kind != PluginKind::Aggregator));
+        debug_assert_eq!(aggregator.kind, PluginKind::Aggregator);
+        let mut chain = Self {
+            stages,
+            aggregator,
+            reader: Reader::default(),
+            key_field,
+            schema,
+            state_version,
+            format,
+        };
+        chain.read_fields();
+        chain
+    }
+
+    /// Gathers the fields every stage reads into one [`Reader`] and tells
+    /// each stage where its own are, and whether a later stage reads any.
+    fn read_fields(&mut self) {
+        let stages = || self.stages.iter().chain([&self.aggregator]);
+        let reader = Reader::new(stages().map(|stage| stage.worker.reads()));
+        let columns: Vec<Vec<usize>> = stages()
+            .map(|stage| reader.columns(stage.worker.reads()))
+            .collect();
+        let mut read_later = false;
+        for (stage, columns) in self
+            .stages
+            .iter_mut()
+            .chain([&mut self.aggregator])
+            .rev()
+            .zip(columns.into_iter().rev())
+        {
+            stage.read_later = read_later;
+            read_later |= !columns.is_empty();
+            stage.columns = columns;
+        }
+        self.reader = reader;
+    }
+
+    /// Puts `stage` in place of stage `index` (the aggregator when it is the
+    /// last, with its output `schema` and `state_version`); returns the stage replaced.
+    pub fn replace(
+        &mut self,
+        index: usize,
+        stage: Stage,
+        aggregator: Option<(Arc<RowSchema>, u32)>,
+    ) -> Stage {
+        let replaced = match aggregator {
+            Some((schema, state_version)) => {
+                self.schema = schema;
+                self.state_version = state_version;
+                std::mem::replace(&mut self.aggregator, stage)
+            }
+            None => std::mem::replace(&mut self.stages[index], stage),
+        };
+        self.read_fields();
+        replaced
+    }
+
+    /// Makes a trap in stage `index` fail its whole call (on probation).
+    pub fn set_fail_fast(&mut self, index: usize, fail_fast: bool) {
+        match self.stages.get_mut(index) {
+            Some(stage) => stage.set_fail_fast(fail_fast),
+            None => self.aggregator.set_fail_fast(fail_fast),
+        }
+    }
+
+    /// The stage at `index` (the aggregator after the filters and transforms).
+    pub fn stage(&self, index: usize) -> &Stage {
+        self.stages.get(index).unwrap_or(&self.aggregator)
+    }
+
+    /// Gives `keys` (a swap's stale keys) the running aggregator's state and
+    /// row without new events: their state migrated if need be, their row
+    /// as this version computes it. Keys changed by new events since the
+    /// swap are left as they are. Returns how many were refreshed.
+    pub fn refresh(&mut self, keys: &[(i32, Vec<u8>)], state: &mut KeyedState) -> usize {
+        let mut groups = Vec::with_capacity(keys.len());
+        let mut owners = Vec::with_capacity(keys.len());
+        for (partition, key) in keys {
+            if state.is_current(*partition, key) {
+                continue;
+            }
+            let Some(held) = state.get(*partition, key) else {
+                continue;
+            };
+            let prior = if held.version == self.state_version {
+                held.state.to_vec()
+            } else {
+                match self.aggregator.worker.migrate(held.version, held.state) {
+                    Ok(prior) => prior,
+                    Err(failure) => {
+                        tracing::warn!(
+                            stage = %self.aggregator.name,
+                            key = %String::from_utf8_lossy(key),
+                            from = held.version,
+                            %failure,
+                            "Cannot migrate a key's state; it keeps its row until its next event."
+                        );
+                        continue;
+                    }
+                }
+            };
+            groups.push(Group {
+                key: key.clone(),
+                state: Some(prior),
+                first: 0,
+                count: 0,
+            });
+            owners.push(*partition);
+        }
+        if groups.is_empty() {
+            return 0;
+        }
+        let empty = BatchBuilder::default().build();
+        let results = self
+            .aggregator
+            .worker
+            .aggregate(&empty, &no_fields(), &groups);
+        let mut refreshed = 0;
+        for ((group, result), partition) in groups.into_iter().zip(results).zip(owners) {
+            let row = result.row.filter(|row| self.schema.check(row).is_ok());
+            if let Some(new_state) = result.state {
+                state.refresh(partition, &group.key, new_state, row);
+                refreshed += 1;
+            }
+        }
+        refreshed
+    }
+
+    /// Runs `source` through every stage into `state`; failed records go to `dead`.
+    pub fn process(
+        &mut self,
+        source: &Batch,
+        state: &mut KeyedState,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Tally {
+        self.process_guarded(source, state, dead, None)
+            .expect("an unguarded batch always completes")
+    }
+
+    /// [`Self::process`], all or nothing for stage `guarded` (a new plugin
+    /// version on probation): if it traps on the batch, or rejects more than
+    /// half of its records, nothing of the batch is kept — no state, no dead
+    /// letters — and why is returned.
+    pub fn process_guarded(
+        &mut self,
+        source: &Batch,
+        state: &mut KeyedState,
+        dead: &mut Vec<DeadLetter>,
+        guarded: Option<usize>,
+    ) -> Result<Tally, ProbationFailed> {
+        let restarts = |chain: &Self| guarded.map(|index| chain.stage(index).worker.restarts());
+        let before = restarts(self);
+        let dead_before = dead.len();
+        let mut tally = Tally::default();
+        let mut flight = InFlight::new(source);
+        if self.format == Format::Json {
+            flight.check_json(&self.reader, dead);
+        }
+        let mut counts = vec![Counts::default(); self.stages.len()];
+        for (stage, counts) in self.stages.iter_mut().zip(&mut counts) {
+            if flight.batch().records.is_empty() {
+                break;
+            }
+            *counts = flight.run(stage, &self.reader, &mut tally, dead);
+        }
+        let reaching = flight.batch().records.len() as u64;
+        let aggregated = self.aggregate(flight.reaching(), state, dead);
+        if let Some(index) = guarded {
+            let trapped = restarts(self) != before;
+            let letters = &dead[dead_before..];
+            if let Some(reason) = self.probation_failure(index, trapped, letters, source) {
+                dead.truncate(dead_before);
+                return Err(ProbationFailed(reason));
+            }
+        }
+        for (partition, key, folded) in aggregated.updates {
+            state.update(partition, &key, folded);
+        }
+        tally.aggregated = aggregated.records;
+        tally.replayed = aggregated.replayed;
+        tally.dead = (dead.len() - dead_before) as u64;
+        for (stage, counts) in self.stages.iter().zip(counts) {
+            stage.metrics.add(counts);
+        }
+        self.aggregator.metrics.add(Counts {
+            records_in: reaching,
+            records_out: aggregated.records,
+            dropped: 0,
+        });
+        Ok(tally)
+    }
+
+    /// Why stage `index`, on probation, failed the batch `source` whose dead
+    /// letters are `letters`: it `trapped`, or it rejected more than half of
+    /// the records (and at least [`PROBATION_MIN_REJECTED`]).
+    fn probation_failure(
+        &self,
+        index: usize,
+        trapped: bool,
+        letters: &[DeadLetter],
+        source: &Batch,
+    ) -> Option<String> {
+        let stage = &self.stage(index).name;
+        let mut ours = letters.iter().filter(|letter| letter.stage == *stage);
+        if trapped {
+            return Some(
+                ours.rfind(|letter| letter.kind == Kind::Trapped)
+                    .map_or_else(|| "it trapped".to_owned(), |letter| letter.reason.clone()),
+            );
+        }
+        let rejected = ours.filter(|letter| letter.kind == Kind::Rejected).count();
+        let records = source.records.len();
+        (rejected >= PROBATION_MIN_REJECTED && rejected * 2 > records).then(|| {
+            format!("it rejected {rejected} of {records} records in one batch (more than half)")
+        })
+    }
+}
+
+fn index_u32(value: usize) -> u32 {
+    u32::try_from(value).expect("a batch holds fewer than 2^32 records")
+}
