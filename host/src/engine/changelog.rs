@@ -19,6 +19,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::kafka::Connection;
@@ -70,7 +72,7 @@ pub enum RestoreError {
         /// What was being done.
         what: String,
         /// What Kafka said.
-        source: Box<rdkafka::error::KafkaError>,
+        source: Box<KafkaError>,
     },
     /// A value is not one weir wrote.
     #[error("restoring from changelog `{topic}`: partition {partition} offset {offset}: {source}")]
@@ -168,40 +170,12 @@ pub fn restore(
     partitions: &[i32],
     timeout: Duration,
 ) -> Result<Restored, RestoreError> {
-    let failed = |what: &str| {
-        let what = what.to_owned();
-        move |source| RestoreError::Kafka {
-            topic: topic.to_owned(),
-            what,
-            source: Box::new(source),
-        }
-    };
     let consumer: BaseConsumer = kafka
         .restore_consumer()
         .create()
-        .map_err(failed("cannot create a consumer"))?;
+        .map_err(failed(topic, "cannot create a consumer"))?;
     let mut restored = Restored::default();
-    // Where each partition ends now; records written later are not ours to read.
-    let mut ends = HashMap::new();
-    let mut list = TopicPartitionList::new();
-    for &partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, timeout)
-            .map_err(failed(&format!("partition {partition}")))?;
-        let records = usize::try_from(high - low).unwrap_or_default();
-        restored
-            .partitions
-            .insert(partition, HashMap::with_capacity(records));
-        if high > low {
-            ends.insert(partition, high);
-            list.add_partition_offset(topic, partition, Offset::Beginning)
-                .map_err(failed("cannot assign"))?;
-        }
-    }
-    if ends.is_empty() {
-        return Ok(restored);
-    }
-    consumer.assign(&list).map_err(failed("cannot assign"))?;
+    let mut ends = assign(&consumer, topic, partitions, timeout, &mut restored)?;
     let mut progress = Instant::now();
     while !ends.is_empty() {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {
@@ -224,48 +198,103 @@ pub fn restore(
             }
             continue;
         };
-        let message = message.map_err(failed("reading"))?;
+        let message = message.map_err(failed(topic, "reading"))?;
         progress = Instant::now();
         let partition = message.partition();
         let Some(&end) = ends.get(&partition) else {
             continue;
         };
-        restored.records += 1;
-        // weir writes only keys that can key state; anything else was not
-        // written by weir and is left out.
-        let key = message
-            .key()
-            .filter(|key| super::chain::check_key(key).is_ok());
-        if key.is_none() && message.key().is_some() {
-            tracing::warn!(
-                topic,
-                partition,
-                offset = message.offset(),
-                "A changelog key that is not text weir writes; left out of the restore."
-            );
-        }
-        if let Some(key) = key {
-            let keys = restored.partitions.entry(partition).or_default();
-            match message.payload() {
-                Some(value) => {
-                    let stored = Stored::decode(value).map_err(|source| RestoreError::Value {
-                        topic: topic.to_owned(),
-                        partition,
-                        offset: message.offset(),
-                        source,
-                    })?;
-                    keys.insert(key.to_vec(), stored);
-                }
-                None => {
-                    keys.remove(key);
-                }
-            }
-        }
+        restored.apply(topic, &message)?;
         if message.offset() + 1 >= end {
             ends.remove(&partition);
         }
     }
     Ok(restored)
+}
+
+/// Assigns `consumer` the start of each of `partitions` that holds records
+/// and returns where each ends now (records written later are not ours to
+/// read); every partition gets its place in `restored`.
+fn assign(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+    restored: &mut Restored,
+) -> Result<HashMap<i32, i64>, RestoreError> {
+    let mut ends = HashMap::new();
+    let mut list = TopicPartitionList::new();
+    for &partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(failed(topic, &format!("partition {partition}")))?;
+        let records = usize::try_from(high - low).unwrap_or_default();
+        restored
+            .partitions
+            .insert(partition, HashMap::with_capacity(records));
+        if high > low {
+            ends.insert(partition, high);
+            list.add_partition_offset(topic, partition, Offset::Beginning)
+                .map_err(failed(topic, "cannot assign"))?;
+        }
+    }
+    if !ends.is_empty() {
+        consumer
+            .assign(&list)
+            .map_err(failed(topic, "cannot assign"))?;
+    }
+    Ok(ends)
+}
+
+/// A Kafka error while restoring from `topic`, doing `what`.
+fn failed(topic: &str, what: &str) -> impl Fn(KafkaError) -> RestoreError {
+    let (topic, what) = (topic.to_owned(), what.to_owned());
+    move |source| RestoreError::Kafka {
+        topic: topic.clone(),
+        what: what.clone(),
+        source: Box::new(source),
+    }
+}
+
+impl Restored {
+    /// Applies one changelog record of `topic`: its key's newest state, or
+    /// a tombstone that removes the key.
+    fn apply(&mut self, topic: &str, message: &BorrowedMessage<'_>) -> Result<(), RestoreError> {
+        self.records += 1;
+        let partition = message.partition();
+        // weir writes only keys that can key state; anything else was not
+        // written by weir and is left out.
+        let key = message
+            .key()
+            .filter(|key| super::chain::check_key(key).is_ok());
+        let Some(key) = key else {
+            if message.key().is_some() {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    offset = message.offset(),
+                    "A changelog key that is not text weir writes; left out of the restore."
+                );
+            }
+            return Ok(());
+        };
+        let keys = self.partitions.entry(partition).or_default();
+        match message.payload() {
+            Some(value) => {
+                let stored = Stored::decode(value).map_err(|source| RestoreError::Value {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset: message.offset(),
+                    source,
+                })?;
+                keys.insert(key.to_vec(), stored);
+            }
+            None => {
+                keys.remove(key);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -7,10 +7,12 @@
 //! - [`swapper`]: the [`Swapper`] of a running pipeline: checks, cut-over,
 //!   history, rollbacks (asked for, or automatic on probation).
 //!   Beside it, [`stages`] (what it keeps per stage and how the admin API
-//!   shows it) and [`probe`] (the checks of a new aggregator version).
+//!   shows it), [`probe`] (the checks of a new aggregator version) and
+//!   [`error`] ([`SwapError`]).
 //! - [`watch`]: `weir run --watch`, a swap when a plugin file changes.
 
 pub mod cutover;
+pub mod error;
 pub mod order;
 mod probe;
 pub mod stages;
@@ -18,6 +20,7 @@ pub mod swapper;
 pub mod watch;
 
 pub use cutover::Versions;
+pub use error::SwapError;
 pub use order::{AggregatorVersion, Instances, Order, Report, Reports, RouteError};
 pub use stages::{StageInfo, SwapRecord, VersionInfo};
-pub use swapper::{SwapError, Swapper, SwapperParts};
+pub use swapper::{Swapper, SwapperParts};

@@ -1,17 +1,56 @@
 //! The checks a new aggregator version passes before a swap: its output
-//! schema and state version read from a probe instance, and the running
-//! version able to read the state the new one writes.
+//! schema and state version read from a probe instance, the sinks able to
+//! take its rows, and the running version able to read the state the new
+//! one writes.
 
 use std::sync::Arc;
 
 use super::SwapError;
+use super::order::AggregatorVersion;
+use super::stages::StageSlot;
 use crate::plugin::{BatchBuilder, Group, Plugin, StageContext, Worker, no_fields};
-use crate::sink::RowSchema;
+use crate::sink::{RowSchema, Shape, SinkError, Sinks};
+
+/// The aggregator checks: its schema parses, the registry accepts it, the
+/// table can take it, and the version running now in `slot` (of `current`)
+/// can read the state the new one writes (or a rollback could not work).
+/// Prepares the sinks for the new version's rows.
+pub(super) async fn check_aggregator(
+    sinks: &Sinks,
+    slot: &StageSlot,
+    current: &AggregatorVersion,
+    plugin: &Arc<Plugin>,
+) -> Result<AggregatorVersion, SwapError> {
+    // Plugin calls block (and may write to stdio): off the async threads.
+    let (plugin, running, context) = (
+        Arc::clone(plugin),
+        Arc::clone(&slot.current.plugin),
+        Arc::clone(&slot.context),
+    );
+    let current_version = current.state_version;
+    let (schema, state_version) = tokio::task::spawn_blocking(move || {
+        probe_aggregator(&plugin, &running, &context, current_version)
+    })
+    .await
+    .map_err(|error| SwapError::Unavailable(error.to_string()))??;
+    let unavailable = |error: SinkError| SwapError::Unavailable(error.to_string());
+    if let Some(refusal) = sinks.check(&schema).await.map_err(unavailable)? {
+        return Err(SwapError::Refused(refusal));
+    }
+    let shape = Arc::new(Shape::new(Arc::new(schema)));
+    // Registers the schema and adds the new columns before any shard writes
+    // such rows.
+    sinks.prepare(&shape).await.map_err(unavailable)?;
+    Ok(AggregatorVersion {
+        output: shape,
+        state_version,
+    })
+}
 
 /// Reads a new aggregator's output schema and state version, and checks
 /// that `running` (state version `current_version`) can read the state the
 /// new one writes — or a rollback could not work.
-pub(super) fn probe_aggregator(
+fn probe_aggregator(
     plugin: &Arc<Plugin>,
     running: &Arc<Plugin>,
     context: &Arc<StageContext>,

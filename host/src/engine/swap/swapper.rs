@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::SwapError;
 use super::order::{AggregatorVersion, Instances, Order, Report, Reports, RouteError};
-use super::probe::probe_aggregator;
+use super::probe::check_aggregator;
 use super::stages::{StageInfo, StageSlot, SwapRecord, Version};
 use crate::plugin::{Plugin, Runtime, StageContext};
-use crate::sink::{Shape, Sinks};
+use crate::sink::Sinks;
 
 /// How long a new version is on probation.
 pub const PROBATION: Duration = Duration::from_secs(30);
@@ -24,33 +25,6 @@ const CUT_OVER_WAIT: Duration = Duration::from_secs(30);
 /// How long a swap waits for the new version's first batch (none comes
 /// while the input is idle).
 const FIRST_BATCH_WAIT: Duration = Duration::from_secs(5);
-
-/// A swap refused or failed; the pipeline runs on as before.
-#[derive(Debug, thiserror::Error)]
-pub enum SwapError {
-    /// No such stage.
-    #[error("pipeline `{pipeline}` has no stage `{stage}`; its stages: {stages}")]
-    NoStage {
-        /// The pipeline.
-        pipeline: String,
-        /// The stage asked for.
-        stage: String,
-        /// The stages it has.
-        stages: String,
-    },
-    /// The new component cannot replace the stage's plugin.
-    #[error("refused: {0}")]
-    Refused(String),
-    /// Nothing to roll back to.
-    #[error("stage `{0}` has no earlier version to roll back to")]
-    NoPrevious(String),
-    /// A service the swap needs did not answer (the registry, PostgreSQL).
-    #[error("cannot swap now: {0}")]
-    Unavailable(String),
-    /// The shards did not all take the new version.
-    #[error("the swap did not complete: {0}")]
-    Incomplete(String),
-}
 
 /// What a swapper needs of its pipeline.
 pub struct SwapperParts {
@@ -196,7 +170,7 @@ impl Swapper {
             )));
         }
         let aggregator = match &slot.current.aggregator {
-            Some(current) => Some(self.check_aggregator(slot, current, &plugin).await?),
+            Some(current) => Some(check_aggregator(&self.sinks, slot, current, &plugin).await?),
             None => None,
         };
         let version = Version {
@@ -303,41 +277,6 @@ impl Swapper {
                 "Could not prepare the sinks again for the running version's rows."
             );
         }
-    }
-
-    /// The aggregator checks: its schema parses, the registry accepts it,
-    /// the table can take it, and the version running now can read the
-    /// state the new one writes (or a rollback could not work).
-    async fn check_aggregator(
-        &self,
-        slot: &StageSlot,
-        current: &AggregatorVersion,
-        plugin: &Arc<Plugin>,
-    ) -> Result<AggregatorVersion, SwapError> {
-        // Plugin calls block (and may write to stdio): off the async threads.
-        let (plugin, running, context) = (
-            Arc::clone(plugin),
-            Arc::clone(&slot.current.plugin),
-            Arc::clone(&slot.context),
-        );
-        let current_version = current.state_version;
-        let (schema, state_version) = tokio::task::spawn_blocking(move || {
-            probe_aggregator(&plugin, &running, &context, current_version)
-        })
-        .await
-        .map_err(|error| SwapError::Unavailable(error.to_string()))??;
-        let unavailable = |error: crate::sink::SinkError| SwapError::Unavailable(error.to_string());
-        if let Some(refusal) = self.sinks.check(&schema).await.map_err(unavailable)? {
-            return Err(SwapError::Refused(refusal));
-        }
-        let shape = Arc::new(Shape::new(Arc::new(schema)));
-        // Registers the schema and adds the new columns before any shard
-        // writes such rows.
-        self.sinks.prepare(&shape).await.map_err(unavailable)?;
-        Ok(AggregatorVersion {
-            output: shape,
-            state_version,
-        })
     }
 
     /// Sends the order to every shard and waits for their cut-over (and the
