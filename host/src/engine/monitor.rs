@@ -81,37 +81,89 @@ pub async fn run<C: ConsumerContext + 'static>(
     live: Arc<Live>,
     status_every: Duration,
 ) {
-    let started = Instant::now();
-    let mut samples: VecDeque<(Instant, Snapshot)> = VecDeque::new();
-    let mut logged = Instant::now();
-    // Sampled here, from every shard's count at one moment (shards setting
-    // a total each could finish out of order).
-    let keys = metrics::gauge!("weir_state_keys", "pipeline" => pipeline.clone());
-    // Partitions whose lag is exported: NaN while the broker does not answer.
-    let mut lag_known: Vec<i32> = Vec::new();
+    let mut monitor = Monitor {
+        started: Instant::now(),
+        samples: VecDeque::new(),
+        logged: Instant::now(),
+        // Sampled here, from every shard's count at one moment (shards setting
+        // a total each could finish out of order).
+        keys: metrics::gauge!("weir_state_keys", "pipeline" => pipeline.clone()),
+        lag_known: Vec::new(),
+        pipeline,
+        topic,
+        consumer,
+        stats,
+        status_every,
+    };
     let mut ticks = tokio::time::interval(EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let now = (Instant::now(), stats.snapshot());
-        samples.push_back(now);
-        while samples
+        let status = monitor.sample().await;
+        monitor.log(&status);
+        live.set(status);
+    }
+}
+
+/// The monitor's working set, kept from one sample to the next.
+struct Monitor<C: ConsumerContext + 'static> {
+    pipeline: String,
+    topic: String,
+    consumer: Arc<BaseConsumer<C>>,
+    stats: Arc<Stats>,
+    status_every: Duration,
+    started: Instant,
+    /// The samples of the last [`WINDOW`], oldest first.
+    samples: VecDeque<(Instant, Snapshot)>,
+    /// When the last status line was logged.
+    logged: Instant,
+    /// The keys held in state, over every shard.
+    keys: metrics::Gauge,
+    /// Partitions whose lag is exported: NaN while the broker does not answer.
+    lag_known: Vec<i32>,
+}
+
+impl<C: ConsumerContext + 'static> Monitor<C> {
+    /// Samples the counters and the group's lag, exports the gauges and
+    /// returns the status now.
+    async fn sample(&mut self) -> LiveStatus {
+        let now = (Instant::now(), self.stats.snapshot());
+        let window = self.window(now);
+        let lag = self.lag().await;
+        self.export_lag(lag.as_deref());
+        self.keys.set(now.1.keys as f64);
+        LiveStatus {
+            totals: now.1,
+            in_per_second: window.rate(|s| s.received),
+            rows_per_second: window.rate(|s| s.rows_written),
+            dead_per_second: window.rate(|s| s.dead),
+            lag,
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Adds `now` to the samples and drops those older than [`WINDOW`].
+    fn window(&mut self, now: (Instant, Snapshot)) -> Window {
+        self.samples.push_back(now);
+        while self
+            .samples
             .front()
             .is_some_and(|(at, _)| now.0.duration_since(*at) > WINDOW)
         {
-            samples.pop_front();
+            self.samples.pop_front();
         }
-        let (since, first) = *samples.front().expect("just pushed");
-        let seconds = now.0.duration_since(since).as_secs_f64();
-        let rate = |count: fn(&Snapshot) -> u64| {
-            if seconds > 0.0 {
-                count(&now.1).saturating_sub(count(&first)) as f64 / seconds
-            } else {
-                0.0
-            }
-        };
+        let (since, first) = *self.samples.front().expect("just pushed");
+        Window {
+            seconds: now.0.duration_since(since).as_secs_f64(),
+            first,
+            last: now.1,
+        }
+    }
+
+    /// The group's lag per partition; `None` when the broker does not answer.
+    async fn lag(&self) -> Option<Vec<PartitionLag>> {
         let lag = {
-            let (consumer, topic) = (Arc::clone(&consumer), topic.clone());
+            let (consumer, topic) = (Arc::clone(&self.consumer), self.topic.clone());
             tokio::task::spawn_blocking(move || {
                 group_progress(&consumer, &topic, Duration::from_secs(5)).ok()
             })
@@ -119,7 +171,7 @@ pub async fn run<C: ConsumerContext + 'static>(
             .ok()
             .flatten()
         };
-        let lag = lag.map(|progress| {
+        lag.map(|progress| {
             progress
                 .iter()
                 .zip(0..)
@@ -128,39 +180,42 @@ pub async fn run<C: ConsumerContext + 'static>(
                     records: PartitionProgress::lag(progress),
                 })
                 .collect::<Vec<_>>()
-        });
-        let lag_gauge = |partition: i32| {
-            metrics::gauge!(
-                "weir_consumer_lag_records",
-                "pipeline" => pipeline.clone(),
-                "partition" => partition.to_string(),
-            )
-        };
-        match &lag {
+        })
+    }
+
+    /// Sets the lag gauges: to `lag`, or to NaN for the partitions last
+    /// known when the broker did not answer.
+    fn export_lag(&mut self, lag: Option<&[PartitionLag]>) {
+        match lag {
             Some(partitions) => {
-                lag_known.clear();
+                self.lag_known.clear();
                 for partition in partitions {
-                    lag_gauge(partition.partition).set(partition.records as f64);
-                    lag_known.push(partition.partition);
+                    self.lag_gauge(partition.partition)
+                        .set(partition.records as f64);
+                    self.lag_known.push(partition.partition);
                 }
             }
             None => {
-                for partition in &lag_known {
-                    lag_gauge(*partition).set(f64::NAN);
+                for partition in &self.lag_known {
+                    self.lag_gauge(*partition).set(f64::NAN);
                 }
             }
         }
-        keys.set(now.1.keys as f64);
-        let status = LiveStatus {
-            totals: now.1,
-            in_per_second: rate(|s| s.received),
-            rows_per_second: rate(|s| s.rows_written),
-            dead_per_second: rate(|s| s.dead),
-            lag,
-            uptime_seconds: started.elapsed().as_secs_f64(),
-        };
-        if !status_every.is_zero() && logged.elapsed() >= status_every {
-            logged = Instant::now();
+    }
+
+    /// The lag gauge of `partition`.
+    fn lag_gauge(&self, partition: i32) -> metrics::Gauge {
+        metrics::gauge!(
+            "weir_consumer_lag_records",
+            "pipeline" => self.pipeline.clone(),
+            "partition" => partition.to_string(),
+        )
+    }
+
+    /// Logs `status` if `--status-every` has passed since the last line.
+    fn log(&mut self, status: &LiveStatus) {
+        if !self.status_every.is_zero() && self.logged.elapsed() >= self.status_every {
+            self.logged = Instant::now();
             tracing::info!(
                 in_per_s = status.in_per_second.round(),
                 rows_per_s = status.rows_per_second.round(),
@@ -174,6 +229,23 @@ pub async fn run<C: ConsumerContext + 'static>(
                 "Running."
             );
         }
-        live.set(status);
+    }
+}
+
+/// The counters at both ends of the samples kept.
+struct Window {
+    seconds: f64,
+    first: Snapshot,
+    last: Snapshot,
+}
+
+impl Window {
+    /// The per-second rate of the counter `count` over the window.
+    fn rate(&self, count: fn(&Snapshot) -> u64) -> f64 {
+        if self.seconds > 0.0 {
+            count(&self.last).saturating_sub(count(&self.first)) as f64 / self.seconds
+        } else {
+            0.0
+        }
     }
 }

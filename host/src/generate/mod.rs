@@ -89,39 +89,18 @@ pub enum GenerateError {
 
 /// Runs the generator until `--count`, `--duration` or `stop` is set.
 pub fn run(args: &GenerateArgs, stop: &Arc<AtomicBool>) -> Result<Counts, GenerateError> {
-    if !(args.rate >= 0.0 && args.rate.is_finite()) {
-        return Err(GenerateError::Invalid(format!(
-            "--rate {} is not a rate: give events per second, or 0 for as fast as possible",
-            args.rate
-        )));
-    }
-    if args.sessions == 0 {
-        return Err(GenerateError::Invalid(
-            "--sessions must be at least 1".into(),
-        ));
-    }
+    args.validate()?;
     let seed = args.seed.unwrap_or_else(rand::random);
-    let start = args.start.unwrap_or_else(|| match args.seed {
-        Some(_) => Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-        None => Utc::now(),
-    });
-    // The simulated clock runs at the requested rate; flat out it advances
-    // 10 ms per event (100 events/s of simulated shopping).
-    let step_micros = if args.rate > 0.0 {
-        (1e6 / args.rate) as i64
-    } else {
-        10_000
-    };
-    let mut generator = Generator::new(
+    let generator = Generator::new(
         StdRng::seed_from_u64(seed),
         args.sessions,
-        start,
-        step_micros,
+        args.clock_start(),
+        args.clock_step(),
     );
     if args.write_catalog {
         reference::write(generator.catalog(), &args.database_url)?;
     }
-    let mut output = match &args.output {
+    let output = match &args.output {
         Some(path) => output::Output::file(path)?,
         None => output::Output::kafka(&args.bootstrap, &args.topic)?,
     };
@@ -133,50 +112,133 @@ pub fn run(args: &GenerateArgs, stop: &Arc<AtomicBool>) -> Result<Counts, Genera
         "Generating events."
     );
 
-    let began = Instant::now();
-    let mut last_report = (Instant::now(), 0u64);
-    loop {
-        let produced = generator.counts().events;
-        if stop.load(Ordering::Relaxed)
-            || args.count.is_some_and(|count| produced >= count)
-            || args.duration.is_some_and(|limit| began.elapsed() >= limit)
-        {
-            break;
+    let mut generating = Generating::new(args, generator, output);
+    generating.until(stop)?;
+    generating.finish()
+}
+
+impl GenerateArgs {
+    /// Checks the options that the command line's types let through.
+    fn validate(&self) -> Result<(), GenerateError> {
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            return Err(GenerateError::Invalid(format!(
+                "--rate {} is not a rate: give events per second, or 0 for as fast as possible",
+                self.rate
+            )));
         }
-        let event = generator.next_event();
-        output.write(&event)?;
-        if args.rate > 0.0 {
+        if self.sessions == 0 {
+            return Err(GenerateError::Invalid(
+                "--sessions must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// When the simulated clock starts.
+    fn clock_start(&self) -> DateTime<Utc> {
+        self.start.unwrap_or_else(|| match self.seed {
+            Some(_) => Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            None => Utc::now(),
+        })
+    }
+
+    /// How far the simulated clock advances per event, in microseconds.
+    fn clock_step(&self) -> i64 {
+        // The simulated clock runs at the requested rate; flat out it advances
+        // 10 ms per event (100 events/s of simulated shopping).
+        if self.rate > 0.0 {
+            (1e6 / self.rate) as i64
+        } else {
+            10_000
+        }
+    }
+}
+
+/// Events on their way out: the generator, its output, and the pace and
+/// progress lines of the run.
+struct Generating<'a> {
+    args: &'a GenerateArgs,
+    generator: Generator,
+    output: output::Output,
+    began: Instant,
+    /// When the last progress line was logged, and the events by then.
+    last_report: (Instant, u64),
+}
+
+impl<'a> Generating<'a> {
+    fn new(args: &'a GenerateArgs, generator: Generator, output: output::Output) -> Self {
+        Self {
+            args,
+            generator,
+            output,
+            began: Instant::now(),
+            last_report: (Instant::now(), 0u64),
+        }
+    }
+
+    /// Writes events until `--count`, `--duration` or `stop` is set.
+    fn until(&mut self, stop: &AtomicBool) -> Result<(), GenerateError> {
+        loop {
+            let produced = self.generator.counts().events;
+            if stop.load(Ordering::Relaxed)
+                || self.args.count.is_some_and(|count| produced >= count)
+                || self
+                    .args
+                    .duration
+                    .is_some_and(|limit| self.began.elapsed() >= limit)
+            {
+                return Ok(());
+            }
+            let event = self.generator.next_event();
+            self.output.write(&event)?;
+            self.pace(produced + 1);
+            self.report();
+        }
+    }
+
+    /// Waits until `written` events are due at `--rate`.
+    fn pace(&self, written: u64) {
+        if self.args.rate > 0.0 {
             // Pace against the start, so the rate holds over the whole run.
-            let due = Duration::from_secs_f64((produced + 1) as f64 / args.rate);
-            if let Some(ahead) = due.checked_sub(began.elapsed()) {
+            let due = Duration::from_secs_f64(written as f64 / self.args.rate);
+            if let Some(ahead) = due.checked_sub(self.began.elapsed()) {
                 std::thread::sleep(ahead);
             }
         }
-        if last_report.0.elapsed() >= Duration::from_secs(args.progress_every.max(1)) {
-            let counts = generator.counts();
+    }
+
+    /// Logs a progress line every `--progress-every` seconds.
+    fn report(&mut self) {
+        let last_report = self.last_report;
+        if last_report.0.elapsed() >= Duration::from_secs(self.args.progress_every.max(1)) {
+            let counts = self.generator.counts();
             let rate =
                 (counts.events - last_report.1) as f64 / last_report.0.elapsed().as_secs_f64();
             tracing::info!(
                 events = counts.events,
                 rate = rate.round(),
                 sessions = counts.sessions,
-                live = generator.live_sessions(),
+                live = self.generator.live_sessions(),
                 purchases = counts.purchases,
                 "Generating."
             );
-            last_report = (Instant::now(), counts.events);
+            self.last_report = (Instant::now(), counts.events);
         }
     }
-    output.finish()?;
-    let counts = generator.counts();
-    let elapsed = began.elapsed().as_secs_f64();
-    tracing::info!(
-        events = counts.events,
-        sessions = counts.sessions,
-        purchases = counts.purchases,
-        seconds = format!("{elapsed:.1}"),
-        rate = (counts.events as f64 / elapsed.max(1e-9)).round(),
-        "Done."
-    );
-    Ok(counts)
+
+    /// Flushes the output and logs the run's totals.
+    fn finish(self) -> Result<Counts, GenerateError> {
+        self.output.finish()?;
+        let counts = self.generator.counts();
+        let elapsed = self.began.elapsed().as_secs_f64();
+        tracing::info!(
+            events = counts.events,
+            sessions = counts.sessions,
+            purchases = counts.purchases,
+            seconds = format!("{elapsed:.1}"),
+            rate = (counts.events as f64 / elapsed.max(1e-9)).round(),
+            "Done."
+        );
+        Ok(counts)
+    }
 }
