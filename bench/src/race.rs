@@ -61,6 +61,11 @@ pub struct Args {
     /// (the peer's JVM compiles its hot code in the first seconds).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     warm_up: Duration,
+    /// Another `weir` binary (an earlier build) to race this build's
+    /// against instead: only the aggregation-only pipeline runs, the two
+    /// taking turns going first, and each pair's ratios are shown.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
 }
 
 /// One contestant's figures for one run.
@@ -81,9 +86,11 @@ pub fn run(args: &Args) -> Result<()> {
     let tokio = tokio::runtime::Runtime::new()?;
     let dir = std::env::temp_dir().join(weir_tests::unique("weir-bench-race"));
     std::fs::create_dir_all(&dir)?;
-    let jar = match &args.peer_jar {
-        Some(jar) => jar.clone(),
-        None => build_peer()?,
+    // A race against a baseline binary has no peer.
+    let jar = match (&args.peer_jar, &args.baseline) {
+        (Some(jar), _) => Some(jar.clone()),
+        (None, Some(_)) => None,
+        (None, None) => Some(build_peer()?),
     };
     let ticks = clock_ticks()?;
     println!(
@@ -107,11 +114,18 @@ pub fn run(args: &Args) -> Result<()> {
         events: args.events,
         partitions: args.partitions,
         ticks,
-        jar: &jar,
+        jar: jar.as_deref(),
         sessions: args.sessions,
         freshness: (args.warm_up, args.freshness_for),
         tokio: &tokio,
+        baseline: args.baseline.as_deref(),
     };
+    if race.baseline.is_some() {
+        let outcome = baseline_pairs(&race, args.runs);
+        std::fs::remove_dir_all(&dir)?;
+        delete_tagged(&stack, &tag)?;
+        return outcome;
+    }
     let mut raw = Vec::new();
     let mut native = Vec::new();
     let mut weir = Vec::new();
@@ -207,6 +221,57 @@ pub fn run(args: &Args) -> Result<()> {
     // Every topic of the race (input, outputs, dead letters, changelogs, the
     // peer's internal topics) holds the race's tag.
     delete_tagged(&stack, &tag)
+}
+
+/// This build's `weir` against the `--baseline` binary on the
+/// aggregation-only pipeline: `runs` pairs, taking turns going first; prints
+/// each pair's ratios (this build ÷ baseline) and their medians.
+fn baseline_pairs(race: &Race<'_>, runs: usize) -> Result<()> {
+    let mut ratios = Vec::with_capacity(runs);
+    for run in 1..=runs {
+        let engines = if run % 2 == 1 {
+            [Engine::Baseline, Engine::WasmAggregationOnly]
+        } else {
+            [Engine::WasmAggregationOnly, Engine::Baseline]
+        };
+        let mut pair = Vec::with_capacity(2);
+        for engine in engines {
+            let (figures, _) = weir_run(race, run, engine)?;
+            let name = if engine == Engine::Baseline {
+                "baseline  "
+            } else {
+                "this build"
+            };
+            println!("  run {run}: {name} {}", show(&figures));
+            pair.push((engine, figures));
+        }
+        let of = |wanted: Engine| {
+            pair.iter()
+                .find_map(|(engine, figures)| (*engine == wanted).then_some(*figures))
+                .expect("both ran")
+        };
+        let (old, new) = (of(Engine::Baseline), of(Engine::WasmAggregationOnly));
+        let ratio = (
+            new.events_per_second / old.events_per_second,
+            new.cpu_per_million / old.cpu_per_million,
+        );
+        println!(
+            "  run {run}: this build ÷ baseline: {:.3}x events/s, {:.3}x CPU s per million events",
+            ratio.0, ratio.1
+        );
+        ratios.push(ratio);
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    println!();
+    println!(
+        "this build ÷ baseline, median of {runs} pairs: {:.3}x events/s, {:.3}x CPU s per million events",
+        median(ratios.iter().map(|r| r.0).collect()),
+        median(ratios.iter().map(|r| r.1).collect()),
+    );
+    Ok(())
 }
 
 /// A benchmark run's tag: `prefix` and 8 hex digits, for names that stay
@@ -317,13 +382,15 @@ struct Race<'a> {
     partitions: i32,
     /// Clock ticks per second.
     ticks: f64,
-    /// The Kafka Streams peer.
-    jar: &'a Path,
+    /// The Kafka Streams peer (none when racing a baseline binary).
+    jar: Option<&'a Path>,
     sessions: usize,
     /// Warm-up and measured span of a freshness measurement.
     freshness: (Duration, Duration),
     /// For the async clients (topics, the registry).
     tokio: &'a tokio::runtime::Runtime,
+    /// The `weir` binary of [`Engine::Baseline`].
+    baseline: Option<&'a Path>,
 }
 
 /// How the plugins run.
@@ -333,6 +400,8 @@ enum Engine {
     Native,
     /// `session-stats` alone, Kafka sink alone.
     WasmAggregationOnly,
+    /// The same, run by the `--baseline` binary.
+    Baseline,
 }
 
 impl Engine {
@@ -342,6 +411,7 @@ impl Engine {
             Self::Wasm => "w",
             Self::Native => "n",
             Self::WasmAggregationOnly => "a",
+            Self::Baseline => "b",
         }
     }
 }
@@ -402,13 +472,17 @@ fn weir_run(race: &Race<'_>, run: usize, engine: Engine) -> Result<(Figures, Str
 fn spawn_weir(race: &Race<'_>, names: &Names, engine: Engine, log: &str) -> Result<Child> {
     let Race { stack, dir, .. } = *race;
     let pipeline = match engine {
-        Engine::WasmAggregationOnly => aggregation_only(dir, names)?,
+        Engine::WasmAggregationOnly | Engine::Baseline => aggregation_only(dir, names)?,
         Engine::Wasm | Engine::Native => demo_pipeline(dir, names, "")?,
     };
     let bench = std::env::current_exe()?;
     let (program, command) = match engine {
         Engine::Wasm | Engine::WasmAggregationOnly => (bench.with_file_name("weir"), "run"),
         Engine::Native => (bench, "weir-native"),
+        Engine::Baseline => (
+            race.baseline.context("no --baseline binary")?.to_path_buf(),
+            "run",
+        ),
     };
     if !program.is_file() {
         bail!(
@@ -619,7 +693,7 @@ fn spawn_streams(race: &Race<'_>, input: &str, id: &str) -> Result<(Child, Strin
     let state = std::env::temp_dir().join(id);
     let child = Command::new("java")
         .arg("-jar")
-        .arg(race.jar)
+        .arg(race.jar.context("the race has no peer jar")?)
         .args([
             "--bootstrap",
             &stack.bootstrap,
