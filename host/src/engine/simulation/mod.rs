@@ -45,6 +45,7 @@ use crate::plugin::{
 use crate::sink::error::BoxError;
 use crate::sink::{ChangelogRecord, Phase, Records, RowSchema, Shape, Sink, SinkError, Sinks};
 
+mod cases;
 mod input;
 mod process;
 mod schedule;
@@ -78,9 +79,18 @@ struct Simulation {
 }
 
 impl Simulation {
+    /// The schedule of `seed`, over an input drawn from it.
     fn new(seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let input = Arc::new(generate(&mut rng));
+        let input = generate(&mut rng);
+        Self::over(rng, input)
+    }
+
+    /// A simulation of `input` (one list of records per partition), its
+    /// first process started.
+    fn over(rng: StdRng, input: Vec<Vec<Event>>) -> Self {
+        assert_eq!(input.len(), PARTITIONS as usize);
+        let input = Arc::new(input);
         let world = World::default();
         let clock = Arc::new(SimClock {
             start: Instant::now(),

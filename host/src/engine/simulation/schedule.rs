@@ -8,11 +8,22 @@ impl Simulation {
     pub(super) fn read(&mut self) {
         let partition = self.rng.random_range(0..PARTITIONS);
         let from = self.process.position[&partition];
+        if from as usize >= self.input[partition as usize].len() {
+            return;
+        }
+        let count = self.rng.random_range(1..9);
+        self.read_from(partition, count);
+    }
+
+    /// The source hands the owner of `partition` its next `count` records
+    /// (fewer at the input's end).
+    pub(super) fn read_from(&mut self, partition: i32, count: usize) {
+        let from = self.process.position[&partition];
         let events = &self.input[partition as usize];
         if from as usize >= events.len() {
             return;
         }
-        let to = (from as usize + self.rng.random_range(1..9)).min(events.len());
+        let to = (from as usize + count).min(events.len());
         let mut batch = BatchBuilder::default();
         for (offset, event) in events.iter().enumerate().take(to).skip(from as usize) {
             batch.push(RecordRef {
@@ -35,6 +46,11 @@ impl Simulation {
     /// Time passes; every shard sees its tick.
     pub(super) fn advance(&mut self) {
         let by = Duration::from_millis(self.rng.random_range(5..700));
+        self.advance_by(by);
+    }
+
+    /// `by` passes; every shard sees its tick.
+    pub(super) fn advance_by(&mut self, by: Duration) {
         *self.clock.elapsed.lock().expect("not poisoned") += by;
         for shard in &mut self.process.shards {
             shard.refresh_some();
@@ -50,21 +66,11 @@ impl Simulation {
 
     /// Delivers the next flush `shard` queued: false when there was none,
     /// or when a permanent failure stopped the process.
-    fn deliver_next(&mut self, shard: usize) -> bool {
-        let flush = self.process.queues[shard]
-            .0
-            .lock()
-            .expect("not poisoned")
-            .pop_front();
-        let Some(flush) = flush else {
+    pub(super) fn deliver_next(&mut self, shard: usize) -> bool {
+        let Some(delivered) = self.try_deliver(shard) else {
             return false;
         };
-        trace_flush(shard, &flush);
-        let (delivery, pending) = (
-            &self.process.deliveries[shard],
-            &mut self.process.pending[shard],
-        );
-        if let Err(error) = self.runtime.block_on(delivery.deliver(flush, pending)) {
+        if let Err(error) = delivered {
             assert!(matches!(error, DeliveryError::Permanent(_)), "{error}");
             // Outputs (dead letters among them) may be written, the
             // offsets are not committed.
@@ -73,6 +79,21 @@ impl Simulation {
             return false;
         }
         true
+    }
+
+    /// Delivers the next flush `shard` queued, if any, and says how that went.
+    pub(super) fn try_deliver(&mut self, shard: usize) -> Option<Result<(), DeliveryError>> {
+        let flush = self.process.queues[shard]
+            .0
+            .lock()
+            .expect("not poisoned")
+            .pop_front()?;
+        trace_flush(shard, &flush);
+        let (delivery, pending) = (
+            &self.process.deliveries[shard],
+            &mut self.process.pending[shard],
+        );
+        Some(self.runtime.block_on(delivery.deliver(flush, pending)))
     }
 
     /// The next writes of a sink fail: transiently, or for good (once), or
@@ -98,8 +119,13 @@ impl Simulation {
     /// was not committed).
     pub(super) fn rebalance(&mut self) {
         let partition = self.rng.random_range(0..PARTITIONS);
-        let from = self.process.owner(partition);
         let lost = self.rng.random_bool(0.3);
+        self.move_partition(partition, lost);
+    }
+
+    /// `partition` moves to the other shard: revoked cleanly, or `lost`.
+    pub(super) fn move_partition(&mut self, partition: i32, lost: bool) {
+        let from = self.process.owner(partition);
         let to = (from + 1) % SHARDS;
         if lost {
             self.process
@@ -150,6 +176,12 @@ impl Simulation {
     /// one, or a broken one that probation must roll back.
     pub(super) fn swap(&mut self) {
         let broken = self.rng.random_bool(0.4);
+        self.swap_to(broken);
+    }
+
+    /// Every shard cuts over to the other aggregator version, or to a
+    /// `broken` one; returns where the shards report on the swap.
+    pub(super) fn swap_to(&mut self, broken: bool) -> Arc<Reports> {
         let version = if self.running.version == 1 { 2 } else { 1 };
         let shape = Arc::new(Shape::new(Arc::clone(&self.running.shape.schema)));
         let order = Arc::new(Order {
@@ -163,8 +195,9 @@ impl Simulation {
             requested: Instant::now(),
             // Long enough that every shard meets the broken version on a batch.
             probation: Some(Duration::from_secs(3_600)),
-            reports: Arc::new(Reports::default()),
+            reports: Arc::default(),
         });
+        let reports = Arc::clone(&order.reports);
         self.next_order += 1;
         for shard in &mut self.process.shards {
             shard.cut_over(Arc::clone(&order));
@@ -172,6 +205,7 @@ impl Simulation {
         if !broken {
             self.running = Running { version, shape };
         }
+        reports
     }
 
     /// The process dies: what was not durable is gone. A new one starts
