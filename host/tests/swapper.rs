@@ -19,6 +19,9 @@ use weir::engine::swap::{
 use weir::plugin::{Runtime, RuntimeOptions, StageContext};
 use weir::sink::{Shape, Sinks};
 
+/// The orders the test's shards got, in order.
+type Orders = Arc<Mutex<Vec<Arc<Order>>>>;
+
 /// How the test's shards answer an order.
 #[derive(Clone, Copy)]
 enum Shards {
@@ -30,13 +33,13 @@ enum Shards {
 
 /// A swapper over a pipeline of `filter` then `session-stats`, run by two
 /// shards that answer as `shards` says; the orders they got.
-fn swapper(shards: Shards) -> (Arc<Swapper>, Arc<Mutex<Vec<Arc<Order>>>>) {
+fn swapper(shards: Shards) -> (Arc<Swapper>, Orders) {
     let filter = load("noop-filter");
     let aggregator = load("session-stats");
     let context = |stage: &str| Arc::new(StageContext::new("swaps", stage));
     let (schema, state_version) =
         aggregator_schema(&aggregator, &context("stats")).expect("the aggregator's schema");
-    let orders: Arc<Mutex<Vec<Arc<Order>>>> = Arc::default();
+    let orders: Orders = Arc::default();
     let seen = Arc::clone(&orders);
     let router = Arc::new(move |order: &Arc<Order>, _wait: Duration| {
         seen.lock().expect("not poisoned").push(Arc::clone(order));
