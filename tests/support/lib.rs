@@ -12,8 +12,9 @@
 //! - [`avro`]: weir's Avro rows read as a downstream consumer reads them.
 //! - [`grafana`]: the parts of Grafana's provisioning and dashboard models
 //!   weir relies on, read from the repository's `grafana/` folder.
-//! - [`oracle`]: `session_stats` computed in SQL from the raw events, and
-//!   compared with what the sinks hold.
+//! - [`oracle`]: what `session_stats` must compute, in SQL (compared with
+//!   what the sinks hold) and as a plain fold (for tests without a
+//!   database), with the messy stream the oracle tests draw from a seed.
 //! - [`pipeline`]: a real pipeline run in a test, on the test's own names.
 
 #![deny(missing_docs)]

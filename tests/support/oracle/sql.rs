@@ -1,7 +1,7 @@
-//! The independent oracle: `session_stats` computed in SQL from the raw
-//! events (semantics.md §3), compared with what weir's sinks hold — the
-//! PostgreSQL table row for row and column for column, and the latest Avro
-//! value of every key as confluent-kafka's deserializer reads it.
+//! `session_stats` computed in SQL from the raw events (semantics.md §3),
+//! compared with what weir's sinks hold: the PostgreSQL table row for row
+//! and column for column, and the latest Avro value of every key as
+//! confluent-kafka's deserializer reads it.
 
 use std::collections::HashMap;
 use std::time::Duration;
