@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-use anyhow::anyhow;
 use serde_json::{Map, Value as Json};
 use weir::plugin::bindings::aggregating as host_aggregating;
 use weir::plugin::bindings::transforming as host_transforming;
@@ -52,8 +51,9 @@ pub fn demo_stages() -> NativeStages {
     stages
 }
 
-fn error(error: sdk::PluginError) -> anyhow::Error {
-    anyhow!("{}: {}", error.code, error.message)
+/// Why a stock plugin's configuration was refused, as native code says it.
+fn error(error: sdk::PluginError) -> Box<dyn std::error::Error + Send + Sync> {
+    format!("{}: {}", error.code, error.message).into()
 }
 
 struct NativeFilter {

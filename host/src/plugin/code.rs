@@ -52,9 +52,13 @@ pub trait StageCode: Send {
     fn set_fail_fast(&mut self, _fail_fast: bool) {}
 }
 
-/// Builds native code for a stage from its context (configuration, lookups).
-pub type NativeStage =
-    Arc<dyn Fn(&StageContext) -> anyhow::Result<Box<dyn StageCode>> + Send + Sync>;
+/// Builds native code for a stage from its context (configuration, lookups);
+/// the error says why the code would not start.
+pub type NativeStage = Arc<
+    dyn Fn(&StageContext) -> Result<Box<dyn StageCode>, Box<dyn std::error::Error + Send + Sync>>
+        + Send
+        + Sync,
+>;
 
 /// Native code by stage name: those stages run it instead of their plugin
 /// (whose component still gives the kind, the output schema and the state

@@ -108,7 +108,7 @@ pub(super) fn chain(
             Some(native) => {
                 let code = native(context).map_err(|error| TopologyError::Native {
                     stage: context.stage.clone(),
-                    message: format!("{error:#}"),
+                    message: error.to_string(),
                 })?;
                 Stage::running(plugin, context, code)
             }
