@@ -144,7 +144,7 @@ fn when_one_shard_cannot_start_the_version_every_shard_goes_back() {
     let (swapper, orders) = swapper(Shards::FailOnOne);
     let tokio = tokio();
     let error = tokio
-        .block_on(swapper.swap("filter", component("noop-filter"), "again.wasm".to_owned()))
+        .block_on(swapper.swap("stats", component("session-stats-v2"), "v2.wasm".to_owned()))
         .expect_err("shard 1 fails");
     let SwapError::Incomplete(message) = &error else {
         panic!("{error:?}");
@@ -153,15 +153,21 @@ fn when_one_shard_cannot_start_the_version_every_shard_goes_back() {
         message.contains("shard 1") && message.contains("no memory left"),
         "{message}"
     );
-    // The second order puts every shard back on the running version.
+    // The second order puts every shard back on the running version, its
+    // state version included.
     let orders = orders.lock().expect("not poisoned");
     assert_eq!(orders.len(), 2);
+    let versions: Vec<Option<u32>> = orders
+        .iter()
+        .map(|order| order.aggregator.as_ref().map(|a| a.state_version))
+        .collect();
+    assert_eq!(versions, [Some(2), Some(1)]);
     assert!(orders[1].probation.is_none());
-    assert_eq!(orders[1].stage, 0);
+    assert_eq!(orders[1].stage, 1);
     drop(orders);
     let stages = tokio.block_on(swapper.stages());
-    assert_eq!(stages[0].plugin.origin, "filter.wasm");
-    assert!(stages[0].previous.is_empty());
+    assert_eq!(stages[1].plugin.origin, "stats.wasm");
+    assert!(stages[1].previous.is_empty());
     assert!(swapper.history().is_empty());
 }
 
@@ -213,8 +219,13 @@ fn a_swap_is_refused_before_any_shard_hears_of_it() {
         unknown.contains("no stage `enrich`") && unknown.contains("`filter`, `stats`"),
         "{unknown}"
     );
-    let world = swap("stats", "noop-filter");
-    assert!(world.contains("world"), "{world}");
+    let world = tokio
+        .block_on(swapper.swap("stats", component("noop-filter"), "filter.wasm".to_owned()))
+        .expect_err("refused");
+    assert!(
+        matches!(&world, SwapError::Refused(why) if why.contains("world")),
+        "{world}"
+    );
     let no_previous = tokio
         .block_on(swapper.rollback("stats"))
         .expect_err("nothing to roll back to");

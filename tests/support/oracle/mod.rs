@@ -9,14 +9,15 @@
 //! - [`fold`]: the same columns as a plain fold over JSON values, for tests
 //!   without a database (the plugin alone over a messy stream).
 //!
-//! `tests/session_stats.rs` checks that the two agree on a messy stream, so
-//! neither drifts from the other.
+//! `tests/session_stats.rs` checks that the two agree on a messy stream
+//! (which events are bad, found by each its own way, and every session's
+//! row), so neither drifts from the other.
 
 pub mod fold;
 pub mod messy;
 pub mod sql;
 
 pub use sql::{
-    COLUMNS, check_avro, check_run, differences, differences_in, load_raw, oracle_query,
-    read_avro_with_python, read_topic,
+    COLUMNS, check_avro, check_run, differences, differences_in, load_checked, load_raw,
+    oracle_query, read_avro_with_python, read_topic,
 };

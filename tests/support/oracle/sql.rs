@@ -44,6 +44,77 @@ pub async fn load_raw(pool: &PgPool, table: &str, events: &[(i64, String)]) -> R
     Ok(())
 }
 
+/// Loads events that may be malformed into `table` as [`load_raw`] does,
+/// the good ones only, and returns the order of every bad one: a value that
+/// is not a JSON object, or whose text fields are not strings, whose
+/// `cart_item_count` is not an integer or whose `cart_total` is not a
+/// number (null or absent is fine). The check is SQL's own, independent of
+/// the fold's.
+pub async fn load_checked(
+    pool: &PgPool,
+    table: &str,
+    events: &[(i64, String)],
+) -> Result<Vec<i64>> {
+    let texts = format!("{table}_text");
+    sqlx::query(&format!(
+        "CREATE TABLE {texts} (line BIGINT PRIMARY KEY, doc TEXT NOT NULL)"
+    ))
+    .execute(pool)
+    .await?;
+    for chunk in events.chunks(20_000) {
+        let (lines, docs): (Vec<i64>, Vec<&str>) = chunk
+            .iter()
+            .map(|(line, doc)| (*line, doc.as_str()))
+            .unzip();
+        sqlx::query(&format!(
+            "INSERT INTO {texts} SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[])"
+        ))
+        .bind(&lines)
+        .bind(&docs)
+        .execute(pool)
+        .await?;
+    }
+    // PostgreSQL 15 has no `pg_input_is_valid`: a failed cast, caught.
+    let good = format!("{table}_good");
+    let text =
+        |field: &str| format!("coalesce(jsonb_typeof(d->'{field}'), 'null') IN ('string', 'null')");
+    sqlx::query(&format!(
+        "CREATE FUNCTION {good}(doc TEXT) RETURNS BOOLEAN LANGUAGE plpgsql AS $$ \
+         DECLARE d JSONB; \
+         BEGIN \
+           BEGIN d := doc::jsonb; EXCEPTION WHEN others THEN RETURN false; END; \
+           RETURN jsonb_typeof(d) = 'object' AND {} AND {} AND {} AND {} \
+             AND (coalesce(jsonb_typeof(d->'cart_item_count'), 'null') = 'null' \
+                  OR (jsonb_typeof(d->'cart_item_count') = 'number' \
+                      AND d->>'cart_item_count' ~ '^-?[0-9]+$')) \
+             AND coalesce(jsonb_typeof(d->'cart_total'), 'null') IN ('number', 'null'); \
+         END $$",
+        text("event_type"),
+        text("user_id"),
+        text("user_segment"),
+        text("session_state"),
+    ))
+    .execute(pool)
+    .await?;
+    sqlx::query(&format!(
+        "CREATE TABLE {table} AS SELECT line, doc::jsonb AS data FROM {texts} WHERE {good}(doc)"
+    ))
+    .execute(pool)
+    .await?;
+    let bad: Vec<(i64,)> = sqlx::query_as(&format!(
+        "SELECT line FROM {texts} WHERE NOT {good}(doc) ORDER BY line"
+    ))
+    .fetch_all(pool)
+    .await?;
+    sqlx::query(&format!("DROP TABLE {texts}"))
+        .execute(pool)
+        .await?;
+    sqlx::query(&format!("DROP FUNCTION {good}"))
+        .execute(pool)
+        .await?;
+    Ok(bad.into_iter().map(|(line,)| line).collect())
+}
+
 /// semantics.md §3 in SQL: one row per session, "newest" meaning the
 /// latest non-null value in event order.
 pub fn oracle_query(raw: &str) -> String {

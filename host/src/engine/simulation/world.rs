@@ -126,6 +126,7 @@ impl Offsets for SimOffsets {
         for (&partition, &offset) in offsets {
             let below = &self.input[partition as usize][..offset as usize];
             let expected = fold(&[below.to_vec()]);
+            let changelog = restored(&world, partition);
             for (key, (count, _)) in expected {
                 let held = match world.table.get(&key).map(Vec::as_slice) {
                     Some([Value::Long(count), Value::Long(_)]) => *count,
@@ -135,6 +136,21 @@ impl Offsets for SimOffsets {
                     held >= count,
                     "committed offset {offset} of partition {partition} before the sinks held \
                      key {key}'s {count} records below it (they hold {held})"
+                );
+                let stored = changelog
+                    .get(key.as_bytes())
+                    .map_or(0, |stored| decode(stored.state_version, &stored.state).0);
+                assert!(
+                    stored >= count,
+                    "committed offset {offset} of partition {partition} before the changelog \
+                     held key {key}'s {count} records below it (it holds {stored})"
+                );
+            }
+            for (at, event) in below.iter().enumerate() {
+                let at = (partition, at as i64);
+                assert!(
+                    event.n.is_some() || world.dead.contains(&at),
+                    "committed offset {offset} before bad record {at:?} was dead-lettered"
                 );
             }
             world.committed.insert(partition, offset);

@@ -2,7 +2,7 @@
 //! thread that checks each record's size, builds a batch per shard and
 //! hands it over when it is full or has waited long enough. (A `json`
 //! source's values are checked by the shard's one parse of each record:
-//! `chain.rs`.)
+//! `chain/flight.rs`.)
 //!
 //! A busy shard's batches wait here (a few) while the other shards keep
 //! getting theirs; past that the source waits for it, and after a second

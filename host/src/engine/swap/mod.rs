@@ -7,7 +7,7 @@
 //! - [`swapper`]: the [`Swapper`] of a running pipeline: checks, cut-over,
 //!   history, rollbacks (asked for, or automatic on probation).
 //!   Beside it, [`stages`] (what it keeps per stage and how the admin API
-//!   shows it), [`probe`] (the checks of a new aggregator version) and
+//!   shows it), `probe` (the checks of a new aggregator version) and
 //!   [`error`] ([`SwapError`]).
 //! - [`watch`]: `weir run --watch`, a swap when a plugin file changes.
 
