@@ -4,8 +4,9 @@
 //! their shards before the group may give them to another instance.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -52,6 +53,93 @@ pub(super) struct Router {
     pub(super) changed: bool,
 }
 
+impl Router {
+    /// Takes `partitions` as newly assigned: each gets a new assignment
+    /// number and waits for its state; returns the restore to start (none
+    /// for an empty assignment).
+    pub(super) fn assign(&mut self, partitions: &[i32]) -> Option<Request> {
+        self.changed = true;
+        if partitions.is_empty() {
+            return None;
+        }
+        let mut request = Vec::with_capacity(partitions.len());
+        for &partition in partitions {
+            let epoch = self.next_epoch;
+            self.next_epoch += 1;
+            self.epochs.insert(partition, epoch);
+            self.restoring.insert(partition);
+            request.push((partition, epoch));
+        }
+        Some(Request {
+            partitions: request,
+            not_before: Instant::now(),
+        })
+    }
+
+    /// Forgets `partitions` (revoked: a restore still running for one is
+    /// dropped when it ends); returns them by the shard that holds them.
+    pub(super) fn revoke(&mut self, partitions: &[i32]) -> HashMap<usize, Vec<i32>> {
+        self.changed = true;
+        let mut per_shard: HashMap<usize, Vec<i32>> = HashMap::new();
+        for &partition in partitions {
+            self.epochs.remove(&partition);
+            self.restoring.remove(&partition);
+            self.revoked.push(partition);
+            if !self.shards.is_empty() {
+                per_shard
+                    .entry(shard_of(partition, self.shards.len()))
+                    .or_default()
+                    .push(partition);
+            }
+        }
+        per_shard
+    }
+}
+
+/// A revocation handed to the shards: how many have it, and where they
+/// answer once they have written and committed what they held.
+struct Revocation {
+    sent: usize,
+    answers: Receiver<()>,
+}
+
+impl Revocation {
+    /// Hands each shard of `per_shard` its partitions leaving (`lost`: to
+    /// forget, not to write), waiting while a queue is full but not past
+    /// `deadline`.
+    fn send(
+        shards: &[SyncSender<Input>],
+        per_shard: HashMap<usize, Vec<i32>>,
+        lost: bool,
+        abandoned: &Arc<AtomicBool>,
+        deadline: Instant,
+    ) -> Self {
+        let (answer, answers) = std::sync::mpsc::channel();
+        let mut sent = 0;
+        for (shard, partitions) in per_shard {
+            let input = Input::Revoke {
+                partitions,
+                lost,
+                abandoned: Arc::clone(abandoned),
+                done: answer.clone(),
+            };
+            if send_until(&shards[shard], input, deadline) {
+                sent += 1;
+            }
+        }
+        Self { sent, answers }
+    }
+
+    /// Whether every shard that has the revocation answered by `deadline`.
+    fn answered(&self, deadline: Instant) -> bool {
+        (0..self.sent).all(|_| {
+            self.answers
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .is_ok()
+        })
+    }
+}
+
 /// Partitions to restore, with their assignment numbers.
 #[derive(Debug, Clone)]
 pub(super) struct Request {
@@ -87,37 +175,29 @@ impl SourceContext {
     }
 
     fn assigned(&self, consumer: &BaseConsumer<Self>, partitions: &TopicPartitionList) {
+        let numbers: Vec<i32> = partitions
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
         let mut router = self.router();
-        let mut request = Vec::new();
-        for element in partitions.elements() {
-            let partition = element.partition();
-            let epoch = router.next_epoch;
-            router.next_epoch += 1;
-            router.epochs.insert(partition, epoch);
-            router.restoring.insert(partition);
-            request.push((partition, epoch));
-        }
-        router.changed = true;
-        if request.is_empty() {
+        let Some(request) = router.assign(&numbers) else {
             return;
-        }
+        };
         // No record of theirs goes to a shard before their state is there.
         if let Err(error) = consumer.pause(partitions) {
             tracing::error!(%error, "Could not pause newly assigned partitions.");
         }
         tracing::info!(
-            partitions = ?request.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            partitions = ?numbers,
             "Partitions assigned; restoring their state."
         );
-        router.requests.push(Request {
-            partitions: request,
-            not_before: Instant::now(),
-        });
+        router.requests.push(request);
     }
 
     fn revoked(&self, consumer: &BaseConsumer<Self>, partitions: &TopicPartitionList) {
         let lost = consumer.assignment_lost();
-        let abandoned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let abandoned = Arc::new(AtomicBool::new(false));
         let numbers: Vec<i32> = partitions
             .elements()
             .iter()
@@ -126,44 +206,12 @@ impl SourceContext {
         // One deadline for handing the revocation over and for the answers.
         let started = Instant::now();
         let deadline = started + REVOKE_WAIT;
-        let (acks, sent) = {
+        let revocation = {
             let mut router = self.router();
-            router.changed = true;
-            let mut per_shard: HashMap<usize, Vec<i32>> = HashMap::new();
-            for &partition in &numbers {
-                router.epochs.remove(&partition);
-                router.restoring.remove(&partition);
-                router.revoked.push(partition);
-                if !router.shards.is_empty() {
-                    per_shard
-                        .entry(shard_of(partition, router.shards.len()))
-                        .or_default()
-                        .push(partition);
-                }
-            }
-            let (ack, acks) = std::sync::mpsc::channel();
-            let mut sent = 0;
-            for (shard, partitions) in per_shard {
-                let input = Input::Revoke {
-                    partitions,
-                    lost,
-                    abandoned: std::sync::Arc::clone(&abandoned),
-                    done: ack.clone(),
-                };
-                if send_until(&router.shards[shard], input, deadline) {
-                    sent += 1;
-                }
-            }
-            (acks, sent)
+            let per_shard = router.revoke(&numbers);
+            Revocation::send(&router.shards, per_shard, lost, &abandoned, deadline)
         };
-        let mut confirmed = 0;
-        while confirmed < sent {
-            match acks.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(()) => confirmed += 1,
-                Err(_) => break,
-            }
-        }
-        if confirmed < sent {
+        if !revocation.answered(deadline) {
             // Too late now: the partitions may go to another instance, so
             // the shards must not write them any more.
             abandoned.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -187,18 +235,14 @@ impl SourceContext {
     /// (so it takes effect at a batch boundary). Fails once the pipeline
     /// stops, or when a shard's queue stays full for `wait`; returns how
     /// many shards have it.
-    pub fn broadcast(
-        &self,
-        order: &std::sync::Arc<Order>,
-        wait: Duration,
-    ) -> Result<usize, RouteError> {
+    pub fn broadcast(&self, order: &Arc<Order>, wait: Duration) -> Result<usize, RouteError> {
         let shards = self.router().shards.clone();
         if shards.is_empty() {
             return Err(RouteError::Stopping);
         }
         let deadline = Instant::now() + wait;
         for (index, shard) in shards.iter().enumerate() {
-            if !send_until(shard, Input::Swap(std::sync::Arc::clone(order)), deadline) {
+            if !send_until(shard, Input::Swap(Arc::clone(order)), deadline) {
                 return Err(RouteError::Full { shard: index, wait });
             }
         }
@@ -244,5 +288,138 @@ fn send_until(shard: &SyncSender<Input>, mut input: Input, deadline: Instant) ->
             return false;
         }
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::sync_channel;
+
+    use super::*;
+    use crate::engine::swap::{Instances, Reports};
+
+    fn context(shards: usize, capacity: usize) -> (SourceContext, Vec<Receiver<Input>>) {
+        let (senders, receivers) = (0..shards).map(|_| sync_channel(capacity)).unzip();
+        (SourceContext::new(senders), receivers)
+    }
+
+    #[test]
+    fn assigned_partitions_wait_for_their_state_under_a_new_number_each_time() {
+        let (context, _shards) = context(2, 4);
+        let mut router = context.router();
+        let request = router.assign(&[3, 1]).expect("a restore");
+        assert_eq!(request.partitions, [(3, 1), (1, 2)]);
+        assert_eq!(router.restoring, HashSet::from([1, 3]));
+        assert!(router.changed);
+        // Revoked and assigned again: a restore of the first assignment,
+        // ending late, no longer matches the partition's number.
+        router.revoke(&[1]);
+        assert_eq!(router.epochs.get(&1), None);
+        let again = router.assign(&[1]).expect("a restore");
+        assert_eq!(again.partitions, [(1, 3)]);
+        assert_eq!(router.epochs, HashMap::from([(3, 1), (1, 3)]));
+        router.changed = false;
+        assert!(router.assign(&[]).is_none());
+        assert!(router.changed, "an empty assignment is still a change");
+    }
+
+    #[test]
+    fn revoked_partitions_go_to_the_shards_that_hold_them() {
+        let (context, _shards) = context(2, 4);
+        let mut router = context.router();
+        router.assign(&[0, 1, 2, 3]);
+        let per_shard = router.revoke(&[0, 1, 2, 3]);
+        assert_eq!(per_shard, HashMap::from([(0, vec![0, 2]), (1, vec![1, 3])]));
+        assert!(router.restoring.is_empty() && router.epochs.is_empty());
+        assert_eq!(router.revoked, [0, 1, 2, 3]);
+        // Once the shards are gone (the pipeline stopping), nothing is sent.
+        router.shards.clear();
+        router.assign(&[5]);
+        assert!(router.revoke(&[5]).is_empty());
+    }
+
+    /// A shard thread that answers revocations (or keeps silent).
+    fn shard(input: Receiver<Input>, answers: bool) -> std::thread::JoinHandle<Vec<i32>> {
+        std::thread::spawn(move || {
+            let mut revoked = Vec::new();
+            while let Ok(input) = input.recv() {
+                if let Input::Revoke {
+                    partitions, done, ..
+                } = input
+                {
+                    revoked.extend(partitions);
+                    if answers {
+                        done.send(()).expect("the source waits");
+                    }
+                }
+            }
+            revoked
+        })
+    }
+
+    #[test]
+    fn a_revocation_is_over_once_every_shard_holding_a_partition_answered() {
+        let (context, inputs) = context(2, 4);
+        let threads: Vec<_> = inputs.into_iter().map(|input| shard(input, true)).collect();
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let revocation = {
+            let mut router = context.router();
+            let per_shard = router.revoke(&[1, 3]);
+            Revocation::send(&router.shards, per_shard, false, &abandoned, deadline)
+        };
+        assert_eq!(revocation.sent, 1, "both partitions are shard 1's");
+        assert!(revocation.answered(deadline));
+        context.close();
+        let revoked: Vec<Vec<i32>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(revoked, [vec![], vec![1, 3]]);
+    }
+
+    #[test]
+    fn a_revocation_a_shard_does_not_answer_in_time_is_not_over() {
+        let (context, inputs) = context(2, 4);
+        let mut inputs = inputs.into_iter();
+        let answering = shard(inputs.next().unwrap(), true);
+        let silent = shard(inputs.next().unwrap(), false);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let revocation = {
+            let mut router = context.router();
+            let per_shard = router.revoke(&[0, 1]);
+            Revocation::send(&router.shards, per_shard, false, &abandoned, deadline)
+        };
+        assert_eq!(revocation.sent, 2);
+        assert!(!revocation.answered(deadline));
+        context.close();
+        assert_eq!(answering.join().unwrap(), [0]);
+        assert_eq!(silent.join().unwrap(), [1]);
+    }
+
+    #[test]
+    fn an_order_reaches_every_shard_or_says_which_one_it_could_not() {
+        let order = Arc::new(Order {
+            id: 1,
+            stage: 0,
+            instances: Instances::made_by(|| unreachable!("no instance is made here")),
+            aggregator: None,
+            requested: Instant::now(),
+            probation: None,
+            reports: Arc::new(Reports::default()),
+        });
+        let (context, inputs) = context(2, 1);
+        assert_eq!(context.broadcast(&order, Duration::from_millis(50)), Ok(2));
+        // Shard 0 has not taken the first order yet: its queue is full.
+        inputs[1].recv().expect("shard 1 has it");
+        let wait = Duration::from_millis(50);
+        assert_eq!(
+            context.broadcast(&order, wait),
+            Err(RouteError::Full { shard: 0, wait })
+        );
+        context.close();
+        assert_eq!(
+            context.broadcast(&order, wait),
+            Err(RouteError::Stopping),
+            "a stopping pipeline takes no order"
+        );
     }
 }
