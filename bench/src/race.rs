@@ -261,9 +261,15 @@ fn baseline_pairs(race: &Race<'_>, runs: usize) -> Result<()> {
         );
         ratios.push(ratio);
     }
+    // With an even number of pairs, the mean of the middle two.
     let median = |mut values: Vec<f64>| {
         values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
+        let middle = values.len() / 2;
+        if values.len() % 2 == 0 {
+            (values[middle - 1] + values[middle]) / 2.0
+        } else {
+            values[middle]
+        }
     };
     println!();
     println!(
