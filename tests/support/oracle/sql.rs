@@ -22,8 +22,20 @@ pub const COLUMNS: &str = "\"SESSION_ID\", \"USER_ID\", \"USER_SEGMENT\", \"SESS
 /// Loads raw events into `table`: (order, JSON document) pairs, where the
 /// order sorts each session's events as they were written.
 pub async fn load_raw(pool: &PgPool, table: &str, events: &[(i64, String)]) -> Result<()> {
+    load_lines(pool, table, ("data JSONB", "doc::jsonb"), events).await
+}
+
+/// Creates `table` (`line BIGINT`, then `column`: its name and type, and
+/// the expression that makes it of the event's text `doc`) and loads
+/// `events` into it.
+async fn load_lines(
+    pool: &PgPool,
+    table: &str,
+    (column, value): (&str, &str),
+    events: &[(i64, String)],
+) -> Result<()> {
     sqlx::query(&format!(
-        "CREATE TABLE {table} (line BIGINT PRIMARY KEY, data JSONB NOT NULL)"
+        "CREATE TABLE {table} (line BIGINT PRIMARY KEY, {column} NOT NULL)"
     ))
     .execute(pool)
     .await?;
@@ -33,8 +45,8 @@ pub async fn load_raw(pool: &PgPool, table: &str, events: &[(i64, String)]) -> R
             .map(|(line, doc)| (*line, doc.as_str()))
             .unzip();
         sqlx::query(&format!(
-            "INSERT INTO {table} (line, data) \
-             SELECT line, doc::jsonb FROM UNNEST($1::BIGINT[], $2::TEXT[]) AS t(line, doc)"
+            "INSERT INTO {table} SELECT line, {value} \
+             FROM UNNEST($1::BIGINT[], $2::TEXT[]) AS t(line, doc)"
         ))
         .bind(&lines)
         .bind(&docs)
@@ -56,24 +68,7 @@ pub async fn load_checked(
     events: &[(i64, String)],
 ) -> Result<Vec<i64>> {
     let texts = format!("{table}_text");
-    sqlx::query(&format!(
-        "CREATE TABLE {texts} (line BIGINT PRIMARY KEY, doc TEXT NOT NULL)"
-    ))
-    .execute(pool)
-    .await?;
-    for chunk in events.chunks(20_000) {
-        let (lines, docs): (Vec<i64>, Vec<&str>) = chunk
-            .iter()
-            .map(|(line, doc)| (*line, doc.as_str()))
-            .unzip();
-        sqlx::query(&format!(
-            "INSERT INTO {texts} SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[])"
-        ))
-        .bind(&lines)
-        .bind(&docs)
-        .execute(pool)
-        .await?;
-    }
+    load_lines(pool, &texts, ("doc TEXT", "doc"), events).await?;
     // PostgreSQL 15 has no `pg_input_is_valid`: a failed cast, caught.
     let good = format!("{table}_good");
     let text =
