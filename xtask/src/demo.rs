@@ -75,6 +75,7 @@ pub fn run(stack: &Stack, args: &DemoArgs) -> Result<()> {
     // CARGO_TARGET_DIR points.
     let plugins = stack.repo().join("plugins");
     let plugin_target = plugins.join("target");
+    crate::toolchains::ensure_wasm_target()?;
     cargo(
         stack,
         &[

@@ -1,7 +1,8 @@
 //! What the tests need from the machine beyond Rust: the tests' own clients
-//! in weir's Python (the virtual environment weir makes in the cache), and
-//! the C toolchain `weir plugin build` compiles C plugins with (Debian's
-//! packages, installed when missing). Plugins are built by `weir plugin build`.
+//! in weir's Python (the virtual environment weir makes in the cache), the
+//! Rust toolchain's wasm32-wasip2 target (added when missing), and the C
+//! toolchain `weir plugin build` compiles C plugins with (Debian's packages,
+//! installed when missing). Plugins are built by `weir plugin build`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,6 +44,51 @@ fn run(command: &mut Command, what: &str) -> Result<()> {
         bail!("{what} failed ({status})");
     }
     Ok(())
+}
+
+/// The target the plugins build for.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Makes sure the Rust toolchain running this (the one `rust-toolchain.toml`
+/// pins) can build for wasm32-wasip2, and adds the target with rustup when
+/// it cannot: rustup adds a toolchain file's targets only when it installs
+/// the toolchain, so one installed earlier without it lacks the target.
+pub fn ensure_wasm_target() -> Result<()> {
+    if has_wasm_target()? {
+        return Ok(());
+    }
+    println!("==> adding the Rust target {WASM_TARGET} (the plugins build for it)");
+    // Under `cargo xtask`, rustup has set RUSTUP_TOOLCHAIN: the target goes
+    // to the pinned toolchain.
+    run(
+        Command::new("rustup").args(["target", "add", WASM_TARGET]),
+        &format!("`rustup target add {WASM_TARGET}`"),
+    )
+    .with_context(|| {
+        format!("the Rust toolchain has no {WASM_TARGET} target and rustup could not add it")
+    })?;
+    if !has_wasm_target()? {
+        bail!("`rustup target add {WASM_TARGET}` ran, yet the toolchain still lacks it");
+    }
+    Ok(())
+}
+
+/// Whether the toolchain's sysroot holds the wasm32-wasip2 standard library.
+fn has_wasm_target() -> Result<bool> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .with_context(|| format!("cannot start {}", rustc.to_string_lossy()))?;
+    if !output.status.success() {
+        bail!("`rustc --print sysroot` failed ({})", output.status);
+    }
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    Ok(sysroot
+        .join("lib/rustlib")
+        .join(WASM_TARGET)
+        .join("lib")
+        .is_dir())
 }
 
 /// The Debian packages of the C toolchain: clang, its linker and wasm32

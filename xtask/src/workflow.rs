@@ -36,6 +36,7 @@ fn run_checks(stack: &Stack) -> Result<()> {
     // the Rust ones with cargo, the others with `weir plugin build` (which
     // fetches each language's tools from its registry).
     step("plugins", || {
+        toolchains::ensure_wasm_target()?;
         cargo(&["build", "--release", "--locked"], stack, Some(&plugins))?;
         toolchains::ensure_c_toolchain()?;
         cargo(&["build", "--locked", "-p", "weir"], stack, None)?;
