@@ -22,7 +22,7 @@ use tokio::sync::mpsc::Receiver;
 use super::shard::Flush;
 use super::stats::Stats;
 use crate::sink::error::BoxError;
-use crate::sink::{Phase, SinkError, Sinks};
+use crate::sink::{Phase, Progress, SinkError, Sinks};
 
 /// After a stop, how long failing sinks are still retried before giving up
 /// (the offsets are then not committed; the records are read again on restart).
@@ -341,8 +341,8 @@ fn count_dead_letters(pipeline: &str, flush: &Flush) {
     }
 }
 
-/// Writes `flush`: its outputs (once), then its changelog records, retrying
-/// with backoff what failed for a reason that may pass. Before each
+/// Writes `flush`: its outputs, then its changelog records, each sink once,
+/// retrying with backoff the sinks that failed for a reason that may pass. Before each
 /// attempt, what belongs to partitions the shards no longer own under the
 /// flush's epoch (`writable`) is left out, and before the changelog, the
 /// records of partitions the consumer no longer holds (`held`): a group may
@@ -357,7 +357,8 @@ async fn write_with_retries(
 ) -> Result<(), DeliveryError> {
     let mut attempt: u32 = 0;
     let mut stopped_at: Option<Instant> = None;
-    let mut outputs_written = false;
+    // The sinks that took the flush: a retry writes only to the others.
+    let mut progress = Progress::default();
     loop {
         let written = async {
             // Rows and dead letters of partitions no longer held are left
@@ -372,10 +373,9 @@ async fn write_with_retries(
                     "Rows, dead letters and changelog records of partitions no longer owned were not written."
                 );
             }
-            if !outputs_written {
-                sinks.write(Phase::Outputs, &flush.records).await?;
-                outputs_written = true;
-            }
+            sinks
+                .write(Phase::Outputs, &flush.records, &mut progress)
+                .await?;
             // The group may have moved a partition before its shard heard
             // of it: its state is then the new owner's to write.
             if let Some(held) = held().filter(|_| !flush.records.changelog.is_empty()) {
@@ -389,7 +389,9 @@ async fn write_with_retries(
                     );
                 }
             }
-            sinks.write(Phase::State, &flush.records).await
+            sinks
+                .write(Phase::State, &flush.records, &mut progress)
+                .await
         };
         let error = match written.await {
             Ok(()) => {

@@ -32,4 +32,4 @@ pub use output::{Phase, Records, Row, Rows, Shape, Sink};
 pub use postgres::{PostgresError, PostgresSink, quote_ident};
 pub use registry::{RegistryClient, RegistryError};
 pub use schema::{Column, ColumnType, RowSchema, SchemaError};
-pub use set::Sinks;
+pub use set::{Progress, Sinks};

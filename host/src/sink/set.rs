@@ -1,12 +1,17 @@
 //! A pipeline's sinks as one: every output written in its phase, each
 //! write timed and counted under the sink's name.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use super::dead_letter::Kind;
 use super::error::SinkError;
 use super::output::{Phase, Records, Shape, Sink};
 use super::schema::RowSchema;
+
+/// Which sinks (by their place in [`Sinks`]) have taken one flush.
+#[derive(Debug, Default)]
+pub struct Progress(HashSet<usize>);
 
 /// Where a pipeline's results go: rows, dead letters, the changelog.
 pub struct Sinks {
@@ -84,15 +89,44 @@ impl Sinks {
         Ok(())
     }
 
-    /// Writes what the sinks of `phase` take of `records`, all at once;
-    /// all or the first error. A sink with nothing to write is not called.
-    pub async fn write(&self, phase: Phase, records: &Records) -> Result<(), SinkError> {
+    /// Writes what the sinks of `phase` take of `records`, all at once,
+    /// skipping those `progress` says took them already; each sink that
+    /// takes them is added to `progress`, so a retry writes only to the
+    /// sinks that failed (a Kafka topic is not sent the same flush again
+    /// while PostgreSQL is down). Every write runs to its end; the error is
+    /// a permanent one if any sink failed for good, else the first. A sink
+    /// with nothing to write is not called.
+    pub async fn write(
+        &self,
+        phase: Phase,
+        records: &Records,
+        progress: &mut Progress,
+    ) -> Result<(), SinkError> {
         let writes = self
             .sinks
             .iter()
-            .filter(|sink| sink.phase() == phase)
-            .map(|sink| self.observed(sink.as_ref(), records));
-        futures::future::try_join_all(writes).await.map(drop)
+            .enumerate()
+            .filter(|(index, sink)| sink.phase() == phase && !progress.0.contains(index))
+            .map(
+                |(index, sink)| async move { (index, self.observed(sink.as_ref(), records).await) },
+            );
+        let mut failed: Option<SinkError> = None;
+        for (index, written) in futures::future::join_all(writes).await {
+            match written {
+                Ok(()) => {
+                    progress.0.insert(index);
+                }
+                Err(error) => {
+                    if failed
+                        .as_ref()
+                        .is_none_or(|kept| kept.is_transient() && !error.is_transient())
+                    {
+                        failed = Some(error);
+                    }
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// One sink's write, timed and counted (records, failures) under its name.

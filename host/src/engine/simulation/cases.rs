@@ -128,6 +128,26 @@ fn offsets_are_committed_once_every_sink_took_the_flush() {
 }
 
 #[test]
+fn a_retry_writes_only_to_the_sinks_that_failed() {
+    let mut simulation = partition_zero(vec![good("a", 1), not_json("a"), good("a", 2)]);
+    simulation.read_from(0, 3);
+    simulation.advance_by(Duration::from_millis(200));
+    // The dead-letter sink fails twice and the changelog once: the table
+    // took the flush on the first attempt and is not sent it again.
+    simulation.fail_writes("dead-letters", 2, false);
+    simulation.fail_writes("changelog", 1, false);
+    assert!(matches!(simulation.try_deliver(0), Some(Ok(()))));
+    let world = simulation.world.lock().expect("not poisoned");
+    let writes = |sink: &str| world.writes.get(sink).copied().unwrap_or(0);
+    assert_eq!(
+        (writes("table"), writes("dead-letters"), writes("changelog")),
+        (1, 1, 1)
+    );
+    assert_eq!(world.dead, [(0, 1)]);
+    assert_eq!(world.committed.get(&0), Some(&3));
+}
+
+#[test]
 fn a_permanent_error_of_any_sink_stops_delivery_and_commits_nothing() {
     for sink in ["table", "dead-letters", "changelog"] {
         let mut simulation = partition_zero(vec![good("a", 1), not_json("a"), good("a", 2)]);

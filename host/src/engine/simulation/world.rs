@@ -26,6 +26,8 @@ pub(super) struct Durable {
     pub(super) faults: HashMap<&'static str, (u32, bool)>,
     /// Commits that fail next.
     pub(super) failing_commits: u32,
+    /// Sink name -> the writes it took.
+    pub(super) writes: HashMap<&'static str, usize>,
 }
 
 pub(super) type World = Arc<Mutex<Durable>>;
@@ -73,6 +75,7 @@ impl Sink for SimSink {
             };
             return Box::pin(std::future::ready(Err(error)));
         }
+        *world.writes.entry(self.name).or_default() += 1;
         match self.name {
             "table" => {
                 for (key, row) in records.rows.iter().flat_map(|rows| &rows.rows) {
