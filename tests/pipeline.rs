@@ -231,6 +231,8 @@ fn the_demo_pipeline_matches_the_sql_oracle_row_for_row() -> Result<()> {
 struct Bad {
     key: Option<String>,
     value: Vec<u8>,
+    /// Its headers, names as bytes.
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
     stage: &'static str,
     kind: &'static str,
     code: &'static str,
@@ -246,6 +248,7 @@ fn bad(
     Bad {
         key: key.map(str::to_owned),
         value: value.into(),
+        headers: Vec::new(),
         stage,
         kind,
         code,
@@ -368,6 +371,21 @@ fn malformed_messages_go_to_the_dead_letter_topic_and_the_rest_goes_on() -> Resu
             "malformed",
             "missing-key",
         ),
+        // A header name that is not UTF-8 (Kafka's are text): rdkafka's
+        // safe API panics on it, which once stopped the source for good.
+        Bad {
+            headers: vec![
+                (b"trace".to_vec(), b"1".to_vec()),
+                (b"\xff\xfe-name".to_vec(), b"\x00\xff".to_vec()),
+            ],
+            ..bad(
+                Some("bad-9"),
+                r#"{"session_id": "sess_bad9", "event_type": "page_view"}"#,
+                "source",
+                "malformed",
+                "header-not-utf8",
+            )
+        },
     ];
 
     // Valid events keyed by session, a bad one every 250.
@@ -380,14 +398,36 @@ fn malformed_messages_go_to_the_dead_letter_topic_and_the_rest_goes_on() -> Resu
         if index % 250 == 100
             && let Some(bad) = bad_iter.next()
         {
-            let mut record = BaseRecord::<str, [u8]>::to(&names.events).payload(&bad.value);
-            if let Some(key) = &bad.key {
-                record = record.key(key.as_str());
+            if bad.headers.is_empty() {
+                let mut record = BaseRecord::<str, [u8]>::to(&names.events).payload(&bad.value);
+                if let Some(key) = &bad.key {
+                    record = record.key(key.as_str());
+                }
+                producer.send(record).map_err(|(error, _)| error)?;
+            } else {
+                let headers: Vec<(&[u8], &[u8])> = bad
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.as_slice(), value.as_slice()))
+                    .collect();
+                let key = bad.key.as_deref().map(str::as_bytes);
+                weir_tests::raw::send(producer.client(), &names.events, key, &bad.value, &headers)?;
             }
-            producer.send(record).map_err(|(error, _)| error)?;
         }
         let value = event.to_string();
         let key = event["session_id"].as_str().context("session_id")?;
+        if index % 500 == 50 {
+            // Valid events with headers (one with a binary value) go on.
+            let headers: [(&[u8], &[u8]); 2] = [(b"trace-id", b"abc"), (b"blob", b"\x00\xff")];
+            weir_tests::raw::send(
+                producer.client(),
+                &names.events,
+                Some(key.as_bytes()),
+                value.as_bytes(),
+                &headers,
+            )?;
+            continue;
+        }
         producer
             .send(BaseRecord::to(&names.events).key(key).payload(&value))
             .map_err(|(error, _)| error)?;

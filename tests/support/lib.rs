@@ -16,6 +16,8 @@
 //!   what the sinks hold) and as a plain fold (for tests without a
 //!   database), with the messy stream the oracle tests draw from a seed.
 //! - [`pipeline`]: a real pipeline run in a test, on the test's own names.
+//! - [`raw`]: records no well-behaved client writes (header names that are
+//!   not UTF-8), through librdkafka's C API.
 
 #![deny(missing_docs)]
 
@@ -23,6 +25,7 @@ pub mod avro;
 pub mod grafana;
 pub mod oracle;
 pub mod pipeline;
+pub mod raw;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: [`Connection`], how weir reaches a cluster, and the
 //!   settings of each kind of client it makes (producers, consumers, admin).
+//! - [`headers`]: a record's headers as bytes, whatever their names hold.
 //! - [`produce`]: sending a whole flush and awaiting every acknowledgement.
 //! - [`topics`]: creating topics, counting partitions, a group's progress.
 //!
@@ -11,6 +12,7 @@
 //! secured cluster needs is added to [`config`] alone.
 
 pub mod config;
+pub mod headers;
 pub mod produce;
 pub mod topics;
 

@@ -11,6 +11,7 @@ use rdkafka::TopicPartitionList;
 use rdkafka::consumer::Consumer;
 
 use super::Source;
+use super::batch::Incoming;
 use crate::engine::shard::Input;
 
 /// Chunks that may wait in the source for a busy shard (each up to the
@@ -105,7 +106,7 @@ impl Source<'_> {
             let polled = consumer.poll(Duration::from_millis(50));
             self.after_rebalance();
             if let Some(Ok(message)) = polled {
-                self.accept(&message);
+                self.accept(&Incoming::polled(&message));
             }
         };
         if paused {

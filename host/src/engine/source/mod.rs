@@ -25,14 +25,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::OwnedMessage;
 
 mod batch;
 mod hand_over;
 mod rebalance;
 mod restore;
 
-use batch::{Open, add, owned};
+use batch::{Held, Incoming, Open, add};
 pub use rebalance::SourceContext;
 use rebalance::{Done, Request};
 
@@ -70,7 +69,7 @@ struct Source<'a> {
     /// one shard is busy, the others keep getting their records.
     pending: Vec<VecDeque<Chunk>>,
     /// Records of partitions still restoring, kept until their state is there.
-    held: HashMap<i32, Vec<OwnedMessage>>,
+    held: HashMap<i32, Vec<Held>>,
     /// Partitions whose records go to the shards (assigned and restored);
     /// a copy of the router's view, refreshed when the assignment changes.
     flowing: HashSet<i32>,
@@ -122,7 +121,7 @@ impl Source<'_> {
             match polled {
                 Some(Ok(message)) => {
                     let shard = shard_of(message.partition(), self.shards);
-                    self.accept(&message);
+                    self.accept(&Incoming::polled(&message));
                     if self.open[shard].records() >= self.settings.max_records
                         && !self.hand_over(shard)
                     {
@@ -170,16 +169,19 @@ impl Source<'_> {
 
     /// Takes one record: into its shard's batch, or held while its
     /// partition's state is restored, or dropped if the partition is not ours.
-    fn accept(&mut self, message: &impl Message) {
-        let partition = message.partition();
+    fn accept(&mut self, incoming: &Incoming<'_>) {
+        let partition = incoming.record.partition;
         if self.flowing.contains(&partition) {
             add(
                 &mut self.open[shard_of(partition, self.shards)],
-                message,
+                incoming,
                 self.settings,
             );
         } else if self.restoring.contains(&partition) {
-            self.held.entry(partition).or_default().push(owned(message));
+            self.held
+                .entry(partition)
+                .or_default()
+                .push(Held::of(incoming));
         }
     }
 }

@@ -125,8 +125,8 @@ impl Source<'_> {
                 "State restored; the partitions flow."
             );
             for partition in ready {
-                for message in self.held.remove(&partition).unwrap_or_default() {
-                    self.accept(&message);
+                for held in self.held.remove(&partition).unwrap_or_default() {
+                    self.accept(&held.incoming());
                 }
             }
             if resume.count() > 0
