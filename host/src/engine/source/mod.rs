@@ -82,6 +82,16 @@ struct Source<'a> {
 /// Polls `consumer` until `stop` is raised, feeding the shards; then hands
 /// over what it holds and returns (closing the shards' inputs tells them to finish).
 pub fn run(consumer: &BaseConsumer<SourceContext>, settings: &SourceSettings, stop: &AtomicBool) {
+    /// Closes the shards' inputs however this thread ends: were it to
+    /// panic, the shards would otherwise wait for records forever and the
+    /// process would hang instead of stopping with the panic's error.
+    struct CloseOnExit<'a>(&'a SourceContext);
+    impl Drop for CloseOnExit<'_> {
+        fn drop(&mut self) {
+            self.0.close();
+        }
+    }
+    let _close = CloseOnExit(consumer.context());
     let shards = consumer.context().router().shards.len();
     let mut source = Source {
         consumer,
@@ -96,7 +106,6 @@ pub fn run(consumer: &BaseConsumer<SourceContext>, settings: &SourceSettings, st
         waiting: Vec::new(),
     };
     source.run(stop);
-    consumer.context().close();
 }
 
 impl Source<'_> {

@@ -250,8 +250,14 @@ impl SourceContext {
     }
 
     /// Drops the shards' senders: they finish once their queues are empty.
+    /// Also after a panic that poisoned the router (then it runs while the
+    /// thread unwinds, and must not panic again).
     pub(super) fn close(&self) {
-        self.router().shards.clear();
+        self.router
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .shards
+            .clear();
     }
 }
 
@@ -393,6 +399,26 @@ mod tests {
         context.close();
         assert_eq!(answering.join().unwrap(), [0]);
         assert_eq!(silent.join().unwrap(), [1]);
+    }
+
+    #[test]
+    fn closing_after_a_panic_that_poisoned_the_router_still_ends_the_shards() {
+        let (context, inputs) = context(2, 4);
+        let context = Arc::new(context);
+        let panicking = Arc::clone(&context);
+        let panicked = std::thread::spawn(move || {
+            let _router = panicking.router();
+            panic!("the source thread fails while it holds the router");
+        })
+        .join();
+        assert!(panicked.is_err());
+        context.close();
+        for input in inputs {
+            assert!(
+                input.recv().is_err(),
+                "a shard's input is closed: it finishes"
+            );
+        }
     }
 
     #[test]
