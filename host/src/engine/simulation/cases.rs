@@ -33,6 +33,15 @@ fn partition_zero(events: Vec<Event>) -> Simulation {
     simulation
 }
 
+/// [`partition_zero`] with its first `count` records read and flushed by
+/// shard 0 (its input quiet long enough), the flush not yet delivered.
+fn read_and_flushed(events: Vec<Event>, count: usize) -> Simulation {
+    let mut simulation = partition_zero(events);
+    simulation.read_from(0, count);
+    simulation.advance_by(Duration::from_millis(200));
+    simulation
+}
+
 impl Simulation {
     /// Flushes `shard` has queued for delivery.
     fn queued(&self, shard: usize) -> usize {
@@ -110,12 +119,10 @@ fn a_busy_shard_flushes_on_its_interval() {
 
 #[test]
 fn offsets_are_committed_once_every_sink_took_the_flush() {
-    let mut simulation = partition_zero(vec![good("a", 1), not_json("a"), good("a", 2)]);
-    simulation.read_from(0, 3);
-    simulation.advance_by(Duration::from_millis(200));
+    let mut simulation = read_and_flushed(vec![good("a", 1), not_json("a"), good("a", 2)], 3);
     // Each sink fails a few times before it takes the flush; delivery
-    // retries (the simulated offsets check, at the commit, that every row
-    // below the offset is in the table).
+    // retries (the simulated offsets check, at the commit, that the table,
+    // the changelog and the dead letters hold every record below it).
     simulation.fail_writes("table", 3, false);
     simulation.fail_writes("dead-letters", 2, false);
     simulation.fail_writes("changelog", 1, false);
@@ -129,9 +136,7 @@ fn offsets_are_committed_once_every_sink_took_the_flush() {
 
 #[test]
 fn a_retry_writes_only_to_the_sinks_that_failed() {
-    let mut simulation = partition_zero(vec![good("a", 1), not_json("a"), good("a", 2)]);
-    simulation.read_from(0, 3);
-    simulation.advance_by(Duration::from_millis(200));
+    let mut simulation = read_and_flushed(vec![good("a", 1), not_json("a"), good("a", 2)], 3);
     // The dead-letter sink fails twice and the changelog once: the table
     // took the flush on the first attempt and is not sent it again.
     simulation.fail_writes("dead-letters", 2, false);
@@ -150,9 +155,7 @@ fn a_retry_writes_only_to_the_sinks_that_failed() {
 #[test]
 fn a_permanent_error_of_any_sink_stops_delivery_and_commits_nothing() {
     for sink in ["table", "dead-letters", "changelog"] {
-        let mut simulation = partition_zero(vec![good("a", 1), not_json("a"), good("a", 2)]);
-        simulation.read_from(0, 3);
-        simulation.advance_by(Duration::from_millis(200));
+        let mut simulation = read_and_flushed(vec![good("a", 1), not_json("a"), good("a", 2)], 3);
         simulation.fail_writes(sink, 1, true);
         let delivered = simulation.try_deliver(0).expect("a flush was queued");
         assert!(
@@ -170,9 +173,7 @@ fn a_permanent_error_of_any_sink_stops_delivery_and_commits_nothing() {
 
 #[test]
 fn a_record_read_again_after_a_failed_commit_counts_once() {
-    let mut simulation = partition_zero(vec![good("a", 1), good("a", 2), good("b", 4)]);
-    simulation.read_from(0, 3);
-    simulation.advance_by(Duration::from_millis(200));
+    let mut simulation = read_and_flushed(vec![good("a", 1), good("a", 2), good("b", 4)], 3);
     // Rows and state are written, the commit fails, then the process dies:
     // its successor restores the state and reads all three again.
     simulation
@@ -211,9 +212,7 @@ fn a_revoked_partition_is_written_and_committed_before_it_moves() {
 
 #[test]
 fn a_lost_partition_is_written_by_its_new_owner_only() {
-    let mut simulation = partition_zero(vec![good("a", 1), good("a", 2), not_json("a")]);
-    simulation.read_from(0, 3);
-    simulation.advance_by(Duration::from_millis(200));
+    let mut simulation = read_and_flushed(vec![good("a", 1), good("a", 2), not_json("a")], 3);
     assert_eq!(simulation.queued(0), 1);
     // Another member has the partition before the old owner's flush is
     // delivered: that flush writes nothing of it and commits nothing.
@@ -242,9 +241,7 @@ fn a_lost_partition_is_written_by_its_new_owner_only() {
 
 #[test]
 fn a_version_that_fails_probation_is_rolled_back_with_the_old_state() {
-    let mut simulation = partition_zero(vec![good("a", 1), good("a", 2), good("a", 4)]);
-    simulation.read_from(0, 1);
-    simulation.advance_by(Duration::from_millis(200));
+    let mut simulation = read_and_flushed(vec![good("a", 1), good("a", 2), good("a", 4)], 1);
     assert!(simulation.deliver_next(0));
     let reports = simulation.swap_to(true);
     // The broken version traps on its first batch: the batch is run again
