@@ -10,6 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use futures::future::BoxFuture;
 
 use super::error::SinkError;
+use super::limits;
 use super::output::{Records, Sink};
 use crate::kafka::{Connection, Producing, send_all};
 use crate::plugin::{Failure, RecordRef};
@@ -107,17 +108,43 @@ impl DeadLetter {
         Self::new(record, stage, Some(plugin.clone()), kind, code, reason)
     }
 
+    /// A dead letter that always fits its topic: the code and reason (a
+    /// plugin's words) are cut to [`limits::MAX_CODE_BYTES`] and
+    /// [`limits::MAX_REASON_BYTES`], and a value or key that would make the
+    /// message too large is left out (the reason says so, and the headers
+    /// say where the record is in the source topic).
     fn new(
         record: RecordRef<'_>,
         stage: &str,
         plugin: Option<PluginRef>,
         kind: Kind,
-        code: String,
-        reason: String,
+        mut code: String,
+        mut reason: String,
     ) -> Self {
+        limits::truncate(&mut code, limits::MAX_CODE_BYTES);
+        limits::truncate(&mut reason, limits::MAX_REASON_BYTES);
+        // Room for the headers: the reason, the code and the rest (names
+        // of at most 249 characters, numbers).
+        let headers = reason.len() + code.len() + 4096;
+        let budget = limits::MAX_DEAD_LETTER_BYTES - headers;
+        let key_bytes = record.key.map_or(0, <[u8]>::len);
+        let mut key = record.key;
+        let mut value = record.value;
+        if key_bytes + value.len() > budget {
+            reason = format!(
+                "{reason} (the value, {} bytes, is left out so that the dead letter fits \
+                 its topic: read it from the source topic at the partition and offset in \
+                 the headers)",
+                value.len()
+            );
+            value = &[];
+            if key_bytes > budget {
+                key = None;
+            }
+        }
         Self {
-            key: record.key.map(<[u8]>::to_vec),
-            value: record.value.to_vec(),
+            key: key.map(<[u8]>::to_vec),
+            value: value.to_vec(),
             partition: record.partition,
             offset: record.offset,
             timestamp: record.timestamp,
@@ -219,5 +246,83 @@ impl Sink for DeadLetterWriter {
                 .await
                 .map_err(|error| SinkError::from_kafka(self.name(), &self.topic, error))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record<'a>(key: &'a [u8], value: &'a [u8]) -> RecordRef<'a> {
+        RecordRef {
+            key: Some(key),
+            value,
+            timestamp: 1,
+            partition: 2,
+            offset: 3,
+        }
+    }
+
+    /// The bytes the message takes: key, value and every header.
+    fn message_bytes(letter: &DeadLetter) -> usize {
+        use rdkafka::message::Headers;
+        let headers = letter.headers(&"p".repeat(249), &"t".repeat(249));
+        let headers: usize = headers
+            .iter()
+            .map(|header| header.key.len() + header.value.map_or(0, <[u8]>::len))
+            .sum();
+        letter.key.as_ref().map_or(0, Vec::len) + letter.value.len() + headers
+    }
+
+    #[test]
+    fn a_plugins_long_code_and_reason_are_cut_to_fit() {
+        let plugin = PluginRef {
+            name: "p".into(),
+            version: "sha256:00".into(),
+        };
+        let failure = Failure::Rejected(crate::plugin::PluginError {
+            code: "c".repeat(10_000),
+            message: "é".repeat(1_000_000),
+        });
+        let letter = DeadLetter::failed(record(b"k", b"{}"), "stage", &plugin, failure);
+        assert!(
+            letter.code.len() <= limits::MAX_CODE_BYTES,
+            "{}",
+            letter.code.len()
+        );
+        assert!(letter.reason.len() <= limits::MAX_REASON_BYTES);
+        assert!(letter.reason.ends_with('…'));
+        assert_eq!(letter.value, b"{}", "a small record is kept whole");
+    }
+
+    #[test]
+    fn a_record_too_large_for_its_dead_letter_is_left_out_and_the_reason_says_where_it_is() {
+        let value = vec![b'v'; 999_000];
+        let letter = DeadLetter::malformed(record(b"key", &value), "s", "x", "why".into());
+        assert!(letter.value.is_empty());
+        assert_eq!(
+            letter.key.as_deref(),
+            Some(&b"key"[..]),
+            "a short key stays"
+        );
+        assert!(
+            letter
+                .reason
+                .starts_with("why (the value, 999000 bytes, is left out")
+        );
+        assert!(message_bytes(&letter) <= limits::MAX_DEAD_LETTER_BYTES);
+
+        let key = vec![b'k'; 999_000];
+        let letter = DeadLetter::malformed(record(&key, b"{}"), "s", "x", "why".into());
+        assert_eq!(
+            letter.key, None,
+            "a key too large for the topic is left out too"
+        );
+        assert!(message_bytes(&letter) <= limits::MAX_DEAD_LETTER_BYTES);
+
+        let fits = vec![b'v'; 990_000];
+        let letter = DeadLetter::malformed(record(b"key", &fits), "s", "x", "why".into());
+        assert_eq!(letter.value.len(), 990_000, "what fits is kept");
+        assert!(message_bytes(&letter) <= limits::MAX_DEAD_LETTER_BYTES);
     }
 }

@@ -11,12 +11,14 @@
 //! - [`file`]: rows as JSON Lines in a file.
 //! - [`dead_letter`]: records that could not be processed, to their topic.
 //! - [`changelog`]: the aggregator's state changes, to its changelog topic.
+//! - [`limits`]: the largest key, state, row and dead letter they all take.
 
 pub mod changelog;
 pub mod dead_letter;
 pub mod error;
 pub mod file;
 pub mod kafka;
+pub mod limits;
 pub mod output;
 pub mod postgres;
 pub mod registry;

@@ -11,7 +11,7 @@ use super::keys::key_of;
 use super::{Chain, Update, index_u32};
 use crate::engine::state::{Folded, KeyedState};
 use crate::plugin::{Batch, BatchExt, Failure, Group, GroupResult, no_fields};
-use crate::sink::DeadLetter;
+use crate::sink::{DeadLetter, limits};
 
 /// What the aggregator made of a batch.
 #[derive(Default)]
@@ -227,6 +227,20 @@ impl Chain {
                 }
                 continue;
             }
+            if let Some((code, reason)) = too_large(&result) {
+                // Its row or state could never be written: the group's
+                // events are refused, and the key keeps its state.
+                for index in events {
+                    let record = source.record(origin[index] as usize);
+                    dead.push(DeadLetter::malformed(
+                        record,
+                        &stage.name,
+                        code,
+                        reason.clone(),
+                    ));
+                }
+                continue;
+            }
             let went_through = (group.count as usize).saturating_sub(result.failures.len());
             aggregated.records += went_through as u64;
             for (index, failure) in result.failures {
@@ -248,5 +262,59 @@ impl Chain {
             }
         }
         aggregated
+    }
+}
+
+/// Why a group's result could never be written, if it could not: a state
+/// or a row larger than the sinks take.
+fn too_large(result: &GroupResult) -> Option<(&'static str, String)> {
+    let state = result.state.as_ref().map_or(0, Vec::len);
+    if state > limits::MAX_STATE_BYTES {
+        return Some((
+            "state-too-large",
+            format!(
+                "with this record the key's state would be {state} bytes; a state is at most {} \
+                 (it must fit a changelog message); the key keeps its state without it",
+                limits::MAX_STATE_BYTES
+            ),
+        ));
+    }
+    let row = result.row.as_deref().map_or(0, limits::row_bytes);
+    if row > limits::MAX_ROW_BYTES {
+        return Some((
+            "row-too-large",
+            format!(
+                "with this record the key's row would be {row} bytes; a row is at most {} \
+                 (it must fit a Kafka message); the key keeps its state without it",
+                limits::MAX_ROW_BYTES
+            ),
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::Value;
+
+    fn result(state: usize, text: usize) -> GroupResult {
+        GroupResult {
+            state: Some(vec![0; state]),
+            row: Some(vec![Value::Text("x".repeat(text)), Value::Long(1)]),
+            failures: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_result_the_sinks_cannot_take_is_refused_with_its_size() {
+        assert_eq!(too_large(&result(limits::MAX_STATE_BYTES, 1000)), None);
+        let (code, reason) = too_large(&result(limits::MAX_STATE_BYTES + 1, 10)).expect("refused");
+        assert_eq!(code, "state-too-large");
+        assert!(reason.contains("900001 bytes"), "{reason}");
+        let text = limits::MAX_ROW_BYTES - 20;
+        assert_eq!(too_large(&result(10, text)), None, "the largest row fits");
+        let (code, _) = too_large(&result(10, text + 1)).expect("refused");
+        assert_eq!(code, "row-too-large");
     }
 }

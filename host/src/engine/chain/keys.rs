@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use crate::plugin::RecordRef;
+use crate::sink::limits;
 
 /// Why `value` is not a JSON object, for its dead letter (the source's
 /// format is `json`; the parse found it is not).
@@ -61,6 +62,16 @@ pub(super) fn key_of<'a>(
         }
     };
     check_key(&key)?;
+    if key.len() > limits::MAX_KEY_BYTES {
+        return Err((
+            "key-too-long",
+            format!(
+                "the key is {} bytes; keys are at most {} (they are the sinks' primary keys)",
+                key.len(),
+                limits::MAX_KEY_BYTES
+            ),
+        ));
+    }
     Ok(key)
 }
 
@@ -89,6 +100,34 @@ pub fn check_key(key: &[u8]) -> Result<(), (&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn keyed(key: &[u8], value: &[u8], field: Option<&str>) -> Result<Vec<u8>, &'static str> {
+        let record = RecordRef {
+            key: Some(key),
+            value,
+            timestamp: 0,
+            partition: 0,
+            offset: 0,
+        };
+        key_of(record, field)
+            .map(Cow::into_owned)
+            .map_err(|(code, _)| code)
+    }
+
+    #[test]
+    fn a_key_longer_than_the_sinks_take_is_refused_from_the_record_key_and_from_a_field() {
+        let longest = "k".repeat(limits::MAX_KEY_BYTES);
+        assert!(keyed(longest.as_bytes(), b"{}", None).is_ok());
+        let long = "k".repeat(limits::MAX_KEY_BYTES + 1);
+        assert_eq!(keyed(long.as_bytes(), b"{}", None), Err("key-too-long"));
+        let value = format!(r#"{{"session_id": "{long}"}}"#);
+        assert_eq!(
+            keyed(b"k", value.as_bytes(), Some("session_id")),
+            Err("key-too-long")
+        );
+        assert_eq!(keyed(b"", b"{}", None), Err("missing-key"));
+        assert_eq!(keyed(b"\xff", b"{}", None), Err("key-not-utf8"));
+    }
 
     #[test]
     fn says_why_a_value_is_not_a_json_object() {
