@@ -8,6 +8,10 @@ use std::time::Instant;
 pub trait Clock: Send + Sync {
     /// Now.
     fn now(&self) -> Instant;
+
+    /// Now on the wall clock, in milliseconds since the Unix epoch (what
+    /// record timestamps are compared with).
+    fn wall_ms(&self) -> i64;
 }
 
 /// The system's monotonic clock.
@@ -17,5 +21,9 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Instant {
         Instant::now()
+    }
+
+    fn wall_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
     }
 }

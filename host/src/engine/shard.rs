@@ -103,6 +103,8 @@ pub struct ShardSettings {
     pub max_wait: Duration,
     /// Keys idle this long (in stream time) are evicted.
     pub idle_timeout: Option<Duration>,
+    /// How far ahead of the wall clock stream time may go.
+    pub max_clock_skew: Duration,
     /// The aggregator's state version.
     pub state_version: u32,
     /// The shape of the aggregator's rows.
@@ -198,6 +200,8 @@ pub(crate) struct Shard<H> {
     /// about a tenth of it.
     last_flush: Instant,
     last_input: Instant,
+    /// Whether a record dated ahead of the clock was logged already.
+    warned_ahead: bool,
     evict_every: Option<Duration>,
     next_evict: Option<Instant>,
     output: H,
@@ -241,6 +245,7 @@ impl<H: Handover> Shard<H> {
                     .mul_f64((settings.id + 1) as f64 / settings.shards as f64),
             last_flush: now,
             last_input: now,
+            warned_ahead: false,
             evict_every,
             next_evict: evict_every.map(|every| now + every),
             output,
@@ -252,6 +257,13 @@ impl<H: Handover> Shard<H> {
 
     fn now(&self) -> Instant {
         self.settings.clock.now()
+    }
+
+    /// Stream time may go as far as the wall clock plus the skew allowed.
+    fn trust_clock(&mut self) {
+        let skew = i64::try_from(self.settings.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+        let until = self.settings.clock.wall_ms().saturating_add(skew);
+        self.state.trust_until(until);
     }
 
     /// Stage `order.stage` runs the order's plugin from the next batch on.
@@ -293,6 +305,7 @@ impl<H: Handover> Shard<H> {
         self.dead.extend(chunk.dead);
         let started = self.now();
         self.last_input = started;
+        self.trust_clock();
         let tally = self.versions.process(
             &mut self.chain,
             &chunk.batch,
@@ -312,6 +325,16 @@ impl<H: Handover> Shard<H> {
                 "Batch processed."
             );
         }
+        if tally.ahead > 0 && !self.warned_ahead {
+            self.warned_ahead = true;
+            tracing::warn!(
+                shard = self.settings.id,
+                max_clock_skew = ?self.settings.max_clock_skew,
+                "Records dated further ahead of this machine's clock than `max_clock_skew`: \
+                 stream time counts them as dated now plus the skew (counted in \
+                 weir_records_ahead_of_clock_total; logged once)."
+            );
+        }
         self.stats.add_tally(tally, source_dead);
         self.stats.add_batch(
             chunk.batch.records.len(),
@@ -328,6 +351,7 @@ impl<H: Handover> Shard<H> {
     /// `partition` is now the shard's, with `entries` as its state.
     pub(crate) fn restore(&mut self, partition: i32, entries: HashMap<Vec<u8>, Stored>) {
         self.versions.restoring(partition, &entries);
+        self.trust_clock();
         self.state.restore(partition, entries);
         let epoch = self.settings.ownership.gain(partition);
         self.owned.insert(partition, epoch);

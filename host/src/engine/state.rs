@@ -51,7 +51,8 @@ struct PartitionState {
     dirty: Vec<Vec<u8>>,
     /// Keys evicted since the last flush: their changelog tombstones are due.
     evicted: Vec<Vec<u8>>,
-    /// The newest record timestamp seen (ms).
+    /// The newest record timestamp seen (ms), at most the state's
+    /// `trusted_until`.
     stream_time: i64,
 }
 
@@ -89,6 +90,9 @@ pub struct KeyedState {
     state_version: u32,
     /// The running aggregator's generation: it changes with every swap.
     generation: u64,
+    /// The newest time stream time may reach (ms): the wall clock plus the
+    /// skew allowed, so one record dated far ahead cannot age every key.
+    trusted_until: i64,
 }
 
 /// A key's state as the aggregator gets it.
@@ -109,7 +113,22 @@ impl KeyedState {
             partitions: HashMap::new(),
             state_version,
             generation: 0,
+            trusted_until: i64::MAX,
         }
+    }
+
+    /// Stream time may reach `time` (ms since the epoch) and no further,
+    /// from now on: records dated later count as dated `time`, for stream
+    /// time and their key's last event (the plugins still see their own
+    /// timestamps). The shard sets it to its wall clock plus the source's
+    /// `max_clock_skew` before every batch.
+    pub fn trust_until(&mut self, time: i64) {
+        self.trusted_until = time;
+    }
+
+    /// The newest time stream time may reach now ([`Self::trust_until`]).
+    pub fn trusted_until(&self) -> i64 {
+        self.trusted_until
     }
 
     /// A new aggregator version takes over: the state it writes has
@@ -203,6 +222,7 @@ impl KeyedState {
             last_event,
         } = folded;
         let (version, generation) = (self.state_version, self.generation);
+        let last_event = last_event.min(self.trusted_until);
         let partition = self.partitions.entry(partition).or_default();
         partition.stream_time = partition.stream_time.max(last_event);
         let entry = match partition.entries.get_mut(key) {
@@ -237,10 +257,13 @@ impl KeyedState {
     }
 
     /// Advances a partition's stream time (records that reached no state
-    /// still move time on).
-    pub fn observe(&mut self, partition: i32, timestamp: i64) {
+    /// still move time on); true when `timestamp` is later than stream
+    /// time may go ([`Self::trust_until`]), so it moved time only that far.
+    pub fn observe(&mut self, partition: i32, timestamp: i64) -> bool {
+        let ahead = timestamp > self.trusted_until;
         let partition = self.partitions.entry(partition).or_default();
-        partition.stream_time = partition.stream_time.max(timestamp);
+        partition.stream_time = partition.stream_time.max(timestamp.min(self.trusted_until));
+        ahead
     }
 
     /// Takes every change since the last call: each changed key's newest
@@ -321,7 +344,9 @@ impl KeyedState {
         let mut restored = PartitionState::default();
         restored.entries.reserve(entries.len());
         for (key, stored) in entries {
-            restored.stream_time = restored.stream_time.max(stored.last_event);
+            // Written before a limit, or by a machine whose clock ran ahead.
+            let last_event = stored.last_event.min(self.trusted_until);
+            restored.stream_time = restored.stream_time.max(last_event);
             // State another version wrote made a row of that version's
             // shape: not the running generation's, so it is refreshed.
             let generation = if stored.state_version == self.state_version {
@@ -338,7 +363,7 @@ impl KeyedState {
                     row_generation: self.generation,
                     applied: stored.applied,
                     row: None,
-                    last_event: stored.last_event,
+                    last_event,
                     changed: false,
                 },
             );
@@ -448,6 +473,59 @@ mod tests {
         state.take_changes();
         assert_eq!(state.evict_idle(idle, |_| Some(100)), 0);
         assert_eq!(state.len(), 2);
+    }
+
+    /// One record dated far ahead (year 3000) among keys of today: without
+    /// a limit it moves the partition's stream time there, every other
+    /// key looks idle and is evicted at the next sweep, and a later event
+    /// of theirs starts a fresh aggregate whose row overwrites the
+    /// complete one in the sinks. After a restart the restored stream time
+    /// is the changelog's newest `last_event`: year 3000 again.
+    #[test]
+    fn a_record_dated_far_ahead_evicts_no_key_and_survives_no_restart() {
+        let minute = 60_000;
+        let now = 1_800_000_000_000; // 2027
+        let year_3000 = 32_503_680_000_000;
+        let idle = Duration::from_secs(30 * 60);
+        let run = |trusted_until: Option<i64>| {
+            let mut state = KeyedState::new(1);
+            if let Some(until) = trusted_until {
+                state.trust_until(until);
+            }
+            state.update(0, b"today", folded(vec![], row(1), 1, now - minute));
+            assert_eq!(
+                state.observe(0, year_3000),
+                trusted_until.is_some(),
+                "the record is counted as ahead when there is a limit"
+            );
+            state.update(0, b"ahead", folded(vec![], row(2), 2, year_3000));
+            let changes = state.take_changes();
+            let evicted = state.evict_idle(idle, |_| Some(3));
+            // A restart: the state as the changelog holds it.
+            let mut restarted = KeyedState::new(1);
+            if let Some(until) = trusted_until {
+                restarted.trust_until(until);
+            }
+            let entries = changes
+                .changelog
+                .iter()
+                .map(|record| (record.key.clone(), stored(record).expect("a value")))
+                .collect();
+            restarted.restore(0, entries);
+            let evicted_after_restart = restarted.evict_idle(idle, |_| Some(3));
+            (evicted, evicted_after_restart)
+        };
+        assert_eq!(
+            run(None),
+            (1, 1),
+            "no limit: the key of today is evicted, before and after a restart"
+        );
+        let skew = minute;
+        assert_eq!(
+            run(Some(now + skew)),
+            (0, 0),
+            "stream time trusted only up to now + skew: nothing is idle"
+        );
     }
 
     #[test]

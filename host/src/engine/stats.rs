@@ -77,6 +77,9 @@ impl Stats {
             self.replayed.fetch_add(tally.replayed, Relaxed);
             self.metrics.replayed.increment(tally.replayed);
         }
+        if tally.ahead > 0 {
+            self.metrics.ahead.increment(tally.ahead);
+        }
     }
 
     pub(super) fn add_rows_written(&self, rows: u64) {
@@ -113,6 +116,7 @@ impl Stats {
 struct PipelineMetrics {
     received: metrics::Counter,
     replayed: metrics::Counter,
+    ahead: metrics::Counter,
     evicted: metrics::Counter,
     batch_records: metrics::Histogram,
     batch_seconds: metrics::Histogram,
@@ -124,6 +128,7 @@ impl PipelineMetrics {
         Self {
             received: metrics::counter!("weir_source_records_total", &label()),
             replayed: metrics::counter!("weir_records_replayed_total", &label()),
+            ahead: metrics::counter!("weir_records_ahead_of_clock_total", &label()),
             evicted: metrics::counter!("weir_state_evicted_keys_total", &label()),
             batch_records: metrics::histogram!("weir_batch_records", &label()),
             batch_seconds: metrics::histogram!("weir_batch_duration_seconds", &label()),

@@ -48,6 +48,11 @@ pub struct SourceConfig {
     /// Values larger than this many bytes are dead-lettered (default 1 000 000,
     /// the largest a default Kafka topic, and so the dead-letter topic, takes).
     pub max_record_bytes: Option<Spanned<u64>>,
+    /// How far ahead of weir's clock a record's timestamp may move stream
+    /// time (default `1m`): a record dated later counts as dated now plus
+    /// this, so one bad clock cannot make every key idle.
+    #[serde(default, with = "humantime_serde::option")]
+    pub max_clock_skew: Option<Duration>,
 }
 
 impl SourceConfig {

@@ -38,6 +38,8 @@ pub struct SourcePlan {
     pub format: Format,
     /// Values larger than this are dead-lettered.
     pub max_record_bytes: usize,
+    /// How far ahead of the wall clock a record may move stream time.
+    pub max_clock_skew: Duration,
 }
 
 /// Batching and flushing.

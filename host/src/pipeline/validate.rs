@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -162,6 +163,7 @@ impl Checker<'_> {
             group: group?,
             format: source.format,
             max_record_bytes: max_record_bytes?,
+            max_clock_skew: source.max_clock_skew.unwrap_or(Duration::from_secs(60)),
         })
     }
 

@@ -72,6 +72,12 @@ pub const FAMILIES: &[Family] = &[
         "Records skipped because their key's state already held them (read again after a restart or a rebalance).",
     ),
     family(
+        "weir_records_ahead_of_clock_total",
+        Counter,
+        &["pipeline"],
+        "Records dated further ahead of weir's clock than the source's max_clock_skew: they moved stream time only to the clock plus the skew.",
+    ),
+    family(
         "weir_batch_records",
         Histogram,
         &["pipeline"],

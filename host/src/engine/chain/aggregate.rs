@@ -20,6 +20,8 @@ pub(super) struct Aggregated {
     pub(super) records: u64,
     /// Records skipped because their key's state already held them.
     pub(super) replayed: u64,
+    /// Records dated further ahead of the wall clock than stream time goes.
+    pub(super) ahead: u64,
     /// The state updates, applied by the caller.
     pub(super) updates: Vec<Update>,
 }
@@ -60,9 +62,12 @@ impl Chain {
         if !self.aggregator.columns.is_empty() && reaching.parsed.is_none() {
             reaching.parsed = Some(self.reader.parse(reaching.batch));
         }
-        let keyed = self.key(&reaching, state, dead);
+        let (keyed, ahead) = self.key(&reaching, state, dead);
         if keyed.order.is_empty() {
-            return Aggregated::default();
+            return Aggregated {
+                ahead,
+                ..Aggregated::default()
+            };
         }
         let groups = self.group(&reaching, keyed, state, dead);
         let fields = reaching.parsed.as_ref().map_or_else(no_fields, |parsed| {
@@ -74,17 +79,21 @@ impl Chain {
         let results = self
             .aggregator
             .timed(|code| code.aggregate(&grouped, &fields, &groups.groups));
-        self.fold(reaching.source, groups, results, dead)
+        Aggregated {
+            ahead,
+            ..self.fold(reaching.source, groups, results, dead)
+        }
     }
 
     /// Finds each record's key (those without a valid one become dead
-    /// letters) and moves stream time, once per partition.
+    /// letters) and moves stream time, once per partition; also how many
+    /// records were dated further ahead than stream time may go.
     fn key<'a>(
         &self,
         reaching: &Reaching<'a>,
         state: &mut KeyedState,
         dead: &mut Vec<DeadLetter>,
-    ) -> Keyed<'a> {
+    ) -> (Keyed<'a>, u64) {
         let batch = reaching.batch;
         let mut ids: HashMap<(i32, Cow<'_, [u8]>), u32> = HashMap::new();
         let mut keyed = Keyed {
@@ -116,11 +125,17 @@ impl Chain {
                 });
             keyed.order.push((id, index_u32(index)));
         }
-        for (partition, timestamp) in stream_time {
-            state.observe(partition, timestamp);
+        let mut ahead = 0;
+        for (partition, newest) in stream_time {
+            if state.observe(partition, newest) {
+                let records = reaching.batch.records.iter();
+                ahead += records
+                    .filter(|r| r.partition == partition && r.timestamp > state.trusted_until())
+                    .count() as u64;
+            }
         }
         keyed.order.sort_by_key(|&(id, _)| id);
-        keyed
+        (keyed, ahead)
     }
 
     /// Makes one group per key of its records the key's state does not
@@ -205,6 +220,7 @@ impl Chain {
         let mut aggregated = Aggregated {
             records: 0,
             replayed: groups.replayed,
+            ahead: 0,
             updates: Vec::with_capacity(groups.groups.len()),
         };
         let origin = &groups.origin;

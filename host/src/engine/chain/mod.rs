@@ -46,6 +46,9 @@ pub struct Tally {
     /// Records skipped because their key's state already held them (read
     /// again after a restart or a rebalance).
     pub replayed: u64,
+    /// Records dated further ahead of the wall clock than `max_clock_skew`:
+    /// they moved stream time only to the clock plus the skew.
+    pub ahead: u64,
 }
 
 /// The stages of a pipeline, as one shard runs them.
@@ -258,6 +261,7 @@ impl Chain {
         }
         tally.aggregated = aggregated.records;
         tally.replayed = aggregated.replayed;
+        tally.ahead = aggregated.ahead;
         tally.dead = (dead.len() - dead_before) as u64;
         for (stage, counts) in self.stages.iter().zip(counts) {
             stage.metrics.add(counts);

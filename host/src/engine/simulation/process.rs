@@ -58,6 +58,7 @@ pub(super) fn start(
                 flush_interval: Duration::from_secs(1),
                 max_wait: Duration::from_millis(50),
                 idle_timeout: None,
+                max_clock_skew: Duration::from_secs(60),
                 state_version: running.version,
                 output: Arc::clone(&running.shape),
                 clock: Arc::clone(clock) as Arc<dyn Clock>,

@@ -13,6 +13,13 @@ impl Clock for SimClock {
     fn now(&self) -> Instant {
         self.start + *self.elapsed.lock().expect("not poisoned")
     }
+
+    /// The simulated records are dated from the epoch on; the wall clock
+    /// starts a day later.
+    fn wall_ms(&self) -> i64 {
+        let elapsed = *self.elapsed.lock().expect("not poisoned");
+        86_400_000 + i64::try_from(elapsed.as_millis()).expect("a short simulation")
+    }
 }
 
 /// Everything that survives a crash: the broker's topics and the sinks.

@@ -65,6 +65,7 @@ pub(super) fn spawn_shards(
             flush_interval: plan.batch.flush_interval,
             max_wait: plan.batch.max_wait,
             idle_timeout: plan.last_stage().idle_timeout,
+            max_clock_skew: plan.source.max_clock_skew,
             state_version: parts.aggregator.state_version,
             output: Arc::clone(parts.output),
             clock: Arc::new(SystemClock),
