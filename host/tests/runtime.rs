@@ -386,12 +386,67 @@ fn a_plugin_that_loops_forever_hits_its_deadline() {
     assert_eq!(
         verdicts[1],
         Verdict::Failed(Failure::Trapped(
-            "exceeded its call deadline of 200 ms".into()
+            "exceeded its call deadline of 12 ms (a record retried alone, after its batch \
+             trapped, gets at most a sixteenth of the stage's 200 ms)"
+                .into()
         ))
     );
     assert_eq!(verdicts[2], Verdict::Keep);
     // Two interrupted calls (the batch, then the record alone), nothing more.
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    // One looping record is no reason to stop calling the plugin.
+    assert_eq!(
+        filter(&mut worker, &batch(&[("k", "fine")])),
+        vec![Verdict::Keep]
+    );
+}
+
+/// A plugin that loops on every record once cost a batch a deadline per
+/// record (512 records at 5 s: 43 minutes). Now the retries share one more
+/// deadline, the records left are dead-lettered untried, and the stage's
+/// circuit opens: its next batches are dead-lettered without calling it.
+#[test]
+fn a_plugin_that_loops_on_every_record_costs_a_batch_about_two_deadlines_then_is_not_called() {
+    let mut context = StageContext::new("test", "loop");
+    context.limits = StageLimits {
+        call_timeout_ms: 320,
+        ..StageLimits::default()
+    };
+    let mut worker = Worker::new(load("looping-filter"), Arc::new(context)).expect("starts");
+    let looping: Vec<(&str, &str)> = (0..200).map(|_| ("k", "LOOP")).collect();
+    let started = Instant::now();
+    let verdicts = filter(&mut worker, &batch(&looping));
+    let elapsed = started.elapsed();
+    // The batch (320 ms), then retries sharing 320 ms: not 200 x 320 ms = 64 s.
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    let code = |verdict: &Verdict| match verdict {
+        Verdict::Failed(Failure::Trapped(_)) => "trap",
+        Verdict::Failed(Failure::Skipped { code, .. }) => code,
+        other => panic!("a looping record went through: {other:?}"),
+    };
+    let trapped = verdicts.iter().filter(|v| code(v) == "trap").count();
+    let untried = verdicts
+        .iter()
+        .filter(|v| code(v) == "budget-spent")
+        .count();
+    assert_eq!(trapped + untried, 200);
+    assert!(
+        (1..=40).contains(&trapped),
+        "about sixteen records tried alone, {trapped} were"
+    );
+    // The circuit is open: good records too are dead-lettered, at once.
+    let started = Instant::now();
+    let verdicts = filter(&mut worker, &batch(&[("k", "fine"), ("k", "LOOP")]));
+    assert!(started.elapsed() < Duration::from_millis(200));
+    for verdict in &verdicts {
+        match verdict {
+            Verdict::Failed(Failure::Skipped { code, reason }) => {
+                assert_eq!(*code, "circuit-open");
+                assert!(reason.contains("then a batch tries it again"), "{reason}");
+            }
+            other => panic!("expected circuit-open, got {other:?}"),
+        }
+    }
 }
 
 #[test]

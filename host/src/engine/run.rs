@@ -34,6 +34,12 @@ pub fn run_with(
     natives: &NativeStages,
 ) -> Result<(), RunError> {
     let mut options = RuntimeOptions::from_env()?;
+    // Fuel is metered by the whole engine (it slows every plugin), so it is
+    // on when a stage of any pipeline sets a fuel budget, and only then.
+    options.fuel_metering |= plans
+        .iter()
+        .flat_map(|plan| &plan.stages)
+        .any(|stage| stage.limits.fuel.is_some());
     if options.cache_dir.is_none() {
         options.cache_dir = crate::dirs::cache().map(|dir| dir.join("compiled"));
     }

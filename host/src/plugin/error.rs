@@ -97,6 +97,14 @@ pub enum Failure {
     Rejected(PluginError),
     /// The plugin trapped on this record (panic, deadline, memory, fuel).
     Trapped(String),
+    /// The plugin was not called for this record: its circuit is open, or
+    /// the batch's time budget was spent ([`super::budget`]).
+    Skipped {
+        /// The dead letter's code (`circuit-open`, `budget-spent`).
+        code: &'static str,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for Failure {
@@ -104,6 +112,7 @@ impl std::fmt::Display for Failure {
         match self {
             Self::Rejected(error) => write!(f, "rejected ({}): {}", error.code, error.message),
             Self::Trapped(message) => write!(f, "trapped: {message}"),
+            Self::Skipped { reason, .. } => write!(f, "{reason}"),
         }
     }
 }

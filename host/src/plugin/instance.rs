@@ -40,7 +40,13 @@ pub(super) fn instantiate(
     let state = HostState::new(Arc::clone(context), Arc::from(plugin.name.as_str()));
     let mut store = Store::new(&plugin.engine, state);
     store.limiter(|state| &mut state.limits);
-    arm(&mut store, &context.limits, plugin.fuel_metering);
+    let limits = &context.limits;
+    arm(
+        &mut store,
+        limits.call_timeout(),
+        limits,
+        plugin.fuel_metering,
+    );
     let start = |store: &Store<HostState>, error: wasmtime::Error| {
         let output = store.data().output.take();
         let reason = if output.is_empty() {
@@ -94,13 +100,14 @@ pub(super) fn instantiate(
     Ok((store, instance, reads))
 }
 
-/// Arms `store` for the next call: the epoch deadline and the fuel budget.
-pub(super) fn arm(store: &mut Store<HostState>, limits: &StageLimits, fuel_metering: bool) {
-    let ticks = limits
-        .call_timeout()
-        .as_millis()
-        .div_ceil(EPOCH_TICK.as_millis())
-        .max(1);
+/// Arms `store` for the next call: the epoch `deadline` and the fuel budget.
+pub(super) fn arm(
+    store: &mut Store<HostState>,
+    deadline: std::time::Duration,
+    limits: &StageLimits,
+    fuel_metering: bool,
+) {
+    let ticks = deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
     store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
     if fuel_metering {
         store

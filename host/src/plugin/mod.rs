@@ -15,6 +15,7 @@
 
 pub mod batch;
 pub mod bindings;
+mod budget;
 pub mod code;
 pub mod context;
 pub mod error;

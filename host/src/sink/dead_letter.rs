@@ -104,6 +104,7 @@ impl DeadLetter {
         let (kind, code, reason) = match failure {
             Failure::Rejected(error) => (Kind::Rejected, error.code, error.message),
             Failure::Trapped(message) => (Kind::Trapped, "trap".to_owned(), message),
+            Failure::Skipped { code, reason } => (Kind::Trapped, code.to_owned(), reason),
         };
         Self::new(record, stage, Some(plugin.clone()), kind, code, reason)
     }

@@ -180,6 +180,12 @@ pub const FAMILIES: &[Family] = &[
         "Attempts to write a flush again after a sink failed (the pipeline waits meanwhile).",
     ),
     family(
+        "weir_plugin_circuit_opened_total",
+        Counter,
+        &["pipeline", "stage"],
+        "Times a stage's plugin kept running out of time and its records were dead-lettered without calling it for a cool-down.",
+    ),
+    family(
         "weir_plugin_counter_total",
         Counter,
         &["pipeline", "stage", "name"],

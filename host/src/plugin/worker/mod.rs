@@ -1,15 +1,17 @@
 //! One plugin instance in its own [`Store`], with the stage's limits, and the
 //! rule for traps: discard the store, re-instantiate, retry the batch record
-//! by record to isolate the poison records, and go on with the rest.
+//! by record to isolate the poison records, and go on with the rest — within
+//! the batch's time budget, behind a circuit breaker ([`super::budget`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::Store;
 
 use super::batch::BatchExt;
-use super::bindings::aggregating::{Group, Outcome};
 use super::bindings::filtering::Decision;
-use super::bindings::types::{Batch, Fields, PluginError, Value};
+use super::bindings::types::{Batch, Fields, Value};
+use super::budget::{Breaker, Budget, Turn};
 use super::context::StageContext;
 use super::error::{Failure, LoadError, Trap};
 use super::fields::FieldsExt;
@@ -18,6 +20,8 @@ use super::instance::{Instance, arm, instantiate};
 use super::runtime::Plugin;
 pub use super::transformed::OutputRecord;
 use super::transformed::split_transformed;
+
+mod aggregating;
 
 /// What a filter decided for one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,12 +57,17 @@ pub struct Worker {
     /// On a trap, fail the whole call instead of isolating the records
     /// responsible (a new version on probation: it is replaced anyway).
     fail_fast: bool,
+    /// The time of the current batch's calls.
+    budget: Budget,
+    /// Stops calling a plugin that keeps running out of time.
+    breaker: Breaker,
 }
 
 impl Worker {
     /// Instantiates `plugin` for the stage `context` and calls its `init`.
     pub fn new(plugin: Arc<Plugin>, context: Arc<StageContext>) -> Result<Self, LoadError> {
         let (store, instance, reads) = instantiate(&plugin, &context)?;
+        let budget = Budget::new(context.limits.call_timeout());
         Ok(Self {
             plugin,
             context,
@@ -67,6 +76,8 @@ impl Worker {
             reads,
             restarts: 0,
             fail_fast: false,
+            budget,
+            breaker: Breaker::default(),
         })
     }
 
@@ -92,6 +103,47 @@ impl Worker {
         self.isolating(batch, fields, Self::call_filter, Verdict::Failed)
     }
 
+    /// Before a batch: why the plugin is not called (its circuit is open),
+    /// or a fresh budget for the batch's calls.
+    fn start_batch(&mut self) -> Option<Failure> {
+        let refusal = self.breaker.refusal(Instant::now());
+        if refusal.is_none() {
+            self.budget.start_batch();
+        }
+        refusal
+    }
+
+    /// After a batch that called the plugin: the breaker's turn, logged.
+    fn end_batch(&mut self) {
+        let (pipeline, stage) = (&self.context.pipeline, &self.context.stage);
+        match self.breaker.record(&self.budget, Instant::now()) {
+            Turn::Same => {}
+            Turn::Opened(cool_down) => {
+                tracing::warn!(
+                    pipeline = %pipeline,
+                    stage = %stage,
+                    plugin = %self.plugin.name,
+                    cool_down = ?cool_down,
+                    "Plugin keeps running out of its time budget: its records are \
+                     dead-lettered (circuit-open) without calling it for the cool-down, \
+                     then a batch tries it again."
+                );
+                metrics::counter!(
+                    "weir_plugin_circuit_opened_total",
+                    "pipeline" => pipeline.clone(),
+                    "stage" => stage.clone(),
+                )
+                .increment(1);
+            }
+            Turn::Closed => tracing::info!(
+                pipeline = %pipeline,
+                stage = %stage,
+                plugin = %self.plugin.name,
+                "Plugin ran a batch within its time budget again: it is called as usual."
+            ),
+        }
+    }
+
     /// Runs a transform over `batch`: per record, what it became or why not.
     pub fn transform(
         &mut self,
@@ -101,96 +153,28 @@ impl Worker {
         self.isolating(batch, fields, Self::call_transform, Err)
     }
 
-    /// Runs an aggregator over `groups` of `batch` (one group per key, each
-    /// a run of consecutive records in offset order).
-    pub fn aggregate(
+    /// Calls `call` on the whole batch; if it traps, renews the instance and
+    /// calls it on each record alone, so only the records that trap fail.
+    /// While the circuit is open, every record fails without a call.
+    fn isolating<R>(
         &mut self,
         batch: &Batch,
         fields: &Fields,
-        groups: &[Group],
-    ) -> Vec<GroupResult> {
-        // `None`: the group failed as a whole (an error or a trap).
-        let outcomes: Vec<Option<Outcome>> = match self.call_aggregate(batch, fields, groups) {
-            Ok(results) => results.into_iter().map(Result::ok).collect(),
-            Err(trap) if self.fail_fast => {
-                return groups
-                    .iter()
-                    .map(|group| GroupResult {
-                        state: None,
-                        row: None,
-                        failures: (group.first as usize..(group.first + group.count) as usize)
-                            .map(|index| (index, Failure::Trapped(trap.0.clone())))
-                            .collect(),
-                    })
-                    .collect();
-            }
-            Err(_) if groups.len() == 1 => vec![None],
-            Err(_) => groups
-                .iter()
-                .map(|group| {
-                    self.call_aggregate(batch, fields, std::slice::from_ref(group))
-                        .ok()
-                        .and_then(|mut results| results.pop())
-                        .and_then(Result::ok)
-                })
-                .collect(),
-        };
-        groups
-            .iter()
-            .zip(outcomes)
-            .map(|(group, outcome)| match outcome {
-                Some(outcome) => self.group_result(group, outcome),
-                // Find the events responsible, and apply the others.
-                None => self.aggregate_event_by_event(batch, fields, group),
-            })
-            .collect()
-    }
-
-    /// The aggregator's state version.
-    pub fn state_version(&mut self) -> Result<u32, Failure> {
-        self.prepare_call();
-        let result = match &self.instance {
-            Instance::Aggregator(bindings) => bindings
-                .weir_plugin_aggregating()
-                .call_state_version(&mut self.store),
-            _ => return Err(self.not_an_aggregator()),
-        };
-        result.map_err(|error| self.trapped(error))
-    }
-
-    /// The aggregator's output schema (Avro, JSON text).
-    pub fn output_schema(&mut self) -> Result<String, Failure> {
-        self.prepare_call();
-        let result = match &self.instance {
-            Instance::Aggregator(bindings) => bindings
-                .weir_plugin_aggregating()
-                .call_output_schema(&mut self.store),
-            _ => return Err(self.not_an_aggregator()),
-        };
-        result.map_err(|error| self.trapped(error))
-    }
-
-    /// Converts state written by `from_version` into the plugin's own version.
-    pub fn migrate(&mut self, from_version: u32, state: &[u8]) -> Result<Vec<u8>, Failure> {
-        self.prepare_call();
-        let result = match &self.instance {
-            Instance::Aggregator(bindings) => bindings.weir_plugin_aggregating().call_migrate(
-                &mut self.store,
-                from_version,
-                state,
-            ),
-            _ => return Err(self.not_an_aggregator()),
-        };
-        match result {
-            Ok(Ok(state)) => Ok(state),
-            Ok(Err(error)) => Err(Failure::Rejected(error)),
-            Err(error) => Err(self.trapped(error)),
+        call: impl Fn(&mut Self, &Batch, &Fields) -> Result<Vec<R>, Trap>,
+        failed: impl Fn(Failure) -> R,
+    ) -> Vec<R> {
+        if let Some(refusal) = self.start_batch() {
+            return (0..batch.records.len())
+                .map(|_| failed(refusal.clone()))
+                .collect();
         }
+        let results = self.isolating_calls(batch, fields, call, failed);
+        self.end_batch();
+        results
     }
 
-    /// Calls `call` on the whole batch; if it traps, renews the instance and
-    /// calls it on each record alone, so only the records that trap fail.
-    fn isolating<R>(
+    /// [`Self::isolating`] of a batch the plugin is called for.
+    fn isolating_calls<R>(
         &mut self,
         batch: &Batch,
         fields: &Fields,
@@ -216,6 +200,9 @@ impl Worker {
         );
         (0..batch.records.len())
             .map(|index| {
+                if let Some(untried) = self.budget.retry() {
+                    return failed(untried);
+                }
                 let single = fields.single(index, self.reads.len());
                 match call(self, &batch.single(index), &single) {
                     Ok(mut results) => results.pop().expect("one result for one record"),
@@ -270,107 +257,11 @@ impl Worker {
         }
     }
 
-    fn call_aggregate(
-        &mut self,
-        batch: &Batch,
-        fields: &Fields,
-        groups: &[Group],
-    ) -> Result<Vec<Result<Outcome, PluginError>>, Trap> {
-        self.prepare_call();
-        let Instance::Aggregator(bindings) = &self.instance else {
-            unreachable!("an aggregate call on a {} plugin", self.plugin.kind.world());
-        };
-        let result = bindings.weir_plugin_aggregating().call_aggregate(
-            &mut self.store,
-            batch,
-            fields,
-            groups,
-        );
-        self.checked(result, groups.len())
-    }
-
-    /// Applies a failed group's events one at a time, carrying the state
-    /// forward, so each bad event is found and every good one counts.
-    fn aggregate_event_by_event(
-        &mut self,
-        batch: &Batch,
-        fields: &Fields,
-        group: &Group,
-    ) -> GroupResult {
-        let mut result = GroupResult {
-            state: group.state.clone(),
-            row: None,
-            failures: Vec::new(),
-        };
-        let first = group.first as usize;
-        for index in first..first + group.count as usize {
-            let single = Group {
-                key: group.key.clone(),
-                state: result.state.clone(),
-                first: 0,
-                count: 1,
-            };
-            let alone = fields.single(index, self.reads.len());
-            let outcome = match self.call_aggregate(
-                &batch.single(index),
-                &alone,
-                std::slice::from_ref(&single),
-            ) {
-                Ok(mut outcomes) => outcomes.pop().expect("one outcome for one group"),
-                Err(trap) => {
-                    result.failures.push((index, Failure::Trapped(trap.0)));
-                    continue;
-                }
-            };
-            match outcome {
-                Ok(outcome) => {
-                    if let Some(rejection) = outcome.rejected.into_iter().next() {
-                        result
-                            .failures
-                            .push((index, Failure::Rejected(rejection.error)));
-                    }
-                    result.state = Some(outcome.state);
-                    if outcome.row.is_some() {
-                        result.row = outcome.row;
-                    }
-                }
-                Err(error) => result.failures.push((index, Failure::Rejected(error))),
-            }
-        }
-        result
-    }
-
-    fn group_result(&self, group: &Group, outcome: Outcome) -> GroupResult {
-        let range = group.first as usize..(group.first + group.count) as usize;
-        let mut failures = Vec::with_capacity(outcome.rejected.len());
-        for rejection in outcome.rejected {
-            let index = rejection.index as usize;
-            if failures.iter().any(|(seen, _)| *seen == index) {
-                // Rejected twice: once is what counts.
-            } else if range.contains(&index) {
-                failures.push((index, Failure::Rejected(rejection.error)));
-            } else {
-                // A plugin's mistake that loses nothing: a warning, not an error.
-                tracing::warn!(
-                    pipeline = %self.context.pipeline,
-                    stage = %self.context.stage,
-                    plugin = %self.plugin.name,
-                    index,
-                    "Plugin rejected an event outside the group it was given; ignored."
-                );
-            }
-        }
-        GroupResult {
-            state: Some(outcome.state),
-            row: outcome.row,
-            failures,
-        }
-    }
-
-    /// Sets the per-call deadline and fuel.
+    /// Sets the call's deadline (from the batch's budget) and fuel.
     fn prepare_call(&mut self) {
         arm(
             &mut self.store,
+            self.budget.deadline(),
             &self.context.limits,
             self.plugin.fuel_metering,
         );
@@ -397,6 +288,7 @@ impl Worker {
             Err(error) => match self.trapped(error) {
                 Failure::Trapped(message) => Err(Trap(message)),
                 Failure::Rejected(error) => Err(Trap(error.message)),
+                Failure::Skipped { reason, .. } => Err(Trap(reason)),
             },
         }
     }
@@ -418,12 +310,24 @@ impl Worker {
         );
         let mut message = match trap {
             Some(wasmtime::Trap::Interrupt) => {
-                format!(
-                    "exceeded its call deadline of {} ms",
-                    limits.call_timeout_ms
-                )
+                self.budget.ran_out();
+                let deadline = self.budget.deadline();
+                if deadline >= limits.call_timeout() {
+                    format!(
+                        "exceeded its call deadline of {} ms",
+                        limits.call_timeout_ms
+                    )
+                } else {
+                    format!(
+                        "exceeded its call deadline of {} ms (a record retried alone, after \
+                         its batch trapped, gets at most a sixteenth of the stage's {} ms)",
+                        deadline.as_millis(),
+                        limits.call_timeout_ms
+                    )
+                }
             }
             Some(wasmtime::Trap::OutOfFuel) => {
+                self.budget.ran_out();
                 format!(
                     "ran out of fuel ({} units per call)",
                     limits.fuel.unwrap_or(u64::MAX)
@@ -445,14 +349,6 @@ impl Worker {
         }
         self.renew();
         Failure::Trapped(message)
-    }
-
-    fn not_an_aggregator(&self) -> Failure {
-        Failure::Trapped(format!(
-            "plugin `{}` is a {} plugin, not an aggregator",
-            self.plugin.name,
-            self.plugin.kind.world()
-        ))
     }
 
     /// Discards the store and instantiates the plugin afresh.
