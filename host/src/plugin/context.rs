@@ -1,7 +1,7 @@
 //! What a stage gives its plugin instances: configuration, lookup tables,
 //! limits, and the names that label its logs and metrics.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::limits::StageLimits;
@@ -43,6 +43,40 @@ pub struct StageContext {
     pub lookups: Arc<LookupTables>,
     /// Resource limits per instance.
     pub limits: StageLimits,
+    /// The metric names the stage's plugin instances have used.
+    pub metric_names: MetricNames,
+}
+
+/// The metric names a stage's plugin has used, shared by its instances: at
+/// most [`super::imports::MAX_METRIC_NAMES`].
+#[derive(Debug, Clone, Default)]
+pub struct MetricNames(Arc<std::sync::Mutex<(HashSet<String>, bool)>>);
+
+impl MetricNames {
+    /// Whether `name` is known, or may be added.
+    pub fn admit(&self, name: &str) -> bool {
+        let mut names = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if names.0.contains(name) {
+            return true;
+        }
+        if names.0.len() >= super::imports::MAX_METRIC_NAMES {
+            return false;
+        }
+        names.0.insert(name.to_owned());
+        true
+    }
+
+    /// True the first time it is asked: a name was refused (logged once).
+    pub fn first_refusal(&self) -> bool {
+        let mut names = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        !std::mem::replace(&mut names.1, true)
+    }
 }
 
 impl StageContext {
@@ -54,6 +88,27 @@ impl StageContext {
             config_json: "{}".to_owned(),
             lookups: Arc::default(),
             limits: StageLimits::default(),
+            metric_names: MetricNames::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::imports::MAX_METRIC_NAMES;
+
+    #[test]
+    fn a_stage_uses_a_bounded_number_of_metric_names_and_keeps_the_ones_it_has() {
+        let names = MetricNames::default();
+        for n in 0..MAX_METRIC_NAMES {
+            assert!(names.admit(&format!("name-{n}")));
+        }
+        assert!(!names.admit("one-too-many"));
+        assert!(names.admit("name-7"), "a known name is still recorded");
+        assert!(names.first_refusal());
+        assert!(!names.first_refusal(), "logged once");
+        // Instances of one stage share the names.
+        assert!(!names.clone().admit("another"));
     }
 }

@@ -32,7 +32,7 @@ pub use batch::{BatchBuilder, BatchExt, RecordRef};
 pub use bindings::aggregating::Group;
 pub use bindings::types::{Batch, Fields, PluginError, Value};
 pub use code::{NativeStage, NativeStages, StageCode};
-pub use context::{LookupTables, StageContext};
+pub use context::{LookupTables, MetricNames, StageContext};
 pub use error::{Failure, LoadError};
 pub use fields::{FieldsExt, Parsed, Reader, no_fields, read};
 pub use limits::StageLimits;

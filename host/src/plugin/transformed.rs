@@ -5,6 +5,12 @@ use super::batch::slice;
 use super::bindings::transforming::Transformed;
 use super::error::{Failure, Trap};
 
+/// How many bytes more than its output buffer a transform's records may
+/// take, when their spans overlap (the same bytes emitted twice are copied
+/// twice): enough for fan-out, not for a few bytes of buffer multiplied by
+/// every record into the host's memory.
+pub const MAX_ALIASED_BYTES: usize = 64 * 1024 * 1024;
+
 /// A record a transform emitted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputRecord {
@@ -33,6 +39,20 @@ pub fn split_transformed(
             .checked_add(len as usize)
             .is_some_and(|end| end <= data.len())
     };
+    // Spans may overlap, and each is copied: bound the copies first.
+    let copied: u64 = records
+        .iter()
+        .map(|emitted| {
+            u64::from(emitted.value.len) + emitted.key.map_or(0, |key| u64::from(key.len))
+        })
+        .sum();
+    if copied > (data.len() + MAX_ALIASED_BYTES) as u64 {
+        return Err(Trap(format!(
+            "emitted records whose keys and values add up to {copied} bytes from an output \
+             buffer of {} bytes (spans may overlap by at most {MAX_ALIASED_BYTES} bytes in all)",
+            data.len()
+        )));
+    }
     let mut outputs: Vec<(usize, OutputRecord)> = Vec::with_capacity(records.len());
     for emitted in &records {
         let source = emitted.source as usize;
@@ -77,4 +97,45 @@ pub fn split_transformed(
         results[index] = Err(Failure::Rejected(rejection.error));
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::transforming::Emitted;
+    use crate::plugin::bindings::types::Span;
+
+    fn emitting(data: Vec<u8>, spans: &[(u32, u32)]) -> Transformed {
+        Transformed {
+            data,
+            records: spans
+                .iter()
+                .map(|&(start, len)| Emitted {
+                    source: 0,
+                    key: None,
+                    value: Span { start, len },
+                })
+                .collect(),
+            headers: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn overlapping_spans_are_copied_up_to_a_bound_not_multiplied_without_end() {
+        // The same 1 MiB emitted twice: fine.
+        let mib = 1024 * 1024;
+        let twice = emitting(vec![7; mib as usize], &[(0, mib), (0, mib)]);
+        let records = split_transformed(twice, 1).expect("within the bound");
+        assert_eq!(records[0].as_ref().expect("emitted").len(), 2);
+        // The same 1 MiB a hundred thousand times would be 100 GB.
+        let spans = vec![(0, mib); 100_000];
+        let error = split_transformed(emitting(vec![7; mib as usize], &spans), 1)
+            .expect_err("refused before copying");
+        assert!(
+            error.0.contains("add up to 104857600000 bytes"),
+            "{}",
+            error.0
+        );
+    }
 }

@@ -10,7 +10,7 @@ use crate::engine::error::TopologyError;
 use crate::engine::{lookups, reachable::until_reachable};
 use crate::kafka::ensure_topics;
 use crate::pipeline::{PipelinePlan, StageLoadError, check_shape};
-use crate::plugin::{LookupTables, Plugin, Runtime, StageContext, Worker};
+use crate::plugin::{LookupTables, MetricNames, Plugin, Runtime, StageContext, Worker};
 use crate::sink::{
     ChangelogWriter, DeadLetterWriter, FileSink, KafkaSink, PostgresSink, RegistryClient,
     RowSchema, Shape, Sink, Sinks,
@@ -64,6 +64,7 @@ pub(super) async fn stage_contexts(
                 config_json: stage.config_json.clone(),
                 lookups: Arc::new(lookups),
                 limits: stage.limits.clone(),
+                metric_names: MetricNames::default(),
             })
         })
         .collect())
