@@ -139,3 +139,81 @@ async fn the_sessions_table_is_created_and_upserted() -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// A new aggregator version's rows are checked against the table before a
+/// swap (and a start): a retyped column, an output field named like the key
+/// column and a NOT NULL column the rows would clear are refused with the
+/// reason, and the check leaves the table as it was.
+#[tokio::test]
+async fn rows_the_table_cannot_take_are_refused_before_any_write() -> Result<()> {
+    let stack = Stack::from_env();
+    let table = unique("checked");
+    let schema = |fields: &str| {
+        RowSchema::parse(&format!(
+            r#"{{"type":"record","name":"R","fields":[{fields}]}}"#
+        ))
+    };
+    let first =
+        schema(r#"{"name":"EVENTS","type":"long"},{"name":"NOTE","type":["null","string"]}"#)?;
+    let sink = PostgresSink::connect(&stack.database_url, &table, "KEY", first.clone()).await?;
+    sink.migrate().await?;
+    let columns = || async {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_name = $1 ORDER BY ordinal_position",
+        )
+        .bind(&table)
+        .fetch_all(sink.pool())
+        .await?;
+        anyhow::Ok(names)
+    };
+    let before = columns().await?;
+
+    assert_eq!(sink.refusal(&first).await?, None, "the running rows fit");
+    let wider = schema(
+        r#"{"name":"EVENTS","type":"long"},{"name":"NOTE","type":["null","string"]},
+           {"name":"ADDED","type":["null","double"],"default":null}"#,
+    )?;
+    assert_eq!(sink.refusal(&wider).await?, None, "a new column is fine");
+    assert_eq!(columns().await?, before, "the check added nothing for good");
+
+    let retyped =
+        schema(r#"{"name":"EVENTS","type":"string"},{"name":"NOTE","type":["null","string"]}"#)?;
+    let refusal = sink.refusal(&retyped).await?.expect("refused");
+    assert!(
+        refusal.contains("column `EVENTS`")
+            && refusal.contains("bigint")
+            && refusal.contains("TEXT"),
+        "{refusal}"
+    );
+    let keyed = schema(r#"{"name":"KEY","type":"string"},{"name":"EVENTS","type":"long"}"#)?;
+    let refusal = sink.refusal(&keyed).await?.expect("refused");
+    assert!(refusal.contains("named like the key column"), "{refusal}");
+
+    sqlx::query(&format!(
+        "ALTER TABLE \"{table}\" ALTER COLUMN \"NOTE\" SET NOT NULL"
+    ))
+    .execute(sink.pool())
+    .await?;
+    let narrower = schema(r#"{"name":"EVENTS","type":"long"}"#)?;
+    let refusal = sink.refusal(&narrower).await?.expect("refused");
+    assert!(
+        refusal.contains("`NOTE`") && refusal.contains("NOT NULL"),
+        "{refusal}"
+    );
+
+    // Whatever else PostgreSQL refuses, the dry run of the upsert finds.
+    sqlx::query(&format!(
+        "ALTER TABLE \"{table}\" ALTER COLUMN \"NOTE\" DROP NOT NULL, \
+         ADD CONSTRAINT positive CHECK (\"EVENTS\" > 0), \
+         ADD COLUMN \"ODD\" INTEGER GENERATED ALWAYS AS (1) STORED"
+    ))
+    .execute(sink.pool())
+    .await?;
+    let refusal = sink.refusal(&first).await?.expect("refused");
+    assert!(refusal.contains("refuses the rows' upsert"), "{refusal}");
+    sqlx::query(&format!("DROP TABLE \"{table}\""))
+        .execute(sink.pool())
+        .await?;
+    Ok(())
+}

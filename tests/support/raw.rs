@@ -14,21 +14,30 @@ use anyhow::{Context, Result, bail};
 use rdkafka::bindings as rdsys;
 use rdkafka::client::{Client, ClientContext};
 
-/// Queues one record for `topic` on the producer of `client` (partitioned
-/// by its key, as the producer's other records), with `headers` as given:
-/// names any bytes but NUL. The producer's `flush` sends it.
-pub fn send<C: ClientContext>(
-    client: &Client<C>,
-    topic: &str,
-    key: Option<&[u8]>,
-    value: &[u8],
-    headers: &[(&[u8], &[u8])],
-) -> Result<()> {
+/// One record as it goes to the broker: any key, any value or none (a
+/// tombstone), headers whose names are any bytes but NUL, a timestamp.
+#[derive(Debug, Clone, Default)]
+pub struct Raw {
+    /// The key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The value; `None` for a null value.
+    pub value: Option<Vec<u8>>,
+    /// The headers, in order.
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Milliseconds since the epoch (`None`: the producer's clock).
+    pub timestamp: Option<i64>,
+}
+
+/// Queues `record` for `topic` on the producer of `client` (partitioned by
+/// its key, as the producer's other records). The producer's `flush`
+/// sends it.
+pub fn send<C: ClientContext>(client: &Client<C>, topic: &str, record: &Raw) -> Result<()> {
     use rdsys::rd_kafka_vtype_t as Type;
     let topic = CString::new(topic).context("a topic name without NUL")?;
-    let names = headers
+    let names = record
+        .headers
         .iter()
-        .map(|(name, _)| CString::new(*name).context("a header name without NUL"))
+        .map(|(name, _)| CString::new(name.as_slice()).context("a header name without NUL"))
         .collect::<Result<Vec<_>>>()?;
     let field = |vtype, u| rdsys::rd_kafka_vu_t { vtype, u };
     let memory = |bytes: &[u8]| rdsys::rd_kafka_vu_s__bindgen_ty_1 {
@@ -44,7 +53,6 @@ pub fn send<C: ClientContext>(
                 cstr: topic.as_ptr(),
             },
         ),
-        field(Type::RD_KAFKA_VTYPE_VALUE, memory(value)),
         // librdkafka copies what it is given before `produceva` returns.
         field(
             Type::RD_KAFKA_VTYPE_MSGFLAGS,
@@ -53,10 +61,19 @@ pub fn send<C: ClientContext>(
             },
         ),
     ];
-    if let Some(key) = key {
+    if let Some(value) = &record.value {
+        fields.push(field(Type::RD_KAFKA_VTYPE_VALUE, memory(value)));
+    }
+    if let Some(key) = &record.key {
         fields.push(field(Type::RD_KAFKA_VTYPE_KEY, memory(key)));
     }
-    for (name, (_, value)) in names.iter().zip(headers) {
+    if let Some(timestamp) = record.timestamp {
+        fields.push(field(
+            Type::RD_KAFKA_VTYPE_TIMESTAMP,
+            rdsys::rd_kafka_vu_s__bindgen_ty_1 { i64_: timestamp },
+        ));
+    }
+    for (name, (_, value)) in names.iter().zip(&record.headers) {
         fields.push(field(
             Type::RD_KAFKA_VTYPE_HEADER,
             rdsys::rd_kafka_vu_s__bindgen_ty_1 {
@@ -69,7 +86,7 @@ pub fn send<C: ClientContext>(
         ));
     }
     // SAFETY: `client` owns a live producer handle; every pointer in
-    // `fields` points into `topic`, `names`, `key`, `value` or `headers`,
+    // `fields` points into `topic`, `names` or `record`,
     // all alive until this returns, and librdkafka copies them (F_COPY).
     let error =
         unsafe { rdsys::rd_kafka_produceva(client.native_ptr(), fields.as_ptr(), fields.len()) };

@@ -110,6 +110,9 @@ pub enum TopologyError {
     /// A sink could not get ready for the aggregator's rows.
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
+    /// A sink can never take the aggregator's rows.
+    #[error("the sinks cannot take the aggregator's rows: {0}")]
+    Refused(String),
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[source] std::io::Error),

@@ -103,10 +103,25 @@ impl PostgresSink {
     /// [`Self::migrate`] for `schema` (a new plugin version's rows): adds the
     /// columns it has and the table lacks.
     pub async fn migrate_to(&self, schema: &RowSchema) -> Result<(), PostgresError> {
+        let mut transaction = self.pool.begin().await.map_err(|e| self.error(e))?;
+        let all = self.migrate_in(&mut transaction, schema).await?;
+        *self.columns.lock().expect("not poisoned") = all;
+        transaction
+            .commit()
+            .await
+            .map_err(|source| self.error(source))?;
+        Ok(())
+    }
+
+    /// [`Self::migrate_to`] in `transaction`: the table's columns after it.
+    async fn migrate_in(
+        &self,
+        transaction: &mut sqlx::PgConnection,
+        schema: &RowSchema,
+    ) -> Result<Vec<String>, PostgresError> {
         let table = quote_ident(&self.table);
         // Several weir processes may start at once: they migrate in turn
         // (`IF NOT EXISTS` is not safe against itself running concurrently).
-        let mut transaction = self.pool.begin().await.map_err(|e| self.error(e))?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('weir.table.' || $1))")
             .bind(&self.table)
             .execute(&mut *transaction)
@@ -147,7 +162,6 @@ impl PostgresSink {
                 .filter(|c| !existing.contains(&c.name))
                 .map(|c| c.name.clone()),
         );
-        *self.columns.lock().expect("not poisoned") = all;
         for column in &schema.columns {
             if existing.contains(&column.name) {
                 continue;
@@ -160,13 +174,74 @@ impl PostgresSink {
             .execute(&mut *transaction)
             .await
             .map_err(|source| self.error(source))?;
-            tracing::info!(table = %self.table, column = %column.name, "Added a column.");
+            tracing::debug!(table = %self.table, column = %column.name, "Adding a column.");
         }
-        transaction
-            .commit()
+        Ok(all)
+    }
+
+    /// Why rows of `schema` could not be written to the table, if they
+    /// could not: an output field named like the key column, a column the
+    /// table has with another type, a NOT NULL column the rows would clear.
+    /// Then, in a transaction rolled back at the end (PostgreSQL's DDL is
+    /// transactional), the table gets the columns the rows need and their
+    /// upsert statement runs without rows: whatever else PostgreSQL would
+    /// refuse is found now, and nothing is left changed.
+    pub async fn refusal(&self, schema: &RowSchema) -> Result<Option<String>, PostgresError> {
+        if let Some(column) = schema.columns.iter().find(|c| c.name == self.key_column) {
+            return Ok(Some(format!(
+                "its output field `{}` is named like the key column of table `{}`",
+                column.name, self.table
+            )));
+        }
+        let mut transaction = self.pool.begin().await.map_err(|e| self.error(e))?;
+        // A table someone holds locked fails the check rather than hang it.
+        sqlx::query("SET LOCAL lock_timeout = '5s'")
+            .execute(&mut *transaction)
             .await
             .map_err(|source| self.error(source))?;
-        Ok(())
+        let existing: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT column_name::text, data_type::text, is_nullable = 'YES' \
+             FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1",
+        )
+        .bind(&self.table)
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(|source| self.error(source))?;
+        for (name, kind, nullable) in &existing {
+            match schema.columns.iter().find(|c| c.name == *name) {
+                Some(column) if !column.kind.postgres().eq_ignore_ascii_case(kind) => {
+                    return Ok(Some(format!(
+                        "column `{name}` of table `{}` is {kind}; the rows would make it {}",
+                        self.table,
+                        column.kind.postgres()
+                    )));
+                }
+                None if !nullable && *name != self.key_column => {
+                    return Ok(Some(format!(
+                        "column `{name}` of table `{}` is NOT NULL, and the rows, which lack \
+                         it, would clear it",
+                        self.table
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let columns = self.migrate_in(&mut transaction, schema).await?;
+        let others = others(&columns, &self.key_column, schema);
+        let statement = upsert_statement(&self.table, &self.key_column, schema, &others);
+        let dry_run = bind_rows(&statement, &[], &[], schema)
+            .execute(&mut *transaction)
+            .await;
+        drop(transaction); // rolled back
+        match dry_run {
+            Ok(_) => Ok(None),
+            Err(error) if refuses_data(&error, true) => Ok(Some(format!(
+                "table `{}` refuses the rows' upsert: {error}",
+                self.table
+            ))),
+            Err(source) => Err(self.error(source)),
+        }
     }
 
     /// Upserts `rows` (key, row): a statement per connection (256 to 4 096
@@ -216,39 +291,7 @@ impl PostgresSink {
         schema: &RowSchema,
         statement: &str,
     ) -> Result<u64, PostgresError> {
-        let mut query = sqlx::query(statement).bind(
-            chosen
-                .iter()
-                .map(|&i| rows[i].0.clone())
-                .collect::<Vec<String>>(),
-        );
-        for (column_index, column) in schema.columns.iter().enumerate() {
-            // One array per column, NULL where the row's value is of no use here.
-            let values = chosen.iter().map(|&i| &rows[i].1[column_index]);
-            query = match column.kind {
-                ColumnType::Boolean => query.bind(array(values, |v| match v {
-                    Value::Boolean(b) => Some(*b),
-                    _ => None,
-                })),
-                ColumnType::Long => query.bind(array(values, |v| match v {
-                    Value::Long(n) => Some(*n),
-                    _ => None,
-                })),
-                ColumnType::Double => query.bind(array(values, |v| match v {
-                    Value::Double(x) => Some(*x),
-                    _ => None,
-                })),
-                ColumnType::Text => query.bind(array(values, |v| match v {
-                    Value::Text(s) => Some(s.clone()),
-                    _ => None,
-                })),
-                ColumnType::Bytes => query.bind(array(values, |v| match v {
-                    Value::Bytes(b) => Some(b.clone()),
-                    _ => None,
-                })),
-            };
-        }
-        let result = query
+        let result = bind_rows(statement, rows, chosen, schema)
             .execute(&self.pool)
             .await
             .map_err(|source| self.error(source))?;
@@ -259,12 +302,7 @@ impl PostgresSink {
     /// table's columns `schema` lacks (as of the last migration).
     pub fn statement(&self, schema: &RowSchema) -> String {
         let columns = self.columns.lock().expect("not poisoned");
-        let others: Vec<String> = columns
-            .iter()
-            .filter(|name| **name != self.key_column)
-            .filter(|name| !schema.columns.iter().any(|c| c.name == **name))
-            .cloned()
-            .collect();
+        let others = others(&columns, &self.key_column, schema);
         upsert_statement(&self.table, &self.key_column, schema, &others)
     }
 
@@ -281,20 +319,82 @@ impl PostgresSink {
     }
 }
 
+/// The table's `columns` that rows of `schema` lack, but the key column.
+fn others(columns: &[String], key_column: &str, schema: &RowSchema) -> Vec<String> {
+    columns
+        .iter()
+        .filter(|name| **name != key_column)
+        .filter(|name| !schema.columns.iter().any(|c| c.name == **name))
+        .cloned()
+        .collect()
+}
+
+/// Whether PostgreSQL refused the data itself: SQLSTATE classes 22 data
+/// exception, 23 integrity, 54 program limit (such as an index row too
+/// large), and, with `statement`, 42 (a statement that does not fit the
+/// table).
+fn refuses_data(error: &sqlx::Error, statement: bool) -> bool {
+    let classes: &[&str] = if statement {
+        &["22", "23", "42", "54"]
+    } else {
+        &["22", "23", "54"]
+    };
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .is_some_and(|code| classes.iter().any(|class| code.starts_with(class)))
+}
+
+/// `statement` with `rows[i]` bound for each `i` of `chosen`: one array per
+/// column.
+fn bind_rows<'q>(
+    statement: &'q str,
+    rows: &[(String, Vec<Value>)],
+    chosen: &[usize],
+    schema: &RowSchema,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut query = sqlx::query(statement).bind(
+        chosen
+            .iter()
+            .map(|&i| rows[i].0.clone())
+            .collect::<Vec<String>>(),
+    );
+    for (column_index, column) in schema.columns.iter().enumerate() {
+        // One array per column, NULL where the row's value is of no use here.
+        let values = chosen.iter().map(|&i| &rows[i].1[column_index]);
+        query = match column.kind {
+            ColumnType::Boolean => query.bind(array(values, |v| match v {
+                Value::Boolean(b) => Some(*b),
+                _ => None,
+            })),
+            ColumnType::Long => query.bind(array(values, |v| match v {
+                Value::Long(n) => Some(*n),
+                _ => None,
+            })),
+            ColumnType::Double => query.bind(array(values, |v| match v {
+                Value::Double(x) => Some(*x),
+                _ => None,
+            })),
+            ColumnType::Text => query.bind(array(values, |v| match v {
+                Value::Text(s) => Some(s.clone()),
+                _ => None,
+            })),
+            ColumnType::Bytes => query.bind(array(values, |v| match v {
+                Value::Bytes(b) => Some(b.clone()),
+                _ => None,
+            })),
+        };
+    }
+    query
+}
+
 impl PostgresError {
     /// What delivery should do about it: the database refusing the data
     /// (SQLSTATE classes 22 data exception, 23 integrity, 54 program limit,
     /// such as an index row too large) is data; the rest is external.
     fn classify(self, sink: &str) -> SinkError {
         let Self::Database { table, source } = self;
-        let data = source
-            .as_database_error()
-            .and_then(|error| error.code())
-            .is_some_and(|code| {
-                ["22", "23", "54"]
-                    .iter()
-                    .any(|class| code.starts_with(class))
-            });
+        let data = refuses_data(&source, false);
         let source = format!("table `{table}`: {source}").into();
         let sink = sink.to_owned();
         if data {
@@ -323,6 +423,17 @@ impl Sink for PostgresSink {
                     .map_err(|error| error.classify(self.name()))?;
             }
             Ok(())
+        })
+    }
+
+    fn check<'a>(
+        &'a self,
+        schema: &'a RowSchema,
+    ) -> BoxFuture<'a, Result<Option<String>, SinkError>> {
+        Box::pin(async move {
+            self.refusal(schema)
+                .await
+                .map_err(|error| error.classify(self.name()))
         })
     }
 

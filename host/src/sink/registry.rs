@@ -43,9 +43,16 @@ impl RegistryClient {
     /// A client of the registry whose Confluent API is at `url` (for the
     /// local stack, `http://127.0.0.1:8081/apis/ccompat/v7`).
     pub fn new(url: &str) -> Self {
+        // A registry that does not answer fails the call (retried, or the
+        // swap refused) instead of holding a start, a swap or a rollback.
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(15))
+            .build()
+            .unwrap_or_default();
         Self {
             url: url.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            http,
             ids: Mutex::new(HashMap::new()),
         }
     }

@@ -275,8 +275,9 @@ impl Chain {
     }
 
     /// Why stage `index`, on probation, failed the batch `source` whose dead
-    /// letters are `letters`: it `trapped`, or it rejected more than half of
-    /// the records (and at least [`PROBATION_MIN_REJECTED`]).
+    /// letters are `letters`: it `trapped` (or failed records as trapped
+    /// without a trap: rows that break its own schema), or it rejected more
+    /// than half of the records (and at least [`PROBATION_MIN_REJECTED`]).
     fn probation_failure(
         &self,
         index: usize,
@@ -286,6 +287,7 @@ impl Chain {
     ) -> Option<String> {
         let stage = &self.stage(index).name;
         let mut ours = letters.iter().filter(|letter| letter.stage == *stage);
+        let trapped = trapped || ours.clone().any(|letter| letter.kind == Kind::Trapped);
         if trapped {
             return Some(
                 ours.rfind(|letter| letter.kind == Kind::Trapped)

@@ -243,7 +243,7 @@ fn a_lost_partition_is_written_by_its_new_owner_only() {
 fn a_version_that_fails_probation_is_rolled_back_with_the_old_state() {
     let mut simulation = read_and_flushed(vec![good("a", 1), good("a", 2), good("a", 4)], 1);
     assert!(simulation.deliver_next(0));
-    let reports = simulation.swap_to(true);
+    let reports = simulation.swap_to(Fault::Traps);
     // The broken version traps on its first batch: the batch is run again
     // on the version before, which keeps the state it had.
     simulation.read_from(0, 2);
@@ -262,11 +262,33 @@ fn a_version_that_fails_probation_is_rolled_back_with_the_old_state() {
     );
 }
 
+/// Rows that break the version's own schema are dead-lettered as trapped
+/// without a trap: they once went unnoticed by probation, so a version
+/// that broke its schema on every row was never rolled back.
+#[test]
+fn a_version_whose_rows_break_its_schema_fails_probation_too() {
+    let mut simulation = read_and_flushed(vec![good("a", 1), good("a", 2), good("a", 4)], 1);
+    assert!(simulation.deliver_next(0));
+    let reports = simulation.swap_to(Fault::BreaksSchema);
+    simulation.read_from(0, 2);
+    let failures = reports.take_probation_failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    simulation.advance_by(Duration::from_millis(200));
+    assert!(simulation.deliver_next(0));
+    assert_eq!(
+        simulation.row("a"),
+        Some((3, 7)),
+        "the old version ran the batch"
+    );
+    let world = simulation.world.lock().expect("not poisoned");
+    assert!(world.dead.is_empty(), "{:?}", world.dead);
+}
+
 #[test]
 fn a_swap_migrates_state_and_counts_every_record_once() {
     let mut simulation = partition_zero(vec![good("a", 1), good("a", 2), good("a", 4)]);
     simulation.read_from(0, 1);
-    let reports = simulation.swap_to(false);
+    let reports = simulation.swap_to(Fault::None);
     simulation.read_from(0, 2);
     assert!(reports.take_probation_failures().is_empty());
     simulation.drain();

@@ -60,10 +60,10 @@ pub(super) fn fold(input: &[Vec<Event>]) -> BTreeMap<String, (i64, i64)> {
 
 /// The aggregator, natively: count and sum of `n` per key. Version 1 keeps
 /// (count, sum), version 2 (sum, count); each migrates the other's state.
-/// `broken` traps on every call (a bad release, for probation to catch).
+/// A `fault` makes it a bad release, for probation to catch.
 pub(super) struct Summing {
     pub(super) version: u32,
-    pub(super) broken: bool,
+    pub(super) fault: Fault,
     pub(super) traps: u64,
 }
 
@@ -94,14 +94,14 @@ impl StageCode for Summing {
     }
 
     fn aggregate(&mut self, batch: &Batch, _fields: &Fields, groups: &[Group]) -> Vec<GroupResult> {
-        if self.broken {
+        if self.fault == Fault::Traps {
             self.traps += 1;
         }
         groups
             .iter()
             .map(|group| {
                 let events = group.first as usize..(group.first + group.count) as usize;
-                if self.broken {
+                if self.fault == Fault::Traps {
                     // What an instance that trapped gives: every event failed.
                     return GroupResult {
                         state: group.state.clone(),
@@ -118,9 +118,14 @@ impl StageCode for Summing {
                     total.0 += 1;
                     total.1 += value["n"].as_i64().expect("every good record has n");
                 }
+                let mut row = vec![Value::Long(total.0), Value::Long(total.1)];
+                if self.fault == Fault::BreaksSchema {
+                    // A column its schema does not have: no trap, but no row either.
+                    row.push(Value::Null);
+                }
                 GroupResult {
                     state: Some(self.encode(total)),
-                    row: Some(vec![Value::Long(total.0), Value::Long(total.1)]),
+                    row: Some(row),
                     failures: Vec::new(),
                 }
             })
@@ -140,20 +145,31 @@ impl StageCode for Summing {
 pub(super) fn decode(version: u32, state: &[u8]) -> (i64, i64) {
     Summing {
         version,
-        broken: false,
+        fault: Fault::None,
         traps: 0,
     }
     .decode(state)
 }
 
-pub(super) fn summing(version: u32, broken: bool) -> Stage {
+/// What is wrong with a version of the aggregator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fault {
+    /// Nothing.
+    None,
+    /// It traps on every call.
+    Traps,
+    /// Its rows do not fit its own schema.
+    BreaksSchema,
+}
+
+pub(super) fn summing(version: u32, fault: Fault) -> Stage {
     Stage::native(
         "sim",
         "sum",
         PluginKind::Aggregator,
         Box::new(Summing {
             version,
-            broken,
+            fault,
             traps: 0,
         }),
     )

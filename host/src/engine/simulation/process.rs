@@ -46,7 +46,7 @@ pub(super) fn start(
         .map(|(id, queue)| {
             let chain = Chain::new(
                 Vec::new(),
-                summing(running.version, false),
+                summing(running.version, Fault::None),
                 None,
                 Arc::clone(&running.shape.schema),
                 running.version,

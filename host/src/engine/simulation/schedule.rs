@@ -175,19 +175,23 @@ impl Simulation {
     /// Every shard cuts over to another aggregator version: the other good
     /// one, or a broken one that probation must roll back.
     pub(super) fn swap(&mut self) {
-        let broken = self.rng.random_bool(0.4);
-        self.swap_to(broken);
+        let fault = match self.rng.random_range(0..10) {
+            0..3 => Fault::Traps,
+            3 => Fault::BreaksSchema,
+            _ => Fault::None,
+        };
+        self.swap_to(fault);
     }
 
     /// Every shard cuts over to the other aggregator version, or to a
     /// `broken` one; returns where the shards report on the swap.
-    pub(super) fn swap_to(&mut self, broken: bool) -> Arc<Reports> {
+    pub(super) fn swap_to(&mut self, fault: Fault) -> Arc<Reports> {
         let version = if self.running.version == 1 { 2 } else { 1 };
         let shape = Arc::new(Shape::new(Arc::clone(&self.running.shape.schema)));
         let order = Arc::new(Order {
             id: self.next_order,
             stage: 0,
-            instances: Instances::made_by(move || Ok(summing(version, broken))),
+            instances: Instances::made_by(move || Ok(summing(version, fault))),
             aggregator: Some(AggregatorVersion {
                 output: Arc::clone(&shape),
                 state_version: version,
@@ -202,7 +206,7 @@ impl Simulation {
         for shard in &mut self.process.shards {
             shard.cut_over(Arc::clone(&order));
         }
-        if !broken {
+        if fault == Fault::None {
             self.running = Running { version, shape };
         }
         reports

@@ -66,7 +66,11 @@ pub struct Swapper {
     sinks: Arc<Sinks>,
     router: Router,
     shards: usize,
+    /// Held for a whole swap, network calls included: one swap at a time.
     stages: tokio::sync::Mutex<Vec<StageSlot>>,
+    /// What the stages run, as of the last change: readers (the status
+    /// page) never wait for a swap in progress.
+    published: std::sync::Mutex<Vec<StageInfo>>,
     history: std::sync::Mutex<Vec<SwapRecord>>,
     reports: Arc<Reports>,
     next_id: AtomicU64,
@@ -107,7 +111,8 @@ impl Swapper {
                 previous: Vec::new(),
                 probation: None,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let published = std::sync::Mutex::new(describe(&stages));
         Self {
             pipeline: parts.pipeline,
             runtime: parts.runtime,
@@ -115,6 +120,7 @@ impl Swapper {
             router: parts.router,
             shards: parts.shards,
             stages: tokio::sync::Mutex::new(stages),
+            published,
             history: std::sync::Mutex::default(),
             reports: Arc::new(Reports::default()),
             next_id: AtomicU64::new(1),
@@ -126,18 +132,15 @@ impl Swapper {
         &self.pipeline
     }
 
-    /// Each stage and its plugin versions.
+    /// Each stage and its plugin versions (as of the last swap that ended:
+    /// a swap in progress does not hold this up).
     pub async fn stages(&self) -> Vec<StageInfo> {
-        self.stages
-            .lock()
-            .await
-            .iter()
-            .map(|slot| StageInfo {
-                name: slot.name.clone(),
-                plugin: slot.current.describe(),
-                previous: slot.previous.iter().rev().map(Version::describe).collect(),
-            })
-            .collect()
+        self.published.lock().expect("not poisoned").clone()
+    }
+
+    /// Publishes what `stages` run now, for [`Self::stages`].
+    fn publish(&self, stages: &[StageSlot]) {
+        *self.published.lock().expect("not poisoned") = describe(stages);
     }
 
     /// Every swap and rollback so far, oldest first.
@@ -179,14 +182,18 @@ impl Swapper {
             loaded_at: Utc::now(),
             aggregator,
         };
-        self.cut_over(index, slot, version, "swap", None).await
+        let swapped = self.cut_over(index, slot, version, "swap", None).await;
+        self.publish(&stages);
+        swapped
     }
 
     /// Puts stage `stage` back on the version before its current one.
     pub async fn rollback(&self, stage: &str) -> Result<SwapRecord, SwapError> {
         let mut stages = self.stages.lock().await;
         let (index, slot) = self.slot(&mut stages, stage)?;
-        self.roll_back(index, slot, "rollback", None).await
+        let rolled_back = self.roll_back(index, slot, "rollback", None).await;
+        self.publish(&stages);
+        rolled_back
     }
 
     /// Rolls back, by themselves, the versions that trapped on probation;
@@ -216,6 +223,7 @@ impl Swapper {
                 {
                     tracing::error!(pipeline = %self.pipeline, %error, "The automatic rollback failed.");
                 }
+                self.publish(&stages);
             }
         }
     }
@@ -451,4 +459,16 @@ impl Swapper {
             );
         }
     }
+}
+
+/// What each of `stages` runs, and ran before.
+fn describe(stages: &[StageSlot]) -> Vec<StageInfo> {
+    stages
+        .iter()
+        .map(|slot| StageInfo {
+            name: slot.name.clone(),
+            plugin: slot.current.describe(),
+            previous: slot.previous.iter().rev().map(Version::describe).collect(),
+        })
+        .collect()
 }

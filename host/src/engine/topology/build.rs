@@ -181,6 +181,11 @@ pub(super) async fn build_sinks(
             .map_err(client(format!("changelog `{changelog_topic}`")))?,
     ));
     let sinks = Sinks::new(&plan.name, sinks);
+    // A table or a subject that cannot take these rows stops the start with
+    // the reason, rather than every flush.
+    if let Some(reason) = sinks.check(&shape.schema).await? {
+        return Err(TopologyError::Refused(reason));
+    }
     sinks.prepare(shape).await?;
     Ok(sinks)
 }
