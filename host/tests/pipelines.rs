@@ -157,7 +157,7 @@ fn validate_checks_what_the_plugins_tell() {
                 ("filter", "field_filter.wasm", "key_field = \"user_id\""),
                 ("stats", "session_stats.wasm", ""),
             ],
-            "stage `filter` sets `key_field` or `idle_timeout`, which only aggregators use",
+            "stage `filter` sets `key_field`, `idle_timeout` or `max_keys`, which only aggregators use",
         ),
         (
             "not-a-component.toml",

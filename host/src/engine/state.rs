@@ -14,6 +14,8 @@
 //! replayed as when it was read live, which wall-clock time would not.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::changelog::{ChangelogRecord, Stored};
@@ -93,6 +95,57 @@ pub struct KeyedState {
     /// The newest time stream time may reach (ms): the wall clock plus the
     /// skew allowed, so one record dated far ahead cannot age every key.
     trusted_until: i64,
+    /// The keys every shard of the pipeline holds, and the most they may.
+    keys: Arc<KeyBudget>,
+}
+
+/// How many keys a pipeline's shards hold state for together, and the most
+/// they may (`max_keys`). Restored keys always count; new keys are refused
+/// once the most is reached, until evictions make room.
+#[derive(Debug)]
+pub struct KeyBudget {
+    max: u64,
+    held: AtomicU64,
+}
+
+impl KeyBudget {
+    /// A budget of `max` keys, none held.
+    pub fn new(max: u64) -> Self {
+        Self {
+            max,
+            held: AtomicU64::new(0),
+        }
+    }
+
+    /// No limit.
+    pub fn unlimited() -> Self {
+        Self::new(u64::MAX)
+    }
+
+    /// The most keys.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// How many more keys may be added now.
+    pub fn room(&self) -> u64 {
+        self.max.saturating_sub(self.held.load(Ordering::Relaxed))
+    }
+
+    fn add(&self, keys: usize) {
+        self.held.fetch_add(keys as u64, Ordering::Relaxed);
+    }
+
+    fn remove(&self, keys: usize) {
+        self.held.fetch_sub(keys as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for KeyedState {
+    /// Its keys leave the pipeline's count.
+    fn drop(&mut self) {
+        self.keys.remove(self.len());
+    }
 }
 
 /// A key's state as the aggregator gets it.
@@ -114,7 +167,27 @@ impl KeyedState {
             state_version,
             generation: 0,
             trusted_until: i64::MAX,
+            keys: Arc::new(KeyBudget::unlimited()),
         }
+    }
+
+    /// Empty state whose keys count toward `keys`, shared with the
+    /// pipeline's other shards.
+    pub fn with_budget(state_version: u32, keys: Arc<KeyBudget>) -> Self {
+        let mut state = Self::new(state_version);
+        state.keys = keys;
+        state
+    }
+
+    /// How many more keys may be added now (the pipeline's `max_keys`,
+    /// less the keys every shard holds).
+    pub fn room(&self) -> u64 {
+        self.keys.room()
+    }
+
+    /// The pipeline's `max_keys`.
+    pub fn max_keys(&self) -> u64 {
+        self.keys.max()
     }
 
     /// Stream time may reach `time` (ms since the epoch) and no further,
@@ -227,10 +300,9 @@ impl KeyedState {
         partition.stream_time = partition.stream_time.max(last_event);
         let entry = match partition.entries.get_mut(key) {
             Some(entry) => entry,
-            None => partition
-                .entries
-                .entry(key.to_vec())
-                .or_insert_with(|| Entry {
+            None => partition.entries.entry(key.to_vec()).or_insert_with(|| {
+                self.keys.add(1);
+                Entry {
                     state: Vec::new(),
                     version,
                     generation,
@@ -239,7 +311,8 @@ impl KeyedState {
                     row: None,
                     last_event,
                     changed: false,
-                }),
+                }
+            }),
         };
         entry.state = state;
         entry.version = version;
@@ -336,6 +409,7 @@ impl KeyedState {
             });
             evicted += gone.len() - before;
         }
+        self.keys.remove(evicted);
         evicted
     }
 
@@ -368,12 +442,17 @@ impl KeyedState {
                 },
             );
         }
-        self.partitions.insert(partition, restored);
+        self.keys.add(restored.entries.len());
+        if let Some(replaced) = self.partitions.insert(partition, restored) {
+            self.keys.remove(replaced.entries.len());
+        }
     }
 
     /// Forgets `partition` (it moved to another owner).
     pub fn remove(&mut self, partition: i32) {
-        self.partitions.remove(&partition);
+        if let Some(removed) = self.partitions.remove(&partition) {
+            self.keys.remove(removed.entries.len());
+        }
     }
 
     /// Keys held.

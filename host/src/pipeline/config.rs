@@ -137,6 +137,10 @@ pub struct StageConfig {
     /// stays in the sinks). For example `30m`.
     #[serde(default, with = "humantime_serde::option")]
     pub idle_timeout: Option<Duration>,
+    /// Aggregators: the most keys the pipeline holds state for (default
+    /// 10 000 000); events of new keys past it are dead-lettered
+    /// (`state-full`) until keys are evicted.
+    pub max_keys: Option<Spanned<u64>>,
 }
 
 /// The sinks; at least one.

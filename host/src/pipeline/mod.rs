@@ -16,8 +16,8 @@ pub use config::{Format, PipelineConfig};
 pub use error::{PipelineError, PipelineErrors};
 pub use names::{ColumnName, Name, NameError, TableName, TopicName};
 pub use plan::{
-    BatchPlan, FileSinkPlan, KafkaSinkPlan, LookupFrom, LookupPlan, PipelinePlan, PostgresSinkPlan,
-    SinksPlan, SourcePlan, StagePlan,
+    BatchPlan, DEFAULT_MAX_KEYS, FileSinkPlan, KafkaSinkPlan, LookupFrom, LookupPlan, PipelinePlan,
+    PostgresSinkPlan, SinksPlan, SourcePlan, StagePlan,
 };
 pub use plugins::{PluginCheckError, ShapeError, StageLoadError, check_plugins, check_shape};
 pub use validate::{check, load};

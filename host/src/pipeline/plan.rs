@@ -90,7 +90,13 @@ pub struct StagePlan {
     pub key_field: Option<String>,
     /// Aggregators: state idle this long is evicted.
     pub idle_timeout: Option<Duration>,
+    /// Aggregators: the most keys the pipeline holds state for (`None`:
+    /// [`DEFAULT_MAX_KEYS`]).
+    pub max_keys: Option<u64>,
 }
+
+/// The most keys an aggregator holds state for, unless its stage says.
+pub const DEFAULT_MAX_KEYS: u64 = 10_000_000;
 
 /// The sinks.
 #[derive(Debug, Clone, Default)]

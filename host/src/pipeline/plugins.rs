@@ -31,7 +31,7 @@ pub enum ShapeError {
     },
     /// Aggregator settings on a stage that is not one.
     #[error(
-        "stage `{stage}` sets `key_field` or `idle_timeout`, \
+        "stage `{stage}` sets `key_field`, `idle_timeout` or `max_keys`, \
          which only aggregators use; its plugin is a {world}"
     )]
     AggregatorSettings {
@@ -115,8 +115,9 @@ fn check_stage(stage: &StagePlan, kind: PluginKind, last: bool) -> Result<(), Sh
             world: kind.world(),
         });
     }
-    if kind != PluginKind::Aggregator && (stage.key_field.is_some() || stage.idle_timeout.is_some())
-    {
+    let aggregator_settings =
+        stage.key_field.is_some() || stage.idle_timeout.is_some() || stage.max_keys.is_some();
+    if kind != PluginKind::Aggregator && aggregator_settings {
         return Err(ShapeError::AggregatorSettings {
             stage: name,
             world: kind.world(),

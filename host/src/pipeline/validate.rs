@@ -359,6 +359,7 @@ impl Checker<'_> {
                 .as_ref()
                 .map(|field| field.get_ref().clone()),
             idle_timeout: stage.idle_timeout,
+            max_keys: stage.max_keys.as_ref().map(|keys| *keys.get_ref()),
         })
     }
 
@@ -379,6 +380,15 @@ impl Checker<'_> {
                 &stage.name,
                 format!("stage `{name}`: `idle_timeout` is zero"),
                 "give a duration such as `30m`, or leave it out to keep state forever",
+            );
+        }
+        if let Some(keys) = &stage.max_keys
+            && *keys.get_ref() == 0
+        {
+            self.error(
+                keys,
+                format!("stage `{name}`: `max_keys` is 0: every event would be refused"),
+                "leave it out for 10 000 000, or give the most keys the state may hold",
             );
         }
         if let Some(field) = &stage.key_field

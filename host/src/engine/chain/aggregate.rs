@@ -156,9 +156,17 @@ impl Chain {
             newest: Vec::with_capacity(keyed.keys.len()),
             replayed: 0,
         };
+        let mut room = state.room();
         for run in keyed.order.chunk_by(|a, b| a.0 == b.0) {
             let (partition, key) = &keyed.keys[run[0].0 as usize];
             let previous = state.get(*partition, key);
+            if previous.is_none() {
+                if room == 0 {
+                    self.refuse_new_key(reaching, run, state, dead);
+                    continue;
+                }
+                room -= 1;
+            }
             let done = previous.map_or(i64::MIN, |held| held.applied);
             // A record the key's state already holds (read again after a
             // restart or a rebalance) is skipped: nothing counts twice.
@@ -205,6 +213,42 @@ impl Chain {
             groups.newest.push((*partition, latest, applied));
         }
         groups
+    }
+
+    /// Dead-letters the events of a new key (`run`) the state has no room
+    /// for (`max_keys`); the first time, says so in the log.
+    fn refuse_new_key(
+        &mut self,
+        reaching: &Reaching<'_>,
+        run: &[(u32, u32)],
+        state: &KeyedState,
+        dead: &mut Vec<DeadLetter>,
+    ) {
+        let max = state.max_keys();
+        if !std::mem::replace(&mut self.warned_full, true) {
+            tracing::warn!(
+                stage = %self.aggregator.name,
+                max_keys = max,
+                "The state holds `max_keys` keys: events of new keys are dead-lettered \
+                 (state-full) until idle keys are evicted; logged once per shard."
+            );
+        }
+        let reason = format!(
+            "the aggregator's state holds its most keys ({max}, `max_keys`): events of \
+             new keys are refused until idle keys are evicted (`idle_timeout`)"
+        );
+        for &(_, index) in run {
+            let record = reaching
+                .source
+                .record(reaching.origin[index as usize] as usize);
+            let stage = &self.aggregator.name;
+            dead.push(DeadLetter::malformed(
+                record,
+                stage,
+                "state-full",
+                reason.clone(),
+            ));
+        }
     }
 
     /// Checks the aggregator's `results` for `groups` and turns them into

@@ -66,6 +66,8 @@ pub struct Chain {
     /// The source's format: `json` values are checked by the chain's one
     /// parse of each record (the parse that finds the stages' fields).
     format: Format,
+    /// Whether a full state (`max_keys`) was logged already.
+    warned_full: bool,
 }
 
 impl Chain {
@@ -90,6 +92,7 @@ impl Chain {
             schema,
             state_version,
             format,
+            warned_full: false,
         };
         chain.read_fields();
         chain

@@ -262,6 +262,49 @@ fn a_version_that_fails_probation_is_rolled_back_with_the_old_state() {
     );
 }
 
+/// With `max_keys` reached, events of new keys are dead-lettered
+/// (`state-full`) while the keys held go on; the process's shards share the
+/// count, and keys restored after a restart count too.
+#[test]
+fn a_full_state_refuses_new_keys_and_keeps_counting_the_ones_it_holds() {
+    let mut simulation = partition_zero(vec![
+        good("a", 1),
+        good("b", 2),
+        good("c", 4),
+        good("a", 8),
+        good("d", 16),
+        good("e", 32),
+    ]);
+    simulation.max_keys = 2;
+    simulation.world.lock().expect("not poisoned").refusals = true;
+    simulation.crash(); // a process with the limit
+    simulation.read_from(0, 5);
+    simulation.advance_by(Duration::from_millis(200));
+    assert!(simulation.deliver_next(0));
+    assert_eq!(simulation.row("a"), Some((2, 9)));
+    assert_eq!(simulation.row("b"), Some((1, 2)));
+    assert_eq!(simulation.row("c"), None);
+    assert_eq!(simulation.row("d"), None);
+    let world = Arc::clone(&simulation.world);
+    let dead = || world.lock().expect("not poisoned").dead.clone();
+    assert_eq!(
+        dead(),
+        vec![(0, 2), (0, 4)],
+        "c and d, by partition and offset"
+    );
+    // After a restart the restored keys fill the state again.
+    simulation.crash();
+    simulation.read_from(0, 1);
+    simulation.advance_by(Duration::from_millis(200));
+    assert!(simulation.deliver_next(0));
+    assert_eq!(
+        simulation.row("e"),
+        None,
+        "still full: a and b were restored"
+    );
+    assert_eq!(dead(), vec![(0, 2), (0, 4), (0, 5)]);
+}
+
 /// Rows that break the version's own schema are dead-lettered as trapped
 /// without a trap: they once went unnoticed by probation, so a version
 /// that broke its schema on every row was never rolled back.

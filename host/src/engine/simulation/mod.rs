@@ -35,6 +35,7 @@ use super::changelog::Stored;
 use super::clock::Clock;
 use super::deliver::{Committed, Delivery, DeliveryError, Offsets, Ownership, Pending};
 use super::shard::{Chunk, Flush, Handover, Shard, ShardError, ShardSettings};
+use super::state::KeyBudget;
 use super::stats::Stats;
 use super::swap::{AggregatorVersion, Instances, Order, Reports};
 use crate::pipeline::Format;
@@ -76,6 +77,8 @@ struct Simulation {
     dead_letters_unsafe: bool,
     /// Processes that died so far.
     crashes: u64,
+    /// The most keys a process holds (`max_keys`).
+    max_keys: u64,
 }
 
 impl Simulation {
@@ -101,7 +104,7 @@ impl Simulation {
             version: 1,
             shape: Arc::new(Shape::new(schema)),
         };
-        let process = start(&world, &input, &clock, &running);
+        let process = start(&world, &input, &clock, &running, u64::MAX);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
@@ -118,6 +121,7 @@ impl Simulation {
             next_order: 1,
             dead_letters_unsafe: false,
             crashes: 0,
+            max_keys: u64::MAX,
         }
     }
 

@@ -34,7 +34,9 @@ pub(super) fn start(
     input: &Arc<Vec<Vec<Event>>>,
     clock: &Arc<SimClock>,
     running: &Running,
+    max_keys: u64,
 ) -> Process {
+    let keys = Arc::new(KeyBudget::new(max_keys));
     let stats = Arc::new(Stats::new("sim", SHARDS));
     let committed = Arc::new(Committed::default());
     let queues: Vec<Queue> = (0..SHARDS).map(|_| Queue::default()).collect();
@@ -59,6 +61,7 @@ pub(super) fn start(
                 max_wait: Duration::from_millis(50),
                 idle_timeout: None,
                 max_clock_skew: Duration::from_secs(60),
+                keys: Arc::clone(&keys),
                 state_version: running.version,
                 output: Arc::clone(&running.shape),
                 clock: Arc::clone(clock) as Arc<dyn Clock>,

@@ -229,7 +229,13 @@ impl Simulation {
                 shape: Arc::new(Shape::new(schema)),
             };
         }
-        self.process = start(&self.world, &self.input, &self.clock, &self.running);
+        self.process = start(
+            &self.world,
+            &self.input,
+            &self.clock,
+            &self.running,
+            self.max_keys,
+        );
     }
 
     /// The input ends and the faults with it: everything is read, flushed,

@@ -35,6 +35,9 @@ pub(super) struct Durable {
     pub(super) failing_commits: u32,
     /// Sink name -> the writes it took.
     pub(super) writes: HashMap<&'static str, usize>,
+    /// Good records may be dead-lettered (a `max_keys` is set): the sinks
+    /// must hold every good record below a commit but those.
+    pub(super) refusals: bool,
 }
 
 pub(super) type World = Arc<Mutex<Durable>>;
@@ -135,7 +138,10 @@ impl Offsets for SimOffsets {
         }
         for (&partition, &offset) in offsets {
             let below = &self.input[partition as usize][..offset as usize];
-            let expected = fold(&[below.to_vec()]);
+            let refused =
+                |at: usize| world.refusals && world.dead.contains(&(partition, at as i64));
+            let kept = below.iter().enumerate().filter(|&(at, _)| !refused(at));
+            let expected = fold(&[kept.map(|(_, event)| event.clone()).collect()]);
             let changelog = restored(&world, partition);
             for (key, (count, _)) in expected {
                 let held = match world.table.get(&key).map(Vec::as_slice) {

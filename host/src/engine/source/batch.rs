@@ -11,6 +11,10 @@ use crate::engine::shard::Chunk;
 use crate::plugin::{BatchBuilder, RecordRef};
 use crate::sink::DeadLetter;
 
+/// The bytes of keys and values a chunk holds at most (and one record
+/// more): with large records, a batch is cut by bytes before `max_records`.
+pub const MAX_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+
 /// A batch being filled for one shard.
 #[derive(Default)]
 pub(super) struct Open {
@@ -23,6 +27,12 @@ pub(super) struct Open {
 impl Open {
     pub(super) fn records(&self) -> usize {
         self.builder.len() + self.dead.len()
+    }
+
+    /// Whether it should go to its shard now: `max_records` records, or
+    /// [`MAX_CHUNK_BYTES`] of keys and values.
+    pub(super) fn is_full(&self, max_records: usize) -> bool {
+        self.records() >= max_records || self.builder.bytes() >= MAX_CHUNK_BYTES
     }
 
     pub(super) fn take(&mut self) -> Chunk {

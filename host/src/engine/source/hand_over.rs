@@ -12,11 +12,15 @@ use rdkafka::consumer::Consumer;
 
 use super::Source;
 use super::batch::Incoming;
-use crate::engine::shard::Input;
+use crate::engine::shard::{Chunk, Input};
 
 /// Chunks that may wait in the source for a busy shard (each up to the
 /// pipeline's `max_records`) before the source waits for that shard.
 const PENDING_CHUNKS: usize = 16;
+
+/// Bytes of keys and values that may wait in the source for a busy shard
+/// before the source waits for it: with large records, fewer chunks wait.
+const PENDING_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long a hand-over waits on a busy shard before pausing the consumer.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
@@ -33,7 +37,10 @@ impl Source<'_> {
     pub(super) fn hand_over(&mut self, shard: usize) -> bool {
         let chunk = self.open[shard].take();
         self.pending[shard].push_back(chunk);
-        if self.pending[shard].len() <= PENDING_CHUNKS {
+        let pending = &self.pending[shard];
+        if pending.len() <= PENDING_CHUNKS
+            && pending.iter().map(Chunk::bytes).sum::<usize>() <= PENDING_BYTES
+        {
             return self.send_pending();
         }
         self.hand_over_all(shard)

@@ -131,8 +131,7 @@ impl Source<'_> {
                 Some(Ok(message)) => {
                     let shard = shard_of(message.partition(), self.shards);
                     self.accept(&Incoming::polled(&message));
-                    if self.open[shard].records() >= self.settings.max_records
-                        && !self.hand_over(shard)
+                    if self.open[shard].is_full(self.settings.max_records) && !self.hand_over(shard)
                     {
                         return;
                     }

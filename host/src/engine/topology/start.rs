@@ -18,9 +18,10 @@ use crate::engine::error::TopologyError;
 use crate::engine::monitor;
 use crate::engine::shard::{self, Flush, Input, ShardSettings};
 use crate::engine::source::{self, SourceContext, SourceSettings};
+use crate::engine::state::KeyBudget;
 use crate::engine::stats::Stats;
 use crate::engine::swap::{self, Swapper};
-use crate::pipeline::{PipelinePlan, StageLoadError};
+use crate::pipeline::{DEFAULT_MAX_KEYS, PipelinePlan, StageLoadError};
 use crate::plugin::NativeStages;
 use crate::sink::{Shape, Sinks};
 
@@ -55,6 +56,9 @@ pub(super) fn spawn_shards(
         flushes: Vec::with_capacity(parts.count),
         threads: Vec::with_capacity(parts.count),
     };
+    let aggregator = plan.last_stage();
+    let max_keys = aggregator.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
+    let keys = Arc::new(KeyBudget::new(max_keys));
     for id in 0..parts.count {
         let chain = chain(plan, shared.natives, &parts)?;
         let (input, inputs) = std::sync::mpsc::sync_channel(2);
@@ -64,8 +68,9 @@ pub(super) fn spawn_shards(
             shards: parts.count,
             flush_interval: plan.batch.flush_interval,
             max_wait: plan.batch.max_wait,
-            idle_timeout: plan.last_stage().idle_timeout,
+            idle_timeout: aggregator.idle_timeout,
             max_clock_skew: plan.source.max_clock_skew,
+            keys: Arc::clone(&keys),
             state_version: parts.aggregator.state_version,
             output: Arc::clone(parts.output),
             clock: Arc::new(SystemClock),

@@ -20,68 +20,17 @@ use super::chain::Chain;
 use super::changelog::Stored;
 use super::clock::Clock;
 use super::deliver::{Committed, Ownership};
-use super::state::KeyedState;
+use super::state::{KeyBudget, KeyedState};
 use super::stats::Stats;
 use super::swap::{AggregatorVersion, Order, Versions};
-use crate::plugin::{Batch, BatchBuilder};
 use crate::sink::{DeadLetter, Records, Shape};
 
-/// What the source sends a shard.
-#[derive(Debug)]
-pub enum Input {
-    /// Records to process.
-    Chunk(Chunk),
-    /// A stage's plugin is replaced, from the next batch on.
-    Swap(Arc<Order>),
-    /// A partition is now the shard's, with its state as the changelog holds it.
-    Restore {
-        /// The partition.
-        partition: i32,
-        /// Its keys' state.
-        entries: HashMap<Vec<u8>, Stored>,
-    },
-    /// Partitions are leaving: write what they hold now (unless `lost`: then
-    /// another owner has them already), and forget them.
-    Revoke {
-        /// The partitions.
-        partitions: Vec<i32>,
-        /// The group took them without asking; writing is too late.
-        lost: bool,
-        /// Set when the source stopped waiting for this revocation: the
-        /// partitions may have a new owner by now, so nothing is written.
-        abandoned: Arc<std::sync::atomic::AtomicBool>,
-        /// Told once their last flush is committed (or forgotten, if lost).
-        done: std::sync::mpsc::Sender<()>,
-    },
-}
+mod messages;
 
-/// Records read from the source for one shard.
-#[derive(Debug)]
-pub struct Chunk {
-    /// The records that passed the source's checks.
-    pub batch: Batch,
-    /// The records that did not.
-    pub dead: Vec<DeadLetter>,
-    /// For each partition in the chunk, the offset after its last record.
-    pub offsets: Vec<(i32, i64)>,
-}
+pub use self::messages::{Chunk, Flush, Input};
 
-/// What one flush hands to delivery; once the sinks have its records,
-/// `offsets` may be committed.
-#[derive(Debug)]
-pub struct Flush {
-    /// Rows, dead letters and state changes since the last flush.
-    pub records: Records,
-    /// Per partition, the offset to commit (the next one to read).
-    pub offsets: Vec<(i32, i64)>,
-    /// The epoch under which the shard owned each partition it holds
-    /// records of ([`Ownership`]).
-    pub epochs: Vec<(i32, u64)>,
-    /// When the shard made it (delivery reports how long it waited).
-    pub made: Instant,
-    /// Told once the flush is written and its offsets committed.
-    pub done: Option<std::sync::mpsc::Sender<()>>,
-}
+/// Bytes of dead letters' values a shard holds before it flushes early.
+const DEAD_LETTER_BYTES: usize = 32 * 1024 * 1024;
 
 /// A shard stopped with an error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +54,8 @@ pub struct ShardSettings {
     pub idle_timeout: Option<Duration>,
     /// How far ahead of the wall clock stream time may go.
     pub max_clock_skew: Duration,
+    /// The keys the pipeline's shards hold, and the most they may.
+    pub keys: Arc<KeyBudget>,
     /// The aggregator's state version.
     pub state_version: u32,
     /// The shape of the aggregator's rows.
@@ -189,6 +140,8 @@ pub(crate) struct Shard<H> {
     owned: HashMap<i32, u64>,
     /// Dead letters since the last flush.
     dead: Vec<DeadLetter>,
+    /// The bytes of their values.
+    dead_bytes: usize,
     /// Per partition, the offset after the last record processed.
     offsets: Vec<(i32, i64)>,
     next_flush: Instant,
@@ -233,9 +186,10 @@ impl<H: Handover> Shard<H> {
         Self {
             chain,
             versions: Versions::new(settings.id, aggregator),
-            state: KeyedState::new(settings.state_version),
+            state: KeyedState::with_budget(settings.state_version, Arc::clone(&settings.keys)),
             owned: HashMap::new(),
             dead: Vec::new(),
+            dead_bytes: 0,
             offsets: Vec::new(),
             // Shards flush in turn, spread over the interval, so their writes
             // do not all reach the sinks at the same moment.
@@ -302,6 +256,7 @@ impl<H: Handover> Shard<H> {
         let records = chunk.batch.records.len() as u64 + chunk.dead.len() as u64;
         self.stats.add_received(records);
         let source_dead = chunk.dead.len() as u64;
+        let dead_before = self.dead.len();
         self.dead.extend(chunk.dead);
         let started = self.now();
         self.last_input = started;
@@ -313,6 +268,10 @@ impl<H: Handover> Shard<H> {
             &mut self.dead,
             started,
         );
+        self.dead_bytes += self.dead[dead_before..]
+            .iter()
+            .map(|letter| letter.value.len())
+            .sum::<usize>();
         if tracing::enabled!(tracing::Level::TRACE) {
             // How long the oldest record waited to get here (Kafka's
             // timestamps are the producer's clock: a rough guide).
@@ -382,6 +341,7 @@ impl<H: Handover> Shard<H> {
             self.owned.remove(&partition);
             self.offsets.retain(|(p, _)| *p != partition);
             self.dead.retain(|letter| letter.partition != partition);
+            self.dead_bytes = self.dead.iter().map(|letter| letter.value.len()).sum();
         }
         self.versions.revoked(partitions);
         self.stats
@@ -402,7 +362,10 @@ impl<H: Handover> Shard<H> {
             &self.settings,
         )
         .is_some_and(|at| now >= at);
-        if tick || early {
+        // Dead letters carry their records' values: many large ones go out
+        // before the interval ends, so they never pile up in memory.
+        let heavy = self.dead_bytes >= DEAD_LETTER_BYTES;
+        if tick || early || heavy {
             self.flush(None)?;
             self.last_flush = self.now();
         }
@@ -444,7 +407,10 @@ impl<H: Handover> Shard<H> {
             records: Records {
                 rows: self.versions.group(changes.rows),
                 changelog: changes.changelog,
-                dead: std::mem::take(&mut self.dead),
+                dead: {
+                    self.dead_bytes = 0;
+                    std::mem::take(&mut self.dead)
+                },
             },
             offsets: std::mem::take(&mut self.offsets),
             epochs: self.owned.iter().map(|(&p, &epoch)| (p, epoch)).collect(),
@@ -480,28 +446,4 @@ fn early_flush_at(
 /// before a revocation reached the source; their new owner reads them again).
 fn keep_owned(chunk: Chunk, owned: &HashMap<i32, u64>) -> Chunk {
     chunk.retain(|partition| owned.contains_key(&partition))
-}
-
-impl Chunk {
-    /// The chunk with only the records of partitions `keep` accepts.
-    pub fn retain(self, keep: impl Fn(i32) -> bool) -> Self {
-        if self.offsets.iter().all(|(p, _)| keep(*p)) {
-            return self;
-        }
-        let mut builder = BatchBuilder::default();
-        for (index, record) in self.batch.records.iter().enumerate() {
-            if keep(record.partition) {
-                builder.push_from(&self.batch, index);
-            }
-        }
-        Self {
-            batch: builder.build(),
-            dead: self
-                .dead
-                .into_iter()
-                .filter(|letter| keep(letter.partition))
-                .collect(),
-            offsets: self.offsets.into_iter().filter(|(p, _)| keep(*p)).collect(),
-        }
-    }
 }
