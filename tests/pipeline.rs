@@ -9,8 +9,8 @@ use anyhow::{Context, Result, ensure};
 use sqlx::postgres::PgPoolOptions;
 use weir_tests::oracle::{check_avro, check_run, differences, load_raw, oracle_query};
 use weir_tests::pipeline::{
-    Names, Running, Scenario, demo_pipeline, generate, generate_with_copy, replace_setting,
-    wait_caught_up,
+    Names, Running, Scenario, demo_pipeline, generate, generate_with_copy, progress,
+    replace_setting, wait_caught_up,
 };
 
 /// Events in the oracle run.
@@ -724,4 +724,101 @@ fn the_file_sink_matches_the_oracle_beside_the_other_sinks_and_alone() -> Result
         );
         anyhow::Ok(())
     })
+}
+
+/// Partitions added to the source topic while weir is stopped (Kafka lets
+/// a topic grow, never shrink): the changelog, made with the source's
+/// partition count, gets partitions for the new ones at start (and at a
+/// rebalance), so their state can be restored and written. Before, the
+/// restore of a new partition failed and the pipeline could not start.
+#[test]
+fn partitions_added_to_the_source_get_their_changelog_partitions() -> Result<()> {
+    use rdkafka::ClientConfig;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let run = Scenario::new("grown", 2)?;
+    let (stack, names, dir, tokio) = (&run.stack, &run.names, &run.dir, &run.tokio);
+    let file = dir.join("events.jsonl");
+    generate(
+        stack,
+        &[
+            "--rate",
+            "0",
+            "--seed",
+            SEED,
+            "--sessions",
+            "20",
+            "--count",
+            "2000",
+            "--write-catalog",
+            "--output",
+            &file.display().to_string(),
+        ],
+    )?;
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&file)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    // Each run's sessions are its own (a session's events stay in one
+    // partition: keys move when a topic grows).
+    let produce = |suffix: &str| -> Result<()> {
+        // A producer of its own: it sees the topic's partitions as they are now.
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &stack.bootstrap)
+            .set("enable.idempotence", "true")
+            .create()?;
+        for event in &events {
+            let mut event = event.clone();
+            let session = format!(
+                "{}{suffix}",
+                event["session_id"].as_str().context("session_id")?
+            );
+            event["session_id"] = serde_json::json!(session);
+            let value = event.to_string();
+            producer
+                .send(BaseRecord::to(&names.events).key(&session).payload(&value))
+                .map_err(|(error, _)| error)?;
+        }
+        producer.flush(Duration::from_secs(30))?;
+        Ok(())
+    };
+    let pipeline = demo_pipeline(dir, names, "")?;
+    produce("")?;
+    let mut running = Running::start(stack, &pipeline)?;
+    wait_caught_up(
+        stack,
+        &names.group(),
+        &names.events,
+        &mut running,
+        Duration::from_secs(300),
+    )?;
+    running.stop()?;
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .create()?;
+    let grown = NewPartitions::new(&names.events, 4);
+    for result in tokio.block_on(admin.create_partitions([&grown], &AdminOptions::new()))? {
+        result.map_err(|(_, error)| anyhow::anyhow!("adding partitions: {error}"))?;
+    }
+    produce("-b")?;
+    let (_, ends) = progress(stack, &names.group(), &names.events)?;
+    ensure!(
+        ends.len() == 4 && ends[2] > 0 && ends[3] > 0,
+        "the new partitions hold events: {ends:?}"
+    );
+    let mut running = Running::start(stack, &pipeline)?;
+    wait_caught_up(
+        stack,
+        &names.group(),
+        &names.events,
+        &mut running,
+        Duration::from_secs(300),
+    )?;
+    running.stop()?;
+    let sessions = check_run(stack, tokio, names)?;
+    println!("a source grown from 2 to 4 partitions: {sessions} sessions equal the oracle");
+    Ok(())
 }

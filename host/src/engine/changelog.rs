@@ -86,6 +86,14 @@ pub enum RestoreError {
         /// Why.
         source: DecodeError,
     },
+    /// The changelog lacks partitions the source has, and could not be given them.
+    #[error("changelog `{topic}` has fewer partitions than the source: {source}")]
+    Partitions {
+        /// The changelog.
+        topic: String,
+        /// Why they could not be added.
+        source: Box<crate::kafka::TopicsError>,
+    },
     /// Nothing came for too long.
     #[error(
         "restoring from changelog `{topic}`: no progress: nothing read for {waited:?}, {unfinished} partitions unfinished"
@@ -170,6 +178,15 @@ pub fn restore(
     partitions: &[i32],
     timeout: Duration,
 ) -> Result<Restored, RestoreError> {
+    // Partitions added to the source since the changelog was made get
+    // theirs now (empty: nothing to restore), so their state can be written.
+    let needed = partitions.iter().max().map_or(0, |&p| p as usize + 1);
+    crate::kafka::ensure_partitions(kafka, topic, needed).map_err(|error| {
+        RestoreError::Partitions {
+            topic: topic.to_owned(),
+            source: Box::new(error),
+        }
+    })?;
     let consumer: BaseConsumer = kafka
         .restore_consumer()
         .create()

@@ -18,4 +18,7 @@ pub mod topics;
 
 pub use config::{Connection, Producing};
 pub use produce::send_all;
-pub use topics::{PartitionProgress, TopicsError, ensure_topics, group_progress, partition_count};
+pub use topics::{
+    PartitionProgress, TopicsError, ensure_partitions, ensure_topics, group_progress,
+    partition_count,
+};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -97,6 +97,44 @@ pub async fn ensure_topics(
         match result {
             Ok(topic) => tracing::info!(topic = %topic, partitions, "Created topic."),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(TopicsError::Create { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+/// Gives `topic` (which exists) at least `partitions` partitions: a
+/// changelog must have one for each partition of the source, which may have
+/// been given more since the changelog was made. Blocking.
+pub fn ensure_partitions(
+    kafka: &Connection,
+    topic: &str,
+    partitions: usize,
+) -> Result<(), TopicsError> {
+    let count = partition_count(kafka, topic)?;
+    if count >= partitions {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        kafka.admin().create().map_err(TopicsError::Client)?;
+    let more = NewPartitions::new(topic, partitions);
+    // The admin client's own thread answers: any executor can wait for it.
+    let results = futures::executor::block_on(admin.create_partitions(
+        [&more],
+        &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))),
+    ))
+    .map_err(|source| TopicsError::Unreachable {
+        bootstrap: kafka.bootstrap().to_owned(),
+        source,
+    })?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::warn!(
+                topic = %topic,
+                from = count,
+                to = partitions,
+                "Added partitions to the changelog: the source topic has more than it had."
+            ),
             Err((topic, code)) => return Err(TopicsError::Create { topic, code }),
         }
     }

@@ -59,6 +59,9 @@ struct Timing {
     stall: Option<Duration>,
 }
 
+/// Versions a stage keeps to roll back to (the oldest is dropped past it).
+const KEPT_VERSIONS: usize = 8;
+
 /// Swaps the plugins of one running pipeline, one swap at a time.
 pub struct Swapper {
     pipeline: String,
@@ -401,6 +404,11 @@ impl Swapper {
     fn installed(&self, slot: &mut StageSlot, version: Version, record: &SwapRecord) {
         let replaced = std::mem::replace(&mut slot.current, version);
         slot.previous.push(replaced);
+        // Each version holds its compiled code: only the latest few are
+        // kept for rollbacks.
+        if slot.previous.len() > KEPT_VERSIONS {
+            slot.previous.remove(0);
+        }
         slot.probation = (record.action == "swap").then_some(record.id);
         self.history
             .lock()

@@ -8,7 +8,7 @@ use crate::engine::changelog;
 use crate::engine::config::RunConfig;
 use crate::engine::error::TopologyError;
 use crate::engine::{lookups, reachable::until_reachable};
-use crate::kafka::ensure_topics;
+use crate::kafka::{ensure_partitions, ensure_topics};
 use crate::pipeline::{PipelinePlan, StageLoadError, check_shape};
 use crate::plugin::{LookupTables, MetricNames, Plugin, Runtime, StageContext, Worker};
 use crate::sink::{
@@ -133,6 +133,9 @@ pub(super) async fn build_sinks(
         &changelog::topic_config(),
     )
     .await?;
+    let (connection, topic) = (kafka.clone(), changelog_topic.to_owned());
+    tokio::task::spawn_blocking(move || ensure_partitions(&connection, &topic, partitions))
+        .await??;
     // PostgreSQL first: its statements run on the server while the Kafka
     // sink encodes its rows.
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();

@@ -75,7 +75,8 @@ impl Worker {
     /// The aggregator's state version.
     pub fn state_version(&mut self) -> Result<u32, Failure> {
         self.budget.start_batch();
-        self.prepare_call();
+        self.prepare_call()
+            .map_err(|trap| Failure::Trapped(trap.0))?;
         let result = match &self.instance {
             Instance::Aggregator(bindings) => bindings
                 .weir_plugin_aggregating()
@@ -88,7 +89,8 @@ impl Worker {
     /// The aggregator's output schema (Avro, JSON text).
     pub fn output_schema(&mut self) -> Result<String, Failure> {
         self.budget.start_batch();
-        self.prepare_call();
+        self.prepare_call()
+            .map_err(|trap| Failure::Trapped(trap.0))?;
         let result = match &self.instance {
             Instance::Aggregator(bindings) => bindings
                 .weir_plugin_aggregating()
@@ -101,7 +103,8 @@ impl Worker {
     /// Converts state written by `from_version` into the plugin's own version.
     pub fn migrate(&mut self, from_version: u32, state: &[u8]) -> Result<Vec<u8>, Failure> {
         self.budget.start_batch();
-        self.prepare_call();
+        self.prepare_call()
+            .map_err(|trap| Failure::Trapped(trap.0))?;
         let result = match &self.instance {
             Instance::Aggregator(bindings) => bindings.weir_plugin_aggregating().call_migrate(
                 &mut self.store,
@@ -124,7 +127,7 @@ impl Worker {
         fields: &Fields,
         groups: &[Group],
     ) -> Result<Vec<Result<Outcome, PluginError>>, Trap> {
-        self.prepare_call();
+        self.prepare_call()?;
         let Instance::Aggregator(bindings) = &self.instance else {
             unreachable!("an aggregate call on a {} plugin", self.plugin.kind.world());
         };

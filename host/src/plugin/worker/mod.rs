@@ -61,6 +61,8 @@ pub struct Worker {
     budget: Budget,
     /// Stops calling a plugin that keeps running out of time.
     breaker: Breaker,
+    /// Why the instance could not be renewed after a trap, while it cannot.
+    stale: Option<String>,
 }
 
 impl Worker {
@@ -78,6 +80,7 @@ impl Worker {
             fail_fast: false,
             budget,
             breaker: Breaker::default(),
+            stale: None,
         })
     }
 
@@ -213,7 +216,7 @@ impl Worker {
     }
 
     fn call_filter(&mut self, batch: &Batch, fields: &Fields) -> Result<Vec<Verdict>, Trap> {
-        self.prepare_call();
+        self.prepare_call()?;
         let Instance::Filter(bindings) = &self.instance else {
             unreachable!("a filter call on a {} plugin", self.plugin.kind.world());
         };
@@ -236,7 +239,7 @@ impl Worker {
         batch: &Batch,
         fields: &Fields,
     ) -> Result<Vec<Result<Vec<OutputRecord>, Failure>>, Trap> {
-        self.prepare_call();
+        self.prepare_call()?;
         let Instance::Transform(bindings) = &self.instance else {
             unreachable!("a transform call on a {} plugin", self.plugin.kind.world());
         };
@@ -257,14 +260,25 @@ impl Worker {
         }
     }
 
-    /// Sets the call's deadline (from the batch's budget) and fuel.
-    fn prepare_call(&mut self) {
+    /// Sets the call's deadline (from the batch's budget) and fuel; a trap
+    /// when the instance could not be renewed after its last trap (a store
+    /// that trapped is never called again).
+    fn prepare_call(&mut self) -> Result<(), Trap> {
+        if self.stale.is_some() {
+            self.renew();
+        }
+        if let Some(error) = &self.stale {
+            return Err(Trap(format!(
+                "not run: the plugin could not be started again after a trap ({error})"
+            )));
+        }
         arm(
             &mut self.store,
             self.budget.deadline(),
             &self.context.limits,
             self.plugin.fuel_metering,
         );
+        Ok(())
     }
 
     /// A call's result, or the trap as a message (the instance is renewed).
@@ -359,16 +373,24 @@ impl Worker {
             Ok((store, instance, _reads)) => {
                 self.store = store;
                 self.instance = instance;
+                self.stale = None;
             }
             // It started before with the same configuration; if it cannot
-            // now, the next calls trap on the old store and say why.
-            Err(error) => tracing::error!(
-                pipeline = %self.context.pipeline,
-                stage = %self.context.stage,
-                plugin = %self.plugin.name,
-                error = %error,
-                "Plugin could not be re-instantiated after a trap."
-            ),
+            // now (no instance free in the pool, say), calls fail without
+            // touching the trapped store, and each tries again first.
+            Err(error) => {
+                if self.stale.is_none() {
+                    tracing::error!(
+                        pipeline = %self.context.pipeline,
+                        stage = %self.context.stage,
+                        plugin = %self.plugin.name,
+                        error = %error,
+                        "Plugin could not be re-instantiated after a trap; its records fail \
+                         until it can."
+                    );
+                }
+                self.stale = Some(error.to_string());
+            }
         }
     }
 }
