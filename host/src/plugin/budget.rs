@@ -13,7 +13,9 @@
 //! that left records untried) is opened like a circuit: for a cool-down
 //! its records are dead-lettered without calling the plugin, then one batch
 //! tries it again. Each opening in a row doubles the cool-down (30 s up to
-//! 10 minutes); a batch that runs within its time closes it.
+//! 10 minutes); a batch that runs within its time closes it. The trial
+//! batch is not retried record by record when it runs out of time: it
+//! costs one call timeout, not two.
 
 use std::time::{Duration, Instant};
 
@@ -77,6 +79,11 @@ impl Budget {
         self.ran_out = true;
     }
 
+    /// Whether a call of this batch ran out of time or fuel.
+    pub(super) fn has_run_out(&self) -> bool {
+        self.ran_out
+    }
+
     /// Before retrying one record: `None` and the call's deadline set, or
     /// why the record is not tried (the retries' time is spent).
     pub(super) fn retry(&mut self) -> Option<Failure> {
@@ -135,6 +142,13 @@ impl Default for Breaker {
 }
 
 impl Breaker {
+    /// Whether the batch now is the circuit's trial: it opened and has not
+    /// closed since. A trial batch that runs out of time is not retried
+    /// record by record (that would cost the whole budget again).
+    pub(super) fn on_trial(&self) -> bool {
+        self.tripped
+    }
+
     /// While open: why the plugin is not called.
     pub(super) fn refusal(&self, now: Instant) -> Option<Failure> {
         let until = self.open_until?;

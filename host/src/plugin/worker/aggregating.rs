@@ -39,7 +39,7 @@ impl Worker {
         // `None`: the group failed as a whole (an error or a trap).
         let outcomes: Vec<Option<Outcome>> = match self.call_aggregate(batch, fields, groups) {
             Ok(results) => results.into_iter().map(Result::ok).collect(),
-            Err(trap) if self.fail_fast => {
+            Err(trap) if self.fail_fast || self.trial_ran_out() => {
                 let failure = Failure::Trapped(trap.0);
                 return groups
                     .iter()

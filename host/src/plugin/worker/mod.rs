@@ -116,6 +116,12 @@ impl Worker {
         refusal
     }
 
+    /// Whether this batch is the circuit's trial and ran out of time: its
+    /// records are not retried one by one.
+    fn trial_ran_out(&self) -> bool {
+        self.breaker.on_trial() && self.budget.has_run_out()
+    }
+
     /// After a batch that called the plugin: the breaker's turn, logged.
     fn end_batch(&mut self) {
         let (pipeline, stage) = (&self.context.pipeline, &self.context.stage);
@@ -188,7 +194,7 @@ impl Worker {
             Ok(results) => return results,
             Err(trap) => trap,
         };
-        if batch.records.len() == 1 || self.fail_fast {
+        if batch.records.len() == 1 || self.fail_fast || self.trial_ran_out() {
             return (0..batch.records.len())
                 .map(|_| failed(Failure::Trapped(trap.0.clone())))
                 .collect();
