@@ -10,6 +10,8 @@
 //! - [`race`]: weir against Kafka Streams and the plain-consume limit on the
 //!   same input: throughput, CPU per million events, peak memory.
 //! - [`restore`]: an aggregator's state read back from its changelog topic.
+//! - [`soak`]: the stock pipeline at a fixed rate for a long time, a fault
+//!   every few minutes: lag, memory over time, and exactness at the end.
 //! - [`events`]: the e-commerce event stream the benchmarks run on.
 
 mod events;
@@ -20,6 +22,7 @@ mod pipeline;
 mod plugins;
 mod race;
 mod restore;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +51,8 @@ enum Command {
     Race(race::Args),
     /// Aggregator state restored from its changelog: keys/s, MB/s.
     Restore(restore::Args),
+    /// A long run at a fixed rate with a fault every few minutes.
+    Soak(soak::Args),
     /// `weir run` with the stock plugins compiled in, not in Wasm (the
     /// race's native baseline; not a way to run weir).
     #[command(hide = true)]
@@ -73,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         Command::Pipeline(args) => pipeline::run(&args),
         Command::Race(args) => race::run(&args),
         Command::Restore(args) => restore::run(&args),
+        Command::Soak(args) => soak::run(&args),
         Command::WeirNative(args) => Ok(weir::engine::run_with(
             args.run.plans()?,
             &args.run.config(),

@@ -116,11 +116,26 @@ impl Stack {
     }
 }
 
-/// Runs `$WEIR_XTASK stack <action> <service>` (the xtask binary that runs
-/// the tests) with this process's environment, so it finds the same stack
-/// (`WEIR_STATE_DIR`; the checkout is the parent of `CARGO_MANIFEST_DIR`).
+/// The xtask binary that stops and starts the stack's services:
+/// `$WEIR_XTASK` (set by `cargo xtask test`), else the one `cargo xtask`
+/// built in the same target folder as this program (a benchmark's).
+pub fn xtask_binary() -> Option<PathBuf> {
+    if let Some(xtask) = std::env::var_os("WEIR_XTASK") {
+        return Some(PathBuf::from(xtask));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let target = exe.parent()?.parent()?;
+    ["debug", "release"]
+        .iter()
+        .map(|profile| target.join(profile).join("xtask"))
+        .find(|xtask| xtask.is_file())
+}
+
+/// Runs `xtask stack <action> <service>` ([`xtask_binary`]) with this
+/// process's environment, so it finds the same stack (`WEIR_STATE_DIR`;
+/// the checkout is the parent of `CARGO_MANIFEST_DIR`).
 fn run_xtask_stack(action: &str, service: &str) -> Result<()> {
-    let Some(xtask) = std::env::var_os("WEIR_XTASK") else {
+    let Some(xtask) = xtask_binary() else {
         bail!(
             "cannot {action} `{service}`: WEIR_XTASK is not set; run the tests with \
              `cargo xtask test`, which can stop and start the stack's services"

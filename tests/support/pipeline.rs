@@ -294,6 +294,12 @@ impl Alive for std::process::Child {
 /// builds it: the host's own tests need it).
 pub fn weir_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
+    // Beside a benchmark (<target>/<profile>/weir-bench), or one folder up
+    // from a test (<target>/<profile>/deps/<test>).
+    let beside = exe.with_file_name("weir");
+    if beside.is_file() {
+        return Ok(beside);
+    }
     let dir = exe
         .parent()
         .and_then(Path::parent)

@@ -372,7 +372,7 @@ impl Checker<'_> {
             self.error(
                 &stage.name,
                 format!("stage `{name}`: limits must be above zero"),
-                "leave a limit out to take its default (memory_mib 256, call_timeout_ms 5000, no fuel)",
+                "leave a limit out to take its default (memory_mib 256, call_timeout_ms 1000, no fuel)",
             );
         }
         if stage.idle_timeout.is_some_and(|timeout| timeout.is_zero()) {

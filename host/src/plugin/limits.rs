@@ -23,7 +23,7 @@ impl Default for StageLimits {
     fn default() -> Self {
         Self {
             memory_mib: 256,
-            call_timeout_ms: 5_000,
+            call_timeout_ms: 1_000,
             fuel: None,
         }
     }
