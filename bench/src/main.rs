@@ -9,6 +9,8 @@
 //!   throughput beside a plain consumer's, and freshness at half load.
 //! - [`race`]: weir against Kafka Streams and the plain-consume limit on the
 //!   same input: throughput, CPU per million events, peak memory.
+//! - [`isolation`]: what a plugin that loops forever costs the other
+//!   pipelines of the same process.
 //! - [`restore`]: an aggregator's state read back from its changelog topic.
 //! - [`soak`]: the stock pipeline at a fixed rate for a long time, a fault
 //!   every few minutes: lag, memory over time, and exactness at the end.
@@ -16,6 +18,7 @@
 
 mod events;
 mod freshness;
+mod isolation;
 mod languages;
 mod native;
 mod pipeline;
@@ -51,6 +54,8 @@ enum Command {
     Race(race::Args),
     /// Aggregator state restored from its changelog: keys/s, MB/s.
     Restore(restore::Args),
+    /// The demo pipeline alone and beside a pipeline whose plugin loops.
+    Isolation(isolation::Args),
     /// A long run at a fixed rate with a fault every few minutes.
     Soak(soak::Args),
     /// `weir run` with the stock plugins compiled in, not in Wasm (the
@@ -79,6 +84,7 @@ fn main() -> anyhow::Result<()> {
         Command::Race(args) => race::run(&args),
         Command::Restore(args) => restore::run(&args),
         Command::Soak(args) => soak::run(&args),
+        Command::Isolation(args) => isolation::run(&args),
         Command::WeirNative(args) => Ok(weir::engine::run_with(
             args.run.plans()?,
             &args.run.config(),
