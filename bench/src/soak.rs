@@ -24,7 +24,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use weir_tests::oracle::fold::{Event, SessionRow, fold};
 use weir_tests::oracle::{COLUMNS, check_avro, differences};
 use weir_tests::pipeline::{
-    Alive, Scenario, demo_pipeline, plugin_dir, progress, terminate, wait_caught_up,
+    Alive, Scenario, count_per_key, demo_pipeline, plugin_dir, progress, terminate, wait_caught_up,
 };
 
 /// The admin token of the soak's `weir run`.
@@ -235,7 +235,8 @@ fn strike(
             std::thread::sleep(args.outage);
             let after = ends(run, &run.names.avro)?;
             run.stack.start_service("postgres")?;
-            let (messages, keys, most) = count_per_key(run, &run.names.avro, &before, &after)?;
+            let (messages, keys, most) =
+                count_per_key(&run.stack, &run.names.avro, &before, &after)?;
             println!(
                 "            during the {:?} outage the Avro topic got {messages} messages for \
                  {keys} keys, at most {most} per key ({} flush intervals)",
@@ -356,52 +357,6 @@ fn catch_up_time(run: &Scenario, weir: &Mutex<Weir>, rate: u64) -> Result<Durati
 /// The end offsets of `topic`'s partitions.
 fn ends(run: &Scenario, topic: &str) -> Result<Vec<i64>> {
     Ok(progress(&run.stack, "weir-bench-soak-reader", topic)?.1)
-}
-
-/// The messages of `topic` between `from` and `to` (offsets per
-/// partition): how many, for how many keys, and the most for one key.
-fn count_per_key(
-    run: &Scenario,
-    topic: &str,
-    from: &[i64],
-    to: &[i64],
-) -> Result<(usize, usize, usize)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &run.stack.bootstrap)
-        .set("group.id", weir_tests::unique("soak-count"))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut list = TopicPartitionList::new();
-    let mut left = 0;
-    for (partition, (&start, &end)) in from.iter().zip(to).enumerate() {
-        if end > start {
-            list.add_partition_offset(topic, partition as i32, Offset::Offset(start))?;
-            left += usize::try_from(end - start)?;
-        }
-    }
-    let mut per_key: HashMap<Vec<u8>, usize> = HashMap::new();
-    let total = left;
-    if left > 0 {
-        consumer.assign(&list)?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while left > 0 && Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
-            let message = message?;
-            let partition = message.partition() as usize;
-            if message.offset() < to[partition] {
-                *per_key
-                    .entry(message.key().unwrap_or_default().to_vec())
-                    .or_default() += 1;
-                left -= 1;
-            }
-        }
-    }
-    Ok((
-        total,
-        per_key.len(),
-        per_key.values().copied().max().unwrap_or(0),
-    ))
 }
 
 /// Resident memory of process `pid`, in MiB.

@@ -3,6 +3,7 @@
 //! the command) on a thread, and waiting until its committed offsets reach
 //! the end of the input.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,8 @@ use clap::Parser;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use weir::engine::RunConfig;
 use weir::generate::GenerateArgs;
 
@@ -322,6 +324,52 @@ pub fn progress(stack: &Stack, group: &str, topic: &str) -> Result<(Vec<Option<i
         .create()?;
     let progress = weir::kafka::group_progress(&reader, topic, Duration::from_secs(10))?;
     Ok(progress.iter().map(|p| (p.committed, p.high)).unzip())
+}
+
+/// The messages of `topic` between `from` and `to` (offsets per
+/// partition): how many, for how many keys, and the most for one key.
+pub fn count_per_key(
+    stack: &Stack,
+    topic: &str,
+    from: &[i64],
+    to: &[i64],
+) -> Result<(usize, usize, usize)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .set("group.id", unique("count-per-key"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut list = TopicPartitionList::new();
+    let mut left = 0;
+    for (partition, (&start, &end)) in from.iter().zip(to).enumerate() {
+        if end > start {
+            list.add_partition_offset(topic, partition as i32, Offset::Offset(start))?;
+            left += usize::try_from(end - start)?;
+        }
+    }
+    let mut per_key: HashMap<Vec<u8>, usize> = HashMap::new();
+    let total = left;
+    if left > 0 {
+        consumer.assign(&list)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while left > 0 && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+            let message = message?;
+            let partition = message.partition() as usize;
+            if message.offset() < to[partition] {
+                *per_key
+                    .entry(message.key().unwrap_or_default().to_vec())
+                    .or_default() += 1;
+                left -= 1;
+            }
+        }
+    }
+    Ok((
+        total,
+        per_key.len(),
+        per_key.values().copied().max().unwrap_or(0),
+    ))
 }
 
 /// Waits until `group` has committed the end of every partition of `topic`

@@ -58,6 +58,14 @@ fn pipeline_section(pipeline: &PipelineStatus) -> Markup {
     html! {
         section.pipeline data-pipeline=(pipeline.name) {
             h2 { (pipeline.name) span.muted { " · up " (duration(live.uptime_seconds)) } }
+            @if let Some(failing) = &live.failing {
+                p.failing data-attempts=(failing.attempts) {
+                    strong { "Sinks failing" }
+                    " since " (failing.since.format("%H:%M:%S UTC")) " (" (failing.attempts) " attempts): "
+                    (failing.error)
+                    span.muted { " — the pipeline waits and retries; nothing is committed until they write." }
+                }
+            }
             div.tiles {
                 (tile("in-rate", "In", &format!("{} /s", grouped(live.in_per_second.round() as u64)), "records read per second"))
                 (tile("rows-rate", "Rows out", &format!("{} /s", grouped(live.rows_per_second.round() as u64)), "rows the sinks confirmed per second"))
@@ -183,6 +191,7 @@ const STYLE: &str = r#"
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); background: var(--bg); }
 body.stale main { opacity: .55; }
+p.failing { padding: 10px 14px; border: 1px solid #d1242f; border-radius: 8px; background: #fff1f0; }
 header { display: flex; gap: 16px; align-items: baseline; padding: 14px 28px; background: var(--card); border-bottom: 1px solid var(--line); }
 header nav { margin-left: auto; display: flex; gap: 14px; }
 a { color: var(--accent); text-decoration: none; }

@@ -225,9 +225,15 @@ impl Delivery {
                 .map(|&(partition, _)| partition)
                 .collect::<HashSet<i32>>()
         };
-        write_with_retries(&self.sinks, &mut flush, &self.stop, &current, || {
-            self.offsets.held()
-        })
+        let failing = |failed| self.stats.set_failing(failed);
+        write_with_retries(
+            &self.sinks,
+            &mut flush,
+            &self.stop,
+            &current,
+            || self.offsets.held(),
+            failing,
+        )
         .await?;
         let epoch_of = |partition: i32| {
             epochs
@@ -354,6 +360,7 @@ async fn write_with_retries(
     stop: &AtomicBool,
     writable: impl Fn() -> HashSet<i32>,
     held: impl Fn() -> Option<HashSet<i32>>,
+    failing: impl Fn(Option<(u32, String)>),
 ) -> Result<(), DeliveryError> {
     let mut attempt: u32 = 0;
     let mut stopped_at: Option<Instant> = None;
@@ -397,6 +404,7 @@ async fn write_with_retries(
             Ok(()) => {
                 if attempt > 0 {
                     tracing::info!(attempts = attempt + 1, "Sinks are writing again.");
+                    failing(None);
                 }
                 return Ok(());
             }
@@ -404,6 +412,7 @@ async fn write_with_retries(
             Err(error) => error,
         };
         attempt += 1;
+        failing(Some((attempt, error.to_string())));
         if stop.load(Ordering::Relaxed) {
             let since = *stopped_at.get_or_insert_with(Instant::now);
             if since.elapsed() >= STOP_GRACE {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use serde::Serialize;
 
-use super::stats::{Snapshot, Stats};
+use super::stats::{Failing, Snapshot, Stats};
 use crate::kafka::{PartitionProgress, group_progress};
 
 /// How often the monitor samples.
@@ -36,6 +36,8 @@ pub struct LiveStatus {
     pub lag: Option<Vec<PartitionLag>>,
     /// Seconds since the pipeline started.
     pub uptime_seconds: f64,
+    /// A sink failure delivery is retrying now (the pipeline waits).
+    pub failing: Option<Failing>,
 }
 
 impl LiveStatus {
@@ -139,6 +141,7 @@ impl<C: ConsumerContext + 'static> Monitor<C> {
             dead_per_second: window.rate(|s| s.dead),
             lag,
             uptime_seconds: self.started.elapsed().as_secs_f64(),
+            failing: self.stats.failing(),
         }
     }
 

@@ -18,6 +18,19 @@ pub struct Stats {
     rows_written: AtomicU64,
     evicted: AtomicU64,
     keys: Vec<AtomicU64>,
+    /// The sinks' failure being retried now, if any.
+    failing: std::sync::Mutex<Option<Failing>>,
+}
+
+/// A sink failure delivery is retrying (the pipeline waits meanwhile).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Failing {
+    /// The failure, as the log says it.
+    pub error: String,
+    /// When the first attempt failed.
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// Attempts that failed so far.
+    pub attempts: u32,
 }
 
 /// A copy of the counters at one moment.
@@ -55,7 +68,32 @@ impl Stats {
             rows_written: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             keys: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            failing: std::sync::Mutex::new(None),
         }
+    }
+
+    /// A write of the sinks failed (`attempts` times in a row, with `error`
+    /// the last time), or wrote again (`None`).
+    pub(super) fn set_failing(&self, failed: Option<(u32, String)>) {
+        let mut failing = self
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *failing = failed.map(|(attempts, error)| Failing {
+            error,
+            since: failing
+                .as_ref()
+                .map_or_else(chrono::Utc::now, |before| before.since),
+            attempts,
+        });
+    }
+
+    /// The sinks' failure being retried now.
+    pub fn failing(&self) -> Option<Failing> {
+        self.failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub(super) fn add_received(&self, records: u64) {
