@@ -178,21 +178,29 @@ pub fn restore(
     partitions: &[i32],
     timeout: Duration,
 ) -> Result<Restored, RestoreError> {
-    // Partitions added to the source since the changelog was made get
-    // theirs now (empty: nothing to restore), so their state can be written.
-    let needed = partitions.iter().max().map_or(0, |&p| p as usize + 1);
-    crate::kafka::ensure_partitions(kafka, topic, needed).map_err(|error| {
-        RestoreError::Partitions {
-            topic: topic.to_owned(),
-            source: Box::new(error),
-        }
-    })?;
     let consumer: BaseConsumer = kafka
         .restore_consumer()
         .create()
         .map_err(failed(topic, "cannot create a consumer"))?;
     let mut restored = Restored::default();
-    let mut ends = assign(&consumer, topic, partitions, timeout, &mut restored)?;
+    let assigned = assign(&consumer, topic, partitions, timeout, &mut restored);
+    let mut ends = match assigned {
+        Err(RestoreError::Kafka { .. }) => {
+            // A partition added to the source since the changelog was made
+            // has none yet: it gets one (empty, nothing to restore), so its
+            // state can be written; then the restore is tried again.
+            let needed = partitions.iter().max().map_or(0, |&p| p as usize + 1);
+            crate::kafka::ensure_partitions(kafka, topic, needed).map_err(|error| {
+                RestoreError::Partitions {
+                    topic: topic.to_owned(),
+                    source: Box::new(error),
+                }
+            })?;
+            restored = Restored::default();
+            assign(&consumer, topic, partitions, timeout, &mut restored)?
+        }
+        assigned => assigned?,
+    };
     let mut progress = Instant::now();
     while !ends.is_empty() {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {

@@ -64,13 +64,14 @@ pub fn partition_count(kafka: &Connection, topic: &str) -> Result<usize, TopicsE
 }
 
 /// Creates the `topics` that are missing, with `partitions` partitions and
-/// the topic settings `config`; existing topics are left as they are.
+/// the topic settings `config`; existing topics are left as they are, and
+/// returned.
 pub async fn ensure_topics(
     kafka: &Connection,
     topics: &[String],
     partitions: usize,
     config: &[(&str, &str)],
-) -> Result<(), TopicsError> {
+) -> Result<Vec<String>, TopicsError> {
     let admin: AdminClient<DefaultClientContext> =
         kafka.admin().create().map_err(TopicsError::Client)?;
     let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
@@ -93,14 +94,15 @@ pub async fn ensure_topics(
             bootstrap: kafka.bootstrap().to_owned(),
             source,
         })?;
+    let mut existing = Vec::new();
     for result in results {
         match result {
             Ok(topic) => tracing::info!(topic = %topic, partitions, "Created topic."),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => existing.push(topic),
             Err((topic, code)) => return Err(TopicsError::Create { topic, code }),
         }
     }
-    Ok(())
+    Ok(existing)
 }
 
 /// Gives `topic` (which exists) at least `partitions` partitions: a

@@ -126,16 +126,20 @@ pub(super) async fn build_sinks(
     let mut topics = vec![plan.dead_letter_topic.to_string()];
     topics.extend(plan.sinks.kafka.iter().map(|sink| sink.topic.to_string()));
     ensure_topics(kafka, &topics, partitions, &[]).await?;
-    ensure_topics(
+    let existing = ensure_topics(
         kafka,
         &[changelog_topic.to_owned()],
         partitions,
         &changelog::topic_config(),
     )
     .await?;
-    let (connection, topic) = (kafka.clone(), changelog_topic.to_owned());
-    tokio::task::spawn_blocking(move || ensure_partitions(&connection, &topic, partitions))
-        .await??;
+    // A changelog made before the source was given more partitions gets
+    // theirs (one just made has them all).
+    if !existing.is_empty() {
+        let (connection, topic) = (kafka.clone(), changelog_topic.to_owned());
+        tokio::task::spawn_blocking(move || ensure_partitions(&connection, &topic, partitions))
+            .await??;
+    }
     // PostgreSQL first: its statements run on the server while the Kafka
     // sink encodes its rows.
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
