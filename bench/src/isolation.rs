@@ -51,15 +51,13 @@ pub fn run(args: &Args) -> Result<()> {
     );
     let mut ratios = Vec::new();
     for run in 0..args.runs {
-        let alone = demo_run(&stack, &dir, &input, &format!("alone{run}"), None, args)?;
-        let beside = demo_run(
-            &stack,
-            &dir,
-            &input,
-            &format!("beside{run}"),
-            Some(&tag),
-            args,
-        )?;
+        // Alternating which goes first, so neither gains from the other's warm-up.
+        let (mut alone, mut beside) = (0.0, 0.0);
+        for looping in [run % 2 == 1, run % 2 == 0] {
+            let label = format!("{}{run}", if looping { "b" } else { "a" });
+            let rate = demo_run(&stack, &dir, &input, (&tag, &label), looping, args)?;
+            *(if looping { &mut beside } else { &mut alone }) = rate;
+        }
         let ratio = beside / alone;
         println!(
             "  run {}: alone {alone:>9.0} events/s, beside the looping pipeline {beside:>9.0} events/s: {:.2}",
@@ -78,26 +76,26 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// The demo pipeline's throughput over `input`'s events under a fresh
-/// group `label`, with a looping pipeline beside it when `looping` (a tag).
+/// group (`tag` and `label` name it), with a looping pipeline beside it
+/// when `looping`.
 fn demo_run(
     stack: &Stack,
     dir: &Path,
     input: &Names,
-    label: &str,
-    looping: Option<&str>,
+    (tag, label): (&str, &str),
+    looping: bool,
     args: &Args,
 ) -> Result<f64> {
-    let mut names = Names::fresh(&format!("{}-{label}", input.pipeline));
+    let mut names = Names::fresh(&format!("{tag}{label}"));
     names.events.clone_from(&input.events);
     let demo = demo_pipeline(dir, &names, "")?;
     let mut files = vec![demo];
-    let looping = match looping {
-        Some(tag) => {
-            let (file, names) = looping_pipeline(stack, dir, tag, label, args)?;
-            files.push(file);
-            Some(names)
-        }
-        None => None,
+    let looping = if looping {
+        let (file, names) = looping_pipeline(stack, dir, tag, label, args)?;
+        files.push(file);
+        Some(names)
+    } else {
+        None
     };
     let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let running = Running::start_all(stack, &paths)?;
@@ -134,7 +132,7 @@ fn looping_pipeline(
     label: &str,
     args: &Args,
 ) -> Result<(PathBuf, Names)> {
-    let names = Names::fresh(&format!("{tag}-loop-{label}"));
+    let names = Names::fresh(&format!("{tag}loop{label}"));
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(create_topic(stack, &names.events, args.partitions))?;
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
