@@ -24,7 +24,8 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use weir_tests::oracle::fold::{Event, SessionRow, fold};
 use weir_tests::oracle::{COLUMNS, check_avro, differences};
 use weir_tests::pipeline::{
-    Alive, Scenario, count_per_key, demo_pipeline, plugin_dir, progress, terminate, wait_caught_up,
+    Alive, Scenario, count_per_key, demo_pipeline, plugin_dir, progress, replace_setting,
+    terminate, wait_caught_up,
 };
 
 /// The admin token of the soak's `weir run`.
@@ -54,6 +55,12 @@ pub struct Args {
     /// Sessions live at once in the generated stream.
     #[arg(long, default_value_t = 2_000)]
     sessions: u64,
+    /// The aggregator's `idle_timeout`: short enough that state reaches a
+    /// steady size within the run (the demo's 30 minutes would have every
+    /// session of a 30-minute run held at its end, and memory grow with
+    /// them); long beyond any pause within a generated session.
+    #[arg(long, default_value = "2m")]
+    idle_timeout: String,
 }
 
 /// The faults, in the order they strike (then again from the first).
@@ -90,15 +97,21 @@ pub fn run(args: &Args) -> Result<()> {
     let run = Scenario::new("soak", args.partitions)?;
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
+    replace_setting(
+        &pipeline,
+        "idle_timeout = \"30m\"",
+        &format!("idle_timeout = \"{}\"", args.idle_timeout),
+    )?;
     let weir = Arc::new(Mutex::new(start_weir(&run, &pipeline, 0)?));
     let count = args.rate * args.duration.as_secs();
     println!(
-        "weir-bench soak: {} events/s for {:?} ({count} events, {} sessions live, {} partitions), \
-         a fault every {:?}: {}",
+        "weir-bench soak: {} events/s for {:?} ({count} events, {} sessions live, {} partitions, \
+         idle_timeout {}), a fault every {:?}: {}",
         args.rate,
         args.duration,
         args.sessions,
         args.partitions,
+        args.idle_timeout,
         args.fault_every,
         FAULTS.join(", ")
     );
