@@ -40,7 +40,7 @@ impl Sinks {
         self.sinks.iter().map(|sink| sink.name())
     }
 
-    /// Starts this pipeline's error and retry counters at zero: a healthy
+    /// Starts this pipeline's error, retry and circuit counters at zero: a healthy
     /// pipeline then shows its errors as 0, where a query expects a value,
     /// rather than as no series at all.
     pub fn start_counters(&self, stages: &[&str]) {
@@ -54,6 +54,14 @@ impl Sinks {
         }
         metrics::counter!("weir_sink_retries_total", "pipeline" => self.pipeline.clone())
             .absolute(0);
+        for stage in stages {
+            metrics::counter!(
+                "weir_plugin_circuit_opened_total",
+                "pipeline" => self.pipeline.clone(),
+                "stage" => (*stage).to_owned(),
+            )
+            .absolute(0);
+        }
         // Dead letters too: the source's malformed values, each stage's kinds.
         let source = std::iter::once(("source", Kind::Malformed));
         let stages = stages.iter().flat_map(|stage| {
