@@ -17,7 +17,7 @@ use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use sqlx::postgres::PgPoolOptions;
 use weir_tests::oracle::{check_avro, differences, load_raw, oracle_query};
 use weir_tests::pipeline::{
-    Scenario, demo_pipeline, generate, progress, terminate, wait_caught_up,
+    Scenario, demo_pipeline, generated_events, progress, terminate, wait_caught_up,
 };
 use weir_tests::raw::{self, Raw};
 
@@ -371,27 +371,7 @@ fn every_kind_of_hostile_record_is_counted_or_dead_lettered_and_the_rest_equals_
 -> Result<()> {
     let run = Scenario::new("hostile", 2)?;
     let (stack, names, dir, tokio) = (&run.stack, &run.names, &run.dir, &run.tokio);
-    let file = dir.join("events.jsonl");
-    generate(
-        stack,
-        &[
-            "--rate",
-            "0",
-            "--seed",
-            SEED,
-            "--sessions",
-            "20",
-            "--count",
-            "3000",
-            "--write-catalog",
-            "--output",
-            &file.display().to_string(),
-        ],
-    )?;
-    let valid: Vec<serde_json::Value> = std::fs::read_to_string(&file)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let valid = generated_events(stack, SEED, 20, 3000, &dir.join("events.jsonl"))?;
     // Hostile events join a real session, in the middle of its events.
     let session = valid[0]["session_id"]
         .as_str()

@@ -9,8 +9,8 @@ use anyhow::{Context, Result, ensure};
 use sqlx::postgres::PgPoolOptions;
 use weir_tests::oracle::{check_avro, check_run, differences, load_raw, oracle_query};
 use weir_tests::pipeline::{
-    Names, Running, Scenario, demo_pipeline, generate, generate_with_copy, progress,
-    replace_setting, wait_caught_up,
+    Names, Running, Scenario, demo_pipeline, generate, generate_with_copy, generated_events,
+    progress, replace_setting, wait_caught_up,
 };
 
 /// Events in the oracle run.
@@ -740,27 +740,7 @@ fn partitions_added_to_the_source_get_their_changelog_partitions() -> Result<()>
 
     let run = Scenario::new("grown", 2)?;
     let (stack, names, dir, tokio) = (&run.stack, &run.names, &run.dir, &run.tokio);
-    let file = dir.join("events.jsonl");
-    generate(
-        stack,
-        &[
-            "--rate",
-            "0",
-            "--seed",
-            SEED,
-            "--sessions",
-            "20",
-            "--count",
-            "2000",
-            "--write-catalog",
-            "--output",
-            &file.display().to_string(),
-        ],
-    )?;
-    let events: Vec<serde_json::Value> = std::fs::read_to_string(&file)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let events = generated_events(stack, SEED, 20, 2000, &dir.join("events.jsonl"))?;
     // Each run's sessions are its own (a session's events stay in one
     // partition: keys move when a topic grows).
     let produce = |suffix: &str| -> Result<()> {
@@ -785,16 +765,20 @@ fn partitions_added_to_the_source_get_their_changelog_partitions() -> Result<()>
         Ok(())
     };
     let pipeline = demo_pipeline(dir, names, "")?;
+    // weir runs until it has committed everything in the topic.
+    let run_to_end = || -> Result<()> {
+        let mut running = Running::start(stack, &pipeline)?;
+        wait_caught_up(
+            stack,
+            &names.group(),
+            &names.events,
+            &mut running,
+            Duration::from_secs(300),
+        )?;
+        running.stop()
+    };
     produce("")?;
-    let mut running = Running::start(stack, &pipeline)?;
-    wait_caught_up(
-        stack,
-        &names.group(),
-        &names.events,
-        &mut running,
-        Duration::from_secs(300),
-    )?;
-    running.stop()?;
+    run_to_end()?;
 
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &stack.bootstrap)
@@ -809,15 +793,7 @@ fn partitions_added_to_the_source_get_their_changelog_partitions() -> Result<()>
         ends.len() == 4 && ends[2] > 0 && ends[3] > 0,
         "the new partitions hold events: {ends:?}"
     );
-    let mut running = Running::start(stack, &pipeline)?;
-    wait_caught_up(
-        stack,
-        &names.group(),
-        &names.events,
-        &mut running,
-        Duration::from_secs(300),
-    )?;
-    running.stop()?;
+    run_to_end()?;
     let sessions = check_run(stack, tokio, names)?;
     println!("a source grown from 2 to 4 partitions: {sessions} sessions equal the oracle");
     Ok(())

@@ -133,12 +133,7 @@ pub fn run(args: &Args) -> Result<()> {
                     let weir = weir.lock().expect("not poisoned");
                     (weir.child.id(), weir.starts)
                 };
-                let lag = progress(&stack, &names.group(), &names.events).map_or(-1, |(c, e)| {
-                    e.iter()
-                        .zip(&c)
-                        .map(|(end, done)| end - done.unwrap_or(0))
-                        .sum()
-                });
+                let lag = lag(&stack, &names).unwrap_or(-1);
                 let sample = Sample {
                     at: started.elapsed(),
                     lag,
@@ -339,15 +334,7 @@ fn catch_up_time(run: &Scenario, weir: &Mutex<Weir>, rate: u64) -> Result<Durati
     let started = Instant::now();
     loop {
         // A broker just started may not answer yet: not caught up.
-        let lag = progress(&run.stack, &run.names.group(), &run.names.events).map_or(
-            i64::MAX,
-            |(committed, ends)| {
-                ends.iter()
-                    .zip(&committed)
-                    .map(|(end, done)| end - done.unwrap_or(0))
-                    .sum()
-            },
-        );
+        let lag = lag(&run.stack, &run.names).unwrap_or(i64::MAX);
         if lag < 2 * rate as i64 {
             return Ok(started.elapsed());
         }
@@ -365,6 +352,24 @@ fn catch_up_time(run: &Scenario, weir: &Mutex<Weir>, rate: u64) -> Result<Durati
         );
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// Records of the input the pipeline's group has not committed (`None`:
+/// the broker did not answer).
+fn lag(stack: &weir_tests::Stack, names: &weir_tests::pipeline::Names) -> Option<i64> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap)
+        .set("group.id", names.group())
+        .create()
+        .ok()?;
+    let progress = weir::kafka::group_progress(&reader, &names.events, Duration::from_secs(10));
+    Some(
+        progress
+            .ok()?
+            .iter()
+            .map(weir::kafka::PartitionProgress::lag)
+            .sum(),
+    )
 }
 
 /// The end offsets of `topic`'s partitions.

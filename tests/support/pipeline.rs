@@ -226,6 +226,39 @@ pub fn generate_with_copy(
     Ok((counts, took))
 }
 
+/// `count` events of seed `seed` (`sessions` live at once) written to
+/// `file` (the catalog written to the shared tables too), read back as
+/// JSON values in the order they were generated.
+pub fn generated_events(
+    stack: &Stack,
+    seed: &str,
+    sessions: usize,
+    count: u64,
+    file: &Path,
+) -> Result<Vec<serde_json::Value>> {
+    let (sessions, count) = (sessions.to_string(), count.to_string());
+    generate(
+        stack,
+        &[
+            "--rate",
+            "0",
+            "--seed",
+            seed,
+            "--sessions",
+            &sessions,
+            "--count",
+            &count,
+            "--write-catalog",
+            "--output",
+            &file.display().to_string(),
+        ],
+    )?;
+    std::fs::read_to_string(file)?
+        .lines()
+        .map(|line| Ok(serde_json::from_str(line)?))
+        .collect()
+}
+
 /// Pipelines running on their own thread, as `weir run FILE...` runs them.
 pub struct Running {
     stop: Arc<AtomicBool>,

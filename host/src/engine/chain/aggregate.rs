@@ -329,28 +329,34 @@ impl Chain {
 /// or a row larger than the sinks take.
 fn too_large(result: &GroupResult) -> Option<(&'static str, String)> {
     let state = result.state.as_ref().map_or(0, Vec::len);
-    if state > limits::MAX_STATE_BYTES {
-        return Some((
-            "state-too-large",
-            format!(
-                "with this record the key's state would be {state} bytes; a state is at most {} \
-                 (it must fit a changelog message); the key keeps its state without it",
-                limits::MAX_STATE_BYTES
-            ),
-        ));
-    }
     let row = result.row.as_deref().map_or(0, limits::row_bytes);
-    if row > limits::MAX_ROW_BYTES {
-        return Some((
+    [
+        (
+            "state-too-large",
+            "state",
+            state,
+            limits::MAX_STATE_BYTES,
+            "a changelog message",
+        ),
+        (
             "row-too-large",
+            "row",
+            row,
+            limits::MAX_ROW_BYTES,
+            "a Kafka message",
+        ),
+    ]
+    .into_iter()
+    .find(|&(_, _, bytes, max, _)| bytes > max)
+    .map(|(code, what, bytes, max, fits)| {
+        (
+            code,
             format!(
-                "with this record the key's row would be {row} bytes; a row is at most {} \
-                 (it must fit a Kafka message); the key keeps its state without it",
-                limits::MAX_ROW_BYTES
+                "with this record the key's {what} would be {bytes} bytes; a {what} is at most \
+                 {max} (it must fit {fits}); the key keeps its state without it"
             ),
-        ));
-    }
-    None
+        )
+    })
 }
 
 #[cfg(test)]

@@ -74,9 +74,7 @@ impl Worker {
 
     /// The aggregator's state version.
     pub fn state_version(&mut self) -> Result<u32, Failure> {
-        self.budget.start_batch();
-        self.prepare_call()
-            .map_err(|trap| Failure::Trapped(trap.0))?;
+        self.prepare_single_call()?;
         let result = match &self.instance {
             Instance::Aggregator(bindings) => bindings
                 .weir_plugin_aggregating()
@@ -88,9 +86,7 @@ impl Worker {
 
     /// The aggregator's output schema (Avro, JSON text).
     pub fn output_schema(&mut self) -> Result<String, Failure> {
-        self.budget.start_batch();
-        self.prepare_call()
-            .map_err(|trap| Failure::Trapped(trap.0))?;
+        self.prepare_single_call()?;
         let result = match &self.instance {
             Instance::Aggregator(bindings) => bindings
                 .weir_plugin_aggregating()
@@ -102,9 +98,7 @@ impl Worker {
 
     /// Converts state written by `from_version` into the plugin's own version.
     pub fn migrate(&mut self, from_version: u32, state: &[u8]) -> Result<Vec<u8>, Failure> {
-        self.budget.start_batch();
-        self.prepare_call()
-            .map_err(|trap| Failure::Trapped(trap.0))?;
+        self.prepare_single_call()?;
         let result = match &self.instance {
             Instance::Aggregator(bindings) => bindings.weir_plugin_aggregating().call_migrate(
                 &mut self.store,
@@ -118,6 +112,13 @@ impl Worker {
             Ok(Err(error)) => Err(Failure::Rejected(error)),
             Err(error) => Err(self.trapped(error)),
         }
+    }
+
+    /// Before a call outside a batch (state version, schema, migration): the
+    /// whole call time, and the instance ready.
+    fn prepare_single_call(&mut self) -> Result<(), Failure> {
+        self.budget.start_batch();
+        self.prepare_call().map_err(|trap| Failure::Trapped(trap.0))
     }
 
     /// One call of the aggregator over `groups`.
