@@ -38,7 +38,7 @@ async fn rows_reach_kafka_as_confluent_avro() -> Result<()> {
     let schema = RowSchema::parse(session_stats::OUTPUT_SCHEMA)?;
     let sink = KafkaSink::connect(
         &weir::kafka::Connection::new(&stack.bootstrap),
-        RegistryClient::new(&stack.registry_url),
+        RegistryClient::new(&stack.services.registry)?,
         &topic,
         None,
         schema.clone(),
@@ -53,7 +53,7 @@ async fn rows_reach_kafka_as_confluent_avro() -> Result<()> {
     // A second sink for the same topic finds the schema registered: same id, one version.
     let again = KafkaSink::connect(
         &weir::kafka::Connection::new(&stack.bootstrap),
-        RegistryClient::new(&stack.registry_url),
+        RegistryClient::new(&stack.services.registry)?,
         &topic,
         None,
         schema,

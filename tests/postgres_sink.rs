@@ -31,7 +31,8 @@ async fn the_sessions_table_is_created_and_upserted() -> Result<()> {
     let stack = Stack::from_env();
     let table = unique("sessions");
     let schema = RowSchema::parse(session_stats::OUTPUT_SCHEMA)?;
-    let sink = PostgresSink::connect(&stack.database_url, &table, "SESSION_ID", schema).await?;
+    let sink =
+        PostgresSink::connect(&stack.services.database, &table, "SESSION_ID", schema).await?;
     sink.migrate().await?;
     sink.migrate().await?; // idempotent
 
@@ -117,7 +118,7 @@ async fn the_sessions_table_is_created_and_upserted() -> Result<()> {
         "the schema gained a field"
     );
     let wide = PostgresSink::connect(
-        &stack.database_url,
+        &stack.services.database,
         &table,
         "SESSION_ID",
         RowSchema::parse(&wider)?,
@@ -155,7 +156,8 @@ async fn rows_the_table_cannot_take_are_refused_before_any_write() -> Result<()>
     };
     let first =
         schema(r#"{"name":"EVENTS","type":"long"},{"name":"NOTE","type":["null","string"]}"#)?;
-    let sink = PostgresSink::connect(&stack.database_url, &table, "KEY", first.clone()).await?;
+    let sink =
+        PostgresSink::connect(&stack.services.database, &table, "KEY", first.clone()).await?;
     sink.migrate().await?;
     let columns = || async {
         let names: Vec<String> = sqlx::query_scalar(

@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
         Command::Isolation(args) => isolation::run(&args),
         Command::WeirNative(args) => Ok(weir::engine::run_with(
             args.run.plans()?,
-            &args.run.config(),
+            &args.run.config()?,
             &weir::cli::stop_on_signal(),
             &native::demo_stages(),
         )?),

@@ -61,6 +61,10 @@ pub struct Args {
     /// them); long beyond any pause within a generated session.
     #[arg(long, default_value = "2m")]
     idle_timeout: String,
+    /// The faults, struck in this order and then again from the first
+    /// [default: all of them].
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(FAULTS))]
+    faults: Vec<String>,
 }
 
 /// The faults, in the order they strike (then again from the first).
@@ -113,8 +117,17 @@ pub fn run(args: &Args) -> Result<()> {
         args.partitions,
         args.idle_timeout,
         args.fault_every,
-        FAULTS.join(", ")
+        if args.faults.is_empty() {
+            FAULTS.join(", ")
+        } else {
+            args.faults.join(", ")
+        }
     );
+    let faults: Vec<&str> = if args.faults.is_empty() {
+        FAULTS.to_vec()
+    } else {
+        args.faults.iter().map(String::as_str).collect()
+    };
     let generator = run.start_generator(SEED, count, args.rate, args.sessions);
     let started = Instant::now();
     let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
@@ -129,9 +142,9 @@ pub fn run(args: &Args) -> Result<()> {
         );
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                let (pid, process) = {
+                let (pid, process, admin) = {
                     let weir = weir.lock().expect("not poisoned");
-                    (weir.child.id(), weir.starts)
+                    (weir.child.id(), weir.starts, weir.admin.clone())
                 };
                 let lag = lag(&stack, &names).unwrap_or(-1);
                 let sample = Sample {
@@ -140,8 +153,9 @@ pub fn run(args: &Args) -> Result<()> {
                     rss_mib: rss_mib(pid).unwrap_or(f64::NAN),
                     process,
                 };
+                let keys = state_keys(&admin).map_or("?".to_owned(), |keys| keys.to_string());
                 println!(
-                    "  {:>6.0} s  lag {:>8}  weir rss {:>6.1} MiB",
+                    "  {:>6.0} s  lag {:>8}  weir rss {:>6.1} MiB  keys held {keys}",
                     sample.at.as_secs_f64(),
                     sample.lag,
                     sample.rss_mib
@@ -160,7 +174,7 @@ pub fn run(args: &Args) -> Result<()> {
             break;
         }
         std::thread::sleep(at.saturating_sub(started.elapsed()));
-        let name = FAULTS[fault % FAULTS.len()];
+        let name = faults[fault % faults.len()];
         println!(
             "  {:>6.0} s  fault: {name}",
             started.elapsed().as_secs_f64()
@@ -203,6 +217,21 @@ pub fn run(args: &Args) -> Result<()> {
     compare_with_oracle(&run)?;
     ensure!(status.success(), "weir did not exit 0");
     Ok(())
+}
+
+/// The keys a running weir holds in state (the `weir_state_keys` gauges of
+/// its `/metrics`, summed over pipelines and stages).
+fn state_keys(admin: &str) -> Result<u64> {
+    let metrics = reqwest::blocking::Client::new()
+        .get(format!("{admin}/metrics"))
+        .timeout(Duration::from_secs(2))
+        .send()?
+        .text()?;
+    Ok(metrics
+        .lines()
+        .filter(|line| line.starts_with("weir_state_keys"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
 }
 
 /// Makes sure the stack's services can be stopped and started.

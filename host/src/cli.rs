@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::connect::{ConnectArgs, Secret, SettingsError};
 use crate::engine::{AdminConfig, RunConfig};
 use crate::generate::GenerateArgs;
-use crate::kafka::Connection;
 use crate::telemetry::LogFormat;
 
 /// weir runs WebAssembly plugins (filters, enrichers, keyed aggregators) over
@@ -55,23 +55,9 @@ pub struct RunArgs {
     /// Pipeline files; each runs as its own pipeline in this process.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "WEIR_BOOTSTRAP", default_value = "127.0.0.1:9092")]
-    pub bootstrap: String,
-    /// The schema registry's Confluent-compatible API.
-    #[arg(
-        long,
-        env = "WEIR_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081/apis/ccompat/v7"
-    )]
-    pub registry_url: String,
-    /// PostgreSQL: the sink's database, and where lookup queries run.
-    #[arg(
-        long,
-        env = "WEIR_DATABASE_URL",
-        default_value = "postgres://weir:weir@127.0.0.1:5432/weir"
-    )]
-    pub database_url: String,
+    /// Where Kafka, the registry and PostgreSQL are, and weir's credentials.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Shards (threads running plugins) per pipeline; default: one per core.
     #[arg(long, env = "WEIR_SHARDS")]
     pub shards: Option<usize>,
@@ -85,26 +71,46 @@ pub struct RunArgs {
     /// checks as the admin API).
     #[arg(long)]
     pub watch: bool,
-    /// The bearer token the admin API's changes need (none: changes are refused).
+    /// The bearer token the admin API's changes need (none: changes are
+    /// refused). Better given in the environment than as a flag, which `ps` shows.
     #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// The bearer token the admin API's reads need (status, metrics, plugin
+    /// lists); none: whoever reaches the API may read. The change token reads too.
+    #[arg(long, env = "WEIR_ADMIN_READ_TOKEN", hide_env_values = true)]
+    pub admin_read_token: Option<String>,
+    /// Host names the admin API answers to beside localhost, 127.0.0.1 and
+    /// [::1] (a name it is reached by, behind a proxy or in a container
+    /// network); `*` for any. Other names are refused, so a web page that
+    /// rebinds its DNS name to this machine cannot read the API.
+    #[arg(long, env = "WEIR_ADMIN_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub admin_allowed_hosts: Vec<String>,
+    /// Serve reads without a token on an address beyond this machine (a
+    /// private network where Prometheus scrapes); without this, such an
+    /// address needs --admin-read-token.
+    #[arg(long, env = "WEIR_ADMIN_OPEN_READS")]
+    pub admin_open_reads: bool,
 }
 
 impl RunArgs {
     /// How the process runs, as these arguments say.
-    pub fn config(&self) -> RunConfig {
-        RunConfig {
-            kafka: Connection::new(&self.bootstrap),
-            registry_url: self.registry_url.clone(),
-            database_url: self.database_url.clone(),
+    pub fn config(&self) -> Result<RunConfig, SettingsError> {
+        let services = self.connect.services()?;
+        Ok(RunConfig {
+            kafka: services.kafka,
+            registry: services.registry,
+            database: services.database,
             shards: self.shards,
             status_every: self.status_every,
             admin: AdminConfig {
                 addr: self.admin_addr,
-                token: self.admin_token.clone(),
+                token: self.admin_token.clone().map(Secret::new),
+                read_token: self.admin_read_token.clone().map(Secret::new),
+                allowed_hosts: self.admin_allowed_hosts.clone(),
+                open_reads: self.admin_open_reads,
             },
             watch: self.watch,
-        }
+        })
     }
 
     /// The pipeline files, each checked into a plan; every problem of

@@ -7,6 +7,8 @@
 //! - [`authoring`]: tools for plugin authors (`weir plugin test`, `inspect`).
 //! - [`cli`]: the `weir` command line (arguments only; the work lives in the
 //!   modules it calls).
+//! - [`connect`]: how weir reaches Kafka, PostgreSQL and the registry
+//!   (TLS, SASL, credentials), secrets that never print, the start check.
 //! - [`dirs`]: weir's cache and source folders.
 //! - [`engine`]: running pipelines (`weir run`): the topology that builds
 //!   them, source, shards, state, delivery to the sinks, dead letters, swaps.
@@ -22,6 +24,7 @@
 pub mod admin;
 pub mod authoring;
 pub mod cli;
+pub mod connect;
 pub mod dirs;
 pub mod engine;
 pub mod generate;

@@ -24,10 +24,13 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => match args.plans() {
             Err(errors) => Err(anyhow::Error::from(errors)),
-            Ok(plans) => {
-                let stop = weir::cli::stop_on_signal();
-                weir::engine::run(plans, &args.config(), &stop).map_err(anyhow::Error::from)
-            }
+            Ok(plans) => match args.config() {
+                Err(error) => Err(anyhow::Error::from(error)),
+                Ok(config) => {
+                    let stop = weir::cli::stop_on_signal();
+                    weir::engine::run(plans, &config, &stop).map_err(anyhow::Error::from)
+                }
+            },
         },
         Command::Plugin(args) => match &args.action {
             PluginCommand::Running(action) => weir::admin::client::run(&args, action),

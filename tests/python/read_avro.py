@@ -4,9 +4,15 @@ schema fetched by the id each message carries). Prints one JSON object:
 the latest value of every key.
 
     python read_avro.py BOOTSTRAP REGISTRY_URL TOPIC EXPECTED_KEYS
+
+Against a secured stack it reads weir's own settings from the environment
+(`cargo xtask stack env --secure` prints them): the Kafka properties file
+WEIR_KAFKA_CONFIG, and WEIR_REGISTRY_USER, WEIR_REGISTRY_PASSWORD_FILE and
+WEIR_REGISTRY_CA.
 """
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -17,12 +23,48 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 
+def first_line(path: str) -> str:
+    with open(path, encoding="utf-8") as file:
+        return file.read().splitlines()[0]
+
+
+def kafka_settings() -> dict:
+    """The properties of WEIR_KAFKA_CONFIG, `${file:PATH}` values read."""
+    settings = {}
+    path = os.environ.get("WEIR_KAFKA_CONFIG")
+    if not path:
+        return settings
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, value = (part.strip() for part in line.split("=", 1))
+            if value.startswith("${file:") and value.endswith("}"):
+                value = first_line(value[len("${file:") : -1])
+            settings[name] = value
+    settings.pop("bootstrap.servers", None)
+    return settings
+
+
+def registry_settings(url: str) -> dict:
+    settings = {"url": url}
+    user = os.environ.get("WEIR_REGISTRY_USER")
+    if user:
+        password = first_line(os.environ["WEIR_REGISTRY_PASSWORD_FILE"])
+        settings["basic.auth.user.info"] = f"{user}:{password}"
+    if os.environ.get("WEIR_REGISTRY_CA"):
+        settings["ssl.ca.location"] = os.environ["WEIR_REGISTRY_CA"]
+    return settings
+
+
 def main() -> None:
     bootstrap, registry_url, topic, expected = sys.argv[1:5]
-    registry = SchemaRegistryClient({"url": registry_url})
+    registry = SchemaRegistryClient(registry_settings(registry_url))
     deserialize = AvroDeserializer(registry)
     consumer = Consumer(
         {
+            **kafka_settings(),
             "bootstrap.servers": bootstrap,
             "group.id": f"avro-reader-{uuid.uuid4()}",
             "auto.offset.reset": "earliest",

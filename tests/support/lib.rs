@@ -32,7 +32,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-/// Where the local stack's services answer.
+/// Where the local stack's services answer, and how weir reaches them.
 #[derive(Debug, Clone)]
 pub struct Stack {
     /// Kafka bootstrap servers.
@@ -43,6 +43,13 @@ pub struct Stack {
     pub database_url: String,
     /// The stack's state folder (Kafka's classpath lives there).
     pub state_dir: PathBuf,
+    /// The services as weir reaches them (TLS, credentials): what the
+    /// tests' own clients use too.
+    pub services: weir::connect::Services,
+    /// The environment that points weir at this stack (`xtask stack env`):
+    /// empty for the plain stack, whose endpoints the tests' own
+    /// environment names.
+    pub env: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -51,17 +58,117 @@ impl Stack {
         let var =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
         let default_state = manifest_dir().join("../.weir");
+        let services = connect_args(&[])
+            .and_then(|args| Ok(args.services()?))
+            .expect("the environment's stack settings are usable");
         Self {
-            bootstrap: var("WEIR_BOOTSTRAP", "127.0.0.1:9092"),
-            registry_url: var("WEIR_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
-            database_url: var(
-                "WEIR_DATABASE_URL",
-                "postgres://weir:weir@127.0.0.1:5432/weir",
-            ),
+            bootstrap: services.kafka.bootstrap().to_owned(),
+            registry_url: var("WEIR_REGISTRY_URL", weir::connect::registry::LOCAL_URL),
+            database_url: var("WEIR_DATABASE_URL", weir::connect::postgres::LOCAL_URL),
             state_dir: std::env::var_os("WEIR_STATE_DIR")
                 .map(PathBuf::from)
                 .unwrap_or(default_state),
+            services,
+            env: Vec::new(),
         }
+    }
+
+    /// Starts the secured stack (`xtask stack up --secure`: SASL_SSL Kafka,
+    /// TLS-only PostgreSQL, an HTTPS registry with basic authentication)
+    /// unless it runs, and returns it with the settings that reach it.
+    pub fn secured() -> Result<Self> {
+        run_xtask(&["stack", "up", "--secure"])?;
+        let printed = run_xtask(&["stack", "env", "--secure"])?;
+        let env: Vec<(String, String)> = printed
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(name, value)| {
+                let quoted = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\''));
+                (name.to_owned(), quoted.unwrap_or(value).to_owned())
+            })
+            .collect();
+        let get = |name: &str| {
+            env.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+                .with_context(|| format!("`xtask stack env --secure` printed no {name}"))
+        };
+        let flags = [
+            ("--bootstrap", "WEIR_BOOTSTRAP"),
+            ("--kafka-config", "WEIR_KAFKA_CONFIG"),
+            ("--registry-url", "WEIR_REGISTRY_URL"),
+            ("--registry-user", "WEIR_REGISTRY_USER"),
+            ("--registry-password-file", "WEIR_REGISTRY_PASSWORD_FILE"),
+            ("--registry-ca", "WEIR_REGISTRY_CA"),
+            ("--database-url", "WEIR_DATABASE_URL"),
+            ("--database-password-file", "WEIR_DATABASE_PASSWORD_FILE"),
+        ];
+        let mut args = Vec::new();
+        for (flag, name) in flags {
+            args.push(flag.to_owned());
+            args.push(get(name)?);
+        }
+        let services = connect_args(&args)?.services()?;
+        Ok(Self {
+            bootstrap: get("WEIR_BOOTSTRAP")?,
+            registry_url: get("WEIR_REGISTRY_URL")?,
+            database_url: get("WEIR_DATABASE_URL")?,
+            state_dir: PathBuf::from(get("WEIR_STATE_DIR")?),
+            services,
+            env,
+        })
+    }
+
+    /// Stops the secured stack (its data stays).
+    pub fn stop_secured() -> Result<()> {
+        run_xtask(&["stack", "down", "--secure"]).map(drop)
+    }
+
+    /// The value of `name` in [`Stack::env`].
+    pub fn env_value(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The flags of `weir run` and `weir generate` that reach this stack.
+    pub fn connect_flags(&self) -> Vec<String> {
+        let mut flags = vec![
+            "--bootstrap".to_owned(),
+            self.bootstrap.clone(),
+            "--database-url".to_owned(),
+            self.database_url.clone(),
+            "--registry-url".to_owned(),
+            self.registry_url.clone(),
+        ];
+        for (flag, name) in [
+            ("--kafka-config", "WEIR_KAFKA_CONFIG"),
+            ("--registry-user", "WEIR_REGISTRY_USER"),
+            ("--registry-password-file", "WEIR_REGISTRY_PASSWORD_FILE"),
+            ("--registry-ca", "WEIR_REGISTRY_CA"),
+            ("--database-password-file", "WEIR_DATABASE_PASSWORD_FILE"),
+        ] {
+            if let Some(value) = self.env_value(name) {
+                flags.push(flag.to_owned());
+                flags.push(value.to_owned());
+            }
+        }
+        flags
+    }
+
+    /// A Kafka client's settings that reach this stack (bootstrap, TLS,
+    /// SASL); the caller adds its own.
+    pub fn kafka_client(&self) -> rdkafka::ClientConfig {
+        self.services.kafka.admin()
+    }
+
+    /// A pool of `connections` to the stack's `weir` database.
+    pub async fn pool(&self, connections: u32) -> Result<sqlx::PgPool> {
+        Ok(sqlx::postgres::PgPoolOptions::new()
+            .max_connections(connections)
+            .connect_with(self.services.database.options())
+            .await?)
     }
 
     /// Runs one of Kafka's own command-line tools (by main class) against the
@@ -135,33 +242,58 @@ pub fn xtask_binary() -> Option<PathBuf> {
 /// process's environment, so it finds the same stack (`WEIR_STATE_DIR`;
 /// the checkout is the parent of `CARGO_MANIFEST_DIR`).
 fn run_xtask_stack(action: &str, service: &str) -> Result<()> {
+    run_xtask(&["stack", action, service]).map(drop)
+}
+
+/// Runs `xtask args...` ([`xtask_binary`]) with this process's environment;
+/// its standard output.
+fn run_xtask(args: &[&str]) -> Result<String> {
     let Some(xtask) = xtask_binary() else {
         bail!(
-            "cannot {action} `{service}`: WEIR_XTASK is not set; run the tests with \
-             `cargo xtask test`, which can stop and start the stack's services"
+            "cannot run `xtask {}`: WEIR_XTASK is not set; run the tests with \
+             `cargo xtask test`, which can start and stop the stack's services",
+            args.join(" ")
         );
     };
     let output = Command::new(&xtask)
-        .args(["stack", action, service])
+        .args(args)
         .output()
         .with_context(|| format!("cannot run {}", PathBuf::from(&xtask).display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     // Captured, so it shows with the test's own output.
-    print!("{}", String::from_utf8_lossy(&output.stdout));
+    print!("{stdout}");
     if !output.status.success() {
         bail!(
-            "`xtask stack {action} {service}` failed ({}): {}",
+            "`xtask {}` failed ({}): {}",
+            args.join(" "),
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    Ok(())
+    Ok(stdout)
+}
+
+/// weir's connection flags parsed from `args`, the environment filling in
+/// what they do not name (as `weir run` does).
+fn connect_args(args: &[String]) -> Result<weir::connect::ConnectArgs> {
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        connect: weir::connect::ConnectArgs,
+    }
+    let argv = std::iter::once("weir".to_owned()).chain(args.iter().cloned());
+    Ok(<Flags as clap::Parser>::try_parse_from(argv)?.connect)
 }
 
 impl Stack {
     /// `GET` on the schema registry's Confluent API (`path` starts with `/`),
     /// as JSON; an HTTP error status is an error.
     pub async fn registry_get(&self, path: &str) -> Result<serde_json::Value> {
-        Ok(reqwest::get(format!("{}{path}", self.registry_url))
+        let registry = &self.services.registry;
+        let request = registry.client()?.get(format!("{}{path}", registry.url()));
+        Ok(registry
+            .authorize(request)
+            .send()
             .await?
             .error_for_status()?
             .json()

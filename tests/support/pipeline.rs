@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -156,9 +155,7 @@ pub fn plugin_dir() -> PathBuf {
 /// Creates `topic` with `partitions` partitions (retrying for a while: a
 /// broker just restarted by another test may not take requests yet).
 pub async fn create_topic(stack: &Stack, topic: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = stack.kafka_client().create()?;
     let started = Instant::now();
     loop {
         let results = admin
@@ -190,13 +187,9 @@ pub fn generate(stack: &Stack, args: &[&str]) -> Result<weir::generate::Counts> 
         #[command(flatten)]
         generate: GenerateArgs,
     }
-    let mut argv = vec![
-        "generate",
-        "--bootstrap",
-        &stack.bootstrap,
-        "--database-url",
-        &stack.database_url,
-    ];
+    let flags = stack.connect_flags();
+    let mut argv = vec!["generate"];
+    argv.extend(flags.iter().map(String::as_str));
     argv.extend_from_slice(args);
     let args = Command::try_parse_from(argv)?.generate;
     Ok(weir::generate::run(
@@ -279,11 +272,8 @@ impl Running {
             .map(|file| weir::pipeline::load(file).map_err(|errors| anyhow::anyhow!("{errors}")))
             .collect::<Result<Vec<_>>>()?;
         let config = RunConfig {
-            kafka: weir::kafka::Connection::new(&stack.bootstrap),
-            registry_url: stack.registry_url.clone(),
-            database_url: stack.database_url.clone(),
             status_every: Duration::from_secs(5),
-            ..RunConfig::local()
+            ..RunConfig::with_services(stack.services.clone())
         };
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -351,10 +341,7 @@ pub fn weir_binary() -> Result<PathBuf> {
 
 /// The group's committed offsets of `topic`'s partitions, and their end offsets.
 pub fn progress(stack: &Stack, group: &str, topic: &str) -> Result<(Vec<Option<i64>>, Vec<i64>)> {
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
-        .set("group.id", group)
-        .create()?;
+    let reader: BaseConsumer = stack.kafka_client().set("group.id", group).create()?;
     let progress = weir::kafka::group_progress(&reader, topic, Duration::from_secs(10))?;
     Ok(progress.iter().map(|p| (p.committed, p.high)).unzip())
 }
@@ -367,8 +354,8 @@ pub fn count_per_key(
     from: &[i64],
     to: &[i64],
 ) -> Result<(usize, usize, usize)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
+    let consumer: BaseConsumer = stack
+        .kafka_client()
         .set("group.id", unique("count-per-key"))
         .set("enable.auto.commit", "false")
         .create()?;
@@ -466,7 +453,11 @@ pub struct Scenario {
 impl Scenario {
     /// Sets up a scenario named after `prefix`.
     pub fn new(prefix: &str, partitions: i32) -> Result<Self> {
-        let stack = Stack::from_env();
+        Self::on(Stack::from_env(), prefix, partitions)
+    }
+
+    /// [`Scenario::new`] on `stack` (the secured one, say).
+    pub fn on(stack: Stack, prefix: &str, partitions: i32) -> Result<Self> {
         let names = Names::fresh(prefix);
         let dir = std::env::temp_dir().join(&names.pipeline);
         std::fs::create_dir_all(&dir)?;
@@ -496,6 +487,7 @@ impl Scenario {
             .env("WEIR_BOOTSTRAP", &self.stack.bootstrap)
             .env("WEIR_REGISTRY_URL", &self.stack.registry_url)
             .env("WEIR_DATABASE_URL", &self.stack.database_url)
+            .envs(self.stack.env.iter().map(|(name, value)| (name, value)))
             .env("WEIR_LOG_FORMAT", "json")
             .stderr(std::fs::File::create(self.dir.join(log))?)
             .spawn()?;
@@ -618,11 +610,7 @@ impl Scenario {
 
     /// A connection pool to the stack's database.
     pub fn pool(&self) -> Result<sqlx::PgPool> {
-        Ok(self.tokio.block_on(
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(2)
-                .connect(&self.stack.database_url),
-        )?)
+        Ok(self.tokio.block_on(self.stack.pool(2))?)
     }
 }
 

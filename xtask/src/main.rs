@@ -29,6 +29,11 @@ struct Cli {
 enum Command {
     /// Start, stop or inspect the local stack: Kafka, the schema registry, PostgreSQL.
     Stack {
+        /// The secured stack instead (beside the plain one, on ports of its
+        /// own): SASL_SSL and mutual-TLS Kafka, TLS-only PostgreSQL, an HTTPS
+        /// registry with basic authentication, a local CA.
+        #[arg(long, global = true)]
+        secure: bool,
         #[command(subcommand)]
         action: StackAction,
     },
@@ -60,6 +65,9 @@ enum StackAction {
     },
     /// Tell, for each service, whether it is up and where.
     Status,
+    /// Print the environment variables that point weir (and the tests) at
+    /// the stack, as `NAME=value` lines.
+    Env,
 }
 
 fn main() -> ExitCode {
@@ -75,12 +83,17 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let stack = stack::Stack::locate()?;
+    let secure = matches!(cli.command, Command::Stack { secure: true, .. });
+    let stack = stack::Stack::locate(secure)?;
     match cli.command {
-        Command::Stack { action } => match action {
+        Command::Stack { action, .. } => match action {
             StackAction::Up { services } => stack.up_services(&services),
             StackAction::Down { services } => stack.down_services(&services),
             StackAction::Status => stack.print_status(),
+            StackAction::Env => {
+                stack.print_env();
+                Ok(())
+            }
         },
         Command::Demo(args) => demo::run(&stack, &args),
         Command::Test { stop_stack } => workflow::test(&stack, stop_stack),

@@ -15,7 +15,8 @@ pub struct PluginArgs {
         global = true
     )]
     pub admin: String,
-    /// The token changes need (the one `weir run` was started with).
+    /// The token changes need (the one `weir run` was started with); it is
+    /// sent with reads too, which it allows.
     #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// What to do.
@@ -63,9 +64,9 @@ pub fn run(args: &PluginArgs, action: &AdminAction) -> anyhow::Result<()> {
         None => request,
     };
     let request = match action {
-        AdminAction::List => client.get(format!("{base}/pipelines")),
+        AdminAction::List => authorized(client.get(format!("{base}/pipelines"))),
         AdminAction::History { pipeline } => {
-            client.get(format!("{base}/pipelines/{pipeline}/history"))
+            authorized(client.get(format!("{base}/pipelines/{pipeline}/history")))
         }
         AdminAction::Swap {
             pipeline,

@@ -12,17 +12,20 @@
 //! | `GET /status` | what the status page shows, as JSON |
 //! | `GET /metrics` | every metric, in Prometheus' text format |
 //!
-//! Reads are open; the two mutating calls need `Authorization: Bearer
-//! <token>`, the token weir was started with (`WEIR_ADMIN_TOKEN`). Without
-//! one, mutating calls are refused. The API listens on 127.0.0.1 unless
-//! told otherwise. Errors are JSON: `{"error": "..."}`.
+//! Who may call what is [`super::access`]'s: every request must name a host
+//! the API answers to (the loopback names by default, so a DNS-rebinding
+//! page cannot read it); reads are open unless weir was given a read token
+//! (`WEIR_ADMIN_READ_TOKEN`); the two mutating calls need `Authorization:
+//! Bearer <token>`, the token weir was started with (`WEIR_ADMIN_TOKEN`).
+//! Without one, mutating calls are refused. The API listens on 127.0.0.1
+//! unless told otherwise. Errors are JSON: `{"error": "..."}`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -30,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use super::access::{Access, Refusal};
 use crate::engine::monitor::{Live, LiveStatus};
 use crate::engine::swap::{StageInfo, SwapError, SwapRecord, Swapper};
 
@@ -39,7 +43,7 @@ const MAX_COMPONENT_BYTES: usize = 64 << 20;
 /// The running pipelines, as the API sees them.
 pub struct Admin {
     pipelines: RwLock<BTreeMap<String, Registered>>,
-    token: Option<String>,
+    access: Access,
     metrics: PrometheusHandle,
     started: chrono::DateTime<chrono::Utc>,
 }
@@ -53,12 +57,12 @@ struct Registered {
 }
 
 impl Admin {
-    /// An API whose mutating calls need `token` (none: they are refused),
-    /// serving the metrics `metrics` renders.
-    pub fn new(token: Option<String>, metrics: PrometheusHandle) -> Self {
+    /// An API that lets in what `access` allows, serving the metrics
+    /// `metrics` renders.
+    pub fn new(access: Access, metrics: PrometheusHandle) -> Self {
         Self {
             pipelines: RwLock::default(),
-            token: token.filter(|token| !token.is_empty()),
+            access,
             metrics,
             started: chrono::Utc::now(),
         }
@@ -93,33 +97,6 @@ impl Admin {
                 )
             })
     }
-
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(token) = &self.token else {
-            return Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                "weir was started without WEIR_ADMIN_TOKEN, so changes through the admin API are off"
-                    .to_owned(),
-            ));
-        };
-        let given = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        match given {
-            Some(given)
-                if constant_time_eq::constant_time_eq(given.as_bytes(), token.as_bytes()) =>
-            {
-                Ok(())
-            }
-            Some(_) => Err(ApiError(StatusCode::UNAUTHORIZED, "wrong token".to_owned())),
-            None => Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                "this call changes the pipeline: send `Authorization: Bearer <WEIR_ADMIN_TOKEN>`"
-                    .to_owned(),
-            )),
-        }
-    }
 }
 
 /// The API's routes over `admin`.
@@ -133,7 +110,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         )
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&admin),
-            require_token,
+            require_change_token,
         ));
     Router::new()
         .route("/", get(status_page))
@@ -143,16 +120,32 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/pipelines/{pipeline}", get(describe))
         .route("/pipelines/{pipeline}/history", get(history))
         .merge(changes)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&admin),
+            require_host_and_read_token,
+        ))
         .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
         .with_state(admin)
 }
 
-async fn require_token(
+/// Every request: a name the API answers to, and the read token if reads need one.
+async fn require_host_and_read_token(
     State(admin): State<Arc<Admin>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Result<Response, ApiError> {
-    admin.authorize(request.headers())?;
+    admin.access.check_host(request.headers())?;
+    admin.access.check_read(request.headers())?;
+    Ok(next.run(request).await)
+}
+
+/// The calls that change a pipeline: the change token.
+async fn require_change_token(
+    State(admin): State<Arc<Admin>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    admin.access.check_change(request.headers())?;
     Ok(next.run(request).await)
 }
 
@@ -342,8 +335,22 @@ impl From<SwapError> for ApiError {
     }
 }
 
+impl From<Refusal> for ApiError {
+    fn from(Refusal(status, message): Refusal) -> Self {
+        Self(status, message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        let mut response = (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response();
+        // A browser then asks for the token (any user name, the token as password).
+        if self.0 == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"weir admin API\""),
+            );
+        }
+        response
     }
 }

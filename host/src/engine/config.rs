@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::connect::{Database, RegistryAccess, Secret, Services};
 use crate::kafka::Connection;
 
 /// The process settings every pipeline of one `weir run` shares.
@@ -13,10 +14,10 @@ use crate::kafka::Connection;
 pub struct RunConfig {
     /// How to reach Kafka.
     pub kafka: Connection,
-    /// The schema registry's Confluent-compatible API.
-    pub registry_url: String,
+    /// The schema registry (its Confluent-compatible API).
+    pub registry: RegistryAccess,
     /// PostgreSQL: the sink's database, and where lookup queries run.
-    pub database_url: String,
+    pub database: Database,
     /// Shards (threads running plugins) per pipeline; `None`: one per core.
     pub shards: Option<usize>,
     /// Time between status lines (zero: none).
@@ -27,13 +28,40 @@ pub struct RunConfig {
     pub watch: bool,
 }
 
-/// Where the admin API listens and what it asks of changes.
+/// Where the admin API listens and who may use it.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     /// The address (port 0: any free port; the log says which).
     pub addr: SocketAddr,
     /// The bearer token changes need (`None`: changes are refused).
-    pub token: Option<String>,
+    pub token: Option<Secret>,
+    /// The token reads need (`None`: reads are open to whoever reaches it).
+    pub read_token: Option<Secret>,
+    /// Host names the API answers to beside the loopback ones (`*`: any).
+    pub allowed_hosts: Vec<String>,
+    /// Reads without a token on an address beyond this machine, said on purpose.
+    pub open_reads: bool,
+}
+
+impl AdminConfig {
+    /// Refuses an address beyond this machine whose reads would be open to
+    /// anyone reaching it, unless that is said on purpose (`open_reads`).
+    pub fn check_exposure(&self) -> Result<(), super::error::RunError> {
+        if !self.addr.ip().is_loopback() && self.read_token.is_none() && !self.open_reads {
+            return Err(super::error::RunError::AdminExposed { addr: self.addr });
+        }
+        Ok(())
+    }
+
+    /// The access rules these settings make.
+    pub fn access(&self) -> crate::admin::Access {
+        crate::admin::Access::new(
+            self.addr,
+            self.token.clone(),
+            self.read_token.clone(),
+            &self.allowed_hosts,
+        )
+    }
 }
 
 impl RunConfig {
@@ -41,16 +69,39 @@ impl RunConfig {
     /// on any free port, and everything else at its default.
     pub fn local() -> Self {
         Self {
-            kafka: Connection::new("127.0.0.1:9092"),
-            registry_url: "http://127.0.0.1:8081/apis/ccompat/v7".to_owned(),
-            database_url: "postgres://weir:weir@127.0.0.1:5432/weir".to_owned(),
+            kafka: Connection::new(crate::connect::kafka::LOCAL_BOOTSTRAP),
+            registry: RegistryAccess::local(),
+            database: Database::local(),
             shards: None,
             status_every: Duration::from_secs(10),
             admin: AdminConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 token: None,
+                read_token: None,
+                allowed_hosts: Vec::new(),
+                open_reads: false,
             },
             watch: false,
+        }
+    }
+
+    /// The services as `services` describes them, everything else as
+    /// [`RunConfig::local`] has it.
+    pub fn with_services(services: Services) -> Self {
+        Self {
+            kafka: services.kafka,
+            registry: services.registry,
+            database: services.database,
+            ..Self::local()
+        }
+    }
+
+    /// The services, as [`crate::connect::check`] takes them.
+    pub fn services(&self) -> Services {
+        Services {
+            kafka: self.kafka.clone(),
+            registry: self.registry.clone(),
+            database: self.database.clone(),
         }
     }
 

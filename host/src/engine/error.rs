@@ -20,6 +20,9 @@ pub enum RunError {
     /// The Wasm engine would not start.
     #[error("cannot start the Wasm engine: {0}")]
     Wasm(String),
+    /// A service refused weir's credentials or certificate.
+    #[error(transparent)]
+    Access(#[from] crate::connect::AccessError),
     /// The async runtime would not start.
     #[error("cannot start the async runtime: {0}")]
     AsyncRuntime(#[source] std::io::Error),
@@ -33,6 +36,16 @@ pub enum RunError {
         addr: std::net::SocketAddr,
         /// Why.
         source: std::io::Error,
+    },
+    /// The admin API would serve anyone on the network.
+    #[error(
+        "the admin API would let anyone who reaches {addr} read it: give it a read token \
+         (WEIR_ADMIN_READ_TOKEN), listen on 127.0.0.1, or say reads are meant to be open \
+         (--admin-open-reads, for a private network)"
+    )]
+    AdminExposed {
+        /// The address.
+        addr: std::net::SocketAddr,
     },
     /// One pipeline failed (the others were stopped with it).
     #[error("pipeline `{pipeline}`: {source}")]

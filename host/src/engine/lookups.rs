@@ -71,8 +71,11 @@ impl LookupError {
     }
 }
 
-/// Loads `lookups`; queries run on `database_url`.
-pub async fn load(lookups: &[LookupPlan], database_url: &str) -> Result<Tables, LookupError> {
+/// Loads `lookups`; queries run on the database `at`.
+pub async fn load(
+    lookups: &[LookupPlan],
+    at: &crate::connect::Database,
+) -> Result<Tables, LookupError> {
     let mut tables = Tables::new();
     let mut pool = None;
     for lookup in lookups {
@@ -90,7 +93,7 @@ pub async fn load(lookups: &[LookupPlan], database_url: &str) -> Result<Tables, 
                     pool = Some(
                         PgPoolOptions::new()
                             .max_connections(1)
-                            .connect(database_url)
+                            .connect_with(at.options())
                             .await
                             .map_err(database("cannot connect to PostgreSQL"))?,
                     );
@@ -212,7 +215,9 @@ mod tests {
             "[[lookups]]\nname = \"users\"\nfile = \"users.jsonl\"\nkey = \"id\"\n",
         );
         // No query, so no database is needed: the URL is never used.
-        let tables = load(&pipeline.lookups, "postgres://unused").await.unwrap();
+        let tables = load(&pipeline.lookups, &crate::connect::Database::local())
+            .await
+            .unwrap();
         let users = &tables["users"];
         assert_eq!(users.len(), 2, "the keyless row is left out");
         let row: Value = serde_json::from_str(&users["u1"]).unwrap();
@@ -221,7 +226,7 @@ mod tests {
         assert_eq!(row["segment"], "new", "numbers are looked up as text");
 
         std::fs::write(dir.join("users.jsonl"), "{\"id\": \"u1\"}\nnot json\n").unwrap();
-        let error = load(&pipeline.lookups, "postgres://unused")
+        let error = load(&pipeline.lookups, &crate::connect::Database::local())
             .await
             .unwrap_err();
         assert!(

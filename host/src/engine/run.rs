@@ -12,7 +12,8 @@ use super::config::RunConfig;
 use super::error::RunError;
 use super::topology::{self, Shared};
 use crate::admin::Admin;
-use crate::pipeline::PipelinePlan;
+use crate::connect::check::Needs;
+use crate::pipeline::{LookupFrom, PipelinePlan};
 use crate::plugin::{NativeStages, Runtime, RuntimeOptions};
 
 /// Runs every pipeline of `plans` until `stop` is raised, then shuts them
@@ -33,6 +34,7 @@ pub fn run_with(
     stop: &Arc<AtomicBool>,
     natives: &NativeStages,
 ) -> Result<(), RunError> {
+    config.admin.check_exposure()?;
     let mut options = RuntimeOptions::from_env()?;
     // Fuel is metered by the whole engine (it slows every plugin), so it is
     // on when a stage of any pipeline sets a fuel budget, and only then.
@@ -52,8 +54,9 @@ pub fn run_with(
         .build()
         .map_err(RunError::AsyncRuntime)?;
     tokio.block_on(async {
+        crate::connect::check::check(&config.services(), needs(&plans)).await?;
         let admin = Arc::new(Admin::new(
-            config.admin.token.clone(),
+            config.admin.access(),
             crate::telemetry::metrics::install(),
         ));
         let server = serve_admin(config, &admin, stop).await?;
@@ -90,6 +93,21 @@ pub fn run_with(
     })
 }
 
+/// The services `plans` use.
+fn needs(plans: &[PipelinePlan]) -> Needs {
+    Needs {
+        kafka: true,
+        database: plans.iter().any(|plan| {
+            plan.sinks.postgres.is_some()
+                || plan
+                    .lookups
+                    .iter()
+                    .any(|lookup| matches!(lookup.from, LookupFrom::Query(_)))
+        }),
+        registry: plans.iter().any(|plan| plan.sinks.kafka.is_some()),
+    }
+}
+
 /// Starts the admin API (status page, metrics, swaps) on its address; it
 /// serves until `stop` is raised.
 async fn serve_admin(
@@ -105,6 +123,7 @@ async fn serve_admin(
     tracing::info!(
         addr = %listener.local_addr().map_err(listening)?,
         changes = if config.admin.token.is_some() { "need the token" } else { "off (no WEIR_ADMIN_TOKEN)" },
+        reads = if config.admin.read_token.is_some() { "need a token" } else { "open" },
         "Admin API listening."
     );
     let stop = Arc::clone(stop);

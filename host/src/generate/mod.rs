@@ -48,9 +48,6 @@ pub struct GenerateArgs {
     /// with `--seed`, else now.
     #[arg(long)]
     pub start: Option<DateTime<Utc>>,
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "WEIR_BOOTSTRAP", default_value = "127.0.0.1:9092")]
-    pub bootstrap: String,
     /// Kafka topic.
     #[arg(long, default_value = "ecommerce.events")]
     pub topic: String,
@@ -61,13 +58,9 @@ pub struct GenerateArgs {
     /// (tables `users` and `products`, upserted), for enrichment stages.
     #[arg(long)]
     pub write_catalog: bool,
-    /// PostgreSQL for `--write-catalog`.
-    #[arg(
-        long,
-        env = "WEIR_DATABASE_URL",
-        default_value = "postgres://weir:weir@127.0.0.1:5432/weir"
-    )]
-    pub database_url: String,
+    /// Where Kafka and PostgreSQL (for `--write-catalog`) are, and weir's credentials.
+    #[command(flatten)]
+    pub connect: crate::connect::ConnectArgs,
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 5)]
     pub progress_every: u64,
@@ -85,6 +78,12 @@ pub enum GenerateError {
     /// Writing the catalog failed.
     #[error(transparent)]
     Reference(#[from] reference::ReferenceError),
+    /// The connection settings cannot be used.
+    #[error(transparent)]
+    Settings(#[from] crate::connect::SettingsError),
+    /// Kafka refused weir's credentials or certificate.
+    #[error(transparent)]
+    Access(#[from] crate::connect::AccessError),
 }
 
 /// Runs the generator until `--count`, `--duration` or `stop` is set.
@@ -97,12 +96,16 @@ pub fn run(args: &GenerateArgs, stop: &Arc<AtomicBool>) -> Result<Counts, Genera
         args.clock_start(),
         args.clock_step(),
     );
+    let services = args.connect.services()?;
     if args.write_catalog {
-        reference::write(generator.catalog(), &args.database_url)?;
+        reference::write(generator.catalog(), &services.database)?;
     }
     let output = match &args.output {
         Some(path) => output::Output::file(path)?,
-        None => output::Output::kafka(&args.bootstrap, &args.topic)?,
+        None => {
+            crate::connect::check::check_kafka(&services.kafka)?;
+            output::Output::kafka(&services.kafka, &args.topic)?
+        }
     };
     tracing::info!(
         seed,

@@ -99,9 +99,10 @@ impl Output {
     }
 
     /// A Kafka topic, written idempotently (no duplicates on retries).
-    pub fn kafka(bootstrap: &str, topic: &str) -> Result<Self, OutputError> {
+    pub fn kafka(kafka: &Connection, topic: &str) -> Result<Self, OutputError> {
+        let bootstrap = kafka.bootstrap();
         let context = DeliveryContext::default();
-        let producer = Connection::new(bootstrap)
+        let producer = kafka
             .producer(Producing::Stream)
             .create_with_context(context.clone())
             .map_err(|error| kafka_error(bootstrap, topic, error.to_string()))?;

@@ -21,13 +21,13 @@ const SCHEMA: [&str; 2] = [
 ];
 
 /// Creates the tables if needed and upserts every user and product.
-pub fn write(catalog: &Catalog, database_url: &str) -> Result<(), ReferenceError> {
+pub fn write(catalog: &Catalog, database: &crate::connect::Database) -> Result<(), ReferenceError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|error| ReferenceError(sqlx::Error::Io(error)))?;
     runtime.block_on(async {
-        let mut connection = PgConnection::connect(database_url).await?;
+        let mut connection = PgConnection::connect_with(&database.options()).await?;
         let mut transaction = connection.begin().await?;
         // `CREATE TABLE IF NOT EXISTS` is not safe against itself running
         // at the same moment elsewhere: writers of the catalog take turns.

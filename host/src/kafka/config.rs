@@ -1,12 +1,55 @@
 //! How weir reaches Kafka, and the settings of each client it makes.
 
+use std::sync::Arc;
+
 use rdkafka::ClientConfig;
 
+use crate::connect::Secret;
+
 /// How weir reaches a Kafka cluster. Every client weir makes is configured
-/// from one of these.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// from one of these: weir's settings for the client's purpose, then the
+/// user's properties (security, tuning), which never include
+/// [`weirs_own`].
+#[derive(Clone, PartialEq, Eq)]
 pub struct Connection {
     bootstrap: String,
+    properties: Arc<[(String, Secret)]>,
+}
+
+/// The properties weir sets itself because its guarantees rest on them,
+/// each with the reason a user may not change it; `None` for any other.
+pub fn weirs_own(property: &str) -> Option<&'static str> {
+    Some(match property {
+        "enable.auto.commit" | "enable.auto.offset.store" => {
+            "weir commits offsets itself, after the records' results are written"
+        }
+        "group.id" => "each pipeline's consumer group is named in its pipeline file (`group`)",
+        "enable.idempotence" | "acks" => {
+            "weir's producers are idempotent and wait for every in-sync replica so no write is lost"
+        }
+        "transactional.id" | "isolation.level" => "weir does not use Kafka transactions",
+        "auto.offset.reset" => "a new consumer group reads its topic from the start",
+        "enable.auto.create.topics" | "allow.auto.create.topics" => {
+            "weir creates the topics it writes, with the partitions they need"
+        }
+        _ => return None,
+    })
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("bootstrap", &self.bootstrap)
+            .field(
+                "properties",
+                &self
+                    .properties
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// What a producer is for: each use wants its own batching.
@@ -27,7 +70,29 @@ impl Connection {
     pub fn new(bootstrap: impl Into<String>) -> Self {
         Self {
             bootstrap: bootstrap.into(),
+            properties: Arc::new([]),
         }
+    }
+
+    /// The same cluster, every client also given `properties` (librdkafka's
+    /// names), which must not include [`weirs_own`].
+    pub fn with_properties(mut self, properties: Vec<(String, Secret)>) -> Self {
+        debug_assert!(properties.iter().all(|(name, _)| weirs_own(name).is_none()));
+        self.properties = properties.into();
+        self
+    }
+
+    /// `security.protocol` as the user's properties set it (PLAINTEXT by default).
+    pub fn security_protocol(&self) -> &str {
+        self.property("security.protocol").unwrap_or("PLAINTEXT")
+    }
+
+    /// The user's value of `name`.
+    fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(property, _)| property == name)
+            .map(|(_, value)| value.expose())
     }
 
     /// The bootstrap servers, as given.
@@ -35,10 +100,31 @@ impl Connection {
         &self.bootstrap
     }
 
-    /// What every client shares: where the cluster is.
+    /// What every client shares: where the cluster is, and how to trust it.
     fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
+        // With TLS and no CA named, trust the system's CAs: librdkafka's
+        // OpenSSL is weir's own, and its built-in folder holds none.
+        let names_a_ca = ["ssl.ca.location", "ssl.ca.pem", "ssl.ca.certificate.stores"]
+            .iter()
+            .any(|name| self.property(name).is_some());
+        if self
+            .security_protocol()
+            .to_ascii_lowercase()
+            .contains("ssl")
+            && !names_a_ca
+        {
+            config.set("ssl.ca.location", "probe");
+        }
+        config
+    }
+
+    /// `config` with the user's properties over weir's tuning.
+    fn finish(&self, mut config: ClientConfig) -> ClientConfig {
+        for (name, value) in self.properties.iter() {
+            config.set(name, value.expose());
+        }
         config
     }
 
@@ -65,7 +151,7 @@ impl Connection {
                 .set("compression.type", "lz4")
                 .set("message.timeout.ms", "120000"),
         };
-        config
+        self.finish(config)
     }
 
     /// The source's consumer: a member of `group`, named `client_id`, that
@@ -91,7 +177,7 @@ impl Connection {
             // holds its partitions this long before the group moves them.
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "2000");
-        config
+        self.finish(config)
     }
 
     /// A consumer that reads a changelog from the start, as fast as the
@@ -108,7 +194,7 @@ impl Connection {
             .set("queued.max.messages.kbytes", "65536")
             .set("queued.min.messages", "10000000")
             .set("fetch.queue.backoff.ms", "10");
-        config
+        self.finish(config)
     }
 
     /// A client that only asks for metadata and offsets (of `group`, when
@@ -119,12 +205,12 @@ impl Connection {
         if let Some(group) = group {
             config.set("group.id", group);
         }
-        config
+        self.finish(config)
     }
 
     /// An admin client (topics).
     pub fn admin(&self) -> ClientConfig {
-        self.client()
+        self.finish(self.client())
     }
 }
 

@@ -16,7 +16,7 @@ pub mod headers;
 pub mod produce;
 pub mod topics;
 
-pub use config::{Connection, Producing};
+pub use config::{Connection, Producing, weirs_own};
 pub use produce::send_all;
 pub use topics::{
     PartitionProgress, TopicsError, ensure_partitions, ensure_topics, group_progress,

@@ -6,6 +6,8 @@ use std::sync::Mutex;
 
 use serde::Deserialize;
 
+use crate::connect::RegistryAccess;
+
 /// The registry refused or could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -30,6 +32,7 @@ pub enum RegistryError {
 /// Registers schemas and caches their ids (never one request per message).
 pub struct RegistryClient {
     url: String,
+    access: RegistryAccess,
     http: reqwest::Client,
     ids: Mutex<HashMap<(String, String), u32>>,
 }
@@ -40,21 +43,20 @@ struct Registered {
 }
 
 impl RegistryClient {
-    /// A client of the registry whose Confluent API is at `url` (for the
-    /// local stack, `http://127.0.0.1:8081/apis/ccompat/v7`).
-    pub fn new(url: &str) -> Self {
-        // A registry that does not answer fails the call (retried, or the
-        // swap refused) instead of holding a start, a swap or a rollback.
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(15))
-            .build()
-            .unwrap_or_default();
-        Self {
-            url: url.trim_end_matches('/').to_owned(),
+    /// A client of `registry` (its URL, credentials, trusted CAs and
+    /// timeouts: a registry that does not answer fails the call, retried
+    /// or the swap refused, instead of holding a start, a swap or a rollback).
+    pub fn new(registry: &RegistryAccess) -> Result<Self, RegistryError> {
+        let http = registry.client().map_err(|error| RegistryError::Http {
+            url: registry.url().to_owned(),
+            message: format!("cannot make an HTTPS client: {}", error.without_url()),
+        })?;
+        Ok(Self {
+            url: registry.url().to_owned(),
+            access: registry.clone(),
             http,
             ids: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// The id of `schema` under `subject`, registering it the first time
@@ -69,15 +71,18 @@ impl RegistryClient {
             message,
         };
         let response = self
-            .http
-            .post(format!("{}/subjects/{subject}/versions", self.url))
+            .access
+            .authorize(
+                self.http
+                    .post(format!("{}/subjects/{subject}/versions", self.url)),
+            )
             .header("Content-Type", "application/vnd.schemaregistry.v1+json")
             .json(&serde_json::json!({ "schema": schema }))
             .send()
             .await
             .map_err(|e| RegistryError::Unreachable {
                 url: self.url.clone(),
-                message: format!("cannot register under `{subject}`: {e}"),
+                message: format!("cannot register under `{subject}`: {}", e.without_url()),
             })?;
         let status = response.status();
         if status.is_server_error() {
@@ -112,17 +117,20 @@ impl RegistryClient {
             message,
         };
         let response = self
-            .http
-            .post(format!(
+            .access
+            .authorize(self.http.post(format!(
                 "{}/compatibility/subjects/{subject}/versions/latest",
                 self.url
-            ))
+            )))
             .header("Content-Type", "application/vnd.schemaregistry.v1+json")
             .json(&serde_json::json!({ "schema": schema }))
             .send()
             .await
             .map_err(|e| {
-                unreachable(format!("cannot check compatibility under `{subject}`: {e}"))
+                unreachable(format!(
+                    "cannot check compatibility under `{subject}`: {}",
+                    e.without_url()
+                ))
             })?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {

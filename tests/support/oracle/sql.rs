@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::{PgPool, Row};
 
 use crate::Stack;
@@ -166,8 +166,8 @@ pub async fn differences_in(
 /// its current end; the order is `partition * 10^12 + offset`, so a
 /// session's events (one partition) sort as written.
 pub fn read_topic(stack: &Stack, topic: &str) -> Result<Vec<(i64, String)>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
+    let consumer: BaseConsumer = stack
+        .kafka_client()
         .set("group.id", crate::unique("oracle-reader"))
         .set("enable.auto.commit", "false")
         .create()?;
@@ -220,6 +220,7 @@ pub fn read_avro_with_python(stack: &Stack, topic: &str, keys: usize) -> Result<
     let python = std::env::var("WEIR_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = crate::manifest_dir().join("python/read_avro.py");
     let output = std::process::Command::new(&python)
+        .envs(stack.env.iter().map(|(name, value)| (name, value)))
         .arg(&script)
         .args([
             &stack.bootstrap,
@@ -286,10 +287,7 @@ pub async fn check_avro(
 pub fn check_run(stack: &Stack, tokio: &tokio::runtime::Runtime, names: &Names) -> Result<usize> {
     let events = read_topic(stack, &names.events)?;
     tokio.block_on(async {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&stack.database_url)
-            .await?;
+        let pool = stack.pool(2).await?;
         let raw = format!("{}_raw", names.table);
         let oracle = format!("{}_oracle", names.table);
         load_raw(&pool, &raw, &events).await?;

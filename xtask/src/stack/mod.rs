@@ -5,11 +5,18 @@
 //! checkout, or `$WEIR_STATE_DIR`) with its PID file, its log and its data;
 //! downloads are cached in `$WEIR_CACHE_DIR` (default `~/.cache/weir`) and
 //! Maven's own repository, both outside the checkout.
+//!
+//! The secured stack (`--secure`) is a second stack beside it, on ports and
+//! in a state folder of its own (`.weir/secured/`): Kafka with SASL_SSL
+//! (SCRAM and PLAIN) and mutual-TLS listeners only, PostgreSQL accepting
+//! TLS connections with a password only, the registry on HTTPS with basic
+//! authentication; a local CA signs their certificates ([`secured`]).
 
 mod kafka;
 mod postgres;
 mod process;
 mod registry;
+mod secured;
 mod tools;
 
 pub use postgres::psql;
@@ -23,7 +30,53 @@ use nix::sys::signal::Signal;
 
 use process::ProcessSlot;
 
-/// Where the stack keeps things.
+/// Which stack: the plain one, or the secured one beside it.
+#[derive(Debug, Clone)]
+pub enum Profile {
+    /// No TLS, no authentication beyond PostgreSQL's password.
+    Plain,
+    /// TLS and authentication everywhere, with these credentials.
+    Secured(secured::Credentials),
+}
+
+impl Profile {
+    /// The secured stack's credentials, if this is it.
+    pub fn credentials(&self) -> Option<&secured::Credentials> {
+        match self {
+            Self::Plain => None,
+            Self::Secured(credentials) => Some(credentials),
+        }
+    }
+
+    /// Kafka's client listener (SASL_SSL when secured).
+    pub fn kafka_port(&self) -> u16 {
+        self.pick(9092, 9192)
+    }
+
+    /// Kafka's KRaft controller listener.
+    pub fn kafka_controller_port(&self) -> u16 {
+        self.pick(9093, 9193)
+    }
+
+    /// PostgreSQL.
+    pub fn postgres_port(&self) -> u16 {
+        self.pick(5432, 5433)
+    }
+
+    /// The registry (HTTPS when secured).
+    pub fn registry_port(&self) -> u16 {
+        self.pick(8081, 8443)
+    }
+
+    fn pick(&self, plain: u16, secured: u16) -> u16 {
+        match self {
+            Self::Plain => plain,
+            Self::Secured(_) => secured,
+        }
+    }
+}
+
+/// Where the stack keeps things, and which stack it is.
 #[derive(Debug, Clone)]
 pub struct Dirs {
     /// The checkout (holds the Kafka POM).
@@ -32,6 +85,8 @@ pub struct Dirs {
     pub state: PathBuf,
     /// Downloads reused across checkouts and runs.
     pub cache: PathBuf,
+    /// Plain or secured.
+    pub profile: Profile,
 }
 
 /// One service of the stack. The shared machinery (ports, PID, waiting,
@@ -41,7 +96,7 @@ trait Service {
     /// Its folder, PID file and log.
     fn slot(&self) -> &ProcessSlot;
     /// Every port it listens on (all must be free before it starts).
-    fn ports(&self) -> &'static [u16];
+    fn ports(&self) -> Vec<u16>;
     /// What a client connects to.
     fn endpoint(&self) -> String;
     /// A one-line description for `status`.
@@ -97,8 +152,9 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Finds the checkout and the state and cache folders.
-    pub fn locate() -> Result<Self> {
+    /// Finds the checkout and the state and cache folders; `secured`: the
+    /// secured stack's (in `secured/` of the state folder).
+    pub fn locate(secured: bool) -> Result<Self> {
         // Read at run time (cargo sets it): a path baked in at compile time
         // would point at another checkout when checkouts share a target folder.
         let repo = PathBuf::from(
@@ -119,8 +175,20 @@ impl Stack {
         };
         std::fs::create_dir_all(&state)
             .with_context(|| format!("cannot create the state folder {}", state.display()))?;
-        let state = state.canonicalize()?;
-        let dirs = Dirs { repo, state, cache };
+        let mut state = state.canonicalize()?;
+        let profile = if secured {
+            state = state.join("secured");
+            std::fs::create_dir_all(&state)?;
+            Profile::Secured(secured::Credentials::new(state.join("tls")))
+        } else {
+            Profile::Plain
+        };
+        let dirs = Dirs {
+            repo,
+            state,
+            cache,
+            profile,
+        };
         Ok(Self {
             postgres: postgres::Postgres::new(&dirs),
             kafka: kafka::Kafka::new(&dirs),
@@ -137,6 +205,11 @@ impl Stack {
         }
     }
 
+    /// The secured stack's credentials, if this is it.
+    pub fn credentials(&self) -> Option<&secured::Credentials> {
+        self.dirs.profile.credentials()
+    }
+
     /// Starts what is not running and waits until every service answers.
     /// Running it again while the stack is up changes nothing.
     pub fn up(&self) -> Result<()> {
@@ -148,6 +221,9 @@ impl Stack {
     /// earlier run (Kafka's topics, PostgreSQL's cluster) is reused as it is.
     pub fn up_services(&self, names: &[ServiceName]) -> Result<()> {
         let started = Instant::now();
+        if let Some(credentials) = self.credentials() {
+            credentials.ensure()?;
+        }
         let selected = ServiceName::select(names);
         let wanted = |name| selected.contains(&name);
         // `None` for a service not selected, else what [`Stack::start`] returns.
@@ -194,7 +270,7 @@ impl Stack {
             println!("{}: already running (pid {pid})", slot_name(service));
             return Ok(None);
         }
-        process::ensure_ports_free(slot_name(service), service.ports())?;
+        process::ensure_ports_free(slot_name(service), &service.ports())?;
         service
             .prepare()
             .with_context(|| format!("cannot prepare {}", slot_name(service)))?;
@@ -247,7 +323,7 @@ impl Stack {
             } else {
                 Duration::ZERO
             };
-            if let Err(error) = process::wait_until_ports_free(service.ports(), grace) {
+            if let Err(error) = process::wait_until_ports_free(&service.ports(), grace) {
                 still_taken.push(match stopped {
                     Some(pid) => format!("{name} stopped (pid {pid}), but {error:#}"),
                     None => format!(
@@ -328,16 +404,42 @@ impl Stack {
         &self.dirs.repo
     }
 
-    /// The endpoints as environment variables, for tests and the demo.
+    /// The endpoints (and, for the secured stack, the settings weir needs
+    /// to reach them) as environment variables, for tests and the demo.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("WEIR_STATE_DIR", self.dirs.state.display().to_string()),
             // weir's own cache (compiled plugins, its Python) is the stack's.
             ("WEIR_CACHE_DIR", self.dirs.cache.display().to_string()),
             ("WEIR_BOOTSTRAP", self.kafka.endpoint()),
             ("WEIR_REGISTRY_URL", self.registry.endpoint()),
             ("WEIR_DATABASE_URL", self.postgres.endpoint()),
-        ]
+        ];
+        if let Some(credentials) = self.credentials() {
+            let file = |path: PathBuf| path.display().to_string();
+            env.extend([
+                ("WEIR_KAFKA_CONFIG", file(self.kafka.client_properties())),
+                (
+                    "WEIR_DATABASE_PASSWORD_FILE",
+                    file(credentials.password_file("postgres")),
+                ),
+                ("WEIR_REGISTRY_USER", secured::USER.to_owned()),
+                (
+                    "WEIR_REGISTRY_PASSWORD_FILE",
+                    file(credentials.password_file("registry")),
+                ),
+                ("WEIR_REGISTRY_CA", file(credentials.ca())),
+            ]);
+        }
+        env
+    }
+
+    /// Prints [`Stack::env`] as `NAME='value'` lines a shell can source
+    /// (`set -a; . <(cargo xtask stack env)`).
+    pub fn print_env(&self) {
+        for (name, value) in self.env() {
+            println!("{name}='{}'", value.replace('\'', r"'\''"));
+        }
     }
 }
 

@@ -1,5 +1,8 @@
 //! PostgreSQL 15 from the machine's Debian binaries: a throwaway cluster in
 //! the state folder, a `weir` role, a `weir` database and the registry's database.
+//! Secured, it takes TCP connections over TLS with a password only (its
+//! `pg_hba.conf` rejects any other), and the `weir` role's password is the
+//! secured stack's.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -15,9 +18,8 @@ use nix::unistd::{Uid, User, chown};
 
 use super::process::ProcessSlot;
 use super::tools;
-use super::{Dirs, Service};
+use super::{Dirs, Profile, Service};
 
-pub const PORT: u16 = 5432;
 pub const USER: &str = "weir";
 pub const PASSWORD: &str = "weir";
 pub const DATABASE: &str = "weir";
@@ -30,6 +32,7 @@ pub struct Postgres {
     slot: ProcessSlot,
     /// Holds the cluster's data and socket folders.
     cluster_dir: PathBuf,
+    profile: Profile,
 }
 
 impl Postgres {
@@ -54,7 +57,41 @@ impl Postgres {
                 cluster_dir.join("data").display().to_string(),
             ),
             cluster_dir,
+            profile: dirs.profile.clone(),
         }
+    }
+
+    fn port(&self) -> u16 {
+        self.profile.postgres_port()
+    }
+
+    /// The secured cluster's certificate, key and `pg_hba.conf`, copied where
+    /// the server's account owns them (PostgreSQL refuses a key others can read).
+    fn tls_dir(&self) -> PathBuf {
+        self.cluster_dir.join("tls")
+    }
+
+    fn write_tls_files(&self, credentials: &super::secured::Credentials) -> Result<()> {
+        let dir = self.tls_dir();
+        fs::create_dir_all(&dir)?;
+        fs::copy(credentials.server_cert(), dir.join("server.pem"))?;
+        fs::copy(credentials.server_key(), dir.join("server.key"))?;
+        fs::set_permissions(dir.join("server.key"), fs::Permissions::from_mode(0o600))?;
+        fs::write(
+            dir.join("pg_hba.conf"),
+            "# Written by `cargo xtask stack up --secure`.\n\
+             # The administrator, on the cluster's own socket.\n\
+             local all postgres trust\n\
+             # Everyone else: TCP, TLS, a password.\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n\
+             host all all 0.0.0.0/0 reject\n",
+        )?;
+        if let Some(owner) = cluster_owner()? {
+            for file in ["", "server.pem", "server.key", "pg_hba.conf"] {
+                chown(&dir.join(file), Some(owner.uid), Some(owner.gid))?;
+            }
+        }
+        Ok(())
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -122,8 +159,10 @@ impl Postgres {
         result.map(drop)
     }
 
-    /// Creates the `weir` role and databases if they do not exist yet.
+    /// Creates the `weir` role and databases if they do not exist yet, and
+    /// sets the role's password.
     fn create_role_and_databases(&self) -> Result<()> {
+        let password = password(&self.profile)?;
         let script = format!(
             "SELECT 'CREATE ROLE {USER} LOGIN PASSWORD ''{PASSWORD}'''\n\
                WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{USER}')\\gexec\n\
@@ -132,18 +171,20 @@ impl Postgres {
              SELECT 'CREATE DATABASE {REGISTRY_DATABASE} OWNER {USER}'\n\
                WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{REGISTRY_DATABASE}')\\gexec\n\
              -- Reading row changes from the log (the freshness benchmark does).\n\
-             ALTER ROLE {USER} REPLICATION;\n"
+             ALTER ROLE {USER} REPLICATION PASSWORD '{password}';\n"
         );
         let script_file = self.cluster_dir.join("setup.sql");
-        fs::write(&script_file, script)?;
-        fs::set_permissions(&script_file, fs::Permissions::from_mode(0o644))?;
-        tools::run(
+        super::secured::write_private(&script_file, &script)?;
+        if let Some(owner) = cluster_owner()? {
+            chown(&script_file, Some(owner.uid), Some(owner.gid))?;
+        }
+        let result = tools::run(
             self.pg_command("psql")?
                 .arg("--host")
                 .arg(self.socket_dir())
                 .args([
                     "--port",
-                    &PORT.to_string(),
+                    &self.port().to_string(),
                     "--username=postgres",
                     "--dbname=postgres",
                 ])
@@ -151,8 +192,9 @@ impl Postgres {
                 .arg("--file")
                 .arg(&script_file),
             "creating the weir role and databases",
-        )?;
-        Ok(())
+        );
+        fs::remove_file(&script_file).ok();
+        result.map(drop)
     }
 }
 
@@ -161,12 +203,20 @@ impl Service for Postgres {
         &self.slot
     }
 
-    fn ports(&self) -> &'static [u16] {
-        &[PORT]
+    fn ports(&self) -> Vec<u16> {
+        vec![self.port()]
     }
 
     fn endpoint(&self) -> String {
-        format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{PORT}/{DATABASE}")
+        let port = self.port();
+        match self.profile.credentials() {
+            None => format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}"),
+            // The password is apart (WEIR_DATABASE_PASSWORD_FILE).
+            Some(credentials) => format!(
+                "postgres://{USER}@127.0.0.1:{port}/{DATABASE}?sslmode=verify-full&sslrootcert={}",
+                credentials.ca().display()
+            ),
+        }
     }
 
     fn describe(&self) -> String {
@@ -174,11 +224,19 @@ impl Service for Postgres {
             .ok()
             .and_then(|dir| Some(dir.parent()?.file_name()?.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "?".to_owned());
-        format!("PostgreSQL {version}, role and database `{DATABASE}`")
+        let tls = match self.profile.credentials() {
+            None => "",
+            Some(_) => ", TLS and a password only",
+        };
+        format!("PostgreSQL {version}, role and database `{DATABASE}`{tls}")
     }
 
     fn prepare(&self) -> Result<()> {
-        self.init_cluster()
+        self.init_cluster()?;
+        match self.profile.credentials() {
+            Some(credentials) => self.write_tls_files(credentials),
+            None => Ok(()),
+        }
     }
 
     fn command(&self) -> Result<Command> {
@@ -186,7 +244,12 @@ impl Service for Postgres {
         command
             .arg("-D")
             .arg(self.data_dir())
-            .args(["-c", "listen_addresses=127.0.0.1", "-p", &PORT.to_string()])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-p",
+                &self.port().to_string(),
+            ])
             .arg("-c")
             .arg(format!(
                 "unix_socket_directories={}",
@@ -201,12 +264,30 @@ impl Service for Postgres {
             // reads each row version's commit time so, measuring without
             // adding work to the statements it measures).
             .args(["-c", "wal_level=logical"]);
+        if self.profile.credentials().is_some() {
+            let tls = self.tls_dir();
+            command
+                .args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!(
+                    "ssl_cert_file={}",
+                    tls.join("server.pem").display()
+                ))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", tls.join("server.key").display()))
+                .arg("-c")
+                .arg(format!("hba_file={}", tls.join("pg_hba.conf").display()));
+        }
         Ok(command)
     }
 
     fn probe(&self) -> std::result::Result<String, String> {
         let output = Command::new(bin_dir().map_err(|e| e.to_string())?.join("pg_isready"))
-            .args(["--host=127.0.0.1", &format!("--port={PORT}"), "--timeout=1"])
+            .args([
+                "--host=127.0.0.1",
+                &format!("--port={}", self.port()),
+                "--timeout=1",
+            ])
             .output()
             .map_err(|error| error.to_string())?;
         if output.status.success() {
@@ -227,6 +308,29 @@ impl Service for Postgres {
 
     fn start_timeout(&self) -> Duration {
         Duration::from_secs(60)
+    }
+}
+
+/// The `weir` role's password in the stack `profile` picks.
+pub fn password(profile: &Profile) -> Result<String> {
+    match profile.credentials() {
+        None => Ok(PASSWORD.to_owned()),
+        Some(credentials) => credentials.password("postgres"),
+    }
+}
+
+/// The JDBC URL of `database` in the stack `profile` picks (for the registry).
+pub fn jdbc_url(profile: &Profile, database: &str) -> String {
+    let url = format!(
+        "jdbc:postgresql://127.0.0.1:{}/{database}",
+        profile.postgres_port()
+    );
+    match profile.credentials() {
+        None => url,
+        Some(credentials) => format!(
+            "{url}?sslmode=verify-full&sslrootcert={}",
+            credentials.ca().display()
+        ),
     }
 }
 

@@ -12,8 +12,8 @@ use crate::kafka::{ensure_partitions, ensure_topics};
 use crate::pipeline::{PipelinePlan, StageLoadError, check_shape};
 use crate::plugin::{LookupTables, MetricNames, Plugin, Runtime, StageContext, Worker};
 use crate::sink::{
-    ChangelogWriter, DeadLetterWriter, FileSink, KafkaSink, PostgresSink, RegistryClient,
-    RowSchema, Shape, Sink, Sinks,
+    ChangelogWriter, DeadLetterWriter, FileSink, KafkaSink, KafkaSinkError, PostgresSink,
+    RegistryClient, RowSchema, Shape, Sink, Sinks,
 };
 
 /// Loads each stage's plugin (compiled, or from the cache) and checks the
@@ -46,7 +46,7 @@ pub(super) async fn stage_contexts(
     shared: &Shared<'_>,
 ) -> Result<Vec<Arc<StageContext>>, TopologyError> {
     let tables = until_reachable(&shared.stop, "loading the lookup tables", || async {
-        Ok(lookups::load(&plan.lookups, &shared.config.database_url).await?)
+        Ok(lookups::load(&plan.lookups, &shared.config.database).await?)
     })
     .await?;
     Ok(plan
@@ -146,7 +146,7 @@ pub(super) async fn build_sinks(
     if let Some(sink) = &plan.sinks.postgres {
         sinks.push(Box::new(
             PostgresSink::connect(
-                &config.database_url,
+                &config.database,
                 &sink.table,
                 &sink.key_column,
                 (*shape.schema).clone(),
@@ -155,7 +155,7 @@ pub(super) async fn build_sinks(
         ));
     }
     if let Some(sink) = &plan.sinks.kafka {
-        let registry = RegistryClient::new(&config.registry_url);
+        let registry = RegistryClient::new(&config.registry).map_err(KafkaSinkError::Registry)?;
         let schema = (*shape.schema).clone();
         sinks.push(Box::new(
             KafkaSink::connect(kafka, registry, &sink.topic, Some(&sink.subject), schema).await?,

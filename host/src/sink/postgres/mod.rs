@@ -5,11 +5,10 @@
 
 use std::collections::HashMap;
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::error::SinkError;
 use super::output::{Prepared, Records, Rows, Shape, Sink};
@@ -64,10 +63,10 @@ pub fn quote_ident(name: &str) -> String {
 }
 
 impl PostgresSink {
-    /// Connects to `url` for `table`, whose rows are keyed by `key_column`
-    /// and shaped by `schema`.
+    /// Connects to `database_at` for `table`, whose rows are keyed by
+    /// `key_column` and shaped by `schema`.
     pub async fn connect(
-        url: &str,
+        database_at: &crate::connect::Database,
         table: &str,
         key_column: &str,
         schema: RowSchema,
@@ -78,8 +77,8 @@ impl PostgresSink {
         };
         // A statement that waits (a locked table, a stuck server) gives up
         // after 30 s and is retried, so a stop is never held up for longer.
-        let options = PgConnectOptions::from_str(url)
-            .map_err(database)?
+        let options = database_at
+            .options()
             .options([("statement_timeout", "30s")]);
         let pool = PgPoolOptions::new()
             .max_connections(CONNECTIONS as u32)
