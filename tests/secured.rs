@@ -81,12 +81,15 @@ fn the_secured_stack_refuses_plaintext_and_anonymous_clients() -> Result<()> {
 
     // The registry: HTTPS with its CA, but no credentials.
     let registry = &stack.services.registry;
-    let anonymous = tokio.block_on(
-        registry
-            .client()?
-            .get(format!("{}/subjects", registry.url()))
-            .send(),
-    )?;
+    let anonymous = tokio.block_on(async {
+        let client = registry.client()?;
+        anyhow::Ok(
+            client
+                .get(format!("{}/subjects", registry.url()))
+                .send()
+                .await?,
+        )
+    })?;
     ensure!(
         anonymous.status() == reqwest::StatusCode::UNAUTHORIZED,
         "the registry answered {} to a request without credentials",

@@ -61,7 +61,7 @@ enum Command {
     /// `weir run` with the stock plugins compiled in, not in Wasm (the
     /// race's native baseline; not a way to run weir).
     #[command(hide = true)]
-    WeirNative(NativeArgs),
+    WeirNative(Box<NativeArgs>),
 }
 
 #[derive(Debug, clap::Args)]

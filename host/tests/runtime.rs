@@ -612,12 +612,17 @@ fn compiled_plugins_are_cached_and_a_bad_cache_file_is_recompiled() {
     .expect("runtime");
     let path = plugin_path("field-filter");
     runtime.load_file("field-filter", &path).expect("compiles");
-    let files: Vec<_> = std::fs::read_dir(&cache)
-        .expect("the cache folder exists")
-        .map(|entry| entry.expect("entry").path())
-        .collect();
+    let compiled = || -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(&cache)
+            .expect("the cache folder exists")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "cwasm"))
+            .collect();
+        files.sort();
+        files
+    };
+    let files = compiled();
     assert_eq!(files.len(), 1, "one compiled plugin: {files:?}");
-    assert!(files[0].extension().is_some_and(|e| e == "cwasm"));
 
     // From the cache, the plugin works as before.
     let config = json!({"keep_if": [{"field": "session_id", "present": true}]});
@@ -644,6 +649,38 @@ fn compiled_plugins_are_cached_and_a_bad_cache_file_is_recompiled() {
     assert!(
         std::fs::metadata(&files[0]).expect("rewritten").len() > 1000,
         "the cache file is rewritten"
+    );
+
+    // Another plugin's compiled code planted under this plugin's name (a
+    // valid file of this very cache): never run, the plugin is compiled again.
+    runtime
+        .load_file("catalog-enrich", &plugin_path("catalog-enrich"))
+        .expect("compiles");
+    let other = compiled()
+        .into_iter()
+        .find(|file| *file != files[0])
+        .expect("catalog-enrich's file");
+    std::fs::copy(&other, &files[0]).expect("plant");
+    let plugin = runtime
+        .load_file("field-filter", &path)
+        .expect("recompiled, not the planted code");
+    assert_eq!(plugin.kind, weir::plugin::PluginKind::Filter);
+    let mut worker = Worker::new(
+        plugin,
+        stage(json!({"keep_if": [{"field": "session_id", "present": true}]})),
+    )
+    .expect("starts");
+    assert_eq!(
+        filter(
+            &mut worker,
+            &batch(&[("s", r#"{"session_id":"s"}"#), ("s", "{}")])
+        ),
+        vec![Verdict::Keep, Verdict::Drop]
+    );
+    assert_ne!(
+        std::fs::read(&files[0]).expect("rewritten"),
+        std::fs::read(&other).expect("other"),
+        "the planted file is replaced by this plugin's own"
     );
     let _ = std::fs::remove_dir_all(&cache);
 }

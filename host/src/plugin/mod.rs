@@ -16,6 +16,7 @@
 pub mod batch;
 pub mod bindings;
 mod budget;
+pub mod cache;
 pub mod code;
 pub mod context;
 pub mod error;

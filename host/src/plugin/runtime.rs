@@ -15,6 +15,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{aggregator_world, filter_world, transform_world};
+use super::cache::CompiledCache;
 use super::error::LoadError;
 use super::imports::{self, HostState};
 
@@ -98,6 +99,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     options: RuntimeOptions,
+    /// The compiled-plugin cache, when one is configured and safe to use.
+    cache: Option<CompiledCache>,
     stop_ticker: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -135,10 +138,21 @@ impl Runtime {
                     }
                 })?
         };
+        let cache = options.cache_dir.as_deref().and_then(|dir| {
+            CompiledCache::open(dir)
+                .inspect_err(|error| {
+                    tracing::warn!(
+                        %error,
+                        "Not using the compiled-plugin cache: every plugin is compiled at load."
+                    );
+                })
+                .ok()
+        });
         Ok(Self {
             engine,
             linker,
             options,
+            cache,
             stop_ticker,
             ticker: Some(ticker),
         })
@@ -196,30 +210,36 @@ impl Runtime {
 impl Runtime {
     /// Compiles `bytes`, or takes the compiled form from the cache.
     fn compile(&self, name: &str, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
-        let cached = self.options.cache_dir.as_ref().map(|dir| {
-            let mut settings = std::hash::DefaultHasher::new();
+        let settings = {
+            let mut hasher = std::hash::DefaultHasher::new();
             self.engine
                 .precompile_compatibility_hash()
-                .hash(&mut settings);
-            dir.join(format!("{sha256}-{:016x}.cwasm", settings.finish()))
+                .hash(&mut hasher);
+            hasher.finish()
+        };
+        let cached = self.cache.as_ref().and_then(|cache| {
+            cache
+                .load(sha256, settings)
+                .inspect_err(|error| {
+                    tracing::warn!(plugin = name, %error, "Compiled plugin in the cache not used; compiling again.");
+                })
+                .ok()
+                .flatten()
         });
-        // Read into memory rather than mapped: a mapped file that someone
-        // truncates under us would crash the host.
-        if let Some((path, compiled)) = cached
-            .as_ref()
-            .and_then(|path| Some((path, std::fs::read(path).ok()?)))
-        {
-            // SAFETY: the bytes were written by `Component::serialize` of an
-            // engine with these settings, into weir's own cache folder, keyed
-            // by the plugin's SHA-256. wasmtime checks their header and
-            // refuses bytes from another version or configuration; on any
-            // error the plugin is compiled again below.
-            #[allow(unsafe_code, reason = "loading weir's own compiled-plugin cache")]
+        if let Some(compiled) = cached {
+            // SAFETY: the bytes were sealed by this cache (an HMAC under a key
+            // only this account can read, over the plugin's SHA-256, these
+            // engine settings and the bytes) after `Component::serialize` of
+            // an engine with these settings wrote them; wasmtime checks their
+            // header too. On any error the plugin is compiled again below.
+            #[allow(
+                unsafe_code,
+                reason = "loading weir's own sealed compiled-plugin cache"
+            )]
             match unsafe { Component::deserialize(&self.engine, &compiled) } {
                 Ok(component) => return Ok(component),
                 Err(error) => tracing::warn!(
                     plugin = name,
-                    path = %path.display(),
                     error = %error,
                     "Compiled plugin in the cache is unusable; compiling again."
                 ),
@@ -230,30 +250,25 @@ impl Runtime {
                 plugin: name.to_owned(),
                 reason: format!("{error:#}"),
             })?;
-        if let Some(path) = cached
-            && let Err(error) = store_compiled(&component, &path)
-        {
-            tracing::warn!(
-                plugin = name,
-                path = %path.display(),
-                error = %error,
-                "Could not cache the compiled plugin; it will be compiled again next time."
-            );
+        if let Some(cache) = &self.cache {
+            let stored = component
+                .serialize()
+                .map_err(|error| error.to_string())
+                .and_then(|compiled| {
+                    cache
+                        .store(sha256, settings, &compiled)
+                        .map_err(|error| error.to_string())
+                });
+            if let Err(error) = stored {
+                tracing::warn!(
+                    plugin = name,
+                    %error,
+                    "Could not cache the compiled plugin; it will be compiled again next time."
+                );
+            }
         }
         Ok(component)
     }
-}
-
-/// Writes a compiled component next to its final name and renames it into
-/// place, so a reader never sees half a file.
-fn store_compiled(component: &Component, path: &Path) -> std::io::Result<()> {
-    let serialized = component.serialize().map_err(std::io::Error::other)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let partial = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&partial, serialized)?;
-    std::fs::rename(&partial, path)
 }
 
 impl Drop for Runtime {
