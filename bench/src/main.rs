@@ -25,6 +25,7 @@ mod pipeline;
 mod plugins;
 mod race;
 mod restore;
+mod secured;
 mod soak;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +59,8 @@ enum Command {
     Isolation(isolation::Args),
     /// A long run at a fixed rate with a fault every few minutes.
     Soak(soak::Args),
+    /// The aggregation-only pipeline over plaintext and over SASL_SSL, side by side.
+    Secured(secured::Args),
     /// `weir run` with the stock plugins compiled in, not in Wasm (the
     /// race's native baseline; not a way to run weir).
     #[command(hide = true)]
@@ -84,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         Command::Race(args) => race::run(&args),
         Command::Restore(args) => restore::run(&args),
         Command::Soak(args) => soak::run(&args),
+        Command::Secured(args) => secured::run(&args),
         Command::Isolation(args) => isolation::run(&args),
         Command::WeirNative(args) => Ok(weir::engine::run_with(
             args.run.plans()?,

@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use weir_tests::Stack;
@@ -163,8 +162,8 @@ pub fn produce(stack: &Stack, topic: &str, events: u64, sessions: usize) -> Resu
 
 /// Events per second at which one consumer reads `topic` from the start to its end.
 pub fn consume_all(stack: &Stack, topic: &str, events: u64) -> Result<f64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
+    let consumer: BaseConsumer = stack
+        .kafka_client()
         .set("group.id", weir_tests::unique("weir-bench-raw"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -226,8 +225,8 @@ pub fn time_commits<T>(
     mut alive: impl FnMut() -> bool,
     at_first_commit: impl FnOnce() -> Result<T>,
 ) -> Result<(f64, i64, T)> {
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
+    let reader: BaseConsumer = stack
+        .kafka_client()
         .set("group.id", group)
         .create()?;
     let committed = || -> Result<i64> {

@@ -603,7 +603,7 @@ fn json_rows(arrived: Vec<Arrived>) -> Result<Vec<RowVersion>> {
 
 /// A pipeline of `session-stats` alone writing Avro to Kafka alone: the
 /// Kafka Streams peer's work (it writes JSON).
-fn aggregation_only(dir: &Path, names: &Names) -> Result<PathBuf> {
+pub(crate) fn aggregation_only(dir: &Path, names: &Names) -> Result<PathBuf> {
     let plugins = std::env::var_os("WEIR_PLUGIN_DIR").map_or_else(
         || weir_tests::manifest_dir().join("../plugins/target/wasm32-wasip2/release"),
         PathBuf::from,
@@ -640,7 +640,7 @@ topic = "{avro}"
 
 /// Rows of table `a` not in table `b`, and of `b` not in `a`.
 async fn differences(stack: &Stack, a: &str, b: &str) -> Result<i64> {
-    let pool = sqlx::PgPool::connect(&stack.database_url).await?;
+    let pool = stack.pool(2).await?;
     let query = format!(
         "SELECT (SELECT count(*) FROM (TABLE \"{a}\" EXCEPT TABLE \"{b}\") AS x) \
               + (SELECT count(*) FROM (TABLE \"{b}\" EXCEPT TABLE \"{a}\") AS y)"

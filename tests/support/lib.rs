@@ -75,8 +75,22 @@ impl Stack {
 
     /// Starts the secured stack (`xtask stack up --secure`: SASL_SSL Kafka,
     /// TLS-only PostgreSQL, an HTTPS registry with basic authentication)
-    /// unless it runs, and returns it with the settings that reach it.
+    /// unless it runs, and returns it with the settings that reach it. The
+    /// tests of one binary that ask at once share one start.
     pub fn secured() -> Result<Self> {
+        static STARTED: std::sync::Mutex<Option<Stack>> = std::sync::Mutex::new(None);
+        let mut started = STARTED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(stack) = started.as_ref() {
+            return Ok(stack.clone());
+        }
+        let stack = Self::start_secured()?;
+        *started = Some(stack.clone());
+        Ok(stack)
+    }
+
+    fn start_secured() -> Result<Self> {
         run_xtask(&["stack", "up", "--secure"])?;
         let printed = run_xtask(&["stack", "env", "--secure"])?;
         let env: Vec<(String, String)> = printed

@@ -16,7 +16,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -99,17 +99,18 @@ impl CompiledCache {
         private(dir, &fs::metadata(dir).map_err(io(dir))?)?;
         let key_path = dir.join("key");
         if !key_path.exists() {
+            // Written whole, then put in place unless another weir did it
+            // first (whose key then serves both).
             let key: [u8; 32] = rand::random();
-            // Another weir may make it at the same moment: the first one wins.
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&key_path)
+            let mut file = tempfile::Builder::new()
+                .prefix(".key-")
+                .tempfile_in(dir)
+                .map_err(io(dir))?;
+            file.write_all(&key).map_err(io(&key_path))?;
+            if let Err(error) = file.persist_noclobber(&key_path)
+                && error.error.kind() != std::io::ErrorKind::AlreadyExists
             {
-                Ok(mut file) => file.write_all(&key).map_err(io(&key_path))?,
-                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(error) => return Err(io(&key_path)(error)),
+                return Err(io(&key_path)(error.error));
             }
         }
         let metadata = fs::symlink_metadata(&key_path).map_err(io(&key_path))?;
