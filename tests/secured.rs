@@ -202,8 +202,13 @@ fn wrong_credentials_and_untrusted_certificates_stop_weir_with_one_clear_error()
     std::fs::create_dir_all(&dir)?;
     let names = weir_tests::pipeline::Names::fresh("refused");
     let pipeline = demo_pipeline(&dir, &names, "")?;
+    // Distinctive wrong secrets: none may show in what weir prints.
+    let wrong_kafka = "wrong-kafka-secret-7f3a9c";
+    let wrong_file_secret = "wrong-file-secret-2b8d41";
     let wrong = dir.join("wrong.password");
-    std::fs::write(&wrong, "not-the-password\n")?;
+    std::fs::write(&wrong, format!("{wrong_file_secret}\n"))?;
+    let mut secrets = passwords(&stack)?;
+    secrets.extend([wrong_kafka.to_owned(), wrong_file_secret.to_owned()]);
     let wrong = wrong.display().to_string();
     // A certificate, but not of the CA that signed the services'.
     let ca = stack.env_value("WEIR_REGISTRY_CA").context("the CA")?;
@@ -215,7 +220,7 @@ fn wrong_credentials_and_untrusted_certificates_stop_weir_with_one_clear_error()
     let cases = [
         (
             "Kafka password",
-            vec![("WEIR_KAFKA_SASL_PASSWORD", "wrong".to_owned())],
+            vec![("WEIR_KAFKA_SASL_PASSWORD", wrong_kafka.to_owned())],
             "Kafka refused weir",
             "sasl.password",
         ),
@@ -278,6 +283,12 @@ fn wrong_credentials_and_untrusted_certificates_stop_weir_with_one_clear_error()
             })
             .collect();
         ensure!(!status.success(), "{what}: weir exited {status}");
+        for secret in &secrets {
+            ensure!(
+                !stderr.contains(secret.as_str()),
+                "{what}: weir printed a secret it was given"
+            );
+        }
         ensure!(
             errors.len() == 1 && errors[0].contains(refusal) && errors[0].contains(setting),
             "{what}: expected one error naming `{refusal}` and `{setting}`, got: {errors:#?}"

@@ -225,10 +225,7 @@ pub fn time_commits<T>(
     mut alive: impl FnMut() -> bool,
     at_first_commit: impl FnOnce() -> Result<T>,
 ) -> Result<(f64, i64, T)> {
-    let reader: BaseConsumer = stack
-        .kafka_client()
-        .set("group.id", group)
-        .create()?;
+    let reader: BaseConsumer = stack.kafka_client().set("group.id", group).create()?;
     let committed = || -> Result<i64> {
         let progress = weir::kafka::group_progress(&reader, topic, Duration::from_secs(10))?;
         Ok(progress.iter().map(|p| p.committed.unwrap_or(0)).sum())
