@@ -46,10 +46,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 # --- Run: Debian slim and the binary. ---
 FROM debian:bookworm-slim
 
-# Nothing to install. librdkafka is built into the binary, without TLS, SASL
-# or zstd; sqlx and reqwest are built without TLS; so at run time weir needs
-# only libc, libm, libgcc_s and zlib, all in the slim image already.
-RUN groupadd --system weir \
+# librdkafka is built into the binary with its own OpenSSL (TLS, SASL SCRAM
+# and PLAIN), sqlx and reqwest with rustls; at run time weir needs libc,
+# libm, libgcc_s and zlib, in the slim image already, and the system's CA
+# certificates, which TLS to services signed by public CAs trusts.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system weir \
     && useradd --system --gid weir --home-dir /weir --shell /usr/sbin/nologin weir \
     && mkdir -p /weir /var/cache/weir \
     && chown weir:weir /var/cache/weir
