@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::plugin::{CONTRACT_VERSION, PluginKind, StageContext, Worker};
+use crate::plugin::{CONTRACT_VERSION, Capability, PluginKind, StageContext, Worker};
 use crate::sink::{ColumnType, RowSchema};
 
 /// `weir plugin inspect`'s arguments.
@@ -49,6 +49,9 @@ pub struct Report {
     pub columns: Vec<(String, &'static str, bool)>,
     /// What it imports.
     pub imports: Vec<String>,
+    /// The capabilities whose interfaces it imports (`clock`, `random`):
+    /// what it reads there is replayable unless its stage grants them.
+    pub capabilities: Vec<&'static str>,
     /// What it exports.
     pub exports: Vec<String>,
 }
@@ -77,6 +80,7 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<Report> {
         state_version: None,
         output_schema: None,
         columns: Vec::new(),
+        capabilities: capabilities(&imports),
         imports,
         exports,
     };
@@ -111,6 +115,20 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<Report> {
         report.output_schema = serde_json::from_str(&text).ok();
     }
     Ok(report)
+}
+
+/// The capabilities whose WASI interfaces `imports` names.
+fn capabilities(imports: &[String]) -> Vec<&'static str> {
+    [Capability::Clock, Capability::Random]
+        .into_iter()
+        .filter(|capability| {
+            imports.iter().any(|import| {
+                let unversioned = import.split('@').next().unwrap_or(import);
+                capability.interfaces().contains(&unversioned)
+            })
+        })
+        .map(Capability::name)
+        .collect()
 }
 
 /// Runs `weir plugin inspect`: prints the report.
@@ -157,6 +175,18 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         }
     }
     println!("imports    {}", list(&report.imports));
+    if !report.capabilities.is_empty() {
+        println!(
+            "can read   {}: replayable values unless the stage grants `capabilities = [{}]`",
+            report.capabilities.join(", "),
+            report
+                .capabilities
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     println!("exports    {}", list(&report.exports));
     Ok(())
 }

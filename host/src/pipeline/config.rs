@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::plugin::StageLimits;
+use crate::plugin::{Capability, StageLimits};
 
 /// A pipeline file (`pipelines/*.toml`).
 #[derive(Debug, Deserialize)]
@@ -130,6 +130,11 @@ pub struct StageConfig {
     /// Lookup tables the plugin may read.
     #[serde(default)]
     pub lookups: Vec<Spanned<String>>,
+    /// What the plugin may observe beyond its input: `clock` (the real
+    /// clocks), `random` (the real random source). Without them it reads
+    /// replayable ones, so a replay gives the same output.
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
     /// Aggregators: the JSON field that keys the state (default: the Kafka
     /// record key).
     pub key_field: Option<Spanned<String>>,

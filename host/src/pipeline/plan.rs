@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::config::Format;
 use super::names::{ColumnName, Name, TableName, TopicName};
-use crate::plugin::StageLimits;
+use crate::plugin::{Capabilities, StageLimits};
 
 /// A checked pipeline, ready to build.
 #[derive(Debug, Clone)]
@@ -86,6 +86,8 @@ pub struct StagePlan {
     pub limits: StageLimits,
     /// The lookup tables it may read (each defined by the pipeline).
     pub lookups: Vec<Name>,
+    /// The real clocks and random source, if granted.
+    pub capabilities: Capabilities,
     /// Aggregators: the JSON field keying the state (`None`: the record key).
     pub key_field: Option<String>,
     /// Aggregators: state idle this long is evicted.

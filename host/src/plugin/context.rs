@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::capabilities::Capabilities;
 use super::limits::StageLimits;
 
 /// Read-only reference data for enrichment: table -> key -> row (a JSON
@@ -45,6 +46,8 @@ pub struct StageContext {
     pub limits: StageLimits,
     /// The metric names the stage's plugin instances have used.
     pub metric_names: MetricNames,
+    /// The real clocks and random source, if granted.
+    pub capabilities: Capabilities,
 }
 
 /// The metric names a stage's plugin has used, shared by its instances: at
@@ -89,6 +92,7 @@ impl StageContext {
             lookups: Arc::default(),
             limits: StageLimits::default(),
             metric_names: MetricNames::default(),
+            capabilities: Capabilities::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{config, logging, lookup, metrics};
+use super::capabilities::Replay;
 use super::context::StageContext;
 use super::stderr::TailBuffer;
 
@@ -41,6 +42,9 @@ pub struct HostState {
     table: ResourceTable,
     pub(super) limits: Limits,
     pub(super) output: TailBuffer,
+    /// The clocks and random source it reads unless the stage grants the
+    /// real ones.
+    pub(super) replay: Replay,
     context: Arc<StageContext>,
     plugin: Arc<str>,
     /// Lookup tables asked for that the stage does not have (logged once each).
@@ -51,17 +55,20 @@ impl HostState {
     pub(super) fn new(context: Arc<StageContext>, plugin: Arc<str>) -> Self {
         let output = TailBuffer::new(OUTPUT_TAIL_BYTES);
         // No preopened folders, no sockets, no environment, no arguments:
-        // a plugin sees only what the contract hands it.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(output.clone())
-            .stderr(output.clone())
-            .build();
+        // a plugin sees only what the contract hands it, and the real clocks
+        // and random source only if its stage grants them.
+        let replay = Replay::new(&context.stage);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(output.clone()).stderr(output.clone());
+        replay.install(&mut wasi, context.capabilities);
+        let wasi = wasi.build();
         let limits = Limits::new(context.limits.memory_bytes());
         Self {
             wasi,
             table: ResourceTable::new(),
             limits,
             output,
+            replay,
             context,
             plugin,
             missing_tables: HashSet::new(),

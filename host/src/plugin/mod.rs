@@ -10,13 +10,15 @@
 //!   (with `instance`, making and arming instances, and `transformed`,
 //!   reading a transform's output buffer).
 //! - [`imports`]: the host imports (logging, config, lookup, metrics) and WASI.
-//! - [`context`], [`limits`]: what a stage hands its instances.
+//! - [`context`], [`limits`], [`capabilities`]: what a stage hands its
+//!   instances (the real clocks and random source only if granted).
 //! - [`error`]: load errors and per-record failures (rejections vs traps).
 
 pub mod batch;
 pub mod bindings;
 mod budget;
 pub mod cache;
+pub mod capabilities;
 pub mod code;
 pub mod context;
 pub mod error;
@@ -32,6 +34,7 @@ pub mod worker;
 pub use batch::{BatchBuilder, BatchExt, RecordRef};
 pub use bindings::aggregating::Group;
 pub use bindings::types::{Batch, Fields, PluginError, Value};
+pub use capabilities::{Capabilities, Capability};
 pub use code::{NativeStage, NativeStages, StageCode};
 pub use context::{LookupTables, MetricNames, StageContext};
 pub use error::{Failure, LoadError};

@@ -56,9 +56,11 @@ class FunnelTiming(Aggregator):
 
     def row(self, key, state):
         seconds = state["seconds"]
+        # A key whose every event was rejected has no times yet.
+        duration = 0.0 if state["first"] is None else state["last"] - state["first"]
         return {
             "EVENTS": state["events"],
-            "DURATION_SECONDS": state["last"] - state["first"],
+            "DURATION_SECONDS": duration,
             "BROWSING_SECONDS": seconds["browsing"],
             "SHOPPING_SECONDS": seconds["shopping"],
             "CHECKOUT_SECONDS": seconds["checkout"],

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::plugin::Capability;
+
 /// `weir plugin test`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TestArgs {
@@ -38,6 +40,11 @@ pub struct TestArgs {
     /// Records per plugin call, as in a pipeline's batches.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch: u32,
+    /// Grant the plugin the real clocks (`clock`) or random source
+    /// (`random`), as a stage's `capabilities` does; without, it reads
+    /// replayable ones and a run repeats byte for byte.
+    #[arg(long = "capability", value_enum, value_name = "CAPABILITY")]
+    pub capabilities: Vec<Capability>,
 }
 
 impl TestArgs {
@@ -54,6 +61,7 @@ impl TestArgs {
             dead_letters: None,
             expect: None,
             batch: 512,
+            capabilities: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@ pub(super) fn stage_context(args: &TestArgs, name: &str) -> anyhow::Result<Arc<S
     Ok(Arc::new(StageContext {
         config_json: config_json(args.config.as_deref())?,
         lookups: Arc::new(lookups(&args.lookups)?),
+        capabilities: args.capabilities.iter().copied().collect(),
         ..StageContext::new("test", name)
     }))
 }

@@ -32,6 +32,6 @@ mod runner;
 
 pub use args::TestArgs;
 pub use json::row_json;
-pub use run::{Summary, run, run_in};
+pub use run::{FIRST_TIMESTAMP, Summary, run, run_in};
 
 pub(super) use context::{config_json, plugin_name};

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 
@@ -80,16 +80,20 @@ impl<'a> Input<'a> {
     }
 }
 
+/// The timestamp of the input's first line: 2026-01-01T00:00:00Z, in ms.
+pub const FIRST_TIMESTAMP: i64 = 1_767_225_600_000;
+
 /// Reads `input` into `runner`, `batch` records per call, skipping blank
 /// lines; returns how many records it read. Each record's offset is its
-/// line's index, so a dead letter names its line.
+/// line's index, so a dead letter names its line, and its timestamp
+/// [`FIRST_TIMESTAMP`] plus that index in milliseconds, so a run repeats
+/// byte for byte (a plugin not granted the real clock reads these times).
 fn feed(
     runner: &mut Runner,
     input: Input<'_>,
     batch: usize,
     dead: &mut Vec<DeadLetter>,
 ) -> anyhow::Result<usize> {
-    let timestamp = now_millis();
     let mut builder = BatchBuilder::default();
     let mut records = 0;
     for (number, line) in BufReader::new(input.file).split(b'\n').enumerate() {
@@ -101,12 +105,13 @@ fn feed(
             continue;
         }
         records += 1;
+        let offset = i64::try_from(number).unwrap_or(i64::MAX);
         builder.push(RecordRef {
             key: None,
             value: &line,
-            timestamp,
+            timestamp: FIRST_TIMESTAMP.saturating_add(offset),
             partition: 0,
-            offset: i64::try_from(number).unwrap_or(i64::MAX),
+            offset,
         });
         if builder.len() == batch {
             runner.process(&std::mem::take(&mut builder).build(), dead);
@@ -116,16 +121,4 @@ fn feed(
         runner.process(&builder.build(), dead);
     }
     Ok(records)
-}
-
-/// The time now in milliseconds since the Unix epoch: every record's
-/// timestamp.
-fn now_millis() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(i64::MAX)
 }

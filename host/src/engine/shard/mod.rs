@@ -99,8 +99,9 @@ pub fn run(
     let mut shard = Shard::new(chain, output, settings, stats, committed);
     let mut open = true;
     while open {
-        // Stale keys are refreshed a slice at a time, between batches.
-        let wait = if shard.versions.has_stale() {
+        // Stale keys are refreshed a slice at a time, between batches, up
+        // to a bound per flush.
+        let wait = if shard.versions.refresh_due() {
             Duration::ZERO
         } else {
             shard.flush_at().saturating_duration_since(shard.now())

@@ -256,6 +256,7 @@ impl Simulation {
             for shard in &mut self.process.shards {
                 while shard.has_stale() {
                     shard.refresh_some();
+                    shard.tick(true).expect("the queue always takes a flush");
                 }
                 shard.tick(true).expect("the queue always takes a flush");
             }

@@ -20,6 +20,12 @@ use crate::sink::{DeadLetter, Row, Rows, Shape};
 /// Stale keys refreshed between two batches after a swap.
 const REFRESH_SLICE: usize = 1024;
 
+/// Stale keys refreshed per flush at most. Their rows and changelog records
+/// wait in the shard for the next flush, so this bounds what a swap adds to
+/// a shard's memory (some 16 000 rows), however many keys it holds: a swap
+/// over 300 000 keys once added 230 MiB for a few seconds.
+const REFRESH_PER_FLUSH: usize = 16 * 1024;
+
 /// A swapped stage on probation: what it replaced, and until when.
 struct Probation {
     order: Arc<Order>,
@@ -38,6 +44,8 @@ pub struct Versions {
     /// After an aggregator swap or a restore of another version's state:
     /// keys whose row the running version has yet to make.
     stale: Vec<(i32, Vec<u8>)>,
+    /// Stale keys refreshed since the last flush.
+    refreshed: usize,
     /// Swaps whose first batch is still to come, with how long the shard
     /// stalled for each.
     first_batch: Vec<(Arc<Order>, Duration)>,
@@ -52,6 +60,7 @@ impl Versions {
             outputs: Outputs::new(Arc::clone(&aggregator.output)),
             aggregator,
             stale: Vec::new(),
+            refreshed: 0,
             first_batch: Vec::new(),
             probation: None,
         }
@@ -60,6 +69,11 @@ impl Versions {
     /// Whether keys wait for the running version's row.
     pub fn has_stale(&self) -> bool {
         !self.stale.is_empty()
+    }
+
+    /// Whether stale keys may be refreshed before the next flush.
+    pub fn refresh_due(&self) -> bool {
+        self.has_stale() && self.refreshed < REFRESH_PER_FLUSH
     }
 
     /// Stage `order.stage` runs the order's version from the next batch on (on
@@ -219,21 +233,26 @@ impl Versions {
         self.stale.retain(|(p, _)| !partitions.contains(p));
     }
 
-    /// Gives a slice of the stale keys the running version's row.
+    /// Gives a slice of the stale keys the running version's row, unless
+    /// [`REFRESH_PER_FLUSH`] keys were refreshed since the last flush.
     pub fn refresh_some(&mut self, chain: &mut Chain, state: &mut KeyedState) {
-        if self.stale.is_empty() {
+        if !self.refresh_due() {
             return;
         }
+        let size = REFRESH_SLICE.min(REFRESH_PER_FLUSH - self.refreshed);
         let slice: Vec<_> = self
             .stale
-            .drain(self.stale.len().saturating_sub(REFRESH_SLICE)..)
+            .drain(self.stale.len().saturating_sub(size)..)
             .collect();
+        self.refreshed += slice.len();
         chain.refresh(&slice, state);
     }
 
     /// `rows` (by generation, with their partition) grouped by the shape
-    /// of their version.
+    /// of their version: a flush takes them (stale keys may be refreshed
+    /// again).
     pub fn group(&mut self, rows: Vec<(u64, i32, Row)>) -> Vec<Rows> {
+        self.refreshed = 0;
         self.outputs.group(rows)
     }
 }

@@ -65,6 +65,7 @@ pub(super) async fn stage_contexts(
                 lookups: Arc::new(lookups),
                 limits: stage.limits.clone(),
                 metric_names: MetricNames::default(),
+                capabilities: stage.capabilities,
             })
         })
         .collect())

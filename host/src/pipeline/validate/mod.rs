@@ -350,6 +350,7 @@ impl Checker<'_> {
             config_json: config_json.ok()?,
             limits: stage.limits.clone(),
             lookups,
+            capabilities: stage.capabilities.iter().copied().collect(),
             key_field: stage
                 .key_field
                 .as_ref()

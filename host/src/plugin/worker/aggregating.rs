@@ -5,6 +5,7 @@ use super::{GroupResult, Worker};
 use crate::plugin::batch::BatchExt;
 use crate::plugin::bindings::aggregating::{Group, Outcome};
 use crate::plugin::bindings::types::{Batch, Fields, PluginError};
+use crate::plugin::capabilities::CallInput;
 use crate::plugin::error::{Failure, Trap};
 use crate::plugin::fields::FieldsExt;
 use crate::plugin::instance::Instance;
@@ -74,7 +75,7 @@ impl Worker {
 
     /// The aggregator's state version.
     pub fn state_version(&mut self) -> Result<u32, Failure> {
-        self.prepare_single_call()?;
+        self.prepare_single_call(CallInput::Nothing)?;
         let result = match &self.instance {
             Instance::Aggregator(bindings) => bindings
                 .weir_plugin_aggregating()
@@ -86,7 +87,7 @@ impl Worker {
 
     /// The aggregator's output schema (Avro, JSON text).
     pub fn output_schema(&mut self) -> Result<String, Failure> {
-        self.prepare_single_call()?;
+        self.prepare_single_call(CallInput::Nothing)?;
         let result = match &self.instance {
             Instance::Aggregator(bindings) => bindings
                 .weir_plugin_aggregating()
@@ -98,7 +99,7 @@ impl Worker {
 
     /// Converts state written by `from_version` into the plugin's own version.
     pub fn migrate(&mut self, from_version: u32, state: &[u8]) -> Result<Vec<u8>, Failure> {
-        self.prepare_single_call()?;
+        self.prepare_single_call(CallInput::Bytes(state))?;
         let result = match &self.instance {
             Instance::Aggregator(bindings) => bindings.weir_plugin_aggregating().call_migrate(
                 &mut self.store,
@@ -116,9 +117,10 @@ impl Worker {
 
     /// Before a call outside a batch (state version, schema, migration): the
     /// whole call time, and the instance ready.
-    fn prepare_single_call(&mut self) -> Result<(), Failure> {
+    fn prepare_single_call(&mut self, input: CallInput<'_>) -> Result<(), Failure> {
         self.budget.start_batch();
-        self.prepare_call().map_err(|trap| Failure::Trapped(trap.0))
+        self.prepare_call(input)
+            .map_err(|trap| Failure::Trapped(trap.0))
     }
 
     /// One call of the aggregator over `groups`.
@@ -128,7 +130,7 @@ impl Worker {
         fields: &Fields,
         groups: &[Group],
     ) -> Result<Vec<Result<Outcome, PluginError>>, Trap> {
-        self.prepare_call()?;
+        self.prepare_call(CallInput::Batch(batch))?;
         let Instance::Aggregator(bindings) = &self.instance else {
             unreachable!("an aggregate call on a {} plugin", self.plugin.kind.world());
         };

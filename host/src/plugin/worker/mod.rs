@@ -12,6 +12,7 @@ use super::batch::BatchExt;
 use super::bindings::filtering::Decision;
 use super::bindings::types::{Batch, Fields, Value};
 use super::budget::{Breaker, Budget, Turn};
+use super::capabilities::CallInput;
 use super::context::StageContext;
 use super::error::{Failure, LoadError, Trap};
 use super::fields::FieldsExt;
@@ -222,7 +223,7 @@ impl Worker {
     }
 
     fn call_filter(&mut self, batch: &Batch, fields: &Fields) -> Result<Vec<Verdict>, Trap> {
-        self.prepare_call()?;
+        self.prepare_call(CallInput::Batch(batch))?;
         let Instance::Filter(bindings) = &self.instance else {
             unreachable!("a filter call on a {} plugin", self.plugin.kind.world());
         };
@@ -245,7 +246,7 @@ impl Worker {
         batch: &Batch,
         fields: &Fields,
     ) -> Result<Vec<Result<Vec<OutputRecord>, Failure>>, Trap> {
-        self.prepare_call()?;
+        self.prepare_call(CallInput::Batch(batch))?;
         let Instance::Transform(bindings) = &self.instance else {
             unreachable!("a transform call on a {} plugin", self.plugin.kind.world());
         };
@@ -266,10 +267,11 @@ impl Worker {
         }
     }
 
-    /// Sets the call's deadline (from the batch's budget) and fuel; a trap
-    /// when the instance could not be renewed after its last trap (a store
-    /// that trapped is never called again).
-    fn prepare_call(&mut self) -> Result<(), Trap> {
+    /// Sets the call's deadline (from the batch's budget), fuel, and the
+    /// replayable clocks and random source for `input`; a trap when the
+    /// instance could not be renewed after its last trap (a store that
+    /// trapped is never called again).
+    fn prepare_call(&mut self, input: CallInput<'_>) -> Result<(), Trap> {
         if self.stale.is_some() {
             self.renew();
         }
@@ -284,6 +286,7 @@ impl Worker {
             &self.context.limits,
             self.plugin.fuel_metering,
         );
+        self.store.data().replay.start(input);
         Ok(())
     }
 
