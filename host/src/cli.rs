@@ -90,6 +90,13 @@ pub struct RunArgs {
     /// address needs --admin-read-token.
     #[arg(long, env = "WEIR_ADMIN_OPEN_READS")]
     pub admin_open_reads: bool,
+    /// Serve the admin API over TLS with this certificate chain (PEM, the
+    /// server's certificate first); needs --admin-tls-key.
+    #[arg(long, env = "WEIR_ADMIN_TLS_CERT", requires = "admin_tls_key")]
+    pub admin_tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --admin-tls-cert (PEM).
+    #[arg(long, env = "WEIR_ADMIN_TLS_KEY", requires = "admin_tls_cert")]
+    pub admin_tls_key: Option<std::path::PathBuf>,
 }
 
 impl RunArgs {
@@ -108,6 +115,11 @@ impl RunArgs {
                 read_token: self.admin_read_token.clone().map(Secret::new),
                 allowed_hosts: self.admin_allowed_hosts.clone(),
                 open_reads: self.admin_open_reads,
+                tls: self
+                    .admin_tls_cert
+                    .clone()
+                    .zip(self.admin_tls_key.clone())
+                    .map(|(cert, key)| crate::admin::AdminTls { cert, key }),
             },
             watch: self.watch,
         })

@@ -1,14 +1,15 @@
 //! The admin API's access rules over real HTTP: every read and change
 //! endpoint, with no token, the read token, the change token and a wrong
 //! one, under each way weir can be configured; a request naming a foreign
-//! host (DNS rebinding); and a bind beyond this machine with open reads.
+//! host (DNS rebinding); a bind beyond this machine with open reads; and the
+//! API over TLS, from a client and from `weir plugin`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use reqwest::StatusCode;
-use weir::admin::{Access, Admin};
+use weir::admin::{Access, Admin, AdminTls};
 use weir::connect::Secret;
 use weir::engine::{RunConfig, RunError};
 
@@ -17,6 +18,15 @@ const CHANGE: &str = "change-token-of-the-test";
 
 /// The API with `access`, on a free loopback port; its base URL.
 async fn serve(read: bool, change: bool) -> String {
+    serve_over(read, change, None).await
+}
+
+/// [`serve`], over TLS with `tls`.
+async fn serve_over(
+    read: bool,
+    change: bool,
+    tls: Option<Arc<weir::admin::tls::ServerConfig>>,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let access = Access::new(
@@ -26,8 +36,14 @@ async fn serve(read: bool, change: bool) -> String {
         &[],
     );
     let admin = Arc::new(Admin::new(access, weir::telemetry::metrics::install()));
-    tokio::spawn(weir::admin::serve(listener, admin, std::future::pending()));
-    format!("http://{addr}")
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tokio::spawn(weir::admin::serve(
+        listener,
+        admin,
+        tls,
+        std::future::pending(),
+    ));
+    format!("{scheme}://{addr}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -167,4 +183,127 @@ fn an_address_beyond_this_machine_needs_a_read_token_or_open_reads_said_on_purpo
     config.admin.addr = SocketAddr::from(([127, 0, 0, 1], 0));
     config.admin.open_reads = false;
     assert!(config.admin.check_exposure().is_ok());
+}
+
+/// A CA, and a certificate it signed for localhost and 127.0.0.1 with its
+/// key, written as PEM files into a fresh folder: (folder, CA file, TLS files).
+fn certificates(name: &str) -> (std::path::PathBuf, std::path::PathBuf, AdminTls) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = std::env::temp_dir().join(format!("weir-admin-tls-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let server =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+    let tls = AdminTls {
+        cert: dir.join("admin.crt"),
+        key: dir.join("admin.key"),
+    };
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
+    std::fs::write(&tls.cert, server_cert.pem()).unwrap();
+    std::fs::write(&tls.key, server_key.serialize_pem()).unwrap();
+    (dir.clone(), dir.join("ca.crt"), tls)
+}
+
+#[tokio::test]
+async fn the_api_over_tls_answers_clients_that_trust_its_ca_only() {
+    let (_dir, ca, tls) = certificates("serve");
+    let base = serve_over(true, true, Some(tls.server_config().unwrap())).await;
+    let trusted = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let status = trusted
+        .get(format!("{base}/status"))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    // The access rules hold over TLS too.
+    let status = trusted
+        .get(format!("{base}/status"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let untrusting = reqwest::Client::new()
+        .get(format!("{base}/status"))
+        .send()
+        .await;
+    assert!(
+        untrusting.is_err(),
+        "a client without the CA is refused: {untrusting:?}"
+    );
+    let plain = base.replacen("https://", "http://", 1);
+    let plain = reqwest::Client::new()
+        .get(format!("{plain}/status"))
+        .bearer_auth(READ)
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || plain.as_ref().is_ok_and(|r| !r.status().is_success()),
+        "plain HTTP gets nothing: {plain:?}"
+    );
+
+    // `weir plugin list` over TLS, trusting the CA given.
+    let weir = env!("CARGO_BIN_EXE_weir");
+    let list = |ca: Option<std::path::PathBuf>| {
+        let base = base.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = std::process::Command::new(weir);
+            command.args(["plugin", "--admin", &base, "--token", CHANGE, "list"]);
+            if let Some(ca) = ca {
+                command.arg("--admin-ca").arg(ca);
+            }
+            command.output().unwrap()
+        })
+    };
+    let listed = list(Some(ca)).await.unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+    let refused = list(None).await.unwrap();
+    assert!(
+        !refused.status.success(),
+        "without the CA the certificate is not trusted"
+    );
+}
+
+#[test]
+fn unusable_tls_files_are_named() {
+    let (dir, _ca, tls) = certificates("files");
+    let missing = AdminTls {
+        cert: dir.join("nowhere.crt"),
+        ..tls.clone()
+    };
+    let error = missing.server_config().unwrap_err().to_string();
+    assert!(
+        error.contains("certificate") && error.contains("nowhere.crt"),
+        "{error}"
+    );
+    // Another certificate's key does not go with this one.
+    let (_other_dir, _other_ca, other) = certificates("other");
+    let mismatched = AdminTls {
+        key: other.key.clone(),
+        ..tls.clone()
+    };
+    let error = mismatched.server_config().unwrap_err().to_string();
+    assert!(error.contains("does not go with"), "{error}");
+    let not_pem = AdminTls {
+        cert: tls.key.clone(),
+        ..tls
+    };
+    let error = not_pem.server_config().unwrap_err().to_string();
+    assert!(error.contains("no PEM certificate"), "{error}");
 }

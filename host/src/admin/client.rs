@@ -19,6 +19,10 @@ pub struct PluginArgs {
     /// sent with reads too, which it allows.
     #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// The CA (PEM) that signed the admin API's certificate, for an
+    /// `https://` address whose certificate the system does not trust.
+    #[arg(long, env = "WEIR_ADMIN_CA", global = true)]
+    pub admin_ca: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub action: crate::cli::PluginCommand,
@@ -56,9 +60,17 @@ pub enum AdminAction {
 /// Runs `action` through the admin API; prints its answer as JSON.
 pub fn run(args: &PluginArgs, action: &AdminAction) -> anyhow::Result<()> {
     let base = args.admin.trim_end_matches('/');
-    let client = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(120))
-        .build()?;
+    let mut client =
+        reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(120));
+    if let Some(ca) = &args.admin_ca {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", ca.display()))?
+        {
+            client = client.add_root_certificate(certificate);
+        }
+    }
+    let client = client.build()?;
     let authorized = |request: reqwest::blocking::RequestBuilder| match &args.token {
         Some(token) => request.bearer_auth(token),
         None => request,

@@ -149,14 +149,30 @@ async fn require_change_token(
     Ok(next.run(request).await)
 }
 
-/// Serves the API on `listener` until `stop` resolves.
+/// Serves the API on `listener` until `stop` resolves: over TLS with
+/// `tls`, plain HTTP without.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     admin: Arc<Admin>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(admin))
-        .with_graceful_shutdown(stop)
+    let Some(tls) = tls else {
+        return axum::serve(listener, router(admin))
+            .with_graceful_shutdown(stop)
+            .await;
+    };
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        stop.await;
+        // Requests under way get a few seconds; a swap answers within its own.
+        stopping.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    axum_server::from_tcp_rustls(listener.into_std()?, config)?
+        .handle(handle)
+        .serve(router(admin).into_make_service())
         .await
 }
 

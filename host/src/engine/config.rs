@@ -41,6 +41,8 @@ pub struct AdminConfig {
     pub allowed_hosts: Vec<String>,
     /// Reads without a token on an address beyond this machine, said on purpose.
     pub open_reads: bool,
+    /// Serve over TLS with this certificate and key (`None`: plain HTTP).
+    pub tls: Option<crate::admin::AdminTls>,
 }
 
 impl AdminConfig {
@@ -80,6 +82,7 @@ impl RunConfig {
                 read_token: None,
                 allowed_hosts: Vec::new(),
                 open_reads: false,
+                tls: None,
             },
             watch: false,
         }

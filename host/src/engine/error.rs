@@ -47,6 +47,9 @@ pub enum RunError {
         /// The address.
         addr: std::net::SocketAddr,
     },
+    /// The admin API's certificate or key cannot be used.
+    #[error(transparent)]
+    AdminTls(#[from] crate::admin::TlsError),
     /// One pipeline failed (the others were stopped with it).
     #[error("pipeline `{pipeline}`: {source}")]
     Pipeline {

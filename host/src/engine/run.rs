@@ -35,6 +35,12 @@ pub fn run_with(
     natives: &NativeStages,
 ) -> Result<(), RunError> {
     config.admin.check_exposure()?;
+    let admin_tls = config
+        .admin
+        .tls
+        .as_ref()
+        .map(crate::admin::AdminTls::server_config)
+        .transpose()?;
     let mut options = RuntimeOptions::from_env()?;
     // Fuel is metered by the whole engine (it slows every plugin), so it is
     // on when a stage of any pipeline sets a fuel budget, and only then.
@@ -59,7 +65,7 @@ pub fn run_with(
             config.admin.access(),
             crate::telemetry::metrics::install(),
         ));
-        let server = serve_admin(config, &admin, stop).await?;
+        let server = serve_admin(config, &admin, admin_tls, stop).await?;
         let runs = plans.into_iter().map(|plan| {
             // Everything a pipeline logs, on any of its threads, carries its
             // name. Its spans are at ERROR level so that every filter that
@@ -113,6 +119,7 @@ fn needs(plans: &[PipelinePlan]) -> Needs {
 async fn serve_admin(
     config: &RunConfig,
     admin: &Arc<Admin>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: &Arc<AtomicBool>,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, RunError> {
     let addr = config.admin.addr;
@@ -120,8 +127,17 @@ async fn serve_admin(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(listening)?;
+    let over = if tls.is_some() { "https" } else { "http" };
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "The admin API speaks plain HTTP beyond this machine: its tokens cross the network \
+             in clear. Give it --admin-tls-cert and --admin-tls-key, or put it behind a TLS proxy."
+        );
+    }
     tracing::info!(
         addr = %listener.local_addr().map_err(listening)?,
+        scheme = over,
         changes = if config.admin.token.is_some() { "need the token" } else { "off (no WEIR_ADMIN_TOKEN)" },
         reads = if config.admin.read_token.is_some() { "need a token" } else { "open" },
         "Admin API listening."
@@ -130,6 +146,7 @@ async fn serve_admin(
     Ok(tokio::spawn(crate::admin::serve(
         listener,
         Arc::clone(admin),
+        tls,
         async move {
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
