@@ -449,6 +449,18 @@ fn report_memory(samples: &[Sample], duration: Duration) {
         last.at - first.at,
         100.0 * (end - start) / start
     );
+    let points: Vec<(f64, f64)> = steady
+        .iter()
+        .map(|s| (s.at.as_secs_f64() / 60.0, s.rss_mib))
+        .collect();
+    if let Some((slope, mean)) = least_squares(&points) {
+        let minutes = (last.at - first.at).as_secs_f64() / 60.0;
+        println!(
+            "  least-squares slope over those samples: {slope:+.2} MiB/min around a mean of \
+             {mean:.1} MiB ({:+.1} % over {minutes:.0} min)",
+            100.0 * slope * minutes / mean
+        );
+    }
     let mut processes: Vec<usize> = steady.iter().map(|s| s.process).collect();
     processes.dedup();
     for process in processes {
@@ -464,6 +476,20 @@ fn report_memory(samples: &[Sample], duration: Duration) {
             100.0 * (b.rss_mib - a.rss_mib) / a.rss_mib
         );
     }
+}
+
+/// The least-squares line through `points` (x, y): its slope and the mean
+/// of y; `None` for fewer than two distinct x.
+fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let spread: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    if points.len() < 2 || spread == 0.0 {
+        return None;
+    }
+    let covariance: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    Some((covariance / spread, mean_y))
 }
 
 /// Compares the table and the Avro topic with the fold of every event of
@@ -608,4 +634,24 @@ async fn insert(pool: &sqlx::PgPool, table: &str, rows: &[(&String, &SessionRow)
     .execute(pool)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_squares;
+
+    #[test]
+    fn the_slope_of_a_line_and_of_noise_around_it() {
+        let line: Vec<(f64, f64)> = (0..10)
+            .map(|x| (f64::from(x), 3.0 * f64::from(x) + 7.0))
+            .collect();
+        let (slope, mean) = least_squares(&line).unwrap();
+        assert!((slope - 3.0).abs() < 1e-9 && (mean - 20.5).abs() < 1e-9);
+        // A sawtooth around a flat level has no slope to speak of.
+        let flat: Vec<(f64, f64)> = (0..40)
+            .map(|x| (f64::from(x), 300.0 + f64::from(x % 4) * 10.0 - 15.0))
+            .collect();
+        assert!(least_squares(&flat).unwrap().0.abs() < 0.1);
+        assert!(least_squares(&[(1.0, 2.0)]).is_none());
+    }
 }
