@@ -44,10 +44,24 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
+            tracing::error!("{}", describe(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each said once: many of weir's errors already
+/// name their cause, which `{:#}` would repeat.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// `weir validate`: every problem of every file, exit status 1 if any.
@@ -67,7 +81,7 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
             Ok(kinds) => kinds,
             Err(error) => {
                 failed = true;
-                eprintln!("{}: {error:#}", file.display());
+                eprintln!("{}: {}", file.display(), describe(&error.into()));
                 continue;
             }
         };
