@@ -153,9 +153,12 @@ pub fn run(args: &Args) -> Result<()> {
                     rss_mib: rss_mib(pid).unwrap_or(f64::NAN),
                     process,
                 };
-                let keys = state_keys(&admin).map_or("?".to_owned(), |keys| keys.to_string());
+                let (keys, bytes) = state_gauges(&admin)
+                    .map_or(("?".into(), "?".into()), |(k, b)| {
+                        (k.to_string(), format!("{:.1}", b / 1048576.0))
+                    });
                 println!(
-                    "  {:>6.0} s  lag {:>8}  weir rss {:>6.1} MiB  keys held {keys}",
+                    "  {:>6.0} s  lag {:>8}  weir rss {:>6.1} MiB  keys held {keys} ({bytes} MiB)",
                     sample.at.as_secs_f64(),
                     sample.lag,
                     sample.rss_mib
@@ -219,19 +222,23 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// The keys a running weir holds in state (the `weir_state_keys` gauges of
-/// its `/metrics`, summed over pipelines and stages).
-fn state_keys(admin: &str) -> Result<u64> {
+/// The keys a running weir holds in state and their bytes (the
+/// `weir_state_keys` and `weir_state_bytes` gauges of its `/metrics`,
+/// summed over pipelines).
+fn state_gauges(admin: &str) -> Result<(u64, f64)> {
     let metrics = reqwest::blocking::Client::new()
         .get(format!("{admin}/metrics"))
         .timeout(Duration::from_secs(2))
         .send()?
         .text()?;
-    Ok(metrics
-        .lines()
-        .filter(|line| line.starts_with("weir_state_keys"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64)
+    let sum = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    Ok((sum("weir_state_keys{") as u64, sum("weir_state_bytes{")))
 }
 
 /// Makes sure the stack's services can be stopped and started.

@@ -90,6 +90,7 @@ pub async fn run<C: ConsumerContext + 'static>(
         // Sampled here, from every shard's count at one moment (shards setting
         // a total each could finish out of order).
         keys: metrics::gauge!("weir_state_keys", "pipeline" => pipeline.clone()),
+        state_bytes: metrics::gauge!("weir_state_bytes", "pipeline" => pipeline.clone()),
         lag_known: Vec::new(),
         pipeline,
         topic,
@@ -121,6 +122,8 @@ struct Monitor<C: ConsumerContext + 'static> {
     logged: Instant,
     /// The keys held in state, over every shard.
     keys: metrics::Gauge,
+    /// Bytes of those keys and their state.
+    state_bytes: metrics::Gauge,
     /// Partitions whose lag is exported: NaN while the broker does not answer.
     lag_known: Vec<i32>,
 }
@@ -134,6 +137,7 @@ impl<C: ConsumerContext + 'static> Monitor<C> {
         let lag = self.lag().await;
         self.export_lag(lag.as_deref());
         self.keys.set(now.1.keys as f64);
+        self.state_bytes.set(now.1.state_bytes as f64);
         LiveStatus {
             totals: now.1,
             in_per_second: window.rate(|s| s.received),

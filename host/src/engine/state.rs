@@ -56,6 +56,13 @@ struct PartitionState {
     /// The newest record timestamp seen (ms), at most the state's
     /// `trusted_until`.
     stream_time: i64,
+    /// Bytes of the keys and their state.
+    bytes: usize,
+}
+
+/// Bytes a key and its state take.
+fn footprint(key: &[u8], state: &[u8]) -> usize {
+    key.len() + state.len()
 }
 
 /// What folding some of a key's events produced.
@@ -246,6 +253,7 @@ impl KeyedState {
         let Some(entry) = partition.entries.get_mut(key) else {
             return;
         };
+        partition.bytes = partition.bytes + state.len() - entry.state.len();
         entry.state = state;
         entry.version = version;
         entry.generation = generation;
@@ -302,6 +310,7 @@ impl KeyedState {
             Some(entry) => entry,
             None => partition.entries.entry(key.to_vec()).or_insert_with(|| {
                 self.keys.add(1);
+                partition.bytes += key.len();
                 Entry {
                     state: Vec::new(),
                     version,
@@ -314,6 +323,7 @@ impl KeyedState {
                 }
             }),
         };
+        partition.bytes = partition.bytes + state.len() - entry.state.len();
         entry.state = state;
         entry.version = version;
         entry.applied = entry.applied.max(applied);
@@ -396,6 +406,7 @@ impl KeyedState {
             };
             let horizon = partition.stream_time.saturating_sub(idle_ms);
             let gone = &mut partition.evicted;
+            let bytes = &mut partition.bytes;
             let before = gone.len();
             partition.entries.retain(|key, entry| {
                 let keep = entry.changed
@@ -403,6 +414,7 @@ impl KeyedState {
                     || entry.last_event >= horizon
                     || entry.applied >= committed;
                 if !keep {
+                    *bytes -= footprint(key, &entry.state);
                     gone.push(key.clone());
                 }
                 keep
@@ -421,6 +433,7 @@ impl KeyedState {
             // Written before a limit, or by a machine whose clock ran ahead.
             let last_event = stored.last_event.min(self.trusted_until);
             restored.stream_time = restored.stream_time.max(last_event);
+            restored.bytes += footprint(&key, &stored.state);
             // State another version wrote made a row of that version's
             // shape: not the running generation's, so it is refreshed.
             let generation = if stored.state_version == self.state_version {
@@ -453,6 +466,11 @@ impl KeyedState {
         if let Some(removed) = self.partitions.remove(&partition) {
             self.keys.remove(removed.entries.len());
         }
+    }
+
+    /// Bytes the keys held and their state take.
+    pub fn bytes(&self) -> usize {
+        self.partitions.values().map(|p| p.bytes).sum()
     }
 
     /// Keys held.

@@ -18,6 +18,7 @@ pub struct Stats {
     rows_written: AtomicU64,
     evicted: AtomicU64,
     keys: Vec<AtomicU64>,
+    state_bytes: Vec<AtomicU64>,
     /// The sinks' failure being retried now, if any.
     failing: std::sync::Mutex<Option<Failing>>,
 }
@@ -53,6 +54,8 @@ pub struct Snapshot {
     pub evicted: u64,
     /// Keys held now.
     pub keys: u64,
+    /// Bytes of the keys held and their state.
+    pub state_bytes: u64,
 }
 
 impl Stats {
@@ -68,6 +71,7 @@ impl Stats {
             rows_written: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             keys: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            state_bytes: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             failing: std::sync::Mutex::new(None),
         }
     }
@@ -129,8 +133,10 @@ impl Stats {
         self.metrics.evicted.increment(keys);
     }
 
-    pub(super) fn set_keys(&self, shard: usize, keys: u64) {
+    /// What shard `shard` holds: keys, and bytes of keys and state.
+    pub(super) fn set_state(&self, shard: usize, keys: u64, bytes: u64) {
         self.keys[shard].store(keys, Relaxed);
+        self.state_bytes[shard].store(bytes, Relaxed);
     }
 
     /// The counters now.
@@ -144,6 +150,7 @@ impl Stats {
             rows_written: self.rows_written.load(Relaxed),
             evicted: self.evicted.load(Relaxed),
             keys: self.keys.iter().map(|k| k.load(Relaxed)).sum(),
+            state_bytes: self.state_bytes.iter().map(|b| b.load(Relaxed)).sum(),
         }
     }
 }

@@ -144,6 +144,12 @@ pub const FAMILIES: &[Family] = &[
         "Keys the aggregator holds state for.",
     ),
     family(
+        "weir_state_bytes",
+        Gauge,
+        &["pipeline"],
+        "Bytes of the keys the aggregator holds and their state (the heap holds more: maps, rows waiting for a flush).",
+    ),
+    family(
         "weir_state_evicted_keys_total",
         Counter,
         &["pipeline"],

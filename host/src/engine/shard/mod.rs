@@ -315,8 +315,11 @@ impl<H: Handover> Shard<H> {
         self.state.restore(partition, entries);
         let epoch = self.settings.ownership.gain(partition);
         self.owned.insert(partition, epoch);
-        self.stats
-            .set_keys(self.settings.id, self.state.len() as u64);
+        self.stats.set_state(
+            self.settings.id,
+            self.state.len() as u64,
+            self.state.bytes() as u64,
+        );
     }
 
     /// `partitions` leave: what they hold is written first unless `gone`
@@ -345,8 +348,11 @@ impl<H: Handover> Shard<H> {
             self.dead_bytes = self.dead.iter().map(|letter| letter.value.len()).sum();
         }
         self.versions.revoked(partitions);
-        self.stats
-            .set_keys(self.settings.id, self.state.len() as u64);
+        self.stats.set_state(
+            self.settings.id,
+            self.state.len() as u64,
+            self.state.bytes() as u64,
+        );
         Ok(())
     }
 
@@ -387,8 +393,11 @@ impl<H: Handover> Shard<H> {
             let now = self.now();
             self.next_evict = self.evict_every.map(|every| now + every);
         }
-        self.stats
-            .set_keys(self.settings.id, self.state.len() as u64);
+        self.stats.set_state(
+            self.settings.id,
+            self.state.len() as u64,
+            self.state.bytes() as u64,
+        );
         // On a steady cadence: the time a flush takes, or a batch that ran
         // past the tick, does not push every later flush back (a changed
         // key waits at most one interval). After a stall longer than an
