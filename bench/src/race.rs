@@ -303,9 +303,7 @@ pub fn delete_tagged(stack: &Stack, tag: &str) -> Result<()> {
 
 /// The names of the broker's topics.
 fn topic_names(stack: &Stack) -> Result<Vec<String>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
-        .create()?;
+    let consumer: BaseConsumer = stack.kafka_client().create()?;
     let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
     Ok(metadata
         .topics()

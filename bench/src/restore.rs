@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use weir::kafka::Connection;
 
 use anyhow::{Context, Result, bail, ensure};
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use weir::engine::changelog::{self, ChangelogRecord, ChangelogWriter, Restored, Stored};
@@ -445,8 +444,8 @@ pub async fn delete_topics(stack: &Stack, topics: &[&str]) -> Result<()> {
 }
 
 fn admin(stack: &Stack) -> Result<AdminClient<DefaultClientContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
+    stack
+        .kafka_client()
         .create()
         .context("cannot create a Kafka admin client")
 }
