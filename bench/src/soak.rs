@@ -365,14 +365,23 @@ fn hostile_burst(run: &Scenario) -> Result<()> {
     Ok(())
 }
 
-/// How long after a fault the group's lag is back under two seconds of input.
+/// How long after a fault the group's lag is back under two seconds of
+/// input, and stays there for [`STEADY`] (right after a `kill -9`, the lag
+/// of the last commit is small until the new process restores its state).
 fn catch_up_time(run: &Scenario, weir: &Mutex<Weir>, rate: u64) -> Result<Duration> {
+    const STEADY: Duration = Duration::from_secs(10);
     let started = Instant::now();
+    let mut under_since: Option<Duration> = None;
     loop {
         // A broker just started may not answer yet: not caught up.
         let lag = lag(&run.stack, &run.names).unwrap_or(i64::MAX);
         if lag < 2 * rate as i64 {
-            return Ok(started.elapsed());
+            let since = *under_since.get_or_insert(started.elapsed());
+            if started.elapsed() - since >= STEADY {
+                return Ok(since);
+            }
+        } else {
+            under_since = None;
         }
         let mut weir = weir.lock().expect("not poisoned");
         let log = format!("weir-{}.log", weir.starts);
