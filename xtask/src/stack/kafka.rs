@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use sha2::{Digest, Sha256};
 
 use super::process::ProcessSlot;
 use super::secured::{self, Credentials, KAFKA_ADMIN, USER};
@@ -39,9 +40,20 @@ impl Kafka {
         self.dirs.repo.join("xtask/stack/kafka-pom.xml")
     }
 
-    /// The resolved runtime classpath, cached outside the checkout.
-    fn cached_classpath(&self) -> PathBuf {
-        self.dirs.cache.join(format!("kafka-{VERSION}.classpath"))
+    /// The resolved runtime classpath, cached outside the checkout and
+    /// named by the POM's content (every clone's POM file is newer than
+    /// the cache; its content is the same).
+    fn cached_classpath(&self) -> Result<PathBuf> {
+        let pom = fs::read(self.pom())
+            .with_context(|| format!("cannot read {}", self.pom().display()))?;
+        let digest: String = Sha256::digest(&pom)[..6]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        Ok(self
+            .dirs
+            .cache
+            .join(format!("kafka-{VERSION}-{digest}.classpath")))
     }
 
     /// The classpath as the tests and Kafka's tools read it: `<state>/kafka/classpath`.
@@ -144,16 +156,14 @@ impl Kafka {
         self.slot.dir().join("data")
     }
 
-    /// Resolves the broker's jars with Maven unless a cached classpath still
-    /// points at existing jars and is newer than the POM.
+    /// Resolves the broker's jars with Maven unless the classpath cached
+    /// for this POM still points at existing jars.
     fn resolve_classpath(&self) -> Result<String> {
-        let cached = self.cached_classpath();
-        if let Ok(classpath) = fs::read_to_string(&cached) {
-            let fresh = is_newer(&cached, &self.pom())
-                && classpath.split(':').all(|jar| Path::new(jar).is_file());
-            if fresh {
-                return Ok(classpath);
-            }
+        let cached = self.cached_classpath()?;
+        if let Ok(classpath) = fs::read_to_string(&cached)
+            && classpath.split(':').all(|jar| Path::new(jar).is_file())
+        {
+            return Ok(classpath);
         }
         tools::ensure_maven()?;
         println!("kafka: resolving Apache Kafka {VERSION} from Maven Central (first run only)");
@@ -350,10 +360,4 @@ impl Service for Kafka {
     fn start_timeout(&self) -> Duration {
         Duration::from_secs(90)
     }
-}
-
-/// True when `a` was modified after `b` (false if either cannot be read).
-fn is_newer(a: &Path, b: &Path) -> bool {
-    let modified = |path: &Path| fs::metadata(path).and_then(|m| m.modified()).ok();
-    matches!((modified(a), modified(b)), (Some(a), Some(b)) if a >= b)
 }
