@@ -219,6 +219,17 @@ pub fn run(args: &Args) -> Result<()> {
     report_memory(&samples.lock().expect("not poisoned"), args.duration);
     compare_with_oracle(&run)?;
     ensure!(status.success(), "weir did not exit 0");
+    // A 30-minute input is some 17 GB on the broker: gone once checked (a
+    // failed run keeps it for a look).
+    crate::race::delete_tagged(&run.stack, &run.names.pipeline)?;
+    crate::race::delete_tagged(&run.stack, &run.names.table)?;
+    run.tokio.block_on(async {
+        let pool = run.stack.pool(1).await?;
+        sqlx::query(&format!("DROP TABLE IF EXISTS \"{}\"", run.names.table))
+            .execute(&pool)
+            .await?;
+        anyhow::Ok(())
+    })?;
     Ok(())
 }
 
