@@ -175,7 +175,13 @@ pub async fn create_topic(stack: &Stack, topic: &str, partitions: i32) -> Result
                 eprintln!("creating {topic}: {error}; trying again");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => {
+                return Err(anyhow::Error::from(error).context(format!(
+                    "cannot create {topic} at {}: is the stack up? (`cargo xtask stack up` \
+                     starts it)",
+                    stack.bootstrap
+                )));
+            }
         }
     }
 }
