@@ -525,10 +525,7 @@ fn compare_with_oracle(run: &Scenario) -> Result<()> {
     let started = Instant::now();
     let rows = fold_topic(run)?;
     run.tokio.block_on(async {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&run.stack.database_url)
-            .await?;
+        let pool = run.stack.pool(2).await?;
         let oracle = format!("{}_oracle", run.names.table);
         // The oracle's own columns only: a swap widened the table, and the
         // Avro rows the new version wrote last carry its columns too.

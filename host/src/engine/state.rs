@@ -65,6 +65,12 @@ fn footprint(key: &[u8], state: &[u8]) -> usize {
     key.len() + state.len()
 }
 
+/// Gives `entry` its new `state`, keeping its partition's `bytes` right.
+fn replace_state(bytes: &mut usize, entry: &mut Entry, state: Vec<u8>) {
+    *bytes = *bytes + state.len() - entry.state.len();
+    entry.state = state;
+}
+
 /// What folding some of a key's events produced.
 #[derive(Debug)]
 pub struct Folded {
@@ -253,8 +259,7 @@ impl KeyedState {
         let Some(entry) = partition.entries.get_mut(key) else {
             return;
         };
-        partition.bytes = partition.bytes + state.len() - entry.state.len();
-        entry.state = state;
+        replace_state(&mut partition.bytes, entry, state);
         entry.version = version;
         entry.generation = generation;
         if row.is_some() {
@@ -323,8 +328,7 @@ impl KeyedState {
                 }
             }),
         };
-        partition.bytes = partition.bytes + state.len() - entry.state.len();
-        entry.state = state;
+        replace_state(&mut partition.bytes, entry, state);
         entry.version = version;
         entry.applied = entry.applied.max(applied);
         entry.last_event = entry.last_event.max(last_event);
@@ -506,6 +510,45 @@ mod tests {
             .value
             .as_deref()
             .map(|value| Stored::decode(value).expect("decodes"))
+    }
+
+    /// The bytes of every key and state, counted afresh.
+    fn recount(state: &KeyedState) -> usize {
+        state
+            .entries()
+            .map(|(_, key, held)| key.len() + held.state.len())
+            .sum()
+    }
+
+    #[test]
+    fn the_byte_count_follows_every_change() {
+        let mut state = KeyedState::new(1);
+        state.update(0, b"key-a", folded(vec![1; 10], row(1), 1, 10));
+        state.update(0, b"key-a", folded(vec![1; 30], row(2), 2, 11));
+        state.update(1, b"b", folded(vec![2; 5], None, 3, 1_000_000));
+        assert_eq!(state.bytes(), 5 + 30 + 1 + 5);
+        state.refresh(0, b"key-a", vec![3; 7], None);
+        assert_eq!(state.bytes(), recount(&state));
+        state.take_changes();
+        // Time moves on in partition 0: key-a is idle and applied, so
+        // evicted; b is recent: kept.
+        state.observe(0, 1_000_000);
+        assert_eq!(state.evict_idle(Duration::from_secs(1), |_| Some(100)), 1);
+        assert_eq!((state.bytes(), recount(&state)), (6, 6));
+        let mut restored = HashMap::new();
+        restored.insert(
+            b"cc".to_vec(),
+            Stored {
+                state_version: 1,
+                applied: 5,
+                last_event: 5,
+                state: vec![4; 9],
+            },
+        );
+        state.restore(2, restored);
+        assert_eq!((state.bytes(), recount(&state)), (17, 17));
+        state.remove(1);
+        assert_eq!((state.bytes(), recount(&state)), (11, 11));
     }
 
     #[test]

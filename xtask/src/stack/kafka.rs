@@ -46,10 +46,8 @@ impl Kafka {
     fn cached_classpath(&self) -> Result<PathBuf> {
         let pom = fs::read(self.pom())
             .with_context(|| format!("cannot read {}", self.pom().display()))?;
-        let digest: String = Sha256::digest(&pom)[..6]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
+        let digest = format!("{:x}", Sha256::digest(&pom));
+        let digest = &digest[..12];
         Ok(self
             .dirs
             .cache

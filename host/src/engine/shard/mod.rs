@@ -228,6 +228,15 @@ impl<H: Handover> Shard<H> {
             .cut_over(order, &mut self.chain, &mut self.state, now);
     }
 
+    /// Tells the pipeline's counters what this shard's state holds now.
+    fn publish_state(&self) {
+        self.stats.set_state(
+            self.settings.id,
+            self.state.len() as u64,
+            self.state.bytes() as u64,
+        );
+    }
+
     /// Gives a slice of the keys a swap left stale their row.
     pub(crate) fn refresh_some(&mut self) {
         self.versions.refresh_some(&mut self.chain, &mut self.state);
@@ -315,11 +324,7 @@ impl<H: Handover> Shard<H> {
         self.state.restore(partition, entries);
         let epoch = self.settings.ownership.gain(partition);
         self.owned.insert(partition, epoch);
-        self.stats.set_state(
-            self.settings.id,
-            self.state.len() as u64,
-            self.state.bytes() as u64,
-        );
+        self.publish_state();
     }
 
     /// `partitions` leave: what they hold is written first unless `gone`
@@ -348,11 +353,7 @@ impl<H: Handover> Shard<H> {
             self.dead_bytes = self.dead.iter().map(|letter| letter.value.len()).sum();
         }
         self.versions.revoked(partitions);
-        self.stats.set_state(
-            self.settings.id,
-            self.state.len() as u64,
-            self.state.bytes() as u64,
-        );
+        self.publish_state();
         Ok(())
     }
 
@@ -393,11 +394,7 @@ impl<H: Handover> Shard<H> {
             let now = self.now();
             self.next_evict = self.evict_every.map(|every| now + every);
         }
-        self.stats.set_state(
-            self.settings.id,
-            self.state.len() as u64,
-            self.state.bytes() as u64,
-        );
+        self.publish_state();
         // On a steady cadence: the time a flush takes, or a batch that ran
         // past the tick, does not push every later flush back (a changed
         // key waits at most one interval). After a stall longer than an

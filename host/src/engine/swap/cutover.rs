@@ -21,9 +21,10 @@ use crate::sink::{DeadLetter, Row, Rows, Shape};
 const REFRESH_SLICE: usize = 1024;
 
 /// Stale keys refreshed per flush at most. Their rows and changelog records
-/// wait in the shard for the next flush, so this bounds what a swap adds to
-/// a shard's memory (some 16 000 rows), however many keys it holds: a swap
-/// over 300 000 keys once added 230 MiB for a few seconds.
+/// wait in the shard for the next flush, so this bounds how many a swap
+/// adds there (some 16 000), however many keys the shard holds; unbounded,
+/// every key was refreshed within about a second and all its rows waited
+/// at once.
 const REFRESH_PER_FLUSH: usize = 16 * 1024;
 
 /// A swapped stage on probation: what it replaced, and until when.
