@@ -133,6 +133,24 @@ fn validate_checks_what_the_plugins_tell() {
         String::from_utf8_lossy(&output.stdout)
     );
 
+    // Without an aggregator, the records go to Kafka or a file as they are.
+    let stateless = dir.join("stateless.toml");
+    std::fs::write(
+        &stateless,
+        format!(
+            "name = \"demo\"\n[source]\ntopic = \"events\"\n[sinks.kafka]\ntopic = \"kept\"\n\
+             [[stages]]\nname = \"filter\"\nplugin = \"{}\"\n",
+            plugins.join("field_filter.wasm").display()
+        ),
+    )
+    .expect("pipeline file");
+    let output = validate(&stateless);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
     // A file that exists but is no component.
     let bogus = dir.join("bogus.wasm");
     std::fs::write(&bogus, "not wasm").expect("bogus plugin");
@@ -147,9 +165,10 @@ fn validate_checks_what_the_plugins_tell() {
             "stage `stats` is an aggregator but not the last stage",
         ),
         (
-            "no-aggregator.toml",
+            "filter-to-postgres.toml",
             vec![("filter", "field_filter.wasm", "")],
-            "the last stage `filter` is a filter plugin",
+            "the PostgreSQL sink writes rows of columns, which an aggregator makes; \
+             the last stage `filter` is a filter plugin, whose records have no columns",
         ),
         (
             "key-on-filter.toml",

@@ -80,10 +80,10 @@ fn swapper(shards: Shards) -> (Arc<Swapper>, Orders) {
             ("stats".to_owned(), context("stats"), aggregator),
         ],
         origins: vec!["filter.wasm".to_owned(), "stats.wasm".to_owned()],
-        aggregator: AggregatorVersion {
+        aggregator: Some(AggregatorVersion {
             output: Arc::new(Shape::new(schema)),
             state_version,
-        },
+        }),
         sinks: Arc::new(Sinks::new("swaps", Vec::new())),
         router,
         shards: 2,

@@ -244,7 +244,8 @@ impl Delivery {
         let written = started.elapsed();
         metrics::histogram!("weir_flush_duration_seconds", "pipeline" => pipeline.to_owned())
             .record(written);
-        let rows = flush.records.row_count();
+        // A pipeline without an aggregator writes records, not rows: each counts.
+        let rows = flush.records.row_count() + flush.records.emitted_count();
         self.stats.add_rows_written(rows as u64);
         count_dead_letters(pipeline, &flush);
         let writable = current();

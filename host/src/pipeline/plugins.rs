@@ -18,12 +18,13 @@ pub enum ShapeError {
         /// The stage.
         stage: String,
     },
-    /// The last stage is no aggregator.
+    /// A sink that writes rows of columns, after a stage that makes none.
     #[error(
-        "the last stage `{stage}` is a {world} plugin; \
-         the sinks write an aggregator's rows, so a pipeline ends with an aggregator"
+        "the PostgreSQL sink writes rows of columns, which an aggregator makes; \
+         the last stage `{stage}` is a {world} plugin, whose records have no columns \
+         (write them to Kafka or to a file, or end the pipeline with an aggregator)"
     )]
-    NoAggregator {
+    NoColumns {
         /// The last stage.
         stage: String,
         /// Its plugin's world.
@@ -94,12 +95,23 @@ pub fn check_plugins(plan: &PipelinePlan) -> Result<Vec<PluginKind>, PluginCheck
     Ok(plugins.iter().map(|plugin| plugin.kind).collect())
 }
 
-/// Filters and transforms first, one aggregator last: weir's sinks write an
-/// aggregator's rows. `plugins` are the plan's stages' plugins, in order.
+/// Filters and transforms first, then at most one aggregator, last: the
+/// sinks write the aggregator's rows, or, without one, the records the last
+/// stage passes on (to Kafka and files: PostgreSQL needs columns). `plugins`
+/// are the plan's stages' plugins, in order.
 pub fn check_shape(plan: &PipelinePlan, plugins: &[Arc<Plugin>]) -> Result<(), ShapeError> {
     let last = plugins.len().saturating_sub(1);
     for (index, (stage, plugin)) in plan.stages.iter().zip(plugins).enumerate() {
         check_stage(stage, plugin.kind, index == last)?;
+    }
+    if let Some(plugin) = plugins.last()
+        && plugin.kind != PluginKind::Aggregator
+        && plan.sinks.postgres.is_some()
+    {
+        return Err(ShapeError::NoColumns {
+            stage: plan.last_stage().name.to_string(),
+            world: plugin.kind.world(),
+        });
     }
     Ok(())
 }
@@ -108,12 +120,6 @@ fn check_stage(stage: &StagePlan, kind: PluginKind, last: bool) -> Result<(), Sh
     let name = stage.name.to_string();
     if !last && kind == PluginKind::Aggregator {
         return Err(ShapeError::AggregatorNotLast { stage: name });
-    }
-    if last && kind != PluginKind::Aggregator {
-        return Err(ShapeError::NoAggregator {
-            stage: name,
-            world: kind.world(),
-        });
     }
     let aggregator_settings =
         stage.key_field.is_some() || stage.idle_timeout.is_some() || stage.max_keys.is_some();

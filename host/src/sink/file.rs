@@ -4,6 +4,11 @@
 //! in the schema's order, and syncs the file before the flush counts as
 //! written; the newest line of a key is its row. Bytes columns are arrays
 //! of numbers; a double that JSON cannot hold (NaN, infinity) is `null`.
+//!
+//! A pipeline without an aggregator appends one line per record its last
+//! stage passed on, `{"key": ..., "value": ...}`: the value as the JSON it
+//! is, or as a string when it is not JSON; a key or value that is not
+//! UTF-8 is written with its bad bytes replaced (`U+FFFD`).
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use super::error::SinkError;
 use super::output::{Records, Row, Rows, Sink};
 use super::schema::RowSchema;
-use crate::plugin::Value;
+use crate::plugin::{Batch, BatchExt, Value};
 
 /// Appends rows to one file.
 pub struct FileSink {
@@ -70,6 +75,29 @@ pub fn lines(rows: &[Row], schema: &RowSchema, out: &mut Vec<u8>) -> serde_json:
     Ok(())
 }
 
+/// The records of `batch` as JSON Lines, `{"key": ..., "value": ...}`.
+pub fn record_lines(batch: &Batch, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    for index in 0..batch.records.len() {
+        let record = batch.record(index);
+        out.extend_from_slice(b"{\"key\":");
+        serde_json::to_writer(&mut *out, &record.key.map(String::from_utf8_lossy))?;
+        out.extend_from_slice(b",\"value\":");
+        let json = serde_json::from_slice::<serde::de::IgnoredAny>(record.value).is_ok();
+        if json && !record.value.contains(&b'\n') && !record.value.contains(&b'\r') {
+            // Valid JSON on one line: as it is, every number exact.
+            out.extend_from_slice(record.value);
+        } else if json {
+            // Valid JSON over several lines: written again on one.
+            let value: serde_json::Value = serde_json::from_slice(record.value)?;
+            serde_json::to_writer(&mut *out, &value)?;
+        } else {
+            serde_json::to_writer(&mut *out, &String::from_utf8_lossy(record.value))?;
+        }
+        out.extend_from_slice(b"}\n");
+    }
+    Ok(())
+}
+
 #[derive(serde::Serialize)]
 struct Line<'a> {
     key: &'a str,
@@ -106,17 +134,21 @@ impl Sink for FileSink {
     }
 
     fn count(&self, records: &Records) -> usize {
-        records.row_count()
+        records.row_count() + records.emitted_count()
     }
 
     fn write<'a>(&'a self, records: &'a Records) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(records.row_count() * 256);
+            let internal = |error: serde_json::Error| SinkError::Internal {
+                sink: self.name().to_owned(),
+                source: error.into(),
+            };
             for Rows { shape, rows, .. } in &records.rows {
-                lines(rows, &shape.schema, &mut out).map_err(|error| SinkError::Internal {
-                    sink: self.name().to_owned(),
-                    source: error.into(),
-                })?;
+                lines(rows, &shape.schema, &mut out).map_err(internal)?;
+            }
+            for batch in &records.emitted {
+                record_lines(batch, &mut out).map_err(internal)?;
             }
             let mut file = self.file.lock().await;
             file.write_all(&out).await.map_err(|e| self.failed(e))?;

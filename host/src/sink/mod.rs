@@ -8,6 +8,8 @@
 //!   the schema registry client, and [`schema`], the rows' columns read
 //!   from the aggregator's Avro schema.
 //! - [`postgres`]: upserts into a PostgreSQL table weir creates and widens.
+//! - [`kafka_records`]: a pipeline without an aggregator: its records, to
+//!   a topic as they are.
 //! - [`file`]: rows as JSON Lines in a file.
 //! - [`dead_letter`]: records that could not be processed, to their topic.
 //! - [`changelog`]: the aggregator's state changes, to its changelog topic.
@@ -18,6 +20,7 @@ pub mod dead_letter;
 pub mod error;
 pub mod file;
 pub mod kafka;
+pub mod kafka_records;
 pub mod limits;
 pub mod output;
 pub mod postgres;
@@ -30,6 +33,7 @@ pub use dead_letter::{DeadLetter, DeadLetterWriter, Kind, PluginRef};
 pub use error::SinkError;
 pub use file::FileSink;
 pub use kafka::{KafkaSink, KafkaSinkError};
+pub use kafka_records::KafkaRecordSink;
 pub use output::{Phase, Records, Row, Rows, Shape, Sink};
 pub use postgres::{PostgresError, PostgresSink, quote_ident};
 pub use registry::{RegistryClient, RegistryError};

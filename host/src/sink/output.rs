@@ -11,7 +11,7 @@ use super::changelog::ChangelogRecord;
 use super::dead_letter::DeadLetter;
 use super::error::SinkError;
 use super::schema::RowSchema;
-use crate::plugin::Value;
+use crate::plugin::{Batch, BatchExt, Value};
 
 /// One output row: the aggregate's key, and its columns' values.
 pub type Row = (String, Vec<Value>);
@@ -76,6 +76,9 @@ pub struct Records {
     pub dead: Vec<DeadLetter>,
     /// The state changes, for the changelog.
     pub changelog: Vec<ChangelogRecord>,
+    /// A pipeline without an aggregator: the records its last stage
+    /// passed on, batch by batch, for the sinks to write as they are.
+    pub emitted: Vec<Batch>,
 }
 
 impl Records {
@@ -84,10 +87,21 @@ impl Records {
         self.rows.iter().map(|rows| rows.rows.len()).sum()
     }
 
+    /// How many records were emitted.
+    pub fn emitted_count(&self) -> usize {
+        self.emitted.iter().map(|batch| batch.records.len()).sum()
+    }
+
     /// Keeps only what belongs to partitions `keep` accepts; how many
     /// rows, dead letters and changelog records were left out.
     pub fn retain_partitions(&mut self, keep: impl Fn(i32) -> bool) -> usize {
-        let before = self.row_count() + self.dead.len() + self.changelog.len();
+        let count = |records: &Self| {
+            records.row_count()
+                + records.dead.len()
+                + records.changelog.len()
+                + records.emitted_count()
+        };
+        let before = count(self);
         for rows in &mut self.rows {
             let mut partitions = rows.partitions.iter();
             rows.rows
@@ -97,12 +111,26 @@ impl Records {
         self.rows.retain(|rows| !rows.rows.is_empty());
         self.dead.retain(|letter| keep(letter.partition));
         self.changelog.retain(|record| keep(record.partition));
-        before - (self.row_count() + self.dead.len() + self.changelog.len())
+        for batch in &mut self.emitted {
+            if batch.records.iter().all(|record| keep(record.partition)) {
+                continue;
+            }
+            let kept: Vec<u32> = (0..batch.records.len())
+                .filter(|&index| keep(batch.records[index].partition))
+                .map(|index| u32::try_from(index).expect("a batch holds fewer than 2^32 records"))
+                .collect();
+            *batch = batch.select(&kept);
+        }
+        self.emitted.retain(|batch| !batch.records.is_empty());
+        before - count(self)
     }
 
     /// Nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.dead.is_empty() && self.changelog.is_empty()
+        self.rows.is_empty()
+            && self.dead.is_empty()
+            && self.changelog.is_empty()
+            && self.emitted.is_empty()
     }
 }
 

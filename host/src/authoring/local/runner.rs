@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::bail;
 
 use super::json::{hex, json_text, row_json, text};
-use crate::engine::chain::{Chain, Stage};
+use crate::engine::chain::{Aggregating, Chain, End, Stage};
 use crate::engine::state::KeyedState;
 use crate::pipeline::config::Format;
 use crate::plugin::{
@@ -70,10 +70,12 @@ impl Runner {
         let stage = Stage::new(plugin, Arc::clone(context))?;
         let chain = Chain::new(
             Vec::new(),
-            stage,
-            key_field,
-            Arc::clone(&schema),
-            state_version,
+            End::Aggregate(Aggregating::new(
+                stage,
+                key_field,
+                Arc::clone(&schema),
+                state_version,
+            )),
             // Test input goes to the plugin as it is, checked by no source.
             Format::Bytes,
         );

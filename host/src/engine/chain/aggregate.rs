@@ -8,9 +8,9 @@ use std::collections::HashMap;
 
 use super::flight::Reaching;
 use super::keys::key_of;
-use super::{Chain, Update, index_u32};
+use super::{Aggregating, Update, index_u32};
 use crate::engine::state::{Folded, KeyedState};
-use crate::plugin::{Batch, BatchExt, Failure, Group, GroupResult, no_fields};
+use crate::plugin::{Batch, BatchExt, Failure, Group, GroupResult, Reader, no_fields};
 use crate::sink::{DeadLetter, limits};
 
 /// What the aggregator made of a batch.
@@ -49,18 +49,19 @@ struct Groups {
     replayed: u64,
 }
 
-impl Chain {
+impl Aggregating {
     /// Groups the records `reaching` the aggregator by (partition, key),
     /// runs the aggregator over the groups and returns the state updates
     /// (applied by the caller, once the batch is kept).
     pub(super) fn aggregate(
         &mut self,
+        reader: &Reader,
         mut reaching: Reaching<'_>,
         state: &mut KeyedState,
         dead: &mut Vec<DeadLetter>,
     ) -> Aggregated {
-        if !self.aggregator.columns.is_empty() && reaching.parsed.is_none() {
-            reaching.parsed = Some(self.reader.parse(reaching.batch));
+        if !self.stage.columns.is_empty() && reaching.parsed.is_none() {
+            reaching.parsed = Some(reader.parse(reaching.batch));
         }
         let (keyed, ahead) = self.key(&reaching, state, dead);
         if keyed.order.is_empty() {
@@ -71,13 +72,11 @@ impl Chain {
         }
         let groups = self.group(&reaching, keyed, state, dead);
         let fields = reaching.parsed.as_ref().map_or_else(no_fields, |parsed| {
-            parsed
-                .select(&groups.records)
-                .project(&self.aggregator.columns)
+            parsed.select(&groups.records).project(&self.stage.columns)
         });
         let grouped = reaching.batch.select(&groups.records);
         let results = self
-            .aggregator
+            .stage
             .timed(|code| code.aggregate(&grouped, &fields, &groups.groups));
         Aggregated {
             ahead,
@@ -112,7 +111,7 @@ impl Chain {
                 Ok(key) => key,
                 Err((code, reason)) => {
                     let record = reaching.source.record(source_index as usize);
-                    let stage = &self.aggregator.name;
+                    let stage = &self.stage.name;
                     dead.push(DeadLetter::malformed(record, stage, code, reason));
                     continue;
                 }
@@ -180,7 +179,7 @@ impl Chain {
             let prior = match previous {
                 None => None,
                 Some(held) if held.version == self.state_version => Some(held.state.to_vec()),
-                Some(held) => match self.aggregator.worker.migrate(held.version, held.state) {
+                Some(held) => match self.stage.worker.migrate(held.version, held.state) {
                     Ok(state) => Some(state),
                     Err(failure) => {
                         let failure = Failure::Trapped(format!(
@@ -189,7 +188,7 @@ impl Chain {
                         ));
                         for &(_, index) in run.iter().filter(fresh) {
                             let record = reaching.source.record(origin[index as usize] as usize);
-                            dead.push(self.aggregator.fail(record, failure.clone()));
+                            dead.push(self.stage.fail(record, failure.clone()));
                         }
                         continue;
                     }
@@ -227,7 +226,7 @@ impl Chain {
         let max = state.max_keys();
         if !std::mem::replace(&mut self.warned_full, true) {
             tracing::warn!(
-                stage = %self.aggregator.name,
+                stage = %self.stage.name,
                 max_keys = max,
                 "The state holds `max_keys` keys: events of new keys are dead-lettered \
                  (state-full) until idle keys are evicted; logged once per shard."
@@ -241,7 +240,7 @@ impl Chain {
             let record = reaching
                 .source
                 .record(reaching.origin[index as usize] as usize);
-            let stage = &self.aggregator.name;
+            let stage = &self.stage.name;
             dead.push(DeadLetter::malformed(
                 record,
                 stage,
@@ -260,7 +259,7 @@ impl Chain {
         results: Vec<GroupResult>,
         dead: &mut Vec<DeadLetter>,
     ) -> Aggregated {
-        let stage = &self.aggregator;
+        let stage = &self.stage;
         let mut aggregated = Aggregated {
             records: 0,
             replayed: groups.replayed,

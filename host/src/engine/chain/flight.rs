@@ -135,6 +135,11 @@ impl<'s> InFlight<'s> {
         counts
     }
 
+    /// The records that passed every stage, as a batch of their own.
+    pub(super) fn into_batch(self) -> Batch {
+        self.current.unwrap_or_else(|| self.source.clone())
+    }
+
     /// The records that reach the aggregator (the fields parsed so far
     /// move with them).
     pub(super) fn reaching(&mut self) -> Reaching<'_> {

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use self::aggregate::Aggregated;
 use self::flight::InFlight;
 use self::stage::Counts;
 use super::state::{Folded, KeyedState};
@@ -49,109 +50,65 @@ pub struct Tally {
     /// Records dated further ahead of the wall clock than `max_clock_skew`:
     /// they moved stream time only to the clock plus the skew.
     pub ahead: u64,
+    /// Records that passed every stage of a chain without an aggregator:
+    /// they go to the sinks as they are.
+    pub emitted: u64,
 }
 
 /// The stages of a pipeline, as one shard runs them.
 pub struct Chain {
+    /// The filters and transforms, in order.
     stages: Vec<Stage>,
-    aggregator: Stage,
+    /// Where the records that pass them go.
+    end: End,
     /// Every field the stages read: each record is parsed once for all of them.
     reader: Reader,
+    /// The source's format: `json` values are checked by the chain's one
+    /// parse of each record (the parse that finds the stages' fields).
+    format: Format,
+    /// What reached the end of an [`End::Emit`] chain since the last
+    /// [`Chain::take_emitted`].
+    emitted: Vec<Batch>,
+}
+
+/// Where the records that pass a chain's filters and transforms go.
+pub enum End {
+    /// Into keyed state, by an aggregator whose changed rows the sinks write.
+    Aggregate(Aggregating),
+    /// To the sinks as they are: a pipeline without an aggregator.
+    Emit,
+}
+
+/// An aggregator at the end of a chain.
+pub struct Aggregating {
+    stage: Stage,
     /// The JSON field keying the state (the record key when `None`).
     key_field: Option<String>,
     /// The aggregator's output schema.
     schema: Arc<RowSchema>,
     /// The aggregator's state version.
     state_version: u32,
-    /// The source's format: `json` values are checked by the chain's one
-    /// parse of each record (the parse that finds the stages' fields).
-    format: Format,
     /// Whether a full state (`max_keys`) was logged already.
     warned_full: bool,
 }
 
-impl Chain {
-    /// A chain of `stages` ending in `aggregator`, whose rows must fit
-    /// `schema` and whose state is of `state_version`, over records of
-    /// `format`.
+impl Aggregating {
+    /// `stage`, keyed by `key_field` (the record key when `None`), whose
+    /// rows must fit `schema` and whose state is of `state_version`.
     pub fn new(
-        stages: Vec<Stage>,
-        aggregator: Stage,
+        stage: Stage,
         key_field: Option<String>,
         schema: Arc<RowSchema>,
         state_version: u32,
-        format: Format,
     ) -> Self {
-        debug_assert!(stages.iter().all(|s| s.kind != PluginKind::Aggregator));
-        debug_assert_eq!(aggregator.kind, PluginKind::Aggregator);
-        let mut chain = Self {
-            stages,
-            aggregator,
-            reader: Reader::default(),
+        debug_assert_eq!(stage.kind, PluginKind::Aggregator);
+        Self {
+            stage,
             key_field,
             schema,
             state_version,
-            format,
             warned_full: false,
-        };
-        chain.read_fields();
-        chain
-    }
-
-    /// Gathers the fields every stage reads into one [`Reader`] and tells
-    /// each stage where its own are, and whether a later stage reads any.
-    fn read_fields(&mut self) {
-        let stages = || self.stages.iter().chain([&self.aggregator]);
-        let reader = Reader::new(stages().map(|stage| stage.worker.reads()));
-        let columns: Vec<Vec<usize>> = stages()
-            .map(|stage| reader.columns(stage.worker.reads()))
-            .collect();
-        let mut read_later = false;
-        for (stage, columns) in self
-            .stages
-            .iter_mut()
-            .chain([&mut self.aggregator])
-            .rev()
-            .zip(columns.into_iter().rev())
-        {
-            stage.read_later = read_later;
-            read_later |= !columns.is_empty();
-            stage.columns = columns;
         }
-        self.reader = reader;
-    }
-
-    /// Puts `stage` in place of stage `index` (the aggregator when it is the
-    /// last, with its output `schema` and `state_version`); returns the stage replaced.
-    pub fn replace(
-        &mut self,
-        index: usize,
-        stage: Stage,
-        aggregator: Option<(Arc<RowSchema>, u32)>,
-    ) -> Stage {
-        let replaced = match aggregator {
-            Some((schema, state_version)) => {
-                self.schema = schema;
-                self.state_version = state_version;
-                std::mem::replace(&mut self.aggregator, stage)
-            }
-            None => std::mem::replace(&mut self.stages[index], stage),
-        };
-        self.read_fields();
-        replaced
-    }
-
-    /// Makes a trap in stage `index` fail its whole call (on probation).
-    pub fn set_fail_fast(&mut self, index: usize, fail_fast: bool) {
-        match self.stages.get_mut(index) {
-            Some(stage) => stage.set_fail_fast(fail_fast),
-            None => self.aggregator.set_fail_fast(fail_fast),
-        }
-    }
-
-    /// The stage at `index` (the aggregator after the filters and transforms).
-    pub fn stage(&self, index: usize) -> &Stage {
-        self.stages.get(index).unwrap_or(&self.aggregator)
     }
 
     /// Gives `keys` (a swap's stale keys) the running aggregator's state and
@@ -171,11 +128,11 @@ impl Chain {
             let prior = if held.version == self.state_version {
                 held.state.to_vec()
             } else {
-                match self.aggregator.worker.migrate(held.version, held.state) {
+                match self.stage.worker.migrate(held.version, held.state) {
                     Ok(prior) => prior,
                     Err(failure) => {
                         tracing::warn!(
-                            stage = %self.aggregator.name,
+                            stage = %self.stage.name,
                             key = %String::from_utf8_lossy(key),
                             from = held.version,
                             %failure,
@@ -197,10 +154,7 @@ impl Chain {
             return 0;
         }
         let empty = BatchBuilder::default().build();
-        let results = self
-            .aggregator
-            .worker
-            .aggregate(&empty, &no_fields(), &groups);
+        let results = self.stage.worker.aggregate(&empty, &no_fields(), &groups);
         let mut refreshed = 0;
         for ((group, result), partition) in groups.into_iter().zip(results).zip(owners) {
             let row = result.row.filter(|row| self.schema.check(row).is_ok());
@@ -210,6 +164,121 @@ impl Chain {
             }
         }
         refreshed
+    }
+}
+
+impl End {
+    /// The aggregator's stage, if the chain ends in one.
+    fn stage(&self) -> Option<&Stage> {
+        match self {
+            End::Aggregate(aggregating) => Some(&aggregating.stage),
+            End::Emit => None,
+        }
+    }
+
+    fn stage_mut(&mut self) -> Option<&mut Stage> {
+        match self {
+            End::Aggregate(aggregating) => Some(&mut aggregating.stage),
+            End::Emit => None,
+        }
+    }
+}
+
+impl Chain {
+    /// A chain of `stages` (filters and transforms) ending in `end`, over
+    /// records of `format`.
+    pub fn new(stages: Vec<Stage>, end: End, format: Format) -> Self {
+        debug_assert!(stages.iter().all(|s| s.kind != PluginKind::Aggregator));
+        let mut chain = Self {
+            stages,
+            end,
+            reader: Reader::default(),
+            format,
+            emitted: Vec::new(),
+        };
+        chain.read_fields();
+        chain
+    }
+
+    /// The records that reached the end of an [`End::Emit`] chain since
+    /// the last call, batch by batch.
+    pub fn take_emitted(&mut self) -> Vec<Batch> {
+        std::mem::take(&mut self.emitted)
+    }
+
+    /// The bytes of the records [`Chain::take_emitted`] would take.
+    pub fn emitted_bytes(&self) -> usize {
+        self.emitted.iter().map(|batch| batch.data.len()).sum()
+    }
+
+    /// Gathers the fields every stage reads into one [`Reader`] and tells
+    /// each stage where its own are, and whether a later stage reads any.
+    fn read_fields(&mut self) {
+        let stages = || self.stages.iter().chain(self.end.stage());
+        let reader = Reader::new(stages().map(|stage| stage.worker.reads()));
+        let columns: Vec<Vec<usize>> = stages()
+            .map(|stage| reader.columns(stage.worker.reads()))
+            .collect();
+        let mut read_later = false;
+        for (stage, columns) in self
+            .stages
+            .iter_mut()
+            .chain(self.end.stage_mut())
+            .rev()
+            .zip(columns.into_iter().rev())
+        {
+            stage.read_later = read_later;
+            read_later |= !columns.is_empty();
+            stage.columns = columns;
+        }
+        self.reader = reader;
+    }
+
+    /// Puts `stage` in place of stage `index` (the aggregator when it is the
+    /// last, with its output `schema` and `state_version`); returns the stage replaced.
+    pub fn replace(
+        &mut self,
+        index: usize,
+        stage: Stage,
+        aggregator: Option<(Arc<RowSchema>, u32)>,
+    ) -> Stage {
+        let replaced = match (aggregator, &mut self.end) {
+            (Some((schema, state_version)), End::Aggregate(aggregating)) => {
+                aggregating.schema = schema;
+                aggregating.state_version = state_version;
+                std::mem::replace(&mut aggregating.stage, stage)
+            }
+            _ => std::mem::replace(&mut self.stages[index], stage),
+        };
+        self.read_fields();
+        replaced
+    }
+
+    /// Makes a trap in stage `index` fail its whole call (on probation).
+    pub fn set_fail_fast(&mut self, index: usize, fail_fast: bool) {
+        let stage = match self.stages.get_mut(index) {
+            Some(stage) => stage,
+            None => self.end.stage_mut().expect("a stage of the chain"),
+        };
+        stage.set_fail_fast(fail_fast);
+    }
+
+    /// The stage at `index` (the aggregator after the filters and transforms).
+    pub fn stage(&self, index: usize) -> &Stage {
+        self.stages
+            .get(index)
+            .or_else(|| self.end.stage())
+            .expect("a stage of the chain")
+    }
+
+    /// Gives `keys` (a swap's stale keys) the running aggregator's state and
+    /// row without new events (see [`Aggregating::refresh`]). Returns how
+    /// many were refreshed.
+    pub fn refresh(&mut self, keys: &[(i32, Vec<u8>)], state: &mut KeyedState) -> usize {
+        match &mut self.end {
+            End::Aggregate(aggregating) => aggregating.refresh(keys, state),
+            End::Emit => 0,
+        }
     }
 
     /// Runs `source` through every stage into `state`; failed records go to `dead`.
@@ -250,7 +319,12 @@ impl Chain {
             *counts = flight.run(stage, &self.reader, &mut tally, dead);
         }
         let reaching = flight.batch().records.len() as u64;
-        let aggregated = self.aggregate(flight.reaching(), state, dead);
+        let aggregated = match &mut self.end {
+            End::Aggregate(aggregating) => {
+                aggregating.aggregate(&self.reader, flight.reaching(), state, dead)
+            }
+            End::Emit => Aggregated::default(),
+        };
         if let Some(index) = guarded {
             let trapped = restarts(self) != before;
             let letters = &dead[dead_before..];
@@ -269,11 +343,18 @@ impl Chain {
         for (stage, counts) in self.stages.iter().zip(counts) {
             stage.metrics.add(counts);
         }
-        self.aggregator.metrics.add(Counts {
-            records_in: reaching,
-            records_out: aggregated.records,
-            dropped: 0,
-        });
+        match &self.end {
+            End::Aggregate(aggregating) => aggregating.stage.metrics.add(Counts {
+                records_in: reaching,
+                records_out: aggregated.records,
+                dropped: 0,
+            }),
+            End::Emit if reaching > 0 => {
+                tally.emitted = reaching;
+                self.emitted.push(flight.into_batch());
+            }
+            End::Emit => {}
+        }
         Ok(tally)
     }
 
@@ -307,4 +388,97 @@ impl Chain {
 
 fn index_u32(value: usize) -> u32 {
     u32::try_from(value).expect("a batch holds fewer than 2^32 records")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{BatchExt, Fields, RecordRef, StageCode, Verdict};
+
+    /// Keeps the records whose value holds `keep`, drops the others.
+    struct KeepMarked;
+
+    impl StageCode for KeepMarked {
+        fn reads(&self) -> &[String] {
+            &[]
+        }
+
+        fn filter(&mut self, batch: &Batch, _fields: &Fields) -> Vec<Verdict> {
+            (0..batch.records.len())
+                .map(|index| {
+                    let value = batch.record(index).value;
+                    if value.windows(4).any(|w| w == b"keep") {
+                        Verdict::Keep
+                    } else {
+                        Verdict::Drop
+                    }
+                })
+                .collect()
+        }
+    }
+
+    fn record<'a>(
+        key: Option<&'a str>,
+        value: &'a str,
+        partition: i32,
+        offset: i64,
+    ) -> RecordRef<'a> {
+        RecordRef {
+            key: key.map(str::as_bytes),
+            value: value.as_bytes(),
+            timestamp: 1_000 + offset,
+            partition,
+            offset,
+        }
+    }
+
+    #[test]
+    fn a_chain_without_an_aggregator_emits_what_its_last_stage_passed_on() {
+        let filter = Stage::native("test", "keep", PluginKind::Filter, Box::new(KeepMarked));
+        let mut chain = Chain::new(vec![filter], End::Emit, Format::Json);
+        let mut builder = BatchBuilder::default();
+        builder.push(record(Some("a"), r#"{"keep": 1}"#, 0, 10));
+        builder.header("trace", b"t-1");
+        builder.push(record(Some("b"), r#"{"drop": 1}"#, 0, 11));
+        builder.push(record(None, "not json", 1, 7));
+        builder.push(record(None, r#"{"keep": 2}"#, 1, 8));
+        let source = builder.build();
+        let (mut state, mut dead) = (KeyedState::new(0), Vec::new());
+
+        let tally = chain.process(&source, &mut state, &mut dead);
+
+        assert_eq!((tally.emitted, tally.dropped, tally.dead), (2, 1, 1));
+        assert_eq!(dead[0].stage, "source");
+        let emitted = chain.take_emitted();
+        assert_eq!(emitted.len(), 1);
+        let out = &emitted[0];
+        let parts = |r: RecordRef<'_>| {
+            (
+                r.key.map(<[u8]>::to_vec),
+                r.value.to_vec(),
+                r.partition,
+                r.offset,
+                r.timestamp,
+            )
+        };
+        let records: Vec<_> = (0..out.records.len())
+            .map(|i| parts(out.record(i)))
+            .collect();
+        assert_eq!(
+            records,
+            [
+                parts(record(Some("a"), r#"{"keep": 1}"#, 0, 10)),
+                parts(record(None, r#"{"keep": 2}"#, 1, 8)),
+            ]
+        );
+        let headers: Vec<_> = out
+            .headers_of(0)
+            .iter()
+            .map(|h| (h.key.as_str(), h.value.as_slice()))
+            .collect();
+        assert_eq!(headers, [("trace", b"t-1".as_slice())]);
+        assert!(out.headers_of(1).is_empty());
+        assert_eq!(chain.emitted_bytes(), 0, "taken");
+        assert_eq!(state.len(), 0, "no state without an aggregator");
+    }
 }

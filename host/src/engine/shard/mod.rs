@@ -23,7 +23,7 @@ use super::deliver::{Committed, Ownership};
 use super::state::{KeyBudget, KeyedState};
 use super::stats::Stats;
 use super::swap::{AggregatorVersion, Order, Versions};
-use crate::sink::{DeadLetter, Records, Shape};
+use crate::sink::{DeadLetter, Records};
 
 mod messages;
 
@@ -31,6 +31,10 @@ pub use self::messages::{Chunk, Flush, Input};
 
 /// Bytes of dead letters' values a shard holds before it flushes early.
 const DEAD_LETTER_BYTES: usize = 32 * 1024 * 1024;
+
+/// Bytes of records emitted (a pipeline without an aggregator) a shard
+/// holds before it flushes early.
+const EMITTED_BYTES: usize = 32 * 1024 * 1024;
 
 /// A shard stopped with an error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,10 +60,9 @@ pub struct ShardSettings {
     pub max_clock_skew: Duration,
     /// The keys the pipeline's shards hold, and the most they may.
     pub keys: Arc<KeyBudget>,
-    /// The aggregator's state version.
-    pub state_version: u32,
-    /// The shape of the aggregator's rows.
-    pub output: Arc<Shape>,
+    /// The aggregator: the shape of its rows and its state version
+    /// (`None`: the pipeline has no aggregator).
+    pub aggregator: Option<AggregatorVersion>,
     /// Where the shard reads the time.
     pub clock: Arc<dyn Clock>,
     /// Which partitions the instance's shards own, shared with delivery.
@@ -173,10 +176,10 @@ impl<H: Handover> Shard<H> {
         stats: Arc<Stats>,
         committed: Arc<Committed>,
     ) -> Self {
-        let aggregator = AggregatorVersion {
-            output: Arc::clone(&settings.output),
-            state_version: settings.state_version,
-        };
+        let state_version = settings
+            .aggregator
+            .as_ref()
+            .map_or(0, |aggregator| aggregator.state_version);
         let now = settings.clock.now();
         // Evicting scans every key, so it runs a few times per idle timeout, not every flush.
         let evict_every = settings.idle_timeout.map(|idle| {
@@ -186,8 +189,8 @@ impl<H: Handover> Shard<H> {
         });
         Self {
             chain,
-            versions: Versions::new(settings.id, aggregator),
-            state: KeyedState::with_budget(settings.state_version, Arc::clone(&settings.keys)),
+            versions: Versions::new(settings.id, settings.aggregator.clone()),
+            state: KeyedState::with_budget(state_version, Arc::clone(&settings.keys)),
             owned: HashMap::new(),
             dead: Vec::new(),
             dead_bytes: 0,
@@ -372,7 +375,8 @@ impl<H: Handover> Shard<H> {
         .is_some_and(|at| now >= at);
         // Dead letters carry their records' values: many large ones go out
         // before the interval ends, so they never pile up in memory.
-        let heavy = self.dead_bytes >= DEAD_LETTER_BYTES;
+        let heavy =
+            self.dead_bytes >= DEAD_LETTER_BYTES || self.chain.emitted_bytes() >= EMITTED_BYTES;
         if tick || early || heavy {
             self.flush(None)?;
             self.last_flush = self.now();
@@ -418,6 +422,7 @@ impl<H: Handover> Shard<H> {
                     self.dead_bytes = 0;
                     std::mem::take(&mut self.dead)
                 },
+                emitted: self.chain.take_emitted(),
             },
             offsets: std::mem::take(&mut self.offsets),
             epochs: self.owned.iter().map(|(&p, &epoch)| (p, epoch)).collect(),

@@ -30,7 +30,7 @@ use futures::future::BoxFuture;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::chain::{Chain, Stage};
+use super::chain::{Aggregating, Chain, End, Stage};
 use super::changelog::Stored;
 use super::clock::Clock;
 use super::deliver::{Committed, Delivery, DeliveryError, Offsets, Ownership, Pending};

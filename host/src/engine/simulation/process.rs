@@ -48,10 +48,12 @@ pub(super) fn start(
         .map(|(id, queue)| {
             let chain = Chain::new(
                 Vec::new(),
-                summing(running.version, Fault::None),
-                None,
-                Arc::clone(&running.shape.schema),
-                running.version,
+                End::Aggregate(Aggregating::new(
+                    summing(running.version, Fault::None),
+                    None,
+                    Arc::clone(&running.shape.schema),
+                    running.version,
+                )),
                 Format::Json,
             );
             let settings = ShardSettings {
@@ -62,8 +64,10 @@ pub(super) fn start(
                 idle_timeout: None,
                 max_clock_skew: Duration::from_secs(60),
                 keys: Arc::clone(&keys),
-                state_version: running.version,
-                output: Arc::clone(&running.shape),
+                aggregator: Some(AggregatorVersion {
+                    output: Arc::clone(&running.shape),
+                    state_version: running.version,
+                }),
                 clock: Arc::clone(clock) as Arc<dyn Clock>,
                 ownership: Arc::clone(&ownership[id]),
             };

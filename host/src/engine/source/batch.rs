@@ -219,7 +219,7 @@ mod tests {
             max_record_bytes: 64,
             kafka: crate::kafka::Connection::new(""),
             topic: String::new(),
-            changelog: String::new(),
+            changelog: None,
         }
     }
 

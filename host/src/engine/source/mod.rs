@@ -50,8 +50,9 @@ pub struct SourceSettings {
     pub kafka: crate::kafka::Connection,
     /// The source topic.
     pub topic: String,
-    /// The aggregator's changelog topic.
-    pub changelog: String,
+    /// The aggregator's changelog topic (`None`: the pipeline has no
+    /// aggregator, and its partitions no state to restore).
+    pub changelog: Option<String>,
 }
 
 /// The shard that owns `partition`.

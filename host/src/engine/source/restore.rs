@@ -67,7 +67,10 @@ impl Source<'_> {
                     let _span = span.entered();
                     let started = Instant::now();
                     let numbers: Vec<i32> = request.partitions.iter().map(|(p, _)| *p).collect();
-                    let result = changelog::restore(&kafka, &topic, &numbers, RESTORE_TIMEOUT);
+                    let result = match &topic {
+                        Some(topic) => changelog::restore(&kafka, topic, &numbers, RESTORE_TIMEOUT),
+                        None => Ok(changelog::Restored::default()),
+                    };
                     drop(done.send(Done {
                         request,
                         result,

@@ -38,8 +38,8 @@ struct Probation {
 /// The versions one shard runs, and those its state and rows still hold.
 pub struct Versions {
     shard: usize,
-    /// The running aggregator.
-    aggregator: AggregatorVersion,
+    /// The running aggregator (`None`: the pipeline has none).
+    aggregator: Option<AggregatorVersion>,
     /// The shape of the rows of each aggregator generation still in state.
     outputs: Outputs,
     /// After an aggregator swap or a restore of another version's state:
@@ -54,11 +54,11 @@ pub struct Versions {
 }
 
 impl Versions {
-    /// Shard `shard`, running `aggregator`.
-    pub fn new(shard: usize, aggregator: AggregatorVersion) -> Self {
+    /// Shard `shard`, running `aggregator` (if the pipeline has one).
+    pub fn new(shard: usize, aggregator: Option<AggregatorVersion>) -> Self {
         Self {
             shard,
-            outputs: Outputs::new(Arc::clone(&aggregator.output)),
+            outputs: Outputs::new(aggregator.as_ref().map(|a| Arc::clone(&a.output))),
             aggregator,
             stale: Vec::new(),
             refreshed: 0,
@@ -213,14 +213,17 @@ impl Versions {
         let generation = state.new_generation(aggregator.state_version);
         self.outputs.add(generation, Arc::clone(&aggregator.output));
         self.stale = state.stale_keys();
-        std::mem::replace(&mut self.aggregator, aggregator)
+        std::mem::replace(&mut self.aggregator, Some(aggregator))
+            .expect("only an aggregator is swapped for an aggregator")
     }
 
     /// `partition` was restored with `entries`: keys of another state
     /// version are migrated when next used, and their row refreshed like
     /// after a swap (the state marks them as not the running generation's).
     pub fn restoring(&mut self, partition: i32, entries: &HashMap<Vec<u8>, Stored>) {
-        let version = self.aggregator.state_version;
+        let Some(version) = self.aggregator.as_ref().map(|a| a.state_version) else {
+            return;
+        };
         self.stale.extend(
             entries
                 .iter()
@@ -264,9 +267,9 @@ struct Outputs {
 }
 
 impl Outputs {
-    fn new(output: Arc<Shape>) -> Self {
+    fn new(output: Option<Arc<Shape>>) -> Self {
         Self {
-            generations: vec![(0, output)],
+            generations: output.into_iter().map(|output| (0, output)).collect(),
         }
     }
 
@@ -295,8 +298,8 @@ impl Outputs {
             };
             groups[index].1.push(partition, row);
         }
-        let newest = self.generations.pop().expect("the running generation");
-        self.generations = vec![newest];
+        self.generations
+            .drain(..self.generations.len().saturating_sub(1));
         groups.into_iter().map(|(_, rows)| rows).collect()
     }
 }

@@ -36,8 +36,8 @@ pub struct SwapperParts {
     pub stages: Vec<(String, Arc<StageContext>, Arc<Plugin>)>,
     /// Where the stage plugins came from.
     pub origins: Vec<String>,
-    /// The aggregator's version at start.
-    pub aggregator: AggregatorVersion,
+    /// The aggregator's version at start (`None`: the pipeline has none).
+    pub aggregator: Option<AggregatorVersion>,
     /// The sinks (to register schemas and add columns).
     pub sinks: Arc<Sinks>,
     /// Reaches the shards.
@@ -109,7 +109,7 @@ impl Swapper {
                     plugin,
                     origin,
                     loaded_at: Utc::now(),
-                    aggregator: (index == last).then(|| parts.aggregator.clone()),
+                    aggregator: (index == last).then(|| parts.aggregator.clone()).flatten(),
                 },
                 previous: Vec::new(),
                 probation: None,

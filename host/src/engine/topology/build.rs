@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 
-use super::pipeline::{Aggregator, Shared, Stages};
+use super::pipeline::{Shared, Stages};
 use crate::engine::changelog;
 use crate::engine::config::RunConfig;
 use crate::engine::error::TopologyError;
+use crate::engine::swap::AggregatorVersion;
 use crate::engine::{lookups, reachable::until_reachable};
 use crate::kafka::{ensure_partitions, ensure_topics};
 use crate::pipeline::{PipelinePlan, StageLoadError, check_shape};
-use crate::plugin::{LookupTables, MetricNames, Plugin, Runtime, StageContext, Worker};
+use crate::plugin::{LookupTables, MetricNames, Plugin, PluginKind, Runtime, StageContext, Worker};
 use crate::sink::{
-    ChangelogWriter, DeadLetterWriter, FileSink, KafkaSink, KafkaSinkError, PostgresSink,
-    RegistryClient, RowSchema, Shape, Sink, Sinks,
+    ChangelogWriter, DeadLetterWriter, FileSink, KafkaRecordSink, KafkaSink, KafkaSinkError,
+    PostgresSink, RegistryClient, RowSchema, Shape, Sink, Sinks,
 };
 
 /// Loads each stage's plugin (compiled, or from the cache) and checks the
@@ -71,17 +72,24 @@ pub(super) async fn stage_contexts(
         .collect())
 }
 
-/// The aggregator (the last stage) says what its rows look like; the sinks
-/// follow. Plugin calls block (and may write to stdio): off the async threads.
-pub(super) async fn probe_aggregator(stages: &Stages) -> Result<Aggregator, TopologyError> {
+/// The aggregator, when the last stage is one, says what its rows look
+/// like; the sinks follow. `None`: the pipeline ends in a filter or a
+/// transform, whose records the sinks write as they are. Plugin calls
+/// block (and may write to stdio): off the async threads.
+pub(super) async fn probe_aggregator(
+    stages: &Stages,
+) -> Result<Option<AggregatorVersion>, TopologyError> {
     let plugin = Arc::clone(stages.plugins.last().expect("a checked plan has stages"));
+    if plugin.kind != PluginKind::Aggregator {
+        return Ok(None);
+    }
     let context = Arc::clone(stages.contexts.last().expect("one context per stage"));
     let (schema, state_version) =
         tokio::task::spawn_blocking(move || aggregator_schema(&plugin, &context)).await??;
-    Ok(Aggregator {
-        schema,
+    Ok(Some(AggregatorVersion {
+        output: Arc::new(Shape::new(schema)),
         state_version,
-    })
+    }))
 }
 
 /// The output schema and state version an aggregator declares (asked of a
@@ -115,36 +123,47 @@ pub fn aggregator_schema(
 }
 
 /// Creates the topics weir writes to and connects every sink, each ready
-/// for rows of `shape` (the schema registered, the table migrated).
+/// for rows of `shape` (the schema registered, the table migrated). A
+/// pipeline without an aggregator (`shape` and `changelog_topic` `None`)
+/// writes its records as they are, and has no changelog.
 pub(super) async fn build_sinks(
     plan: &PipelinePlan,
     config: &RunConfig,
-    shape: &Shape,
+    shape: Option<&Shape>,
     partitions: usize,
-    changelog_topic: &str,
+    changelog_topic: Option<&str>,
 ) -> Result<Sinks, TopologyError> {
     let kafka = &config.kafka;
     let mut topics = vec![plan.dead_letter_topic.to_string()];
     topics.extend(plan.sinks.kafka.iter().map(|sink| sink.topic.to_string()));
     ensure_topics(kafka, &topics, partitions, &[]).await?;
-    let existing = ensure_topics(
-        kafka,
-        &[changelog_topic.to_owned()],
-        partitions,
-        &changelog::topic_config(),
-    )
-    .await?;
-    // A changelog made before the source was given more partitions gets
-    // theirs (one just made has them all).
-    if !existing.is_empty() {
-        let (connection, topic) = (kafka.clone(), changelog_topic.to_owned());
-        tokio::task::spawn_blocking(move || ensure_partitions(&connection, &topic, partitions))
-            .await??;
+    if let Some(changelog_topic) = changelog_topic {
+        let existing = ensure_topics(
+            kafka,
+            &[changelog_topic.to_owned()],
+            partitions,
+            &changelog::topic_config(),
+        )
+        .await?;
+        // A changelog made before the source was given more partitions gets
+        // theirs (one just made has them all).
+        if !existing.is_empty() {
+            let (connection, topic) = (kafka.clone(), changelog_topic.to_owned());
+            tokio::task::spawn_blocking(move || ensure_partitions(&connection, &topic, partitions))
+                .await??;
+        }
     }
     // PostgreSQL first: its statements run on the server while the Kafka
     // sink encodes its rows.
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(sink) = &plan.sinks.postgres {
+        let Some(shape) = shape else {
+            return Err(TopologyError::Refused(format!(
+                "the PostgreSQL sink (table `{}`) writes an aggregator's rows, and this \
+                 pipeline ends in a filter or a transform",
+                sink.table
+            )));
+        };
         sinks.push(Box::new(
             PostgresSink::connect(
                 &config.database,
@@ -156,11 +175,24 @@ pub(super) async fn build_sinks(
         ));
     }
     if let Some(sink) = &plan.sinks.kafka {
-        let registry = RegistryClient::new(&config.registry).map_err(KafkaSinkError::Registry)?;
-        let schema = (*shape.schema).clone();
-        sinks.push(Box::new(
-            KafkaSink::connect(kafka, registry, &sink.topic, Some(&sink.subject), schema).await?,
-        ));
+        let client = |source| TopologyError::Client {
+            what: format!("the Kafka sink to `{}`", sink.topic),
+            source,
+        };
+        match shape {
+            Some(shape) => {
+                let registry =
+                    RegistryClient::new(&config.registry).map_err(KafkaSinkError::Registry)?;
+                let schema = (*shape.schema).clone();
+                sinks.push(Box::new(
+                    KafkaSink::connect(kafka, registry, &sink.topic, Some(&sink.subject), schema)
+                        .await?,
+                ));
+            }
+            None => sinks.push(Box::new(
+                KafkaRecordSink::new(kafka, &sink.topic).map_err(client)?,
+            )),
+        }
     }
     if let Some(sink) = &plan.sinks.file {
         let file = FileSink::open(&sink.path)
@@ -184,16 +216,20 @@ pub(super) async fn build_sinks(
             plan.dead_letter_topic
         )))?,
     ));
-    sinks.push(Box::new(
-        ChangelogWriter::new(kafka, changelog_topic)
-            .map_err(client(format!("changelog `{changelog_topic}`")))?,
-    ));
-    let sinks = Sinks::new(&plan.name, sinks);
-    // A table or a subject that cannot take these rows stops the start with
-    // the reason, rather than every flush.
-    if let Some(reason) = sinks.check(&shape.schema).await? {
-        return Err(TopologyError::Refused(reason));
+    if let Some(changelog_topic) = changelog_topic {
+        sinks.push(Box::new(
+            ChangelogWriter::new(kafka, changelog_topic)
+                .map_err(client(format!("changelog `{changelog_topic}`")))?,
+        ));
     }
-    sinks.prepare(shape).await?;
+    let sinks = Sinks::new(&plan.name, sinks);
+    if let Some(shape) = shape {
+        // A table or a subject that cannot take these rows stops the start
+        // with the reason, rather than every flush.
+        if let Some(reason) = sinks.check(&shape.schema).await? {
+            return Err(TopologyError::Refused(reason));
+        }
+        sinks.prepare(shape).await?;
+    }
     Ok(sinks)
 }

@@ -9,8 +9,7 @@ use tokio::task::JoinHandle as TaskHandle;
 
 use super::build::{build_sinks, load_plugins, probe_aggregator, stage_contexts};
 use super::start::{
-    AggregatorParts, ShardParts, spawn_shards, start_monitor, start_source, start_swapper,
-    watch_plugins,
+    ShardParts, spawn_shards, start_monitor, start_source, start_swapper, watch_plugins,
 };
 use crate::admin::Admin;
 use crate::engine::changelog;
@@ -24,7 +23,6 @@ use crate::engine::stats::Stats;
 use crate::kafka::partition_count;
 use crate::pipeline::PipelinePlan;
 use crate::plugin::{NativeStages, Plugin, Runtime, StageContext};
-use crate::sink::{RowSchema, Shape};
 
 /// What every pipeline of one process shares.
 pub struct Shared<'a> {
@@ -44,12 +42,6 @@ pub struct Shared<'a> {
 pub(super) struct Stages {
     pub(super) plugins: Vec<Arc<Plugin>>,
     pub(super) contexts: Vec<Arc<StageContext>>,
-}
-
-/// The aggregator's rows: their shape, and the state version behind them.
-pub(super) struct Aggregator {
-    pub(super) schema: Arc<RowSchema>,
-    pub(super) state_version: u32,
 }
 
 /// A started pipeline's parts, each of which [`Running::wait`] takes down.
@@ -75,10 +67,17 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
         let (kafka, topic) = (shared.config.kafka.clone(), plan.source.topic.to_string());
         tokio::task::spawn_blocking(move || partition_count(&kafka, &topic)).await??
     };
-    let changelog_topic = changelog::topic(&plan.source.group, plan.last_stage().name.as_str());
-    let output = Arc::new(Shape::new(Arc::clone(&aggregator.schema)));
+    let changelog_topic = aggregator
+        .is_some()
+        .then(|| changelog::topic(&plan.source.group, plan.last_stage().name.as_str()));
     let sinks = until_reachable(&shared.stop, "connecting the sinks", || {
-        build_sinks(&plan, shared.config, &output, partitions, &changelog_topic)
+        build_sinks(
+            &plan,
+            shared.config,
+            aggregator.as_ref().map(|a| &*a.output),
+            partitions,
+            changelog_topic.as_deref(),
+        )
     })
     .await?;
     sinks.start_counters(&plan.stage_names().collect::<Vec<_>>());
@@ -92,26 +91,22 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
         &shared,
         ShardParts {
             stages: &stages,
-            aggregator: &aggregator,
-            output: &output,
+            aggregator: aggregator.as_ref(),
             stats: &stats,
             committed: &committed,
             ownership: &ownership,
             count: shard_count,
         },
     )?;
-    let consumer = start_source(&plan, &shared, shards.inputs, &changelog_topic)?;
+    let consumer = start_source(&plan, &shared, shards.inputs, changelog_topic.as_deref())?;
     let swapper = start_swapper(
         &plan,
         &shared,
         &stages,
         &sinks,
         &consumer,
-        AggregatorParts {
-            output: &output,
-            state_version: aggregator.state_version,
-            shards: shard_count,
-        },
+        aggregator.clone(),
+        shard_count,
     );
     let mut tasks = watch_plugins(&plan, shared.config, &swapper);
     let live = Arc::new(monitor::Live::default());
@@ -124,8 +119,8 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
         partitions,
         shards = shard_count,
         stages = %plan.stage_names().collect::<Vec<_>>().join(" -> "),
-        state_version = aggregator.state_version,
-        changelog = %changelog_topic,
+        state_version = aggregator.as_ref().map(|a| a.state_version),
+        changelog = changelog_topic.as_deref(),
         dead_letters = %plan.dead_letter_topic,
         ready_in = ?started.elapsed(),
         "Pipeline running."

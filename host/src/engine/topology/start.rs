@@ -9,8 +9,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::task::JoinHandle as TaskHandle;
 use tracing::Instrument;
 
-use super::pipeline::{Aggregator, Shared, Stages};
-use crate::engine::chain::{Chain, Stage};
+use super::pipeline::{Shared, Stages};
+use crate::engine::chain::{Aggregating, Chain, End, Stage};
 use crate::engine::clock::SystemClock;
 use crate::engine::config::RunConfig;
 use crate::engine::deliver::{Committed, Ownership};
@@ -20,16 +20,16 @@ use crate::engine::shard::{self, Flush, Input, ShardSettings};
 use crate::engine::source::{self, SourceContext, SourceSettings};
 use crate::engine::state::KeyBudget;
 use crate::engine::stats::Stats;
-use crate::engine::swap::{self, Swapper};
+use crate::engine::swap::{self, AggregatorVersion, Swapper};
 use crate::pipeline::{DEFAULT_MAX_KEYS, PipelinePlan, StageLoadError};
 use crate::plugin::NativeStages;
-use crate::sink::{Shape, Sinks};
+use crate::sink::Sinks;
 
 /// What the shards are made of.
 pub(super) struct ShardParts<'a> {
     pub(super) stages: &'a Stages,
-    pub(super) aggregator: &'a Aggregator,
-    pub(super) output: &'a Arc<Shape>,
+    /// `None`: the pipeline ends in a filter or a transform.
+    pub(super) aggregator: Option<&'a AggregatorVersion>,
     pub(super) stats: &'a Arc<Stats>,
     pub(super) committed: &'a Arc<Committed>,
     pub(super) ownership: &'a Arc<Ownership>,
@@ -71,8 +71,7 @@ pub(super) fn spawn_shards(
             idle_timeout: aggregator.idle_timeout,
             max_clock_skew: plan.source.max_clock_skew,
             keys: Arc::clone(&keys),
-            state_version: parts.aggregator.state_version,
-            output: Arc::clone(parts.output),
+            aggregator: parts.aggregator.cloned(),
             clock: Arc::new(SystemClock),
             ownership: Arc::clone(parts.ownership),
         };
@@ -124,15 +123,16 @@ pub(super) fn chain(
         };
         stages.push(stage);
     }
-    let aggregator = stages.pop().expect("a checked plan has stages");
-    Ok(Chain::new(
-        stages,
-        aggregator,
-        plan.last_stage().key_field.clone(),
-        Arc::clone(&parts.aggregator.schema),
-        parts.aggregator.state_version,
-        plan.source.format,
-    ))
+    let end = match parts.aggregator {
+        Some(version) => End::Aggregate(Aggregating::new(
+            stages.pop().expect("a checked plan has stages"),
+            plan.last_stage().key_field.clone(),
+            Arc::clone(&version.output.schema),
+            version.state_version,
+        )),
+        None => End::Emit,
+    };
+    Ok(Chain::new(stages, end, plan.source.format))
 }
 
 /// The source's consumer, shared with delivery (commits) and the monitor
@@ -144,7 +144,7 @@ pub(super) fn start_source(
     plan: &PipelinePlan,
     shared: &Shared<'_>,
     inputs: Vec<std::sync::mpsc::SyncSender<Input>>,
-    changelog_topic: &str,
+    changelog_topic: Option<&str>,
 ) -> Result<Source, TopologyError> {
     let kafka = &shared.config.kafka;
     let topic = plan.source.topic.to_string();
@@ -168,7 +168,7 @@ pub(super) fn start_source(
         max_record_bytes: plan.source.max_record_bytes,
         kafka: kafka.clone(),
         topic: topic.clone(),
-        changelog: changelog_topic.to_owned(),
+        changelog: changelog_topic.map(str::to_owned),
     };
     let thread = {
         let (consumer, stop) = (Arc::clone(&consumer), Arc::clone(&shared.stop));
@@ -184,13 +184,6 @@ pub(super) fn start_source(
     Ok((consumer, thread))
 }
 
-/// The aggregator as the swapper first knows it.
-pub(super) struct AggregatorParts<'a> {
-    pub(super) output: &'a Arc<Shape>,
-    pub(super) state_version: u32,
-    pub(super) shards: usize,
-}
-
 /// The swapper: replaces stages' plugins on request, reaching the shards
 /// through the source's router.
 pub(super) fn start_swapper(
@@ -199,7 +192,8 @@ pub(super) fn start_swapper(
     loaded: &Stages,
     sinks: &Arc<Sinks>,
     consumer: &Source,
-    aggregator: AggregatorParts<'_>,
+    aggregator: Option<AggregatorVersion>,
+    shards: usize,
 ) -> Arc<Swapper> {
     let stages = plan
         .stages
@@ -229,13 +223,10 @@ pub(super) fn start_swapper(
             .iter()
             .map(|stage| stage.plugin.display().to_string())
             .collect(),
-        aggregator: swap::AggregatorVersion {
-            output: Arc::clone(aggregator.output),
-            state_version: aggregator.state_version,
-        },
+        aggregator,
         sinks: Arc::clone(sinks),
         router,
-        shards: aggregator.shards,
+        shards,
     }))
 }
 
