@@ -1,0 +1,173 @@
+//! A pipeline without an aggregator: the demo's filter and enrichment,
+//! their records to a Kafka topic and a file as they are, on the real
+//! stack. The output is checked against what SQL computes from the input
+//! topic and the catalog tables: the filter's rule and the enrichment's
+//! joins, written again in SQL.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use weir_tests::oracle::{load_raw, read_topic};
+use weir_tests::pipeline::{Scenario, plugin_dir, terminate, wait_caught_up};
+
+/// Event types the filter keeps: the commerce events, for a downstream
+/// team that needs no page views.
+const EVENT_TYPES: [&str; 3] = ["product_viewed", "add_to_cart", "purchase"];
+
+/// The pipeline file: the demo's first two stages, no aggregator.
+fn pipeline_file(run: &Scenario, topic: &str, file: &std::path::Path) -> String {
+    let plugins = plugin_dir();
+    let types = EVENT_TYPES.map(|t| format!("\"{t}\"")).join(", ");
+    format!(
+        r#"
+name = "{name}"
+
+[source]
+topic = "{events}"
+
+[[lookups]]
+name = "users"
+query = "SELECT user_id, segment FROM users"
+key = "user_id"
+
+[[lookups]]
+name = "products"
+query = "SELECT product_id, category, brand FROM products"
+key = "product_id"
+
+[[stages]]
+name = "field-filter"
+plugin = "{filter}"
+
+[[stages.config.keep_if]]
+field = "event_type"
+in = [{types}]
+otherwise = "drop"
+
+[[stages]]
+name = "catalog-enrich"
+plugin = "{enrich}"
+lookups = ["users", "products"]
+
+[[stages.config.enrich]]
+table = "users"
+key_field = "user_id"
+fields = {{ user_segment = "segment" }}
+
+[[stages.config.enrich]]
+table = "products"
+key_field = "product_id"
+fields = {{ product_category = "category", product_brand = "brand" }}
+
+[sinks.kafka]
+topic = "{topic}"
+
+[sinks.file]
+path = "{file}"
+"#,
+        name = run.names.pipeline,
+        events = run.names.events,
+        filter = plugins.join("field_filter.wasm").display(),
+        enrich = plugins.join("catalog_enrich.wasm").display(),
+        file = file.display(),
+    )
+}
+
+/// One SQL number.
+fn number(run: &Scenario, pool: &sqlx::PgPool, sql: &str) -> Result<i64> {
+    Ok(run
+        .tokio
+        .block_on(sqlx::query_scalar::<_, i64>(sql).fetch_one(pool))?)
+}
+
+#[test]
+fn a_pipeline_without_an_aggregator_writes_its_records_as_they_are() -> Result<()> {
+    let run = Scenario::new("stateless", 4)?;
+    let stack = &run.stack;
+    run.write_catalog("7")?;
+    let topic = format!("{}.enriched", run.names.pipeline);
+    let file = run.dir.join("out/enriched.jsonl");
+    let path = run.dir.join("stateless.toml");
+    std::fs::write(&path, pipeline_file(&run, &topic, &file))?;
+    let mut weir = run.spawn_weir(&path, "weir.log", &[])?;
+    let counts = run
+        .start_generator("7", 30_000, 0, 1_000)
+        .join()
+        .expect("generator")?;
+    ensure!(counts.events == 30_000);
+    wait_caught_up(
+        stack,
+        &format!("weir-{}", run.names.pipeline),
+        &run.names.events,
+        &mut weir,
+        Duration::from_secs(300),
+    )?;
+    ensure!(terminate(&mut weir)?.success(), "weir stops cleanly");
+
+    let pool = run.pool()?;
+    let (input, output, lines) = (
+        format!("{}_in", run.names.table),
+        format!("{}_out", run.names.table),
+        format!("{}_file", run.names.table),
+    );
+    let file_values: Vec<(i64, String)> = std::fs::read_to_string(&file)?
+        .lines()
+        .enumerate()
+        .map(|(line, text)| (line as i64, text.to_owned()))
+        .collect();
+    run.tokio.block_on(async {
+        load_raw(&pool, &input, &read_topic(stack, &run.names.events)?).await?;
+        load_raw(&pool, &output, &read_topic(stack, &topic)?).await?;
+        load_raw(&pool, &lines, &file_values).await
+    })?;
+
+    // The oracle: the filter's rule and the enrichment's joins in SQL (a
+    // field the event has already is kept; a missing row adds nothing).
+    let types = EVENT_TYPES.map(|t| format!("'{t}'")).join(", ");
+    let expected = format!(
+        "SELECT jsonb_strip_nulls(jsonb_build_object( \
+                'user_segment', u.segment, \
+                'product_category', p.category, \
+                'product_brand', p.brand)) || i.data AS data \
+         FROM {input} i \
+         LEFT JOIN users u ON u.user_id = i.data->>'user_id' \
+         LEFT JOIN products p ON p.product_id = i.data->>'product_id' \
+         WHERE i.data->>'event_type' IN ({types})"
+    );
+    let kept = number(&run, &pool, &format!("SELECT count(*) FROM ({expected}) e"))?;
+    ensure!(
+        kept > 1_000 && kept < 30_000,
+        "the filter keeps some events, not all: {kept}"
+    );
+    for (name, table) in [("the Kafka topic", &output), ("the file", &lines)] {
+        let differing = number(
+            &run,
+            &pool,
+            &format!(
+                "SELECT count(*) FROM ( \
+                   (SELECT data FROM {table_data} EXCEPT ALL SELECT data FROM ({expected}) e) \
+                   UNION ALL \
+                   (SELECT data FROM ({expected}) e EXCEPT ALL SELECT data FROM {table_data})) d",
+                table_data = if table == &lines {
+                    format!("(SELECT data->'value' AS data FROM {lines}) f")
+                } else {
+                    table.clone()
+                }
+            ),
+        )?;
+        ensure!(
+            differing == 0,
+            "{name}: {differing} records differ from the oracle's {kept}"
+        );
+    }
+    // Each record keeps its key: the generator keys events by session.
+    let rekeyed = number(
+        &run,
+        &pool,
+        &format!(
+            "SELECT count(*) FROM {lines} WHERE data->>'key' IS DISTINCT FROM data->'value'->>'session_id'"
+        ),
+    )?;
+    ensure!(rekeyed == 0, "{rekeyed} records lost their key");
+    Ok(())
+}
