@@ -1,6 +1,6 @@
-//! A pipeline without an aggregator: the demo's filter and enrichment,
-//! their records to a Kafka topic and a file as they are, on the real
-//! stack. The output is checked against what SQL computes from the input
+//! A pipeline without an aggregator (`pipelines/commerce-events.toml`:
+//! the demo's filter and enrichment), its records to a Kafka topic and a
+//! file as they are, on the real stack. The output is checked against what SQL computes from the input
 //! topic and the catalog tables: the filter's rule and the enrichment's
 //! joins, written again in SQL.
 
@@ -8,70 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use weir_tests::oracle::{load_raw, read_topic};
-use weir_tests::pipeline::{Scenario, plugin_dir, terminate, wait_caught_up};
+use weir_tests::pipeline::{Scenario, stock_pipeline, terminate, wait_caught_up};
 
-/// Event types the filter keeps: the commerce events, for a downstream
-/// team that needs no page views.
+/// Event types `pipelines/commerce-events.toml` keeps.
 const EVENT_TYPES: [&str; 3] = ["product_viewed", "add_to_cart", "purchase"];
-
-/// The pipeline file: the demo's first two stages, no aggregator.
-fn pipeline_file(run: &Scenario, topic: &str, file: &std::path::Path) -> String {
-    let plugins = plugin_dir();
-    let types = EVENT_TYPES.map(|t| format!("\"{t}\"")).join(", ");
-    format!(
-        r#"
-name = "{name}"
-
-[source]
-topic = "{events}"
-
-[[lookups]]
-name = "users"
-query = "SELECT user_id, segment FROM users"
-key = "user_id"
-
-[[lookups]]
-name = "products"
-query = "SELECT product_id, category, brand FROM products"
-key = "product_id"
-
-[[stages]]
-name = "field-filter"
-plugin = "{filter}"
-
-[[stages.config.keep_if]]
-field = "event_type"
-in = [{types}]
-otherwise = "drop"
-
-[[stages]]
-name = "catalog-enrich"
-plugin = "{enrich}"
-lookups = ["users", "products"]
-
-[[stages.config.enrich]]
-table = "users"
-key_field = "user_id"
-fields = {{ user_segment = "segment" }}
-
-[[stages.config.enrich]]
-table = "products"
-key_field = "product_id"
-fields = {{ product_category = "category", product_brand = "brand" }}
-
-[sinks.kafka]
-topic = "{topic}"
-
-[sinks.file]
-path = "{file}"
-"#,
-        name = run.names.pipeline,
-        events = run.names.events,
-        filter = plugins.join("field_filter.wasm").display(),
-        enrich = plugins.join("catalog_enrich.wasm").display(),
-        file = file.display(),
-    )
-}
 
 /// One SQL number.
 fn number(run: &Scenario, pool: &sqlx::PgPool, sql: &str) -> Result<i64> {
@@ -87,8 +27,26 @@ fn a_pipeline_without_an_aggregator_writes_its_records_as_they_are() -> Result<(
     run.write_catalog("7")?;
     let topic = format!("{}.enriched", run.names.pipeline);
     let file = run.dir.join("out/enriched.jsonl");
-    let path = run.dir.join("stateless.toml");
-    std::fs::write(&path, pipeline_file(&run, &topic, &file))?;
+    let path = stock_pipeline(
+        &run.dir,
+        "commerce-events",
+        &run.names.pipeline,
+        &[
+            (
+                "name = \"commerce-events\"",
+                format!("name = \"{}\"", run.names.pipeline),
+            ),
+            (
+                "topic = \"ecommerce.events\"",
+                format!("topic = \"{}\"", run.names.events),
+            ),
+            (
+                "topic = \"commerce_events\"",
+                format!("topic = \"{topic}\""),
+            ),
+        ],
+        &format!("\n[sinks.file]\npath = \"{}\"\n", file.display()),
+    )?;
     let mut weir = run.spawn_weir(&path, "weir.log", &[])?;
     let counts = run
         .start_generator("7", 30_000, 0, 1_000)

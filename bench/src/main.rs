@@ -12,6 +12,8 @@
 //! - [`isolation`]: what a plugin that loops forever costs the other
 //!   pipelines of the same process.
 //! - [`restore`]: an aggregator's state read back from its changelog topic.
+//! - [`stateless`]: a pipeline without an aggregator against a plain
+//!   consume-and-produce of the same records.
 //! - [`soak`]: the stock pipeline at a fixed rate for a long time, a fault
 //!   every few minutes: lag, memory over time, and exactness at the end.
 //! - [`events`]: the e-commerce event stream the benchmarks run on.
@@ -27,6 +29,7 @@ mod race;
 mod restore;
 mod secured;
 mod soak;
+mod stateless;
 
 use clap::{Parser, Subcommand};
 
@@ -59,6 +62,8 @@ enum Command {
     Isolation(isolation::Args),
     /// A long run at a fixed rate with a fault every few minutes.
     Soak(soak::Args),
+    /// A pipeline without an aggregator against a plain consume-and-produce.
+    Stateless(stateless::Args),
     /// The aggregation-only pipeline over plaintext and over SASL_SSL, side by side.
     Secured(secured::Args),
     /// `weir run` with the stock plugins compiled in, not in Wasm (the
@@ -88,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         Command::Restore(args) => restore::run(&args),
         Command::Soak(args) => soak::run(&args),
         Command::Secured(args) => secured::run(&args),
+        Command::Stateless(args) => stateless::run(&args),
         Command::Isolation(args) => isolation::run(&args),
         Command::WeirNative(args) => Ok(weir::engine::run_with(
             args.run.plans()?,

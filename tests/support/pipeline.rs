@@ -117,6 +117,44 @@ pub fn demo_pipeline(dir: &Path, names: &Names, source_extra: &str) -> Result<Pa
     Ok(path)
 }
 
+/// Writes `pipelines/<stock>.toml` into `dir` as `<name>.toml`, each line
+/// that reads `from` (trimmed) written as `to`, plugin paths made absolute,
+/// `extra` appended; returns the file. Fails if a `from` line is not there,
+/// so a test never runs against a stock topic or table unnoticed.
+pub fn stock_pipeline(
+    dir: &Path,
+    stock: &str,
+    name: &str,
+    rewrites: &[(&str, String)],
+    extra: &str,
+) -> Result<PathBuf> {
+    let root = manifest_dir().join("..");
+    let text = std::fs::read_to_string(root.join(format!("pipelines/{stock}.toml")))?;
+    let plugins = plugin_dir();
+    let mut out = String::new();
+    let mut unused: Vec<&str> = rewrites.iter().map(|(from, _)| *from).collect();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        let line = match rewrites.iter().find(|(from, _)| *from == trimmed) {
+            Some((from, to)) => {
+                unused.retain(|u| u != from);
+                to.clone()
+            }
+            None => plugin_line(trimmed, &plugins).unwrap_or_else(|| line.to_owned()),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    ensure!(
+        unused.is_empty(),
+        "pipelines/{stock}.toml has no line {unused:?}"
+    );
+    out.push_str(extra);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, out)?;
+    Ok(path)
+}
+
 /// Changes one setting of the pipeline file at `path`: `from`, which must
 /// be there (so a test does not go on with the stock value unnoticed),
 /// becomes `to`.
