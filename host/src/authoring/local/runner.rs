@@ -70,12 +70,12 @@ impl Runner {
         let stage = Stage::new(plugin, Arc::clone(context))?;
         let chain = Chain::new(
             Vec::new(),
-            End::Aggregate(Aggregating::new(
+            End::Aggregate(Box::new(Aggregating::new(
                 stage,
                 key_field,
                 Arc::clone(&schema),
                 state_version,
-            )),
+            ))),
             // Test input goes to the plugin as it is, checked by no source.
             Format::Bytes,
         );

@@ -74,7 +74,7 @@ pub struct Chain {
 /// Where the records that pass a chain's filters and transforms go.
 pub enum End {
     /// Into keyed state, by an aggregator whose changed rows the sinks write.
-    Aggregate(Aggregating),
+    Aggregate(Box<Aggregating>),
     /// To the sinks as they are: a pipeline without an aggregator.
     Emit,
 }

@@ -48,12 +48,12 @@ pub(super) fn start(
         .map(|(id, queue)| {
             let chain = Chain::new(
                 Vec::new(),
-                End::Aggregate(Aggregating::new(
+                End::Aggregate(Box::new(Aggregating::new(
                     summing(running.version, Fault::None),
                     None,
                     Arc::clone(&running.shape.schema),
                     running.version,
-                )),
+                ))),
                 Format::Json,
             );
             let settings = ShardSettings {

@@ -213,7 +213,8 @@ impl Versions {
         let generation = state.new_generation(aggregator.state_version);
         self.outputs.add(generation, Arc::clone(&aggregator.output));
         self.stale = state.stale_keys();
-        std::mem::replace(&mut self.aggregator, Some(aggregator))
+        self.aggregator
+            .replace(aggregator)
             .expect("only an aggregator is swapped for an aggregator")
     }
 

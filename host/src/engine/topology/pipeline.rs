@@ -105,8 +105,7 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
         &stages,
         &sinks,
         &consumer,
-        aggregator.clone(),
-        shard_count,
+        (aggregator.clone(), shard_count),
     );
     let mut tasks = watch_plugins(&plan, shared.config, &swapper);
     let live = Arc::new(monitor::Live::default());

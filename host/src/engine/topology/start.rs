@@ -124,12 +124,12 @@ pub(super) fn chain(
         stages.push(stage);
     }
     let end = match parts.aggregator {
-        Some(version) => End::Aggregate(Aggregating::new(
+        Some(version) => End::Aggregate(Box::new(Aggregating::new(
             stages.pop().expect("a checked plan has stages"),
             plan.last_stage().key_field.clone(),
             Arc::clone(&version.output.schema),
             version.state_version,
-        )),
+        ))),
         None => End::Emit,
     };
     Ok(Chain::new(stages, end, plan.source.format))
@@ -192,8 +192,7 @@ pub(super) fn start_swapper(
     loaded: &Stages,
     sinks: &Arc<Sinks>,
     consumer: &Source,
-    aggregator: Option<AggregatorVersion>,
-    shards: usize,
+    (aggregator, shards): (Option<AggregatorVersion>, usize),
 ) -> Arc<Swapper> {
     let stages = plan
         .stages
