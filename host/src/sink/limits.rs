@@ -25,6 +25,11 @@ pub const MAX_ROW_BYTES: usize = 900_000;
 /// (1 048 588 bytes) with room for Kafka's own framing.
 pub const MAX_DEAD_LETTER_BYTES: usize = 1_000_000;
 
+/// The largest record a pipeline without an aggregator writes, its key,
+/// value and headers together: its message then fits Kafka's 1 000 000
+/// bytes with the record's framing.
+pub const MAX_EMITTED_BYTES: usize = 900_000;
+
 /// The longest dead-letter reason, in bytes (a plugin chooses it).
 pub const MAX_REASON_BYTES: usize = 2048;
 

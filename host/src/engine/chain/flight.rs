@@ -7,7 +7,7 @@ use super::{Tally, index_u32};
 use crate::plugin::{
     Batch, BatchBuilder, BatchExt, Fields, Parsed, PluginKind, Reader, RecordRef, Verdict,
 };
-use crate::sink::DeadLetter;
+use crate::sink::{DeadLetter, limits};
 
 /// The records the next stage reads, with for each the source record it
 /// came from (dead letters carry the record as it arrived).
@@ -135,9 +135,44 @@ impl<'s> InFlight<'s> {
         counts
     }
 
-    /// The records that passed every stage, as a batch of their own.
-    pub(super) fn into_batch(self) -> Batch {
-        self.current.unwrap_or_else(|| self.source.clone())
+    /// The records that passed every stage, as a batch of their own for
+    /// the sinks to write as they are. One too large for any Kafka topic
+    /// ([`limits::MAX_EMITTED_BYTES`]) becomes a dead letter of `stage` (the
+    /// last), carrying its source record.
+    pub(super) fn into_emitted(self, stage: &str, dead: &mut Vec<DeadLetter>) -> Batch {
+        let batch = self.current.unwrap_or_else(|| self.source.clone());
+        let size = |index: usize| {
+            let record = batch.record(index);
+            let headers: usize = (batch.headers_of(index).iter())
+                .map(|h| h.key.len() + h.value.len())
+                .sum();
+            record.key.map_or(0, <[u8]>::len) + record.value.len() + headers
+        };
+        let oversized: Vec<usize> = (0..batch.records.len())
+            .filter(|&index| size(index) > limits::MAX_EMITTED_BYTES)
+            .collect();
+        if oversized.is_empty() {
+            return batch;
+        }
+        for &index in &oversized {
+            let source = self.source.record(self.origin[index] as usize);
+            dead.push(DeadLetter::malformed(
+                source,
+                stage,
+                "too-large",
+                format!(
+                    "the record it became takes {} bytes with its key and headers, more than \
+                     the {} a Kafka topic takes from weir",
+                    size(index),
+                    limits::MAX_EMITTED_BYTES
+                ),
+            ));
+        }
+        let kept: Vec<u32> = (0..batch.records.len())
+            .filter(|index| !oversized.contains(index))
+            .map(index_u32)
+            .collect();
+        batch.select(&kept)
     }
 
     /// The records that reach the aggregator (the fields parsed so far

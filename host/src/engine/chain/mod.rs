@@ -319,11 +319,16 @@ impl Chain {
             *counts = flight.run(stage, &self.reader, &mut tally, dead);
         }
         let reaching = flight.batch().records.len() as u64;
-        let aggregated = match &mut self.end {
-            End::Aggregate(aggregating) => {
-                aggregating.aggregate(&self.reader, flight.reaching(), state, dead)
+        let (aggregated, emitted) = match &mut self.end {
+            End::Aggregate(aggregating) => (
+                aggregating.aggregate(&self.reader, flight.reaching(), state, dead),
+                None,
+            ),
+            End::Emit => {
+                let last = self.stages.last().map_or("source", |stage| &stage.name);
+                let emitted = (reaching > 0).then(|| flight.into_emitted(last, dead));
+                (Aggregated::default(), emitted)
             }
-            End::Emit => Aggregated::default(),
         };
         if let Some(index) = guarded {
             let trapped = restarts(self) != before;
@@ -349,11 +354,12 @@ impl Chain {
                 records_out: aggregated.records,
                 dropped: 0,
             }),
-            End::Emit if reaching > 0 => {
-                tally.emitted = reaching;
-                self.emitted.push(flight.into_batch());
+            End::Emit => {
+                if let Some(batch) = emitted.filter(|batch| !batch.records.is_empty()) {
+                    tally.emitted = batch.records.len() as u64;
+                    self.emitted.push(batch);
+                }
             }
-            End::Emit => {}
         }
         Ok(tally)
     }
@@ -394,6 +400,7 @@ fn index_u32(value: usize) -> u32 {
 mod tests {
     use super::*;
     use crate::plugin::{BatchExt, Fields, RecordRef, StageCode, Verdict};
+    use crate::sink::limits;
 
     /// Keeps the records whose value holds `keep`, drops the others.
     struct KeepMarked;
@@ -442,13 +449,21 @@ mod tests {
         builder.push(record(Some("b"), r#"{"drop": 1}"#, 0, 11));
         builder.push(record(None, "not json", 1, 7));
         builder.push(record(None, r#"{"keep": 2}"#, 1, 8));
+        // Kept, but larger than a Kafka topic takes: a dead letter.
+        let huge = format!(r#"{{"keep": "{}"}}"#, "x".repeat(limits::MAX_EMITTED_BYTES));
+        builder.push(record(Some("h"), &huge, 1, 9));
         let source = builder.build();
         let (mut state, mut dead) = (KeyedState::new(0), Vec::new());
 
         let tally = chain.process(&source, &mut state, &mut dead);
 
-        assert_eq!((tally.emitted, tally.dropped, tally.dead), (2, 1, 1));
+        assert_eq!((tally.emitted, tally.dropped, tally.dead), (2, 1, 2));
         assert_eq!(dead[0].stage, "source");
+        assert_eq!(
+            (dead[1].stage.as_str(), dead[1].code.as_str()),
+            ("keep", "too-large")
+        );
+        assert_eq!(dead[1].offset, 9);
         let emitted = chain.take_emitted();
         assert_eq!(emitted.len(), 1);
         let out = &emitted[0];
