@@ -1,7 +1,8 @@
 //! A pipeline's stages run over one batch: filters and transforms in order,
-//! then the aggregator over the records grouped by key, its results folded
-//! into the host-owned state. Records that fail anywhere become dead letters
-//! carrying the record as it arrived from the source.
+//! then the chain's [`End`]: an aggregator over the records grouped by key,
+//! its results folded into the host-owned state, or, without one, the
+//! records as they are, for the sinks. Records that fail anywhere become
+//! dead letters carrying the record as it arrived from the source.
 
 use std::sync::Arc;
 
