@@ -36,7 +36,7 @@ use clap::{Parser, Subcommand};
 /// The allocator `weir` itself runs with (its engine runs in this process
 /// for the pipeline benchmarks and the native baseline).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// weir's benchmarks.
 #[derive(Debug, Parser)]
