@@ -34,11 +34,26 @@ enum Shards {
 /// A swapper over a pipeline of `filter` then `session-stats`, run by two
 /// shards that answer as `shards` says; the orders they got.
 fn swapper(shards: Shards) -> (Arc<Swapper>, Orders) {
-    let filter = load("noop-filter");
     let aggregator = load("session-stats");
     let context = |stage: &str| Arc::new(StageContext::new("swaps", stage));
     let (schema, state_version) =
         aggregator_schema(&aggregator, &context("stats")).expect("the aggregator's schema");
+    let version = AggregatorVersion {
+        output: Arc::new(Shape::new(schema)),
+        state_version,
+    };
+    swapper_over(shards, ("stats", aggregator), Some(version))
+}
+
+/// A swapper over a pipeline of `filter` then `last` (an aggregator of
+/// `version`, or, `None`, another filter or transform).
+fn swapper_over(
+    shards: Shards,
+    (last_name, last): (&str, Arc<weir::plugin::Plugin>),
+    version: Option<AggregatorVersion>,
+) -> (Arc<Swapper>, Orders) {
+    let filter = load("noop-filter");
+    let context = |stage: &str| Arc::new(StageContext::new("swaps", stage));
     let orders: Orders = Arc::default();
     let seen = Arc::clone(&orders);
     let router = Arc::new(move |order: &Arc<Order>, _wait: Duration| {
@@ -77,13 +92,10 @@ fn swapper(shards: Shards) -> (Arc<Swapper>, Orders) {
         runtime: Arc::new(runtime),
         stages: vec![
             ("filter".to_owned(), context("filter"), filter),
-            ("stats".to_owned(), context("stats"), aggregator),
+            (last_name.to_owned(), context(last_name), last),
         ],
-        origins: vec!["filter.wasm".to_owned(), "stats.wasm".to_owned()],
-        aggregator: Some(AggregatorVersion {
-            output: Arc::new(Shape::new(schema)),
-            state_version,
-        }),
+        origins: vec!["filter.wasm".to_owned(), format!("{last_name}.wasm")],
+        aggregator: version,
         sinks: Arc::new(Sinks::new("swaps", Vec::new())),
         router,
         shards: 2,
@@ -137,6 +149,30 @@ fn a_swap_that_every_shard_takes_is_recorded_and_kept_for_a_rollback() {
     let stages = tokio.block_on(swapper.stages());
     assert_eq!(stages[1].plugin.origin, "stats.wasm");
     assert!(stages[1].previous.is_empty());
+}
+
+#[test]
+fn the_last_stage_of_a_pipeline_without_an_aggregator_swaps_as_a_plain_stage() {
+    let (swapper, orders) = swapper_over(Shards::Take, ("last", load("noop-filter")), None);
+    let tokio = tokio();
+    let record = tokio
+        .block_on(swapper.swap("last", component("hungry-filter"), "hungry.wasm".to_owned()))
+        .expect("the swap completes");
+    assert_eq!((record.action, record.stage.as_str()), ("swap", "last"));
+    let orders = orders.lock().expect("not poisoned");
+    assert_eq!(orders[0].stage, 1);
+    assert!(
+        orders[0].aggregator.is_none(),
+        "no aggregator version: the shards swap a plain stage"
+    );
+    drop(orders);
+    // An aggregator cannot take a filter's place.
+    let refused =
+        tokio.block_on(swapper.swap("last", component("session-stats"), "stats.wasm".to_owned()));
+    let error = refused
+        .expect_err("a filter's place takes a filter")
+        .to_string();
+    assert!(error.contains("runs a plugin of world `filter`"), "{error}");
 }
 
 #[test]
