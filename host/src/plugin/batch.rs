@@ -120,6 +120,9 @@ pub trait BatchExt {
     /// headers. The bytes are copied as one block, spans unchanged: the
     /// new batch's buffer may hold bytes none of its records refer to.
     fn select(&self, indexes: &[u32]) -> Batch;
+    /// A batch of the records `keep` accepts (by index), in order, as
+    /// [`BatchExt::select`] makes it.
+    fn select_where(&self, keep: impl FnMut(usize) -> bool) -> Batch;
     /// The headers of record `index`.
     fn headers_of(&self, index: usize) -> &[RecordHeader];
 }
@@ -164,6 +167,14 @@ impl BatchExt for Batch {
                 .collect(),
             headers,
         }
+    }
+
+    fn select_where(&self, mut keep: impl FnMut(usize) -> bool) -> Batch {
+        let kept: Vec<u32> = (0..self.records.len())
+            .filter(|&index| keep(index))
+            .map(index_u32)
+            .collect();
+        self.select(&kept)
     }
 
     fn headers_of(&self, index: usize) -> &[RecordHeader] {

@@ -34,11 +34,6 @@ impl KafkaRecordSink {
         })
     }
 
-    /// The topic written.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
     /// Sends every record of `batches`, returning once Kafka has
     /// acknowledged each.
     async fn send(&self, batches: &[Batch]) -> Result<(), KafkaError> {

@@ -112,14 +112,9 @@ impl Records {
         self.dead.retain(|letter| keep(letter.partition));
         self.changelog.retain(|record| keep(record.partition));
         for batch in &mut self.emitted {
-            if batch.records.iter().all(|record| keep(record.partition)) {
-                continue;
+            if !batch.records.iter().all(|record| keep(record.partition)) {
+                *batch = batch.select_where(|index| keep(batch.records[index].partition));
             }
-            let kept: Vec<u32> = (0..batch.records.len())
-                .filter(|&index| keep(batch.records[index].partition))
-                .map(|index| u32::try_from(index).expect("a batch holds fewer than 2^32 records"))
-                .collect();
-            *batch = batch.select(&kept);
         }
         self.emitted.retain(|batch| !batch.records.is_empty());
         before - count(self)
@@ -205,5 +200,61 @@ impl<T: Clone> Prepared<T> {
                 format!("rows of shape {} were never prepared", shape.id),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{BatchBuilder, RecordRef};
+
+    #[test]
+    fn records_of_partitions_left_behind_are_dropped_from_every_part() {
+        let mut builder = BatchBuilder::default();
+        for (partition, offset) in [(0, 1), (1, 2), (0, 3), (2, 4)] {
+            builder.push(RecordRef {
+                key: None,
+                value: format!("r{offset}").as_bytes(),
+                timestamp: 0,
+                partition,
+                offset,
+            });
+            builder.header("n", &[offset as u8]);
+        }
+        let only_gone = {
+            let mut one = BatchBuilder::default();
+            one.push(RecordRef {
+                key: None,
+                value: b"gone",
+                timestamp: 0,
+                partition: 1,
+                offset: 9,
+            });
+            one.build()
+        };
+        let mut records = Records {
+            emitted: vec![builder.build(), only_gone],
+            ..Records::default()
+        };
+
+        let dropped = records.retain_partitions(|partition| partition != 1);
+
+        assert_eq!((dropped, records.emitted_count()), (2, 3));
+        assert_eq!(records.emitted.len(), 1, "an emptied batch goes");
+        let kept = &records.emitted[0];
+        let seen: Vec<_> = (0..kept.records.len())
+            .map(|i| {
+                let header = kept.headers_of(i)[0].value[0];
+                (kept.record(i).value.to_vec(), header)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (b"r1".to_vec(), 1),
+                (b"r3".to_vec(), 3),
+                (b"r4".to_vec(), 4)
+            ]
+        );
     }
 }

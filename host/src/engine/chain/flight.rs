@@ -148,13 +148,14 @@ impl<'s> InFlight<'s> {
                 .sum();
             record.key.map_or(0, <[u8]>::len) + record.value.len() + headers
         };
-        let oversized: Vec<usize> = (0..batch.records.len())
-            .filter(|&index| size(index) > limits::MAX_EMITTED_BYTES)
-            .collect();
-        if oversized.is_empty() {
+        let fits = |index: usize| size(index) <= limits::MAX_EMITTED_BYTES;
+        if (0..batch.records.len()).all(fits) {
             return batch;
         }
-        for &index in &oversized {
+        batch.select_where(|index| {
+            if fits(index) {
+                return true;
+            }
             let source = self.source.record(self.origin[index] as usize);
             dead.push(DeadLetter::malformed(
                 source,
@@ -167,12 +168,8 @@ impl<'s> InFlight<'s> {
                     limits::MAX_EMITTED_BYTES
                 ),
             ));
-        }
-        let kept: Vec<u32> = (0..batch.records.len())
-            .filter(|index| !oversized.contains(index))
-            .map(index_u32)
-            .collect();
-        batch.select(&kept)
+            false
+        })
     }
 
     /// The records that reach the aggregator (the fields parsed so far

@@ -29,12 +29,9 @@ mod messages;
 
 pub use self::messages::{Chunk, Flush, Input};
 
-/// Bytes of dead letters' values a shard holds before it flushes early.
-const DEAD_LETTER_BYTES: usize = 32 * 1024 * 1024;
-
-/// Bytes of records emitted (a pipeline without an aggregator) a shard
-/// holds before it flushes early.
-const EMITTED_BYTES: usize = 32 * 1024 * 1024;
+/// Bytes of records a shard holds for the sinks (dead letters' values, and
+/// the records of a pipeline without an aggregator) before it flushes early.
+const HELD_BYTES: usize = 32 * 1024 * 1024;
 
 /// A shard stopped with an error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -373,10 +370,10 @@ impl<H: Handover> Shard<H> {
             &self.settings,
         )
         .is_some_and(|at| now >= at);
-        // Dead letters carry their records' values: many large ones go out
-        // before the interval ends, so they never pile up in memory.
-        let heavy =
-            self.dead_bytes >= DEAD_LETTER_BYTES || self.chain.emitted_bytes() >= EMITTED_BYTES;
+        // Dead letters carry their records' values, and a pipeline without
+        // an aggregator its records: many large ones go out before the
+        // interval ends, so they never pile up in memory.
+        let heavy = self.dead_bytes + self.chain.emitted_bytes() >= HELD_BYTES;
         if tick || early || heavy {
             self.flush(None)?;
             self.last_flush = self.now();

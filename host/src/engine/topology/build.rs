@@ -153,17 +153,12 @@ pub(super) async fn build_sinks(
                 .await??;
         }
     }
+    let client = |what: String| move |source| TopologyError::Client { what, source };
     // PostgreSQL first: its statements run on the server while the Kafka
     // sink encodes its rows.
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(sink) = &plan.sinks.postgres {
-        let Some(shape) = shape else {
-            return Err(TopologyError::Refused(format!(
-                "the PostgreSQL sink (table `{}`) writes an aggregator's rows, and this \
-                 pipeline ends in a filter or a transform",
-                sink.table
-            )));
-        };
+        let shape = shape.expect("check_shape refuses a PostgreSQL sink without an aggregator");
         sinks.push(Box::new(
             PostgresSink::connect(
                 &config.database,
@@ -175,10 +170,6 @@ pub(super) async fn build_sinks(
         ));
     }
     if let Some(sink) = &plan.sinks.kafka {
-        let client = |source| TopologyError::Client {
-            what: format!("the Kafka sink to `{}`", sink.topic),
-            source,
-        };
         match shape {
             Some(shape) => {
                 let registry =
@@ -189,9 +180,10 @@ pub(super) async fn build_sinks(
                         .await?,
                 ));
             }
-            None => sinks.push(Box::new(
-                KafkaRecordSink::new(kafka, &sink.topic).map_err(client)?,
-            )),
+            None => sinks
+                .push(Box::new(KafkaRecordSink::new(kafka, &sink.topic).map_err(
+                    client(format!("the Kafka sink to `{}`", sink.topic)),
+                )?)),
         }
     }
     if let Some(sink) = &plan.sinks.file {
@@ -203,7 +195,6 @@ pub(super) async fn build_sinks(
             })?;
         sinks.push(Box::new(file));
     }
-    let client = |what: String| move |source| TopologyError::Client { what, source };
     sinks.push(Box::new(
         DeadLetterWriter::new(
             kafka,
