@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use weir_tests::oracle::{load_raw, read_topic};
-use weir_tests::pipeline::{Scenario, plugin_dir, plugin_line, terminate, wait_caught_up};
+use weir_tests::pipeline::{Scenario, stock_pipeline, terminate, wait_caught_up};
 
 /// Example name, its plugin folder's component name, and its table.
 const EXAMPLES: [(&str, &str); 3] = [
@@ -25,36 +25,29 @@ fn example_pipeline(
     example: &str,
     table: &str,
 ) -> Result<(PathBuf, String, String)> {
-    let root = weir_tests::manifest_dir().join("..");
-    let text = std::fs::read_to_string(root.join(format!("pipelines/{example}.toml")))?;
-    let plugins = plugin_dir();
     let pipeline = format!("{}-{example}", run.names.pipeline);
     let fresh_table = format!("{}_{table}", run.names.table);
-    let mut out = String::new();
-    for line in text.lines() {
-        let line = match line.trim() {
-            trimmed if trimmed == format!("name = \"{example}\"") => {
-                format!("name = \"{pipeline}\"")
-            }
-            "topic = \"ecommerce.events\"" => format!("topic = \"{}\"", run.names.events),
-            trimmed if trimmed == format!("table = \"{table}\"") => {
-                format!("table = \"{fresh_table}\"")
-            }
-            trimmed => plugin_line(trimmed, &plugins).unwrap_or_else(|| line.to_owned()),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let path = run.dir.join(format!("{pipeline}.toml"));
-    std::fs::write(&path, out)?;
+    let path = stock_pipeline(
+        &run.dir,
+        example,
+        &pipeline,
+        &[
+            (
+                &format!("name = \"{example}\""),
+                format!("name = \"{pipeline}\""),
+            ),
+            (
+                "topic = \"ecommerce.events\"",
+                format!("topic = \"{}\"", run.names.events),
+            ),
+            (
+                &format!("table = \"{table}\""),
+                format!("table = \"{fresh_table}\""),
+            ),
+        ],
+        "",
+    )?;
     Ok((path, pipeline, fresh_table))
-}
-
-/// One SQL number.
-fn number(run: &Scenario, pool: &sqlx::PgPool, sql: &str) -> Result<f64> {
-    Ok(run
-        .tokio
-        .block_on(sqlx::query_scalar::<_, f64>(sql).fetch_one(pool))?)
 }
 
 #[test]
@@ -95,8 +88,7 @@ fn the_example_aggregations_run_from_their_pipeline_files() -> Result<()> {
         &raw,
         &read_topic(stack, &run.names.events)?,
     ))?;
-    let sessions = number(
-        &run,
+    let sessions = run.scalar::<f64>(
         &pool,
         &format!("SELECT count(DISTINCT data->>'session_id')::float8 FROM {raw}"),
     )?;
@@ -106,19 +98,13 @@ fn the_example_aggregations_run_from_their_pipeline_files() -> Result<()> {
 
     // category-interest: a row per session; every product view counted.
     ensure!(
-        number(
-            &run,
-            &pool,
-            &format!("SELECT count(*)::float8 FROM {category}")
-        )? == sessions
+        run.scalar::<f64>(&pool, &format!("SELECT count(*)::float8 FROM {category}"))? == sessions
     );
     ensure!(
-        number(
-            &run,
+        run.scalar::<f64>(
             &pool,
             &format!("SELECT sum(\"PRODUCT_VIEWS\")::float8 FROM {category}")
-        )? == number(
-            &run,
+        )? == run.scalar::<f64>(
             &pool,
             &format!(
                 "SELECT count(*)::float8 FROM {}",
@@ -127,9 +113,7 @@ fn the_example_aggregations_run_from_their_pipeline_files() -> Result<()> {
         )?,
         "category-interest counts every product view"
     );
-    let top_wrong = number(
-        &run,
-        &pool,
+    let top_wrong = run.scalar::<f64>(&pool,
         &format!(
             "WITH v AS (SELECT data->>'session_id' AS s, data->>'product_category' AS c, count(*) AS n \
                         FROM {} WHERE data->>'product_category' IS NOT NULL GROUP BY 1, 2), \
@@ -146,22 +130,15 @@ fn the_example_aggregations_run_from_their_pipeline_files() -> Result<()> {
 
     // funnel-timing: every event counted; duration = last - first timestamp.
     ensure!(
-        number(
-            &run,
-            &pool,
-            &format!("SELECT count(*)::float8 FROM {funnel}")
-        )? == sessions
+        run.scalar::<f64>(&pool, &format!("SELECT count(*)::float8 FROM {funnel}"))? == sessions
     );
     ensure!(
-        number(
-            &run,
+        run.scalar::<f64>(
             &pool,
             &format!("SELECT sum(\"EVENTS\")::float8 FROM {funnel}")
         )? == f64::from(u32::try_from(counts.events)?)
     );
-    let duration_wrong = number(
-        &run,
-        &pool,
+    let duration_wrong = run.scalar::<f64>(&pool,
         &format!(
             "WITH d AS (SELECT data->>'session_id' AS s, extract(epoch FROM \
                           max((data->>'timestamp')::timestamptz) - min((data->>'timestamp')::timestamptz))::float8 AS d \
@@ -175,9 +152,7 @@ fn the_example_aggregations_run_from_their_pipeline_files() -> Result<()> {
         "{duration_wrong} sessions with another duration than SQL's"
     );
     // The time between two events counts toward the earlier one's stage.
-    let stages_wrong = number(
-        &run,
-        &pool,
+    let stages_wrong = run.scalar::<f64>(&pool,
         &format!(
             "WITH e AS (SELECT data->>'session_id' AS s, line, (data->>'timestamp')::timestamptz AS t, \
                           data->>'session_state' AS st FROM {raw}), \
@@ -200,26 +175,18 @@ fn the_example_aggregations_run_from_their_pipeline_files() -> Result<()> {
 
     // checkout-summary: adds to cart, conversions and order totals.
     ensure!(
-        number(
-            &run,
-            &pool,
-            &format!("SELECT count(*)::float8 FROM {checkout}")
-        )? == sessions
+        run.scalar::<f64>(&pool, &format!("SELECT count(*)::float8 FROM {checkout}"))? == sessions
     );
     ensure!(
-        number(
-            &run,
+        run.scalar::<f64>(
             &pool,
             &format!("SELECT sum(\"ADDS_TO_CART\")::float8 FROM {checkout}")
-        )? == number(
-            &run,
+        )? == run.scalar::<f64>(
             &pool,
             &format!("SELECT count(*)::float8 FROM {}", events_of("add_to_cart"))
         )?
     );
-    let orders_wrong = number(
-        &run,
-        &pool,
+    let orders_wrong = run.scalar::<f64>(&pool,
         &format!(
             "WITH o AS (SELECT DISTINCT ON (data->>'session_id') data->>'session_id' AS s, \
                           (data->>'total')::float8 AS total, data->>'payment_method' AS paid \

@@ -54,11 +54,7 @@ fn wait_for_a_flush(run: &Scenario, pool: &sqlx::PgPool, limit: Duration) -> Res
         "SELECT coalesce(sum(\"EVENTS_COUNT\"), 0)::BIGINT FROM {}",
         run.names.table
     );
-    let total = |pool: &sqlx::PgPool| -> Result<i64> {
-        Ok(run
-            .tokio
-            .block_on(sqlx::query_scalar::<_, i64>(&query).fetch_one(pool))?)
-    };
+    let total = |pool: &sqlx::PgPool| run.scalar::<i64>(pool, &query);
     let started = Instant::now();
     let Ok(before) = total(pool) else {
         return Ok(false); // no table yet

@@ -13,13 +13,6 @@ use weir_tests::pipeline::{Scenario, stock_pipeline, terminate, wait_caught_up};
 /// Event types `pipelines/commerce-events.toml` keeps.
 const EVENT_TYPES: [&str; 3] = ["product_viewed", "add_to_cart", "purchase"];
 
-/// One SQL number.
-fn number(run: &Scenario, pool: &sqlx::PgPool, sql: &str) -> Result<i64> {
-    Ok(run
-        .tokio
-        .block_on(sqlx::query_scalar::<_, i64>(sql).fetch_one(pool))?)
-}
-
 #[test]
 fn a_pipeline_without_an_aggregator_writes_its_records_as_they_are() -> Result<()> {
     let run = Scenario::new("stateless", 4)?;
@@ -92,14 +85,13 @@ fn a_pipeline_without_an_aggregator_writes_its_records_as_they_are() -> Result<(
          LEFT JOIN products p ON p.product_id = i.data->>'product_id' \
          WHERE i.data->>'event_type' IN ({types})"
     );
-    let kept = number(&run, &pool, &format!("SELECT count(*) FROM ({expected}) e"))?;
+    let kept = run.scalar::<i64>(&pool, &format!("SELECT count(*) FROM ({expected}) e"))?;
     ensure!(
         kept > 1_000 && kept < 30_000,
         "the filter keeps some events, not all: {kept}"
     );
     for (name, table) in [("the Kafka topic", &output), ("the file", &lines)] {
-        let differing = number(
-            &run,
+        let differing = run.scalar::<i64>(
             &pool,
             &format!(
                 "SELECT count(*) FROM ( \
@@ -119,9 +111,7 @@ fn a_pipeline_without_an_aggregator_writes_its_records_as_they_are() -> Result<(
         );
     }
     // Each record keeps its key: the generator keys events by session.
-    let rekeyed = number(
-        &run,
-        &pool,
+    let rekeyed = run.scalar::<i64>(&pool,
         &format!(
             "SELECT count(*) FROM {lines} WHERE data->>'key' IS DISTINCT FROM data->'value'->>'session_id'"
         ),

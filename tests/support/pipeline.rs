@@ -95,26 +95,27 @@ pub fn activity_pipeline(dir: &Path, names: &Names) -> Result<PathBuf> {
 /// Writes `pipelines/demo.toml` with `names` into `dir` (plugin paths made
 /// absolute), plus `extra` appended to its `[source]` table; returns the file.
 pub fn demo_pipeline(dir: &Path, names: &Names, source_extra: &str) -> Result<PathBuf> {
-    let root = manifest_dir().join("..");
-    let demo = std::fs::read_to_string(root.join("pipelines/demo.toml"))?;
-    let plugins = plugin_dir();
-    let mut text = String::new();
-    for line in demo.lines() {
-        let line = match line.trim() {
-            "name = \"demo\"" => format!("name = \"{}\"", names.pipeline),
-            "topic = \"ecommerce.events\"" => {
-                format!("topic = \"{}\"\n{source_extra}", names.events)
-            }
-            "topic = \"session_stats_avro\"" => format!("topic = \"{}\"", names.avro),
-            "table = \"sessions\"" => format!("table = \"{}\"", names.table),
-            trimmed => plugin_line(trimmed, &plugins).unwrap_or_else(|| line.to_owned()),
-        };
-        text.push_str(&line);
-        text.push('\n');
-    }
-    let path = dir.join(format!("{}.toml", names.pipeline));
-    std::fs::write(&path, text)?;
-    Ok(path)
+    stock_pipeline(
+        dir,
+        "demo",
+        &names.pipeline,
+        &[
+            ("name = \"demo\"", format!("name = \"{}\"", names.pipeline)),
+            (
+                "topic = \"ecommerce.events\"",
+                format!("topic = \"{}\"\n{source_extra}", names.events),
+            ),
+            (
+                "topic = \"session_stats_avro\"",
+                format!("topic = \"{}\"", names.avro),
+            ),
+            (
+                "table = \"sessions\"",
+                format!("table = \"{}\"", names.table),
+            ),
+        ],
+        "",
+    )
 }
 
 /// Writes `pipelines/<stock>.toml` into `dir` as `<name>.toml`, each line
@@ -655,6 +656,16 @@ impl Scenario {
     /// A connection pool to the stack's database.
     pub fn pool(&self) -> Result<sqlx::PgPool> {
         self.tokio.block_on(self.stack.pool(2))
+    }
+
+    /// The one value `sql` selects.
+    pub fn scalar<T>(&self, pool: &sqlx::PgPool, sql: &str) -> Result<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    {
+        Ok(self
+            .tokio
+            .block_on(sqlx::query_scalar::<_, T>(sql).fetch_one(pool))?)
     }
 }
 
