@@ -66,10 +66,9 @@ pub fn run(args: &Args) -> Result<()> {
         );
         ratios.push(ratio);
     }
-    ratios.sort_by(f64::total_cmp);
     println!(
         "  median ratio (beside / alone): {:.2}",
-        ratios[ratios.len() / 2]
+        crate::race::median(&mut ratios)
     );
     std::fs::remove_dir_all(&dir)?;
     crate::race::delete_tagged(&stack, &tag)

@@ -90,7 +90,13 @@ pub fn run(args: &Args) -> Result<()> {
     println!("  limit: plain consume            {:>9.0} events/s", raw);
 
     let pipeline = demo_pipeline(&dir, &names, "")?;
-    let throughput = run_to_end(&stack, &names, &pipeline, args.events)?;
+    let throughput = run_to_end(
+        &stack,
+        &names.group(),
+        &names.events,
+        &pipeline,
+        args.events,
+    )?;
     println!(
         "  weir run, demo pipeline         {:>9.0} events/s end to end ({:.0} % of the limit)",
         throughput,
@@ -190,18 +196,20 @@ pub fn consume_all(stack: &Stack, topic: &str, events: u64) -> Result<f64> {
     Ok(read as f64 / seconds)
 }
 
-/// Runs the pipeline over the topic; events per second from its first commit to its last.
-fn run_to_end(
+/// Runs `pipeline` (its consumer group `group`) over the `events` records
+/// of `topic`; events per second from its first commit to its last.
+pub fn run_to_end(
     stack: &Stack,
-    names: &Names,
+    group: &str,
+    topic: &str,
     pipeline: &std::path::Path,
     events: u64,
 ) -> Result<f64> {
     let running = Running::start(stack, pipeline)?;
     let timed = time_commits(
         stack,
-        &names.group(),
-        &names.events,
+        group,
+        topic,
         events,
         || running.is_running(),
         || Ok(()),

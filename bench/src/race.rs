@@ -261,23 +261,25 @@ fn baseline_pairs(race: &Race<'_>, runs: usize) -> Result<()> {
         );
         ratios.push(ratio);
     }
-    // With an even number of pairs, the mean of the middle two.
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        let middle = values.len() / 2;
-        if values.len().is_multiple_of(2) {
-            (values[middle - 1] + values[middle]) / 2.0
-        } else {
-            values[middle]
-        }
-    };
     println!();
     println!(
         "this build ÷ baseline, median of {runs} pairs: {:.3}x events/s, {:.3}x CPU s per million events",
-        median(ratios.iter().map(|r| r.0).collect()),
-        median(ratios.iter().map(|r| r.1).collect()),
+        median(&mut ratios.iter().map(|r| r.0).collect::<Vec<_>>()),
+        median(&mut ratios.iter().map(|r| r.1).collect::<Vec<_>>()),
     );
     Ok(())
+}
+
+/// The median of `values` (with an even number, the mean of the middle
+/// two); `values` ends sorted.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    }
 }
 
 /// A benchmark run's tag: `prefix` and 8 hex digits, for names that stay

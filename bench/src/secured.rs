@@ -7,9 +7,10 @@
 
 use anyhow::Result;
 use weir_tests::Stack;
-use weir_tests::pipeline::{Names, Running, create_topic};
+use weir_tests::pipeline::{Names, create_topic};
 
-use crate::pipeline::{produce, time_commits};
+use crate::pipeline::{produce, run_to_end};
+use crate::race::median;
 
 /// Options of `weir-bench secured`.
 #[derive(Debug, clap::Args)]
@@ -60,27 +61,12 @@ pub fn run(args: &Args) -> Result<()> {
                 ..Names::fresh(&tag)
             };
             let pipeline = crate::race::aggregation_only(&dir, &names)?;
-            let running = Running::start(stack, &pipeline)?;
-            let timed = time_commits(
-                stack,
-                &names.group(),
-                &names.events,
-                args.events,
-                || running.is_running(),
-                || Ok(()),
-            );
-            running.stop()?;
-            let (seconds, counted, ()) = timed?;
-            let rate = counted as f64 / seconds;
+            let rate = run_to_end(stack, &names.group(), &names.events, &pipeline, args.events)?;
             println!("  run {run}: {label} {rate:>9.0} events/s");
             rates[side].push(rate);
         }
     }
-    let median = |rates: &mut Vec<f64>| {
-        rates.sort_by(f64::total_cmp);
-        rates[rates.len() / 2]
-    };
-    let (plain_rate, secured_rate) = (median(&mut rates[0]), median(&mut rates[1]));
+    let [plain_rate, secured_rate] = rates.map(|mut side| median(&mut side));
     println!(
         "  median: plaintext {plain_rate:.0} events/s, SASL_SSL {secured_rate:.0} events/s: \
          ratio {:.2}",
