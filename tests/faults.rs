@@ -83,13 +83,76 @@ fn weir_killed_with_sigkill_at_random_moments_counts_every_event_exactly_once() 
     let run = Scenario::new("chaos", 4)?;
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
+    killed_at_random(&run, &pipeline, 6, &[])
+}
+
+#[test]
+fn a_pipeline_rekeyed_through_kafka_counts_every_event_once_through_sigkill() -> Result<()> {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let run = Scenario::new("rekeyed", 4)?;
+    run.write_catalog(SEED)?;
+    let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
+    // The demo keyed by the `session_id` field, as the reference's GROUP BY
+    // is: through the repartition topic.
+    replace_setting(
+        &pipeline,
+        "idle_timeout = \"30m\"",
+        "idle_timeout = \"30m\"\nkey_field = \"session_id\"",
+    )?;
+    let second = format!("{}.session-stats", run.names.group());
+    killed_at_random(
+        &run,
+        &pipeline,
+        5,
+        &[(second.clone(), format!("{second}.repartition"))],
+    )
+}
+
+/// Events sent under a Kafka key other than their `session_id` (page views
+/// with no other field, so their order among the session's events does not
+/// matter to the oracle), for sessions of the input topic; how many.
+fn send_under_other_keys(run: &Scenario, count: usize) -> Result<usize> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let events = weir_tests::oracle::read_topic(&run.stack, &run.names.events)?;
+    let sessions: Vec<String> = events
+        .iter()
+        .filter_map(|(_, value)| serde_json::from_str::<serde_json::Value>(value).ok())
+        .filter_map(|value| value["session_id"].as_str().map(str::to_owned))
+        .step_by(97)
+        .take(count)
+        .collect();
+    let producer: BaseProducer = run.stack.kafka_client().create()?;
+    for (index, session) in sessions.iter().enumerate() {
+        let value =
+            serde_json::json!({"session_id": session, "event_type": "page_view"}).to_string();
+        let key = format!("moved-{index}");
+        producer
+            .send(BaseRecord::to(&run.names.events).key(&key).payload(&value))
+            .map_err(|(error, _)| error)?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    Ok(sessions.len())
+}
+
+/// Runs `pipeline` with 200 000 events coming in, kills it with SIGKILL
+/// `kills` times at random moments (restarting it each time), waits for it
+/// to have committed everything (its own group, then each of `then`: a
+/// (group, topic) it reads after its source), and compares its sinks with
+/// the oracle.
+fn killed_at_random(
+    run: &Scenario,
+    pipeline: &std::path::Path,
+    kills: usize,
+    then: &[(String, String)],
+) -> Result<()> {
     let pool = run.pool()?;
     let events = 200_000;
     let generator = run.start_generator(SEED, events, 2_500, 200);
     let started = Instant::now();
-    let mut weir = run.spawn_weir(&pipeline, "weir-0.log", &[])?;
+    let mut weir = run.spawn_weir(pipeline, "weir-0.log", &[])?;
     let mut draw = Draw::new();
-    let kills = 6;
     for kill in 1..=kills {
         // Kill an instance at work: once it has its partitions and their state
         // (a restarted instance waits for the group to expire the dead one).
@@ -113,7 +176,7 @@ fn weir_killed_with_sigkill_at_random_moments_counts_every_event_exactly_once() 
         std::thread::sleep(pause);
         // Every other kill lands right after the sinks took a flush, before
         // its changelog write and offset commit have finished.
-        let mid_flush = kill % 2 == 0 && wait_for_a_flush(&run, &pool, Duration::from_secs(3))?;
+        let mid_flush = kill % 2 == 0 && wait_for_a_flush(run, &pool, Duration::from_secs(3))?;
         kill_9(&mut weir)?;
         println!(
             "kill -9 #{kill} at {:.1?}{}",
@@ -124,19 +187,27 @@ fn weir_killed_with_sigkill_at_random_moments_counts_every_event_exactly_once() 
                 ""
             }
         );
-        weir = run.spawn_weir(&pipeline, &format!("weir-{kill}.log"), &[])?;
+        weir = run.spawn_weir(pipeline, &format!("weir-{kill}.log"), &[])?;
     }
     let counts = generator.join().expect("the generator thread")?;
     ensure!(counts.events == events);
     println!("generator done at {:.1?}", started.elapsed());
-    let caught_up = wait_caught_up(
-        &run.stack,
-        &run.names.group(),
-        &run.names.events,
-        &mut weir,
-        Duration::from_secs(300),
-    )?;
-    println!("caught up {caught_up:.1?} later");
+    if !then.is_empty() {
+        let moved = send_under_other_keys(run, 2_000)?;
+        println!("{moved} events sent under other Kafka keys than their session's");
+    }
+    let mut reads = vec![(run.names.group(), run.names.events.clone())];
+    reads.extend_from_slice(then);
+    for (group, topic) in &reads {
+        let caught_up = wait_caught_up(
+            &run.stack,
+            group,
+            topic,
+            &mut weir,
+            Duration::from_secs(300),
+        )?;
+        println!("`{group}` caught up with `{topic}` {caught_up:.1?} later");
+    }
     ensure!(
         terminate(&mut weir)?.success(),
         "the last weir stops cleanly"

@@ -14,6 +14,8 @@
 //! - [`restore`]: an aggregator's state read back from its changelog topic.
 //! - [`stateless`]: a pipeline without an aggregator against a plain
 //!   consume-and-produce of the same records.
+//! - [`rekey`]: the demo's aggregation re-keyed by `session_id` through
+//!   Kafka against the same read directly.
 //! - [`soak`]: the stock pipeline at a fixed rate for a long time, a fault
 //!   every few minutes: lag, memory over time, and exactness at the end.
 //! - [`events`]: the e-commerce event stream the benchmarks run on.
@@ -26,6 +28,7 @@ mod native;
 mod pipeline;
 mod plugins;
 mod race;
+mod rekey;
 mod restore;
 mod secured;
 mod soak;
@@ -64,6 +67,8 @@ enum Command {
     Soak(soak::Args),
     /// A pipeline without an aggregator against a plain consume-and-produce.
     Stateless(stateless::Args),
+    /// The demo re-keyed by `session_id` through Kafka against read directly.
+    Rekey(rekey::Args),
     /// The aggregation-only pipeline over plaintext and over SASL_SSL, side by side.
     Secured(secured::Args),
     /// `weir run` with the stock plugins compiled in, not in Wasm (the
@@ -94,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         Command::Soak(args) => soak::run(&args),
         Command::Secured(args) => secured::run(&args),
         Command::Stateless(args) => stateless::run(&args),
+        Command::Rekey(args) => rekey::run(&args),
         Command::Isolation(args) => isolation::run(&args),
         Command::WeirNative(args) => Ok(weir::engine::run_with(
             args.run.plans()?,

@@ -70,12 +70,12 @@ pub struct Args {
 
 /// One contestant's figures for one run.
 #[derive(Debug, Clone, Copy)]
-struct Figures {
-    events_per_second: f64,
+pub(crate) struct Figures {
+    pub(crate) events_per_second: f64,
     /// CPU seconds of the contestant's process per million events.
-    cpu_per_million: f64,
+    pub(crate) cpu_per_million: f64,
     /// Peak resident memory, MiB (`None`: measured in this process).
-    peak_mib: Option<f64>,
+    pub(crate) peak_mib: Option<f64>,
     /// p99 freshness at half this run's rate (`None`: not measured).
     freshness_p99: Option<Duration>,
 }
@@ -345,7 +345,7 @@ fn summary(runs: &[Figures]) -> Summary {
     }
 }
 
-fn show(figures: &Figures) -> String {
+pub(crate) fn show(figures: &Figures) -> String {
     format!(
         "{:>9.0} events/s, {:>5.1} CPU s per million events, peak {}, p99 freshness {}",
         figures.events_per_second,
@@ -639,7 +639,7 @@ topic = "{avro}"
 }
 
 /// Rows of table `a` not in table `b`, and of `b` not in `a`.
-async fn differences(stack: &Stack, a: &str, b: &str) -> Result<i64> {
+pub(crate) async fn differences(stack: &Stack, a: &str, b: &str) -> Result<i64> {
     let pool = stack.pool(2).await?;
     let query = format!(
         "SELECT (SELECT count(*) FROM (TABLE \"{a}\" EXCEPT TABLE \"{b}\") AS x) \
@@ -721,7 +721,7 @@ fn spawn_streams(race: &Race<'_>, input: &str, id: &str) -> Result<(Child, Strin
 /// Times `child` (consuming `topic` as `group`) from its first commit until
 /// it has committed `events` records, with its CPU time over that span and
 /// its peak memory.
-fn measure(
+pub(crate) fn measure(
     stack: &Stack,
     child: &mut Child,
     group: &str,
@@ -775,7 +775,7 @@ fn peak_mib(pid: u32) -> Result<f64> {
 }
 
 /// Clock ticks per second, the unit of `/proc/*/stat` times.
-fn clock_ticks() -> Result<f64> {
+pub(crate) fn clock_ticks() -> Result<f64> {
     let out = Command::new("getconf").arg("CLK_TCK").output()?;
     Ok(String::from_utf8(out.stdout)?.trim().parse()?)
 }

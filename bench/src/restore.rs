@@ -232,6 +232,7 @@ impl Layout {
             state_version: 1,
             // Offset-like: the second writes come after all the first ones.
             applied: i64::try_from((generation - 1) * self.keys + index).expect("small"),
+            origins: weir::engine::origin::Origins::default(),
             last_event: 1_767_225_600_000 + i64::try_from(index).expect("small") * 7,
             state: state(index, generation, self.state_bytes),
         }

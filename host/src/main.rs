@@ -108,6 +108,9 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
                 .unwrap_or_default(),
             plan.dead_letter_topic,
         );
+        if let Some(repartition) = plan.repartition() {
+            println!("  {repartition}");
+        }
     }
     if failed {
         ExitCode::FAILURE

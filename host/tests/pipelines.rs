@@ -133,6 +133,31 @@ fn validate_checks_what_the_plugins_tell() {
         String::from_utf8_lossy(&output.stdout)
     );
 
+    // Keyed by a field: `weir validate` says what re-keying will create.
+    let rekeyed = write(
+        "rekeyed.toml",
+        &[
+            ("filter", "field_filter.wasm", ""),
+            ("stats", "session_stats.wasm", "key_field = \"session_id\""),
+        ],
+    );
+    let output = validate(&rekeyed);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "stage `stats` is keyed by field `session_id`: records are re-keyed through topic \
+             `weir-demo.stats.repartition` (made with the source's partition count), read by \
+             group `weir-demo.stats` as `demo.stats`"
+        ),
+        "{stdout}"
+    );
+    assert!(!String::from_utf8_lossy(&validate(&good).stdout).contains("re-keyed"));
+
     // Without an aggregator, the records go to Kafka or a file as they are.
     let stateless = dir.join("stateless.toml");
     std::fs::write(

@@ -9,6 +9,7 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value as Json};
 use weir::engine::changelog::Stored;
+use weir::engine::origin::{Origin, Origins};
 use weir::plugin::bindings::transforming::{Emitted, Transformed};
 use weir::plugin::bindings::types::{RecordHeader, Rejection, Span};
 use weir::plugin::transformed::split_transformed;
@@ -202,13 +203,20 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 0..64),
         state_version in any::<u32>(),
         applied in any::<i64>(),
+        origins in prop::collection::vec((any::<i32>(), any::<i64>(), any::<u32>()), 0..4),
         last_event in any::<i64>(),
         state in prop::collection::vec(any::<u8>(), 0..64),
     ) {
         if let Ok(stored) = Stored::decode(&bytes) {
             prop_assert_eq!(stored.encode(), bytes);
         }
-        let stored = Stored { state_version, applied, last_event, state };
+        let origins = Origins::from_vec(
+            origins
+                .into_iter()
+                .map(|(partition, offset, index)| Origin { partition, offset, index })
+                .collect(),
+        );
+        let stored = Stored { state_version, applied, origins, last_event, state };
         prop_assert_eq!(Stored::decode(&stored.encode()).expect("decodes"), stored);
     }
 

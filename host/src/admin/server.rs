@@ -84,6 +84,22 @@ impl Admin {
             .remove(pipeline);
     }
 
+    /// The part of pipeline `name` that runs `stage`: the second hop
+    /// (`<name>.<stage>`) when the pipeline is re-keyed and `stage` is its
+    /// aggregator, else the pipeline itself.
+    fn part(&self, name: &str, stage: &str) -> Result<Arc<Swapper>, ApiError> {
+        let second = format!("{name}.{stage}");
+        if self
+            .pipelines
+            .read()
+            .expect("not poisoned")
+            .contains_key(&second)
+        {
+            return self.pipeline(&second);
+        }
+        self.pipeline(name)
+    }
+
     fn pipeline(&self, name: &str) -> Result<Arc<Swapper>, ApiError> {
         self.pipelines
             .read()
@@ -307,7 +323,7 @@ async fn swap(
     Query(upload): Query<Upload>,
     component: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let swapper = admin.pipeline(&pipeline)?;
+    let swapper = admin.part(&pipeline, &stage)?;
     if component.is_empty() {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -327,7 +343,7 @@ async fn rollback(
     State(admin): State<Arc<Admin>>,
     Path((pipeline, stage)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let swapper = admin.pipeline(&pipeline)?;
+    let swapper = admin.part(&pipeline, &stage)?;
     let record = tokio::spawn(async move { swapper.rollback(&stage).await })
         .await
         .map_err(|error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))??;

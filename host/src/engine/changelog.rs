@@ -14,6 +14,18 @@
 //! bytes 13..21 the key's newest event time, ms (i64, big-endian)
 //! bytes 21..   the state bytes, as the plugin returned them
 //! ```
+//!
+//! An aggregator behind a repartition topic ([`super::origin`]) also keeps,
+//! per key, the newest source record folded in per source partition: its
+//! values are format 2, the same header, then the origins, then the state:
+//!
+//! ```text
+//! bytes 21..23     how many origins, n (u16, big-endian)
+//! n × 16 bytes     source partition (i32), offset (i64), index (u32), big-endian
+//! then             the state bytes
+//! ```
+//!
+//! Other aggregators write format 1, which weir has always read.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -23,12 +35,17 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::origin::{Origin, Origins};
 use crate::kafka::Connection;
 pub use crate::sink::changelog::{ChangelogRecord, ChangelogWriter};
 
-/// The value format this version writes and reads.
+/// The value format of state without origins.
 const FORMAT: u8 = 1;
+/// The value format of state with origins (behind a repartition topic).
+const FORMAT_ORIGINS: u8 = 2;
 const HEADER: usize = 21;
+/// The bytes of one origin in a format 2 value.
+const ORIGIN_BYTES: usize = 16;
 
 /// The changelog topic of `stage` in the pipeline consuming as `group`: the
 /// state belongs with the group's committed offsets, so a new group starts
@@ -54,9 +71,21 @@ pub enum DecodeError {
     /// Too short to hold the header.
     #[error("a changelog value of {0} bytes is shorter than its {HEADER}-byte header")]
     Short(usize),
+    /// Too short to hold the origins its header announces.
+    #[error("a changelog value of {len} bytes cannot hold the {origins} origins it announces")]
+    ShortOrigins {
+        /// Its length.
+        len: usize,
+        /// The origins announced.
+        origins: usize,
+    },
+    /// Format 2 without origins (weir writes format 1 then).
+    #[error("a changelog value of format {FORMAT_ORIGINS} holds no origins")]
+    NoOrigins,
     /// Another format.
     #[error(
-        "changelog format {0} is not one this weir reads (it reads {FORMAT}); a newer weir wrote it"
+        "changelog format {0} is not one this weir reads (it reads {FORMAT} and \
+         {FORMAT_ORIGINS}); a newer weir wrote it"
     )]
     Format(u8),
 }
@@ -115,6 +144,9 @@ pub struct Stored {
     pub state_version: u32,
     /// The newest input offset folded into `state`.
     pub applied: i64,
+    /// Behind a repartition topic: the newest source record folded in, per
+    /// source partition (empty otherwise).
+    pub origins: Origins,
     /// The key's newest event time (ms).
     pub last_event: i64,
     /// The plugin's state bytes.
@@ -124,11 +156,25 @@ pub struct Stored {
 impl Stored {
     /// The changelog value.
     pub fn encode(&self) -> Vec<u8> {
-        let mut value = Vec::with_capacity(HEADER + self.state.len());
-        value.push(FORMAT);
+        let origins = self.origins.as_slice();
+        let mut value =
+            Vec::with_capacity(HEADER + 2 + origins.len() * ORIGIN_BYTES + self.state.len());
+        value.push(if origins.is_empty() {
+            FORMAT
+        } else {
+            FORMAT_ORIGINS
+        });
         value.extend_from_slice(&self.state_version.to_be_bytes());
         value.extend_from_slice(&self.applied.to_be_bytes());
         value.extend_from_slice(&self.last_event.to_be_bytes());
+        if !origins.is_empty() {
+            // One per source partition: Kafka topics have far fewer than 65 536.
+            let count = u16::try_from(origins.len()).expect("fewer origins than partitions");
+            value.extend_from_slice(&count.to_be_bytes());
+            for origin in origins {
+                value.extend_from_slice(&origin.encode());
+            }
+        }
         value.extend_from_slice(&self.state);
         value
     }
@@ -138,19 +184,46 @@ impl Stored {
         if value.len() < HEADER {
             return Err(DecodeError::Short(value.len()));
         }
-        if value[0] != FORMAT {
-            return Err(DecodeError::Format(value[0]));
-        }
         let word = |range: std::ops::Range<usize>| -> [u8; 8] {
             value[range].try_into().expect("eight bytes")
+        };
+        let (origins, state) = match value[0] {
+            FORMAT => (Origins::default(), &value[HEADER..]),
+            FORMAT_ORIGINS => read_origins(value)?,
+            other => return Err(DecodeError::Format(other)),
         };
         Ok(Self {
             state_version: u32::from_be_bytes(value[1..5].try_into().expect("four bytes")),
             applied: i64::from_be_bytes(word(5..13)),
+            origins,
             last_event: i64::from_be_bytes(word(13..21)),
-            state: value[HEADER..].to_vec(),
+            state: state.to_vec(),
         })
     }
+}
+
+/// The origins of a format 2 value, and its state bytes.
+fn read_origins(value: &[u8]) -> Result<(Origins, &[u8]), DecodeError> {
+    let short = |origins: usize| DecodeError::ShortOrigins {
+        len: value.len(),
+        origins,
+    };
+    let count: [u8; 2] = (value.get(HEADER..HEADER + 2))
+        .ok_or_else(|| short(0))?
+        .try_into()
+        .expect("two bytes");
+    let count = usize::from(u16::from_be_bytes(count));
+    if count == 0 {
+        return Err(DecodeError::NoOrigins);
+    }
+    let start = HEADER + 2;
+    let end = start + count * ORIGIN_BYTES;
+    let entries = value.get(start..end).ok_or_else(|| short(count))?;
+    let origins = entries
+        .chunks_exact(ORIGIN_BYTES)
+        .map(|bytes| Origin::decode(bytes).expect("sixteen bytes"))
+        .collect();
+    Ok((Origins::from_vec(origins), &value[end..]))
 }
 
 /// The state of some partitions read back from a changelog.
@@ -331,17 +404,58 @@ mod tests {
         let stored = Stored {
             state_version: 7,
             applied: 1 << 40,
+            origins: Origins::default(),
             last_event: -3,
             state: b"{\"n\":1}".to_vec(),
         };
         let value = stored.encode();
         assert_eq!(value.len(), HEADER + 7);
+        assert_eq!(
+            value[0], 1,
+            "state without origins is format 1, as weir always wrote"
+        );
         assert_eq!(Stored::decode(&value), Ok(stored));
         assert_eq!(Stored::decode(&value[..20]), Err(DecodeError::Short(20)));
         let mut newer = value;
-        newer[0] = 2;
+        newer[0] = 3;
         let error = Stored::decode(&newer).unwrap_err();
-        assert_eq!(error, DecodeError::Format(2));
+        assert_eq!(error, DecodeError::Format(3));
         assert!(error.to_string().contains("newer weir"), "{error}");
+    }
+
+    #[test]
+    fn state_with_origins_reads_back_as_written() {
+        let origin = |partition, offset, index| Origin {
+            partition,
+            offset,
+            index,
+        };
+        let stored = Stored {
+            state_version: 2,
+            applied: 99,
+            origins: Origins::from_vec(vec![origin(3, 1 << 33, 0), origin(0, 5, 2)]),
+            last_event: 1_700_000_000_000,
+            state: b"state".to_vec(),
+        };
+        let value = stored.encode();
+        assert_eq!(value[0], 2);
+        assert_eq!(value.len(), HEADER + 2 + 2 * ORIGIN_BYTES + 5);
+        assert_eq!(Stored::decode(&value), Ok(stored));
+        // Cut inside the origins: refused, not read as state.
+        let cut = &value[..HEADER + 2 + ORIGIN_BYTES];
+        assert_eq!(
+            Stored::decode(cut),
+            Err(DecodeError::ShortOrigins {
+                len: cut.len(),
+                origins: 2
+            })
+        );
+        assert_eq!(
+            Stored::decode(&value[..HEADER + 1]),
+            Err(DecodeError::ShortOrigins {
+                len: HEADER + 1,
+                origins: 0
+            })
+        );
     }
 }

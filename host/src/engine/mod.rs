@@ -32,6 +32,7 @@ pub mod deliver;
 pub mod error;
 pub mod lookups;
 pub mod monitor;
+pub mod origin;
 mod reachable;
 pub mod run;
 pub mod shard;

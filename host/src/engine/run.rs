@@ -66,7 +66,9 @@ pub fn run_with(
             crate::telemetry::metrics::install(),
         ));
         let server = serve_admin(config, &admin, admin_tls, stop).await?;
-        let runs = plans.into_iter().map(|plan| {
+        // A pipeline re-keyed through Kafka runs as two.
+        let plans = plans.into_iter().flat_map(PipelinePlan::into_hops);
+        let runs = plans.map(|plan| {
             // Everything a pipeline logs, on any of its threads, carries its
             // name. Its spans are at ERROR level so that every filter that
             // lets a line through keeps them (a disabled span names nothing).

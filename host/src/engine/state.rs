@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::changelog::{ChangelogRecord, Stored};
+use super::origin::Origins;
 use crate::plugin::Value;
 
 /// The generation of a row no aggregator of this process made (state
@@ -35,6 +36,9 @@ struct Entry {
     generation: u64,
     /// Offset of the newest record folded into `state`.
     applied: i64,
+    /// Behind a repartition topic: the newest source record folded in, per
+    /// source partition (empty otherwise).
+    origins: Origins,
     /// The newest row not yet handed to the sinks.
     row: Option<Vec<Value>>,
     /// The aggregator generation that made `row` (its shape).
@@ -80,6 +84,9 @@ pub struct Folded {
     pub row: Option<Vec<Value>>,
     /// The offset of the newest event folded in.
     pub applied: i64,
+    /// Behind a repartition topic: the newest source record among them, per
+    /// source partition.
+    pub origins: Origins,
     /// The newest event time (ms) among them.
     pub last_event: i64,
 }
@@ -170,6 +177,9 @@ pub struct Held<'a> {
     pub version: u32,
     /// The newest input offset folded in.
     pub applied: i64,
+    /// Behind a repartition topic: the newest source record folded in, per
+    /// source partition.
+    pub origins: &'a Origins,
 }
 
 impl KeyedState {
@@ -282,6 +292,7 @@ impl KeyedState {
                 state: entry.state.as_slice(),
                 version: entry.version,
                 applied: entry.applied,
+                origins: &entry.origins,
             })
     }
 
@@ -293,6 +304,7 @@ impl KeyedState {
                     state: entry.state.as_slice(),
                     version: entry.version,
                     applied: entry.applied,
+                    origins: &entry.origins,
                 };
                 (number, key.as_slice(), held)
             })
@@ -305,6 +317,7 @@ impl KeyedState {
             state,
             row,
             applied,
+            origins,
             last_event,
         } = folded;
         let (version, generation) = (self.state_version, self.generation);
@@ -322,6 +335,7 @@ impl KeyedState {
                     generation,
                     row_generation: generation,
                     applied,
+                    origins: Origins::default(),
                     row: None,
                     last_event,
                     changed: false,
@@ -331,6 +345,7 @@ impl KeyedState {
         replace_state(&mut partition.bytes, entry, state);
         entry.version = version;
         entry.applied = entry.applied.max(applied);
+        entry.origins.merge(&origins);
         entry.last_event = entry.last_event.max(last_event);
         if !entry.changed {
             entry.changed = true;
@@ -370,6 +385,7 @@ impl KeyedState {
                         Stored {
                             state_version: entry.version,
                             applied: entry.applied,
+                            origins: entry.origins.clone(),
                             last_event: entry.last_event,
                             state: entry.state.clone(),
                         }
@@ -453,6 +469,7 @@ impl KeyedState {
                     generation,
                     row_generation: self.generation,
                     applied: stored.applied,
+                    origins: stored.origins,
                     row: None,
                     last_event,
                     changed: false,
@@ -497,6 +514,7 @@ mod tests {
             state,
             row,
             applied,
+            origins: Origins::default(),
             last_event,
         }
     }
@@ -541,6 +559,7 @@ mod tests {
             Stored {
                 state_version: 1,
                 applied: 5,
+                origins: Origins::default(),
                 last_event: 5,
                 state: vec![4; 9],
             },
@@ -676,6 +695,7 @@ mod tests {
             Stored {
                 state_version: 1,
                 applied: 41,
+                origins: Origins::default(),
                 last_event: 9,
                 state: b"s".to_vec(),
             },
@@ -689,6 +709,7 @@ mod tests {
             Stored {
                 state_version: 2,
                 applied: 7,
+                origins: Origins::default(),
                 last_event: 9,
                 state: b"t".to_vec(),
             },

@@ -91,6 +91,13 @@ name_type! {
 }
 
 impl Name {
+    /// The name of the part of this pipeline that runs `stage` (the second
+    /// hop of a re-keyed pipeline): `<pipeline>.<stage>`, which no pipeline
+    /// file can name.
+    pub fn part(&self, stage: &Name) -> Name {
+        Self(format!("{}.{}", self.0, stage.0))
+    }
+
     /// `value` as a name of a `what` (for the message: "pipeline", "stage").
     pub fn parse(value: &str, what: &str) -> Result<Self, NameError> {
         let valid = !value.is_empty()
@@ -111,6 +118,11 @@ impl Name {
 }
 
 impl TopicName {
+    /// A topic weir names itself from checked names (a repartition topic).
+    pub(super) fn internal(value: String) -> Self {
+        Self(value)
+    }
+
     /// `value` as a topic, the `what` of the pipeline ("source topic").
     pub fn parse(value: &str, what: &str) -> Result<Self, NameError> {
         let valid = !value.is_empty()

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::config::Format;
+use super::hops::Hop;
 use super::names::{ColumnName, Name, TableName, TopicName};
 use crate::plugin::{Capabilities, StageLimits};
 
@@ -25,6 +26,8 @@ pub struct PipelinePlan {
     pub sinks: SinksPlan,
     /// Where records that cannot be processed go.
     pub dead_letter_topic: TopicName,
+    /// Which part of its pipeline this plan runs ([`PipelinePlan::into_hops`]).
+    pub hop: Hop,
 }
 
 /// The topic a pipeline reads.
@@ -142,8 +145,9 @@ impl PipelinePlan {
         self.stages.iter().map(|stage| stage.name.as_str())
     }
 
-    /// The last stage (a checked plan has at least one).
-    pub fn last_stage(&self) -> &StagePlan {
-        self.stages.last().expect("a checked plan has a stage")
+    /// The last stage (a checked plan has at least one; the first hop of
+    /// a re-keyed pipeline may have none).
+    pub fn last_stage(&self) -> Option<&StagePlan> {
+        self.stages.last()
     }
 }

@@ -109,7 +109,7 @@ pub fn check_shape(plan: &PipelinePlan, plugins: &[Arc<Plugin>]) -> Result<(), S
         && plan.sinks.postgres.is_some()
     {
         return Err(ShapeError::NoColumns {
-            stage: plan.last_stage().name.to_string(),
+            stage: (plan.last_stage().expect("a stage per plugin").name).to_string(),
             world: plugin.kind.world(),
         });
     }

@@ -34,6 +34,27 @@ impl KafkaRecordSink {
         })
     }
 
+    /// A sink writing a re-keyed pipeline's repartition topic `topic`: as
+    /// [`Self::new`], and a record that cannot be written fails the
+    /// producer rather than leaving a gap behind the records after it
+    /// (`enable.gapless.guarantee`), and none is given up for lost while
+    /// Kafka is away (`message.timeout.ms` 0: delivery waits, as it waits
+    /// for any sink). The second hop counts each record once only if the
+    /// records of a source partition arrive in order and without gaps (see
+    /// [`crate::engine::origin`]).
+    pub fn repartition(kafka: &Connection, topic: &str) -> Result<Self, KafkaError> {
+        let producer = kafka
+            .producer(Producing::Flushes)
+            .set("partitioner", "murmur2_random")
+            .set("enable.gapless.guarantee", "true")
+            .set("message.timeout.ms", "0")
+            .create()?;
+        Ok(Self {
+            topic: topic.to_owned(),
+            producer,
+        })
+    }
+
     /// Sends every record of `batches`, returning once Kafka has
     /// acknowledged each.
     async fn send(&self, batches: &[Batch]) -> Result<(), KafkaError> {

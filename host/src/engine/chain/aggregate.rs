@@ -8,8 +8,9 @@ use std::collections::HashMap;
 
 use super::flight::Reaching;
 use super::keys::key_of;
-use super::{Aggregating, Update, index_u32};
-use crate::engine::state::{Folded, KeyedState};
+use super::{Aggregating, Replays, Update, index_u32};
+use crate::engine::origin::{self, Origin, Origins};
+use crate::engine::state::{Folded, Held, KeyedState};
 use crate::plugin::{Batch, BatchExt, Failure, Group, GroupResult, Reader, no_fields};
 use crate::sink::{DeadLetter, limits};
 
@@ -33,6 +34,19 @@ struct Keyed<'a> {
     /// (key id, record index), sorted by key id; records keep their order
     /// within a key.
     order: Vec<(u32, u32)>,
+    /// Behind a repartition topic: each record's origin, by record index
+    /// (records without one are not keyed).
+    origins: Vec<Origin>,
+}
+
+/// How far a group's events take its key.
+struct Newest {
+    /// The newest event time.
+    time: i64,
+    /// The newest offset in the partition read.
+    offset: i64,
+    /// Behind a repartition topic: the newest origin per source partition.
+    origins: Origins,
 }
 
 /// The groups the aggregator is called with.
@@ -43,8 +57,8 @@ struct Groups {
     records: Vec<u32>,
     /// For each of those, the source record it came from.
     origin: Vec<u32>,
-    /// Per group: its partition, newest event time and newest offset.
-    newest: Vec<(i32, i64, i64)>,
+    /// Per group: its partition and what its events bring the key to.
+    newest: Vec<(i32, Newest)>,
     /// Records skipped because their key's state already held them.
     replayed: u64,
 }
@@ -98,7 +112,11 @@ impl Aggregating {
         let mut keyed = Keyed {
             keys: Vec::new(),
             order: Vec::with_capacity(batch.records.len()),
+            origins: Vec::new(),
         };
+        if self.replays == Replays::ByOrigin {
+            keyed.origins.reserve(batch.records.len());
+        }
         // Stream time moves with every record, keyed or not: once per partition per batch.
         let mut stream_time: Vec<(i32, i64)> = Vec::new();
         for (index, &source_index) in reaching.origin.iter().enumerate() {
@@ -107,7 +125,15 @@ impl Aggregating {
                 Some(slot) => slot.1 = slot.1.max(record.timestamp),
                 None => stream_time.push((record.partition, record.timestamp)),
             }
-            let key = match key_of(record, self.key_field.as_deref()) {
+            let keyed_by = match self.replays {
+                Replays::ByOffset => key_of(record, self.key_field.as_deref()),
+                Replays::ByOrigin => origin_of(batch, index).and_then(|origin| {
+                    keyed.origins.resize(index, origin);
+                    keyed.origins.push(origin);
+                    key_of(record, None)
+                }),
+            };
+            let key = match keyed_by {
                 Ok(key) => key,
                 Err((code, reason)) => {
                     let record = reaching.source.record(source_index as usize);
@@ -166,13 +192,10 @@ impl Aggregating {
                 }
                 room -= 1;
             }
-            let done = previous.map_or(i64::MIN, |held| held.applied);
-            // A record the key's state already holds (read again after a
-            // restart or a rebalance) is skipped: nothing counts twice.
-            let fresh = |&&(_, index): &&(u32, u32)| batch.records[index as usize].offset > done;
-            let skipped = run.len() - run.iter().filter(fresh).count();
+            let fresh = self.fresh(run, batch, &keyed.origins, previous);
+            let skipped = run.len() - fresh.len();
             groups.replayed += skipped as u64;
-            if skipped == run.len() {
+            if fresh.is_empty() {
                 continue;
             }
             // State another version of the aggregator wrote is migrated first.
@@ -186,7 +209,7 @@ impl Aggregating {
                             "cannot migrate the key's state from version {}: {failure}",
                             held.version
                         ));
-                        for &(_, index) in run.iter().filter(fresh) {
+                        for &index in &fresh {
                             let record = reaching.source.record(origin[index as usize] as usize);
                             dead.push(self.stage.fail(record, failure.clone()));
                         }
@@ -195,11 +218,18 @@ impl Aggregating {
                 },
             };
             let first = index_u32(groups.records.len());
-            let (mut latest, mut applied) = (i64::MIN, i64::MIN);
-            for &(_, index) in run.iter().filter(fresh) {
+            let mut newest = Newest {
+                time: i64::MIN,
+                offset: i64::MIN,
+                origins: Origins::default(),
+            };
+            for &index in &fresh {
                 let record = &batch.records[index as usize];
-                latest = latest.max(record.timestamp);
-                applied = applied.max(record.offset);
+                newest.time = newest.time.max(record.timestamp);
+                newest.offset = newest.offset.max(record.offset);
+                if let Some(&origin) = keyed.origins.get(index as usize) {
+                    newest.origins.advance(origin);
+                }
                 groups.records.push(index);
                 groups.origin.push(origin[index as usize]);
             }
@@ -209,9 +239,47 @@ impl Aggregating {
                 first,
                 count: index_u32(groups.records.len()) - first,
             });
-            groups.newest.push((*partition, latest, applied));
+            groups.newest.push((*partition, newest));
         }
         groups
+    }
+
+    /// The records of a key's `run` its state does not hold yet (by index
+    /// in `batch`), in order. Read directly, those past the offset the
+    /// state applied (a source record's records share its offset, and are
+    /// always in one batch); behind a repartition topic, those past the
+    /// origin the key holds for their source partition, including records
+    /// earlier in the run (a record written again may follow its original
+    /// in the same batch).
+    fn fresh(
+        &self,
+        run: &[(u32, u32)],
+        batch: &Batch,
+        origins: &[Origin],
+        previous: Option<Held<'_>>,
+    ) -> Vec<u32> {
+        let indexes = run.iter().map(|&(_, index)| index);
+        match self.replays {
+            Replays::ByOffset => {
+                let done = previous.map_or(i64::MIN, |held| held.applied);
+                indexes
+                    .filter(|&index| batch.records[index as usize].offset > done)
+                    .collect()
+            }
+            Replays::ByOrigin => {
+                let mut held = previous
+                    .map(|held| held.origins.clone())
+                    .unwrap_or_default();
+                indexes
+                    .filter(|&index| {
+                        let origin = origins[index as usize];
+                        let fresh = !held.holds(origin);
+                        held.advance(origin);
+                        fresh
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// Dead-letters the events of a new key (`run`) the state has no room
@@ -267,7 +335,7 @@ impl Aggregating {
             updates: Vec::with_capacity(groups.groups.len()),
         };
         let origin = &groups.origin;
-        for ((group, result), (partition, latest, applied)) in
+        for ((group, result), (partition, newest)) in
             groups.groups.into_iter().zip(results).zip(groups.newest)
         {
             let first = group.first as usize;
@@ -314,14 +382,36 @@ impl Aggregating {
                 let folded = Folded {
                     state: new_state,
                     row: result.row,
-                    applied,
-                    last_event: latest,
+                    applied: newest.offset,
+                    origins: newest.origins,
+                    last_event: newest.time,
                 };
                 aggregated.updates.push((partition, group.key, folded));
             }
         }
         aggregated
     }
+}
+
+/// The origin of record `index` of `batch` (behind a repartition topic), or
+/// why it has none: a dead letter's code and reason.
+fn origin_of(batch: &Batch, index: usize) -> Result<Origin, (&'static str, String)> {
+    let header = batch
+        .headers_of(index)
+        .iter()
+        .rfind(|header| header.key == origin::HEADER);
+    header
+        .and_then(|header| Origin::decode(&header.value))
+        .ok_or_else(|| {
+            (
+                "no-origin",
+                format!(
+                    "the record has no valid `{}` header: it was not written by weir's \
+                     first hop, and a repartition topic takes only those",
+                    origin::HEADER
+                ),
+            )
+        })
 }
 
 /// Why a group's result could never be written, if it could not: a state

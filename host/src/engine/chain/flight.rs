@@ -1,9 +1,10 @@
 //! A batch on its way through the filters and transforms: which records
 //! are still in it, where each came from, and their fields once parsed.
 
-use super::keys::not_a_json_object;
+use super::keys::{key_of, not_a_json_object};
 use super::stage::{Counts, Stage};
-use super::{Tally, index_u32};
+use super::{Rekey, Tally, index_u32};
+use crate::engine::origin::{self, Origin};
 use crate::plugin::{
     Batch, BatchBuilder, BatchExt, Fields, Parsed, PluginKind, Reader, RecordRef, Verdict,
 };
@@ -170,6 +171,51 @@ impl<'s> InFlight<'s> {
             ));
             false
         })
+    }
+
+    /// Keys each record by `rekey`'s field for the second hop and adds its
+    /// origin header (the first hop of a re-keyed pipeline); records
+    /// without a valid key become dead letters, as the aggregator would
+    /// make them.
+    pub(super) fn rekey(&mut self, rekey: &Rekey, dead: &mut Vec<DeadLetter>) {
+        let batch = self.current.as_ref().unwrap_or(self.source);
+        let mut builder = BatchBuilder::with_capacity(batch.records.len(), batch.data.len());
+        let mut origin = Vec::with_capacity(self.origin.len());
+        // Each record's index among those its source record became.
+        let mut made = (u32::MAX, 0);
+        for (index, &source_index) in self.origin.iter().enumerate() {
+            made = if made.0 == source_index {
+                (source_index, made.1 + 1)
+            } else {
+                (source_index, 0)
+            };
+            let record = batch.record(index);
+            let from = self.source.record(source_index as usize);
+            let key = match key_of(record, Some(&rekey.field)) {
+                Ok(key) => key,
+                Err((code, reason)) => {
+                    dead.push(DeadLetter::malformed(from, &rekey.stage, code, reason));
+                    continue;
+                }
+            };
+            builder.push(RecordRef {
+                key: Some(&key),
+                ..record
+            });
+            for header in batch.headers_of(index) {
+                builder.header(&header.key, &header.value);
+            }
+            let at = Origin {
+                partition: from.partition,
+                offset: from.offset,
+                index: made.1,
+            };
+            builder.header(origin::HEADER, &at.encode());
+            origin.push(source_index);
+        }
+        self.current = Some(builder.build());
+        self.origin = origin;
+        self.parsed = None;
     }
 
     /// The records that reach the aggregator (the fields parsed so far

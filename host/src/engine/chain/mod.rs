@@ -78,6 +78,30 @@ pub enum End {
     Aggregate(Box<Aggregating>),
     /// To the sinks as they are: a pipeline without an aggregator.
     Emit,
+    /// To the repartition topic, keyed for the aggregator of the second
+    /// hop: the first hop of a re-keyed pipeline (see [`crate::engine::origin`]).
+    Repartition(Rekey),
+}
+
+/// How the first hop of a re-keyed pipeline keys its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rekey {
+    /// The JSON field the aggregator is keyed by.
+    pub field: String,
+    /// The aggregator's stage (it names the dead letters of records
+    /// without a valid key).
+    pub stage: String,
+}
+
+/// How an aggregator tells the records its state already holds (read
+/// again after a crash or a rebalance) from new ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replays {
+    /// By offset: the aggregator reads the source topic.
+    ByOffset,
+    /// By origin header: the aggregator reads a repartition topic (see
+    /// [`crate::engine::origin`]); records are keyed by their Kafka key.
+    ByOrigin,
 }
 
 /// An aggregator at the end of a chain.
@@ -85,6 +109,8 @@ pub struct Aggregating {
     stage: Stage,
     /// The JSON field keying the state (the record key when `None`).
     key_field: Option<String>,
+    /// How records already held are told apart.
+    replays: Replays,
     /// The aggregator's output schema.
     schema: Arc<RowSchema>,
     /// The aggregator's state version.
@@ -106,10 +132,20 @@ impl Aggregating {
         Self {
             stage,
             key_field,
+            replays: Replays::ByOffset,
             schema,
             state_version,
             warned_full: false,
         }
+    }
+
+    /// The aggregator of the second hop of a re-keyed pipeline: it reads a
+    /// repartition topic, keyed by the Kafka key, and skips records by
+    /// their origin.
+    pub fn behind_repartition(mut self) -> Self {
+        self.key_field = None;
+        self.replays = Replays::ByOrigin;
+        self
     }
 
     /// Gives `keys` (a swap's stale keys) the running aggregator's state and
@@ -173,14 +209,14 @@ impl End {
     fn stage(&self) -> Option<&Stage> {
         match self {
             End::Aggregate(aggregating) => Some(&aggregating.stage),
-            End::Emit => None,
+            End::Emit | End::Repartition(_) => None,
         }
     }
 
     fn stage_mut(&mut self) -> Option<&mut Stage> {
         match self {
             End::Aggregate(aggregating) => Some(&mut aggregating.stage),
-            End::Emit => None,
+            End::Emit | End::Repartition(_) => None,
         }
     }
 }
@@ -278,7 +314,7 @@ impl Chain {
     pub fn refresh(&mut self, keys: &[(i32, Vec<u8>)], state: &mut KeyedState) -> usize {
         match &mut self.end {
             End::Aggregate(aggregating) => aggregating.refresh(keys, state),
-            End::Emit => 0,
+            End::Emit | End::Repartition(_) => 0,
         }
     }
 
@@ -330,6 +366,13 @@ impl Chain {
                 let emitted = (reaching > 0).then(|| flight.into_emitted(last, dead));
                 (Aggregated::default(), emitted)
             }
+            End::Repartition(rekey) => {
+                let emitted = (reaching > 0).then(|| {
+                    flight.rekey(rekey, dead);
+                    flight.into_emitted(&rekey.stage, dead)
+                });
+                (Aggregated::default(), emitted)
+            }
         };
         if let Some(index) = guarded {
             let trapped = restarts(self) != before;
@@ -355,7 +398,7 @@ impl Chain {
                 records_out: aggregated.records,
                 dropped: 0,
             }),
-            End::Emit => {
+            End::Emit | End::Repartition(_) => {
                 if let Some(batch) = emitted.filter(|batch| !batch.records.is_empty()) {
                     tally.emitted = batch.records.len() as u64;
                     self.emitted.push(batch);
@@ -496,5 +539,149 @@ mod tests {
         assert!(out.headers_of(1).is_empty());
         assert_eq!(chain.emitted_bytes(), 0, "taken");
         assert_eq!(state.len(), 0, "no state without an aggregator");
+    }
+
+    /// Counts each key's events; its row is the count.
+    struct Counting;
+
+    impl StageCode for Counting {
+        fn reads(&self) -> &[String] {
+            &[]
+        }
+
+        fn aggregate(
+            &mut self,
+            _batch: &Batch,
+            _fields: &Fields,
+            groups: &[Group],
+        ) -> Vec<crate::plugin::GroupResult> {
+            groups
+                .iter()
+                .map(|group| {
+                    let before = group.state.as_deref().map_or(0, |state| {
+                        u64::from_be_bytes(state.try_into().expect("eight bytes"))
+                    });
+                    let count = before + u64::from(group.count);
+                    crate::plugin::GroupResult {
+                        state: Some(count.to_be_bytes().to_vec()),
+                        row: Some(vec![crate::plugin::Value::Long(count as i64)]),
+                        failures: Vec::new(),
+                    }
+                })
+                .collect()
+        }
+    }
+
+    /// `records` as the second hop reads them from one repartition
+    /// partition, from `offset` on (the first hop's key, value, headers).
+    fn read_back(records: &[&Batch], offset: i64) -> Batch {
+        let mut builder = BatchBuilder::default();
+        let all = records
+            .iter()
+            .flat_map(|batch| (0..batch.records.len()).map(move |index| (batch, index)));
+        for (at, (batch, index)) in all.enumerate() {
+            let record = batch.record(index);
+            builder.push(RecordRef {
+                partition: 0,
+                offset: offset + at as i64,
+                ..record
+            });
+            for header in batch.headers_of(index) {
+                builder.header(&header.key, &header.value);
+            }
+        }
+        builder.build()
+    }
+
+    #[test]
+    fn two_hops_through_a_repartition_topic_count_each_source_record_once() {
+        let rekey = Rekey {
+            field: "category".to_owned(),
+            stage: "per-category".to_owned(),
+        };
+        let mut first = Chain::new(Vec::new(), End::Repartition(rekey), Format::Json);
+        let mut builder = BatchBuilder::default();
+        let values = [
+            r#"{"category": "books"}"#,
+            r#"{"category": "games"}"#,
+            r#"{"category": 7}"#,
+            r#"{"other": 1}"#,
+            r#"{"category": "books"}"#,
+        ];
+        for (offset, value) in values.iter().enumerate() {
+            builder.push(record(Some("session-1"), value, 2, 40 + offset as i64));
+        }
+        builder.header("trace", b"t");
+        let source = builder.build();
+        let (mut none, mut dead) = (KeyedState::new(0), Vec::new());
+        let tally = first.process(&source, &mut none, &mut dead);
+        assert_eq!((tally.emitted, tally.dead), (4, 1));
+        assert_eq!(
+            (
+                dead[0].stage.as_str(),
+                dead[0].code.as_str(),
+                dead[0].offset
+            ),
+            ("per-category", "missing-key", 43)
+        );
+        let written = first.take_emitted();
+        let out = &written[0];
+        let keys: Vec<_> = (0..out.records.len())
+            .map(|i| out.record(i).key.expect("keyed"))
+            .collect();
+        assert_eq!(keys, [&b"books"[..], b"games", b"7", b"books"]);
+        let origin_of = |index: usize| {
+            let header = (out.headers_of(index).iter())
+                .find(|h| h.key == crate::engine::origin::HEADER)
+                .expect("an origin header");
+            crate::engine::origin::Origin::decode(&header.value).expect("valid")
+        };
+        assert_eq!((origin_of(3).partition, origin_of(3).offset), (2, 44));
+        assert_eq!(
+            out.headers_of(3)[0].key,
+            "trace",
+            "the record's own headers go along"
+        );
+
+        let schema = Arc::new(
+            RowSchema::parse(
+                r#"{"type": "record", "name": "Count", "fields": [{"name": "N", "type": "long"}]}"#,
+            )
+            .expect("a schema"),
+        );
+        let counting = Stage::native(
+            "test",
+            "per-category",
+            PluginKind::Aggregator,
+            Box::new(Counting),
+        );
+        let aggregating =
+            Aggregating::new(counting, Some("category".to_owned()), schema, 1).behind_repartition();
+        let mut second = Chain::new(
+            Vec::new(),
+            End::Aggregate(Box::new(aggregating)),
+            Format::Json,
+        );
+        let mut state = KeyedState::new(1);
+        // Written again after a crash of the first hop, right behind the
+        // originals: the same batch holds both.
+        let tally = second.process(&read_back(&[out, out], 100), &mut state, &mut dead);
+        assert_eq!((tally.aggregated, tally.replayed), (4, 4));
+        // And once more, in a later batch.
+        let tally = second.process(&read_back(&[out], 108), &mut state, &mut dead);
+        assert_eq!((tally.aggregated, tally.replayed), (0, 4));
+        let count = |state: &KeyedState, key: &str| {
+            let held = state.get(0, key.as_bytes()).expect("a key's state");
+            u64::from_be_bytes(held.state.try_into().expect("eight bytes"))
+        };
+        let counts = ["books", "games", "7"].map(|key| count(&state, key));
+        assert_eq!(counts, [2, 1, 1]);
+        // A record weir's first hop did not write is refused.
+        let mut stray = BatchBuilder::default();
+        stray.push(record(Some("books"), r#"{"category": "books"}"#, 0, 200));
+        let tally = second.process(&stray.build(), &mut state, &mut dead);
+        assert_eq!((tally.aggregated, tally.dead), (0, 1));
+        assert_eq!(dead.last().expect("a dead letter").code, "no-origin");
+        assert_eq!(count(&state, "books"), 2);
     }
 }

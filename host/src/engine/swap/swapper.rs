@@ -83,7 +83,8 @@ impl Swapper {
     /// A swapper over `parts`; [`Self::watch`] must run beside it for
     /// automatic rollbacks.
     pub fn new(parts: SwapperParts) -> Self {
-        let last = parts.stages.len() - 1;
+        // The first hop of a re-keyed pipeline may have no stage.
+        let last = parts.stages.len().saturating_sub(1);
         // Every stage's swap counters start at zero (see `Sinks::start_counters`).
         for (stage, _, _) in &parts.stages {
             for action in ["swap", "rollback", "automatic-rollback"] {

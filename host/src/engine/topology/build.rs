@@ -10,7 +10,7 @@ use crate::engine::error::TopologyError;
 use crate::engine::swap::AggregatorVersion;
 use crate::engine::{lookups, reachable::until_reachable};
 use crate::kafka::{ensure_partitions, ensure_topics};
-use crate::pipeline::{PipelinePlan, StageLoadError, check_shape};
+use crate::pipeline::{Hop, PipelinePlan, StageLoadError, check_shape};
 use crate::plugin::{LookupTables, MetricNames, Plugin, PluginKind, Runtime, StageContext, Worker};
 use crate::sink::{
     ChangelogWriter, DeadLetterWriter, FileSink, KafkaRecordSink, KafkaSink, KafkaSinkError,
@@ -79,7 +79,10 @@ pub(super) async fn stage_contexts(
 pub(super) async fn probe_aggregator(
     stages: &Stages,
 ) -> Result<Option<AggregatorVersion>, TopologyError> {
-    let plugin = Arc::clone(stages.plugins.last().expect("a checked plan has stages"));
+    let Some(plugin) = stages.plugins.last().map(Arc::clone) else {
+        // The first hop of a re-keyed pipeline may have no stage.
+        return Ok(None);
+    };
     if plugin.kind != PluginKind::Aggregator {
         return Ok(None);
     }
@@ -180,10 +183,14 @@ pub(super) async fn build_sinks(
                         .await?,
                 ));
             }
-            None => sinks
-                .push(Box::new(KafkaRecordSink::new(kafka, &sink.topic).map_err(
-                    client(format!("the Kafka sink to `{}`", sink.topic)),
-                )?)),
+            None => {
+                let sink = match plan.hop {
+                    Hop::First { .. } => KafkaRecordSink::repartition(kafka, &sink.topic),
+                    Hop::Whole | Hop::Second { .. } => KafkaRecordSink::new(kafka, &sink.topic),
+                }
+                .map_err(client(format!("the Kafka sink to `{}`", sink.topic)))?;
+                sinks.push(Box::new(sink));
+            }
         }
     }
     if let Some(sink) = &plan.sinks.file {

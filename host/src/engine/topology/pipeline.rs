@@ -20,8 +20,8 @@ use crate::engine::monitor;
 use crate::engine::reachable::until_reachable;
 use crate::engine::shard;
 use crate::engine::stats::Stats;
-use crate::kafka::partition_count;
-use crate::pipeline::PipelinePlan;
+use crate::kafka::{ensure_topics, partition_count};
+use crate::pipeline::{Hop, PipelinePlan};
 use crate::plugin::{NativeStages, Plugin, Runtime, StageContext};
 
 /// What every pipeline of one process shares.
@@ -63,13 +63,23 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
         contexts: stage_contexts(&plan, &shared).await?,
     };
     let aggregator = probe_aggregator(&stages).await?;
+    if let Hop::Second { source_topic, .. } = &plan.hop {
+        // The second hop reads what the first writes: the repartition
+        // topic exists before either reads or writes it.
+        let source_topic = source_topic.to_string();
+        let source = shared.config.kafka.clone();
+        let partitions =
+            tokio::task::spawn_blocking(move || partition_count(&source, &source_topic)).await??;
+        let topic = plan.source.topic.to_string();
+        ensure_topics(&shared.config.kafka, &[topic], partitions, &[]).await?;
+    }
     let partitions = {
         let (kafka, topic) = (shared.config.kafka.clone(), plan.source.topic.to_string());
         tokio::task::spawn_blocking(move || partition_count(&kafka, &topic)).await??
     };
-    let changelog_topic = aggregator
-        .is_some()
-        .then(|| changelog::topic(&plan.source.group, plan.last_stage().name.as_str()));
+    let changelog_topic = (aggregator.as_ref())
+        .and(plan.last_stage())
+        .map(|stage| changelog::topic(plan.state_group(), stage.name.as_str()));
     let sinks = until_reachable(&shared.stop, "connecting the sinks", || {
         build_sinks(
             &plan,

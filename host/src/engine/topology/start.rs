@@ -10,7 +10,7 @@ use tokio::task::JoinHandle as TaskHandle;
 use tracing::Instrument;
 
 use super::pipeline::{Shared, Stages};
-use crate::engine::chain::{Aggregating, Chain, End, Stage};
+use crate::engine::chain::{Aggregating, Chain, End, Rekey, Stage};
 use crate::engine::clock::SystemClock;
 use crate::engine::config::RunConfig;
 use crate::engine::deliver::{Committed, Ownership};
@@ -21,7 +21,7 @@ use crate::engine::source::{self, SourceContext, SourceSettings};
 use crate::engine::state::KeyBudget;
 use crate::engine::stats::Stats;
 use crate::engine::swap::{self, AggregatorVersion, Swapper};
-use crate::pipeline::{DEFAULT_MAX_KEYS, PipelinePlan, StageLoadError};
+use crate::pipeline::{DEFAULT_MAX_KEYS, Hop, PipelinePlan, StageLoadError};
 use crate::plugin::NativeStages;
 use crate::sink::Sinks;
 
@@ -56,8 +56,8 @@ pub(super) fn spawn_shards(
         flushes: Vec::with_capacity(parts.count),
         threads: Vec::with_capacity(parts.count),
     };
-    let aggregator = plan.last_stage();
-    let max_keys = aggregator.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
+    let aggregator = plan.last_stage().filter(|_| parts.aggregator.is_some());
+    let max_keys = (aggregator.and_then(|stage| stage.max_keys)).unwrap_or(DEFAULT_MAX_KEYS);
     let keys = Arc::new(KeyBudget::new(max_keys));
     for id in 0..parts.count {
         let chain = chain(plan, shared.natives, &parts)?;
@@ -68,7 +68,7 @@ pub(super) fn spawn_shards(
             shards: parts.count,
             flush_interval: plan.batch.flush_interval,
             max_wait: plan.batch.max_wait,
-            idle_timeout: aggregator.idle_timeout,
+            idle_timeout: aggregator.and_then(|stage| stage.idle_timeout),
             max_clock_skew: plan.source.max_clock_skew,
             keys: Arc::clone(&keys),
             aggregator: parts.aggregator.cloned(),
@@ -123,14 +123,24 @@ pub(super) fn chain(
         };
         stages.push(stage);
     }
-    let end = match parts.aggregator {
-        Some(version) => End::Aggregate(Box::new(Aggregating::new(
-            stages.pop().expect("a checked plan has stages"),
-            plan.last_stage().key_field.clone(),
-            Arc::clone(&version.output.schema),
-            version.state_version,
-        ))),
-        None => End::Emit,
+    let end = match (parts.aggregator, &plan.hop) {
+        (Some(version), hop) => {
+            let aggregating = Aggregating::new(
+                stages.pop().expect("an aggregator's plan has its stage"),
+                plan.last_stage().and_then(|stage| stage.key_field.clone()),
+                Arc::clone(&version.output.schema),
+                version.state_version,
+            );
+            End::Aggregate(Box::new(match hop {
+                Hop::Second { .. } => aggregating.behind_repartition(),
+                Hop::Whole | Hop::First { .. } => aggregating,
+            }))
+        }
+        (None, Hop::First { field, stage }) => End::Repartition(Rekey {
+            field: field.clone(),
+            stage: stage.to_string(),
+        }),
+        (None, Hop::Whole | Hop::Second { .. }) => End::Emit,
     };
     Ok(Chain::new(stages, end, plan.source.format))
 }

@@ -12,6 +12,7 @@ mod sinks;
 
 use super::config::{BatchConfig, LookupConfig, PipelineConfig, SourceConfig, StageConfig};
 use super::error::{PipelineError, PipelineErrors, Reporter};
+use super::hops::Hop;
 use super::names::{Name, NameError, TopicName};
 use super::plan::{BatchPlan, LookupFrom, LookupPlan, PipelinePlan, SourcePlan, StagePlan};
 
@@ -125,6 +126,7 @@ impl Checker<'_> {
             stages: stages?,
             sinks: sinks?,
             dead_letter_topic: dead_letter_topic?,
+            hop: Hop::Whole,
         })
     }
 
