@@ -240,12 +240,15 @@ pub fn time_commits<T>(
     };
     let deadline = Instant::now() + Duration::from_secs(900);
     let (started, at_start) = loop {
-        let done = committed()?;
-        if done > 0 {
-            break (Instant::now(), done);
-        }
+        // A topic the contestant has just made (a repartition topic) may
+        // not have its leaders yet: asked again until the first commit.
+        let done = match committed() {
+            Ok(done) if done > 0 => break (Instant::now(), done),
+            Ok(_) => Ok(0),
+            Err(error) => Err(error),
+        };
         if !alive() || Instant::now() > deadline {
-            bail!("{group} committed nothing");
+            bail!("{group} committed nothing ({done:?})");
         }
         std::thread::sleep(Duration::from_millis(20));
     };

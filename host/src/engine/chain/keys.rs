@@ -36,30 +36,7 @@ pub(super) fn key_of<'a>(
                 "the record has no key, and the aggregator groups by the record key".to_owned(),
             )
         })?),
-        Some(field) => {
-            let value: serde_json::Value = serde_json::from_slice(record.value)
-                .map_err(|error| ("not-json", format!("the value is not JSON: {error}")))?;
-            match value.get(field) {
-                Some(serde_json::Value::String(text)) => Cow::Owned(text.clone().into_bytes()),
-                Some(serde_json::Value::Number(number)) => {
-                    Cow::Owned(number.to_string().into_bytes())
-                }
-                Some(serde_json::Value::Null) | None => {
-                    return Err((
-                        "missing-key",
-                        format!("the value has no `{field}`, the field that keys the state"),
-                    ));
-                }
-                Some(other) => {
-                    return Err((
-                        "wrong-key-type",
-                        format!(
-                            "`{field}` keys the state, so it must be a string or a number, not {other}"
-                        ),
-                    ));
-                }
-            }
-        }
+        Some(field) => field_key(record.value, field)?,
     };
     check_key(&key)?;
     if key.len() > limits::MAX_KEY_BYTES {
@@ -73,6 +50,82 @@ pub(super) fn key_of<'a>(
         ));
     }
     Ok(key)
+}
+
+/// The value of `field` in `value`, a JSON object, as a state key: a string's
+/// text, or a number as `serde_json` prints it. Found with one pass of a
+/// JSON reader that builds nothing but the key; the whole value must be
+/// JSON, and the field's last occurrence counts (as a JSON object read
+/// into a map has it).
+fn field_key<'a>(value: &'a [u8], field: &str) -> Result<Cow<'a, [u8]>, (&'static str, String)> {
+    let mut json = jiter::Jiter::new(value);
+    let not_json = |json: &jiter::Jiter<'_>, error: jiter::JiterError| {
+        let reason = format!("the value is not JSON: {}", error.description(json));
+        ("not-json", reason)
+    };
+    let missing = || {
+        (
+            "missing-key",
+            format!("the value has no `{field}`, the field that keys the state"),
+        )
+    };
+    let mut found: Result<Option<Cow<'a, [u8]>>, (&'static str, String)> = Ok(None);
+    let scanned = (|| -> jiter::JiterResult<()> {
+        if json.peek()? != jiter::Peek::Object {
+            json.next_skip()?;
+            return json.finish();
+        }
+        let mut next = json.next_object()?.map(|name| name == field);
+        while let Some(matched) = next {
+            if matched {
+                found = field_value(&mut json, field)?;
+            } else {
+                json.next_skip()?;
+            }
+            next = json.next_key()?.map(|name| name == field);
+        }
+        json.finish()
+    })();
+    if let Err(error) = scanned {
+        return Err(not_json(&json, error));
+    }
+    found?.ok_or_else(missing)
+}
+
+/// The field's value, the reader on it: `Ok(Ok(None))` for `null`, a
+/// dead letter's code and reason for a type that cannot key state.
+#[allow(
+    clippy::type_complexity,
+    reason = "a reader's error around a record's verdict"
+)]
+fn field_value<'a>(
+    json: &mut jiter::Jiter<'a>,
+    field: &str,
+) -> jiter::JiterResult<Result<Option<Cow<'a, [u8]>>, (&'static str, String)>> {
+    let peek = json.peek()?;
+    Ok(match peek {
+        jiter::Peek::String => Ok(Some(Cow::Owned(json.known_str()?.as_bytes().to_vec()))),
+        jiter::Peek::Null => {
+            json.known_null()?;
+            Ok(None)
+        }
+        peek if peek.is_num() => {
+            let bytes = json.known_number_bytes(peek)?;
+            // Printed as `serde_json` prints the number it reads.
+            let number: serde_json::Number =
+                serde_json::from_slice(bytes).expect("the reader checked the number");
+            Ok(Some(Cow::Owned(number.to_string().into_bytes())))
+        }
+        _ => {
+            let start = json.current_index();
+            json.known_skip(peek)?;
+            let text = String::from_utf8_lossy(json.slice_to_current(start)).into_owned();
+            Err((
+                "wrong-key-type",
+                format!("`{field}` keys the state, so it must be a string or a number, not {text}"),
+            ))
+        }
+    })
 }
 
 /// Whether `key` can key state: the sinks write keys as text, so it must be
@@ -127,6 +180,30 @@ mod tests {
         );
         assert_eq!(keyed(b"", b"{}", None), Err("missing-key"));
         assert_eq!(keyed(b"\xff", b"{}", None), Err("key-not-utf8"));
+    }
+
+    #[test]
+    fn a_field_keys_state_as_a_json_object_read_into_a_map_has_it() {
+        let key = |value: &str| keyed(b"k", value.as_bytes(), Some("id"));
+        let text = |key: &str| Ok(key.as_bytes().to_vec());
+        assert_eq!(key(r#"{"id": "s-1", "n": [1, {"id": 2}]}"#), text("s-1"));
+        assert_eq!(key(r#"{"other": {"id": "inner"}, "id": 7}"#), text("7"));
+        // Numbers as serde_json prints them, whatever their spelling.
+        assert_eq!(key(r#"{"id": 7.50}"#), text("7.5"));
+        assert_eq!(key(r#"{"id": 1e2}"#), text("100.0"));
+        assert_eq!(key(r#"{"id": -3}"#), text("-3"));
+        // Escapes in names and strings are read; the last occurrence counts.
+        assert_eq!(key(r#"{"i\u0064": "a\"b", "x": 1}"#), text("a\"b"));
+        assert_eq!(key(r#"{"id": "first", "id": "last"}"#), text("last"));
+        assert_eq!(key(r#"{"id": null}"#), Err("missing-key"));
+        assert_eq!(key(r#"{"other": 1}"#), Err("missing-key"));
+        assert_eq!(key(r#"["id", 1]"#), Err("missing-key"));
+        assert_eq!(key(r#"{"id": true}"#), Err("wrong-key-type"));
+        assert_eq!(key(r#"{"id": {"a": 1}}"#), Err("wrong-key-type"));
+        assert_eq!(key(r#"{"id": "s-1"} trailing"#), Err("not-json"));
+        assert_eq!(key(r#"{"id": "s-1", "n": }"#), Err("not-json"));
+        assert_eq!(key("\u{ff}"), Err("not-json"));
+        assert_eq!(key(r#"{"id": ""}"#), Err("missing-key"), "an empty key");
     }
 
     #[test]
