@@ -205,6 +205,14 @@ impl Parsed {
         self.first[index].is_some()
     }
 
+    /// Where field `column` of this reader lies in record `index`'s value
+    /// (a span of length 0: the object has no such field); `None` when the
+    /// value is not a JSON object.
+    pub fn field(&self, index: usize, column: usize) -> Option<Span> {
+        let first = self.first[index]? as usize;
+        Some(self.spans[first + column])
+    }
+
     /// An empty set of rows of the same width, to carry records into.
     pub fn empty_like(&self) -> Self {
         Self::new(self.width, 0)

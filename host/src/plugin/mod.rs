@@ -31,7 +31,7 @@ mod stderr;
 pub mod transformed;
 pub mod worker;
 
-pub use batch::{BatchBuilder, BatchExt, RecordRef};
+pub use batch::{BatchBuilder, BatchExt, RecordRef, slice};
 pub use bindings::aggregating::Group;
 pub use bindings::types::{Batch, Fields, PluginError, Value};
 pub use capabilities::{Capabilities, Capability};

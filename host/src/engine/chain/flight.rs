@@ -1,12 +1,12 @@
 //! A batch on its way through the filters and transforms: which records
 //! are still in it, where each came from, and their fields once parsed.
 
-use super::keys::{key_of, not_a_json_object};
+use super::keys::{key_of, key_of_field, not_a_json_object};
 use super::stage::{Counts, Stage};
 use super::{Rekey, Tally, index_u32};
 use crate::engine::origin::{self, Origin};
 use crate::plugin::{
-    Batch, BatchBuilder, BatchExt, Fields, Parsed, PluginKind, Reader, RecordRef, Verdict,
+    Batch, BatchBuilder, BatchExt, Fields, Parsed, PluginKind, Reader, RecordRef, Verdict, slice,
 };
 use crate::sink::{DeadLetter, limits};
 
@@ -177,8 +177,11 @@ impl<'s> InFlight<'s> {
     /// origin header (the first hop of a re-keyed pipeline); records
     /// without a valid key become dead letters, as the aggregator would
     /// make them.
-    pub(super) fn rekey(&mut self, rekey: &Rekey, dead: &mut Vec<DeadLetter>) {
+    pub(super) fn rekey(&mut self, rekey: &Rekey, reader: &Reader, dead: &mut Vec<DeadLetter>) {
         let batch = self.current.as_ref().unwrap_or(self.source);
+        // The chain's one parse finds the field with the stages' own.
+        let column = reader.columns(std::slice::from_ref(&rekey.field))[0];
+        let parsed = self.parsed.take().unwrap_or_else(|| reader.parse(batch));
         let mut builder = BatchBuilder::with_capacity(batch.records.len(), batch.data.len());
         let mut origin = Vec::with_capacity(self.origin.len());
         // Each record's index among those its source record became.
@@ -191,7 +194,12 @@ impl<'s> InFlight<'s> {
             };
             let record = batch.record(index);
             let from = self.source.record(source_index as usize);
-            let key = match key_of(record, Some(&rekey.field)) {
+            let key = match parsed.field(index, column) {
+                Some(span) => key_of_field(slice(record.value, span), &rekey.field),
+                // Not an object: the whole value's reading says why.
+                None => key_of(record, Some(&rekey.field)),
+            };
+            let key = match key {
                 Ok(key) => key,
                 Err((code, reason)) => {
                     dead.push(DeadLetter::malformed(from, &rekey.stage, code, reason));

@@ -38,6 +38,33 @@ pub(super) fn key_of<'a>(
         })?),
         Some(field) => field_key(record.value, field)?,
     };
+    checked(key)
+}
+
+/// The state key a `field` whose value is the JSON text `json` (as the
+/// host's parser found it: a span of length 0 when the object has none)
+/// gives: what [`key_of`] gives for the whole value, without reading the
+/// rest of it again.
+pub(super) fn key_of_field<'a>(
+    json: &'a [u8],
+    field: &str,
+) -> Result<Cow<'a, [u8]>, (&'static str, String)> {
+    let mut reader = jiter::Jiter::new(json);
+    let key = match field_value(&mut reader, field) {
+        Ok(Ok(Some(key))) => key,
+        Ok(Ok(None)) | Err(_) => {
+            return Err((
+                "missing-key",
+                format!("the value has no `{field}`, the field that keys the state"),
+            ));
+        }
+        Ok(Err(refused)) => return Err(refused),
+    };
+    checked(key)
+}
+
+/// `key` if it can key state and is not longer than the sinks take.
+fn checked(key: Cow<'_, [u8]>) -> Result<Cow<'_, [u8]>, (&'static str, String)> {
     check_key(&key)?;
     if key.len() > limits::MAX_KEY_BYTES {
         return Err((

@@ -251,12 +251,21 @@ impl Chain {
     /// Gathers the fields every stage reads into one [`Reader`] and tells
     /// each stage where its own are, and whether a later stage reads any.
     fn read_fields(&mut self) {
+        // The first hop of a re-keyed pipeline finds its key field in the same parse.
+        let end_reads: Vec<String> = match &self.end {
+            End::Repartition(rekey) => vec![rekey.field.clone()],
+            End::Aggregate(_) | End::Emit => Vec::new(),
+        };
         let stages = || self.stages.iter().chain(self.end.stage());
-        let reader = Reader::new(stages().map(|stage| stage.worker.reads()));
+        let reader = Reader::new(
+            stages()
+                .map(|stage| stage.worker.reads())
+                .chain([end_reads.as_slice()]),
+        );
         let columns: Vec<Vec<usize>> = stages()
             .map(|stage| reader.columns(stage.worker.reads()))
             .collect();
-        let mut read_later = false;
+        let mut read_later = !end_reads.is_empty();
         for (stage, columns) in self
             .stages
             .iter_mut()
@@ -368,7 +377,7 @@ impl Chain {
             }
             End::Repartition(rekey) => {
                 let emitted = (reaching > 0).then(|| {
-                    flight.rekey(rekey, dead);
+                    flight.rekey(rekey, &self.reader, dead);
                     flight.into_emitted(&rekey.stage, dead)
                 });
                 (Aggregated::default(), emitted)
