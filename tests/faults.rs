@@ -136,6 +136,39 @@ fn send_under_other_keys(run: &Scenario, count: usize) -> Result<usize> {
     Ok(sessions.len())
 }
 
+/// Waits until every partition of `topic` has had its records deleted up
+/// to its end (a repartition topic, once its reader has committed it all).
+fn wait_purged(run: &Scenario, topic: &str, limit: Duration) -> Result<Duration> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = run.stack.kafka_client().create()?;
+    let timeout = Duration::from_secs(10);
+    let partitions = client
+        .fetch_metadata(Some(topic), timeout)?
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len());
+    ensure!(partitions > 0, "`{topic}` has no partitions");
+    let started = Instant::now();
+    loop {
+        let mut left = Vec::new();
+        for partition in 0..partitions as i32 {
+            let (low, high) = client.fetch_watermarks(topic, partition, timeout)?;
+            if low < high {
+                left.push(format!("{partition}: {low}..{high}"));
+            }
+        }
+        if left.is_empty() {
+            return Ok(started.elapsed());
+        }
+        ensure!(
+            started.elapsed() < limit,
+            "`{topic}` still holds consumed records after {limit:?}: {}",
+            left.join(", ")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Runs `pipeline` with 200 000 events coming in, kills it with SIGKILL
 /// `kills` times at random moments (restarting it each time), waits for it
 /// to have committed everything (its own group, then each of `then`: a
@@ -207,6 +240,10 @@ fn killed_at_random(
             Duration::from_secs(300),
         )?;
         println!("`{group}` caught up with `{topic}` {caught_up:.1?} later");
+    }
+    for (_, topic) in then {
+        let purged = wait_purged(run, topic, Duration::from_secs(30))?;
+        println!("`{topic}`: its consumed records deleted {purged:.1?} later");
     }
     ensure!(
         terminate(&mut weir)?.success(),

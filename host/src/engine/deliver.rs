@@ -43,6 +43,12 @@ impl Committed {
             .copied()
     }
 
+    /// Every partition's committed offset, as last committed here.
+    pub fn snapshot(&self) -> Vec<(i32, i64)> {
+        let committed = self.0.lock().expect("not poisoned");
+        committed.iter().map(|(&p, &o)| (p, o)).collect()
+    }
+
     fn set(&self, offsets: &BTreeMap<i32, i64>) {
         self.0.lock().expect("not poisoned").extend(offsets);
     }

@@ -34,6 +34,7 @@ pub mod lookups;
 pub mod monitor;
 pub mod origin;
 mod reachable;
+pub mod repartition;
 pub mod run;
 pub mod shard;
 #[cfg(test)]

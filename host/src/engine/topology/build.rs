@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use super::pipeline::{Shared, Stages};
-use crate::engine::changelog;
 use crate::engine::config::RunConfig;
 use crate::engine::error::TopologyError;
 use crate::engine::swap::AggregatorVersion;
+use crate::engine::{changelog, repartition};
 use crate::engine::{lookups, reachable::until_reachable};
 use crate::kafka::{ensure_partitions, ensure_topics};
 use crate::pipeline::{Hop, PipelinePlan, StageLoadError, check_shape};
@@ -138,7 +138,13 @@ pub(super) async fn build_sinks(
 ) -> Result<Sinks, TopologyError> {
     let kafka = &config.kafka;
     let mut topics = vec![plan.dead_letter_topic.to_string()];
-    topics.extend(plan.sinks.kafka.iter().map(|sink| sink.topic.to_string()));
+    match (&plan.hop, &plan.sinks.kafka) {
+        // The first hop writes the repartition topic, made as the second hop makes it.
+        (Hop::First { .. }, Some(sink)) => {
+            repartition::ensure(kafka, sink.topic.as_str(), partitions).await?;
+        }
+        (_, sink) => topics.extend(sink.iter().map(|sink| sink.topic.to_string())),
+    }
     ensure_topics(kafka, &topics, partitions, &[]).await?;
     if let Some(changelog_topic) = changelog_topic {
         let existing = ensure_topics(

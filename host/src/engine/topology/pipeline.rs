@@ -18,9 +18,10 @@ use crate::engine::deliver::{self, Committed, Ownership};
 use crate::engine::error::TopologyError;
 use crate::engine::monitor;
 use crate::engine::reachable::until_reachable;
+use crate::engine::repartition;
 use crate::engine::shard;
 use crate::engine::stats::Stats;
-use crate::kafka::{ensure_topics, partition_count};
+use crate::kafka::partition_count;
 use crate::pipeline::{Hop, PipelinePlan};
 use crate::plugin::{NativeStages, Plugin, Runtime, StageContext};
 
@@ -70,8 +71,7 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
         let source = shared.config.kafka.clone();
         let partitions =
             tokio::task::spawn_blocking(move || partition_count(&source, &source_topic)).await??;
-        let topic = plan.source.topic.to_string();
-        ensure_topics(&shared.config.kafka, &[topic], partitions, &[]).await?;
+        repartition::ensure(&shared.config.kafka, plan.source.topic.as_str(), partitions).await?;
     }
     let partitions = {
         let (kafka, topic) = (shared.config.kafka.clone(), plan.source.topic.to_string());
@@ -135,6 +135,13 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
         "Pipeline running."
     );
     tasks.push(start_monitor(&plan, shared.config, &consumer, &stats, live));
+    if let Hop::Second { .. } = plan.hop {
+        tasks.push(tokio::spawn(repartition::purge(
+            shared.config.kafka.clone(),
+            plan.source.topic.to_string(),
+            Arc::clone(&committed),
+        )));
+    }
     // Delivery runs on this task: one future per shard, polled together.
     let delivery = Arc::new(deliver::Delivery {
         sinks,
