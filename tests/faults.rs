@@ -94,20 +94,8 @@ fn a_pipeline_rekeyed_through_kafka_counts_every_event_once_through_sigkill() ->
     let run = Scenario::new("rekeyed", 4)?;
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
-    // The demo keyed by the `session_id` field, as the reference's GROUP BY
-    // is: through the repartition topic.
-    replace_setting(
-        &pipeline,
-        "idle_timeout = \"30m\"",
-        "idle_timeout = \"30m\"\nkey_field = \"session_id\"",
-    )?;
-    let second = format!("{}.session-stats", run.names.group());
-    killed_at_random(
-        &run,
-        &pipeline,
-        5,
-        &[(second.clone(), format!("{second}.repartition"))],
-    )
+    let second = rekey_by_session(&run, &pipeline)?;
+    killed_at_random(&run, &pipeline, 5, &second)
 }
 
 /// Events sent under a Kafka key other than their `session_id` (page views
@@ -283,14 +271,51 @@ fn instances_share_partitions_and_take_over_from_a_killed_one() -> Result<()> {
     let run = Scenario::new("scale", 6)?;
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
+    shared_and_taken_over(&run, &pipeline, &[])
+}
+
+#[test]
+fn instances_of_a_rekeyed_pipeline_share_both_hops_and_take_over_from_a_killed_one() -> Result<()> {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let run = Scenario::new("rescale", 6)?;
+    run.write_catalog(SEED)?;
+    let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
+    let second = rekey_by_session(&run, &pipeline)?;
+    shared_and_taken_over(&run, &pipeline, &second)
+}
+
+/// Keys the demo `pipeline` by the `session_id` field (through the
+/// repartition topic, as the reference's GROUP BY is); the second hop's
+/// group and topic.
+fn rekey_by_session(run: &Scenario, pipeline: &std::path::Path) -> Result<Vec<(String, String)>> {
+    replace_setting(
+        pipeline,
+        "idle_timeout = \"30m\"",
+        "idle_timeout = \"30m\"\nkey_field = \"session_id\"",
+    )?;
+    let second = format!("{}.session-stats", run.names.group());
+    Ok(vec![(second.clone(), format!("{second}.repartition"))])
+}
+
+/// Two instances of `pipeline` (one shard each) with 200 000 events coming
+/// in; one killed with SIGKILL, a third joining later; then, once every
+/// read (the pipeline's group, then each of `then`) has caught up, the
+/// sinks against the oracle.
+fn shared_and_taken_over(
+    run: &Scenario,
+    pipeline: &std::path::Path,
+    then: &[(String, String)],
+) -> Result<()> {
     let events = 200_000;
     let generator = run.start_generator(SEED, events, 5_000, 200);
     let started = Instant::now();
-    let mut a = run.spawn_weir(&pipeline, "a.log", &["--shards", "1"])?;
-    let mut b = run.spawn_weir(&pipeline, "b.log", &["--shards", "1"])?;
+    let mut a = run.spawn_weir(pipeline, "a.log", &["--shards", "1"])?;
+    let mut b = run.spawn_weir(pipeline, "b.log", &["--shards", "1"])?;
     std::thread::sleep(Duration::from_secs(7));
     let assigned = "Partitions assigned; restoring their state.";
-    let b_before_kill = partitions_logged(&run, "b.log", assigned)?.len();
+    let b_before_kill = partitions_logged(run, "b.log", assigned)?.len();
     kill_9(&mut a)?;
     println!(
         "instance a killed with SIGKILL at {:.1?}",
@@ -299,26 +324,40 @@ fn instances_share_partitions_and_take_over_from_a_killed_one() -> Result<()> {
     // The group notices after its session timeout (10 s) and gives a's
     // partitions to b; c joins after that and takes some from b.
     std::thread::sleep(Duration::from_secs(15));
-    let mut c = run.spawn_weir(&pipeline, "c.log", &["--shards", "1"])?;
+    let mut c = run.spawn_weir(pipeline, "c.log", &["--shards", "1"])?;
     println!("instance c started at {:.1?}", started.elapsed());
     let (counts, _) = run.caught_up(generator, events, &mut b)?;
+    if !then.is_empty() {
+        let moved = send_under_other_keys(run, 2_000)?;
+        println!("{moved} events sent under other Kafka keys than their session's");
+        wait_caught_up(
+            &run.stack,
+            &run.names.group(),
+            &run.names.events,
+            &mut b,
+            Duration::from_secs(300),
+        )?;
+    }
+    for (group, topic) in then {
+        wait_caught_up(&run.stack, group, topic, &mut b, Duration::from_secs(300))?;
+    }
     ensure!(terminate(&mut c)?.success(), "c stops cleanly");
     ensure!(terminate(&mut b)?.success(), "b stops cleanly");
     for log in ["a.log", "b.log", "c.log"] {
-        let assigned = partitions_logged(&run, log, "Partitions assigned; restoring their state.")?;
+        let assigned = partitions_logged(run, log, "Partitions assigned; restoring their state.")?;
         let revoked = partitions_logged(
-            &run,
+            run,
             log,
             "Partitions revoked; their results are written and committed.",
         )?;
         println!("{log}: assigned {assigned:?}, revoked {revoked:?}");
     }
     let c_assigned =
-        partitions_logged(&run, "c.log", "Partitions assigned; restoring their state.")?;
+        partitions_logged(run, "c.log", "Partitions assigned; restoring their state.")?;
     ensure!(!c_assigned.is_empty(), "c took partitions over");
     // However the group first split the partitions between a and b, b gets
     // a new assignment once a is gone: a's partitions.
-    let b_assigned = partitions_logged(&run, "b.log", assigned)?;
+    let b_assigned = partitions_logged(run, "b.log", assigned)?;
     ensure!(
         b_assigned.len() > b_before_kill,
         "b took over partitions of a after the kill: {b_assigned:?} ({b_before_kill} before)"
