@@ -581,6 +581,110 @@ mod tests {
         }
     }
 
+    /// Makes each record two: one per item of its `items`, each keyed
+    /// (by value) by the item's `category`.
+    struct PerItem;
+
+    impl StageCode for PerItem {
+        fn reads(&self) -> &[String] {
+            &[]
+        }
+
+        fn transform(
+            &mut self,
+            batch: &Batch,
+            _fields: &Fields,
+        ) -> Vec<Result<Vec<crate::plugin::OutputRecord>, crate::plugin::Failure>> {
+            (0..batch.records.len())
+                .map(|index| {
+                    let value: serde_json::Value =
+                        serde_json::from_slice(batch.record(index).value).unwrap_or_default();
+                    let items = value["items"].as_array().cloned().unwrap_or_default();
+                    Ok(items
+                        .iter()
+                        .map(|item| crate::plugin::OutputRecord {
+                            key: None,
+                            value: item.to_string().into_bytes(),
+                            headers: Vec::new(),
+                        })
+                        .collect())
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn the_records_a_source_record_becomes_each_count_once_behind_a_repartition_topic() {
+        let rekey = Rekey {
+            field: "category".to_owned(),
+            stage: "per-category".to_owned(),
+        };
+        let split = Stage::native("test", "items", PluginKind::Transform, Box::new(PerItem));
+        // A `bytes` source: values are not checked as JSON before the stages.
+        let mut first = Chain::new(vec![split], End::Repartition(rekey), Format::Bytes);
+        let mut builder = BatchBuilder::default();
+        let orders = [
+            r#"{"items": [{"category": "books"}, {"category": "books"}, {"category": "games"}]}"#,
+            r#"{"items": [{"category": "books"}, {"name": "no category"}]}"#,
+        ];
+        for (offset, value) in orders.iter().enumerate() {
+            builder.push(record(Some("order"), value, 1, offset as i64));
+        }
+        let source = builder.build();
+        let (mut none, mut dead) = (KeyedState::new(0), Vec::new());
+        let tally = first.process(&source, &mut none, &mut dead);
+        assert_eq!((tally.emitted, tally.dead), (4, 1));
+        assert_eq!(dead[0].code, "missing-key");
+        let written = first.take_emitted();
+        let out = &written[0];
+        let origins: Vec<(i64, u32)> = (0..out.records.len())
+            .map(|index| {
+                let header = (out.headers_of(index).iter())
+                    .find(|h| h.key == crate::engine::origin::HEADER)
+                    .expect("an origin header");
+                let origin = crate::engine::origin::Origin::decode(&header.value).expect("valid");
+                (origin.offset, origin.index)
+            })
+            .collect();
+        // Each record's index among those its source record became.
+        assert_eq!(origins, [(0, 0), (0, 1), (0, 2), (1, 0)]);
+
+        let schema = Arc::new(
+            RowSchema::parse(
+                r#"{"type": "record", "name": "Count", "fields": [{"name": "N", "type": "long"}]}"#,
+            )
+            .expect("a schema"),
+        );
+        let counting = Stage::native(
+            "test",
+            "per-category",
+            PluginKind::Aggregator,
+            Box::new(Counting),
+        );
+        let aggregating =
+            Aggregating::new(counting, Some("category".to_owned()), schema, 1).behind_repartition();
+        let mut second = Chain::new(
+            Vec::new(),
+            End::Aggregate(Box::new(aggregating)),
+            Format::Json,
+        );
+        let mut state = KeyedState::new(1);
+        // One batch cut between the two books of the first order, then
+        // everything written again after a crash of the first hop.
+        let all = read_back(&[out], 0);
+        let tally = second.process(&all.select(&[0]), &mut state, &mut dead);
+        assert_eq!(tally.aggregated, 1);
+        let tally = second.process(&all.select(&[1, 2, 3]), &mut state, &mut dead);
+        assert_eq!((tally.aggregated, tally.replayed), (3, 0));
+        let tally = second.process(&read_back(&[out], 4), &mut state, &mut dead);
+        assert_eq!((tally.aggregated, tally.replayed), (0, 4));
+        let count = |key: &str| {
+            let held = state.get(0, key.as_bytes()).expect("a key's state");
+            u64::from_be_bytes(held.state.try_into().expect("eight bytes"))
+        };
+        assert_eq!((count("books"), count("games")), (3, 1));
+    }
+
     /// `records` as the second hop reads them from one repartition
     /// partition, from `offset` on (the first hop's key, value, headers).
     fn read_back(records: &[&Batch], offset: i64) -> Batch {
