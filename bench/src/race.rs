@@ -496,10 +496,29 @@ fn spawn_weir(race: &Race<'_>, names: &Names, engine: Engine, log: &str) -> Resu
             program.display()
         );
     }
-    let log = std::fs::File::create(dir.join(format!("weir-{log}.log")))?;
+    start(
+        &program,
+        command,
+        &pipeline,
+        stack,
+        &dir.join(format!("weir-{log}.log")),
+    )
+}
+
+/// `PROGRAM COMMAND PIPELINE` (`weir run`, or the native baseline) as its
+/// own process against `stack`, its admin API on a free port, logging to
+/// `log`.
+pub(crate) fn start(
+    program: &Path,
+    command: &str,
+    pipeline: &Path,
+    stack: &Stack,
+    log: &Path,
+) -> Result<Child> {
+    let log = std::fs::File::create(log)?;
     Ok(Command::new(program)
         .arg(command)
-        .arg(&pipeline)
+        .arg(pipeline)
         .args(["--admin-addr", "127.0.0.1:0"])
         .env("WEIR_BOOTSTRAP", &stack.bootstrap)
         .env("WEIR_REGISTRY_URL", &stack.registry_url)

@@ -15,7 +15,7 @@
 //! its CPU time and peak memory over the same span. The two take turns
 //! going first, `--runs` times each; both tables are compared row for row.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use anyhow::{Result, bail};
 use weir_tests::Stack;
@@ -153,15 +153,11 @@ fn spawn(
             program.display()
         );
     }
-    let log = std::fs::File::create(dir.join(format!("{log}.log")))?;
-    Ok(Command::new(program)
-        .arg("run")
-        .arg(pipeline)
-        .args(["--admin-addr", "127.0.0.1:0"])
-        .env("WEIR_BOOTSTRAP", &stack.bootstrap)
-        .env("WEIR_REGISTRY_URL", &stack.registry_url)
-        .env("WEIR_DATABASE_URL", &stack.database_url)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()?)
+    crate::race::start(
+        &program,
+        "run",
+        pipeline,
+        stack,
+        &dir.join(format!("{log}.log")),
+    )
 }

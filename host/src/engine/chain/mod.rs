@@ -649,25 +649,7 @@ mod tests {
         // Each record's index among those its source record became.
         assert_eq!(origins, [(0, 0), (0, 1), (0, 2), (1, 0)]);
 
-        let schema = Arc::new(
-            RowSchema::parse(
-                r#"{"type": "record", "name": "Count", "fields": [{"name": "N", "type": "long"}]}"#,
-            )
-            .expect("a schema"),
-        );
-        let counting = Stage::native(
-            "test",
-            "per-category",
-            PluginKind::Aggregator,
-            Box::new(Counting),
-        );
-        let aggregating =
-            Aggregating::new(counting, Some("category".to_owned()), schema, 1).behind_repartition();
-        let mut second = Chain::new(
-            Vec::new(),
-            End::Aggregate(Box::new(aggregating)),
-            Format::Json,
-        );
+        let mut second = counting_behind_repartition();
         let mut state = KeyedState::new(1);
         // One batch cut between the two books of the first order, then
         // everything written again after a crash of the first hop.
@@ -683,6 +665,29 @@ mod tests {
             u64::from_be_bytes(held.state.try_into().expect("eight bytes"))
         };
         assert_eq!((count("books"), count("games")), (3, 1));
+    }
+
+    /// The second hop of a pipeline re-keyed by `category`, counting.
+    fn counting_behind_repartition() -> Chain {
+        let schema = Arc::new(
+            RowSchema::parse(
+                r#"{"type": "record", "name": "Count", "fields": [{"name": "N", "type": "long"}]}"#,
+            )
+            .expect("a schema"),
+        );
+        let counting = Stage::native(
+            "test",
+            "per-category",
+            PluginKind::Aggregator,
+            Box::new(Counting),
+        );
+        let aggregating =
+            Aggregating::new(counting, Some("category".to_owned()), schema, 1).behind_repartition();
+        Chain::new(
+            Vec::new(),
+            End::Aggregate(Box::new(aggregating)),
+            Format::Json,
+        )
     }
 
     /// `records` as the second hop reads them from one repartition
@@ -756,25 +761,7 @@ mod tests {
             "the record's own headers go along"
         );
 
-        let schema = Arc::new(
-            RowSchema::parse(
-                r#"{"type": "record", "name": "Count", "fields": [{"name": "N", "type": "long"}]}"#,
-            )
-            .expect("a schema"),
-        );
-        let counting = Stage::native(
-            "test",
-            "per-category",
-            PluginKind::Aggregator,
-            Box::new(Counting),
-        );
-        let aggregating =
-            Aggregating::new(counting, Some("category".to_owned()), schema, 1).behind_repartition();
-        let mut second = Chain::new(
-            Vec::new(),
-            End::Aggregate(Box::new(aggregating)),
-            Format::Json,
-        );
+        let mut second = counting_behind_repartition();
         let mut state = KeyedState::new(1);
         // Written again after a crash of the first hop, right behind the
         // originals: the same batch holds both.
