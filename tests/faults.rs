@@ -20,6 +20,14 @@ use weir_tests::pipeline::{
 /// One fault test at a time: they stop the shared stack's services.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Holds [`SERIAL`] for a test (a test that failed while holding it does
+/// not stop the others).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The catalog every pipeline test writes (seed 42), so tests agree on it.
 const SEED: &str = "42";
 
@@ -77,9 +85,7 @@ fn kill_9(child: &mut Child) -> Result<()> {
 
 #[test]
 fn weir_killed_with_sigkill_at_random_moments_counts_every_event_exactly_once() -> Result<()> {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = one_at_a_time();
     let run = Scenario::new("chaos", 4)?;
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
@@ -88,9 +94,7 @@ fn weir_killed_with_sigkill_at_random_moments_counts_every_event_exactly_once() 
 
 #[test]
 fn a_pipeline_rekeyed_through_kafka_counts_every_event_once_through_sigkill() -> Result<()> {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = one_at_a_time();
     let run = Scenario::new("rekeyed", 4)?;
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
@@ -265,9 +269,7 @@ fn partitions_logged(run: &Scenario, log: &str, message: &str) -> Result<Vec<Str
 
 #[test]
 fn instances_share_partitions_and_take_over_from_a_killed_one() -> Result<()> {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = one_at_a_time();
     let run = Scenario::new("scale", 6)?;
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
@@ -276,9 +278,7 @@ fn instances_share_partitions_and_take_over_from_a_killed_one() -> Result<()> {
 
 #[test]
 fn instances_of_a_rekeyed_pipeline_share_both_hops_and_take_over_from_a_killed_one() -> Result<()> {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = one_at_a_time();
     let run = Scenario::new("rescale", 6)?;
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
@@ -409,9 +409,7 @@ fn catch_up(run: &Scenario, weir: &mut Child, limit: Duration) -> Result<Duratio
 
 #[test]
 fn broker_and_database_outages_lose_nothing_and_weir_catches_up_by_itself() -> Result<()> {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = one_at_a_time();
     let run = Scenario::new("outage", 4)?;
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;

@@ -244,8 +244,7 @@ pub fn time_commits<T>(
         // not have its leaders yet: asked again until the first commit.
         let done = match committed() {
             Ok(done) if done > 0 => break (Instant::now(), done),
-            Ok(_) => Ok(0),
-            Err(error) => Err(error),
+            other => other,
         };
         if !alive() || Instant::now() > deadline {
             bail!("{group} committed nothing ({done:?})");

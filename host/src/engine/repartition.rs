@@ -58,12 +58,8 @@ pub async fn purge(kafka: Connection, topic: String, committed: Arc<Committed>) 
         }
         let mut list = TopicPartitionList::new();
         for &(partition, offset) in &offsets {
-            if list
-                .add_partition_offset(&topic, partition, Offset::Offset(offset))
-                .is_err()
-            {
-                continue;
-            }
+            // Refused only for an offset no commit holds (a negative one).
+            let _ = list.add_partition_offset(&topic, partition, Offset::Offset(offset));
         }
         match admin.delete_records(&list, &options).await {
             Ok(result) => {

@@ -35,8 +35,8 @@ struct Keyed<'a> {
     /// within a key.
     order: Vec<(u32, u32)>,
     /// Behind a repartition topic: each record's origin, by record index
-    /// (records without one are not keyed).
-    origins: Vec<Origin>,
+    /// (`None`: it has none, and is a dead letter, not keyed).
+    origins: Vec<Option<Origin>>,
 }
 
 /// How far a group's events take its key.
@@ -127,11 +127,11 @@ impl Aggregating {
             }
             let keyed_by = match self.replays {
                 Replays::ByOffset => key_of(record, self.key_field.as_deref()),
-                Replays::ByOrigin => origin_of(batch, index).and_then(|origin| {
-                    keyed.origins.resize(index, origin);
-                    keyed.origins.push(origin);
-                    key_of(record, None)
-                }),
+                Replays::ByOrigin => {
+                    let origin = origin_of(batch, index);
+                    keyed.origins.push(origin.as_ref().ok().copied());
+                    origin.and_then(|_| key_of(record, None))
+                }
             };
             let key = match keyed_by {
                 Ok(key) => key,
@@ -192,7 +192,7 @@ impl Aggregating {
                 }
                 room -= 1;
             }
-            let fresh = self.fresh(run, batch, &keyed.origins, previous);
+            let (fresh, origins) = self.fresh(run, batch, &keyed.origins, previous);
             let skipped = run.len() - fresh.len();
             groups.replayed += skipped as u64;
             if fresh.is_empty() {
@@ -221,15 +221,12 @@ impl Aggregating {
             let mut newest = Newest {
                 time: i64::MIN,
                 offset: i64::MIN,
-                origins: Origins::default(),
+                origins,
             };
             for &index in &fresh {
                 let record = &batch.records[index as usize];
                 newest.time = newest.time.max(record.timestamp);
                 newest.offset = newest.offset.max(record.offset);
-                if let Some(&origin) = keyed.origins.get(index as usize) {
-                    newest.origins.advance(origin);
-                }
                 groups.records.push(index);
                 groups.origin.push(origin[index as usize]);
             }
@@ -245,39 +242,41 @@ impl Aggregating {
     }
 
     /// The records of a key's `run` its state does not hold yet (by index
-    /// in `batch`), in order. Read directly, those past the offset the
-    /// state applied (a source record's records share its offset, and are
-    /// always in one batch); behind a repartition topic, those past the
-    /// origin the key holds for their source partition, including records
-    /// earlier in the run (a record written again may follow its original
-    /// in the same batch).
+    /// in `batch`), in order, and the origins the key holds with them.
+    /// Read directly, those past the offset the state applied (a source
+    /// record's records share its offset, and are always in one batch);
+    /// behind a repartition topic, those past the origin the key holds for
+    /// their source partition, including records earlier in the run (a
+    /// record written again may follow its original in the same batch).
     fn fresh(
         &self,
         run: &[(u32, u32)],
         batch: &Batch,
-        origins: &[Origin],
+        origins: &[Option<Origin>],
         previous: Option<Held<'_>>,
-    ) -> Vec<u32> {
+    ) -> (Vec<u32>, Origins) {
         let indexes = run.iter().map(|&(_, index)| index);
         match self.replays {
             Replays::ByOffset => {
                 let done = previous.map_or(i64::MIN, |held| held.applied);
-                indexes
+                let fresh = indexes
                     .filter(|&index| batch.records[index as usize].offset > done)
-                    .collect()
+                    .collect();
+                (fresh, Origins::default())
             }
             Replays::ByOrigin => {
                 let mut held = previous
                     .map(|held| held.origins.clone())
                     .unwrap_or_default();
-                indexes
+                let fresh = indexes
                     .filter(|&index| {
-                        let origin = origins[index as usize];
+                        let origin = origins[index as usize].expect("keyed records have an origin");
                         let fresh = !held.holds(origin);
                         held.advance(origin);
                         fresh
                     })
-                    .collect()
+                    .collect();
+                (fresh, held)
             }
         }
     }
@@ -395,7 +394,7 @@ impl Aggregating {
 
 /// The origin of record `index` of `batch` (behind a repartition topic), or
 /// why it has none: a dead letter's code and reason.
-fn origin_of(batch: &Batch, index: usize) -> Result<Origin, (&'static str, String)> {
+pub(super) fn origin_of(batch: &Batch, index: usize) -> Result<Origin, (&'static str, String)> {
     let header = batch
         .headers_of(index)
         .iter()

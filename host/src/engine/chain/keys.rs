@@ -96,7 +96,7 @@ fn field_key<'a>(value: &'a [u8], field: &str) -> Result<Cow<'a, [u8]>, (&'stati
             format!("the value has no `{field}`, the field that keys the state"),
         )
     };
-    let mut found: Result<Option<Cow<'a, [u8]>>, (&'static str, String)> = Ok(None);
+    let mut found: FieldKey<'a> = Ok(None);
     let scanned = (|| -> jiter::JiterResult<()> {
         if json.peek()? != jiter::Peek::Object {
             json.next_skip()?;
@@ -119,16 +119,12 @@ fn field_key<'a>(value: &'a [u8], field: &str) -> Result<Cow<'a, [u8]>, (&'stati
     found?.ok_or_else(missing)
 }
 
-/// The field's value, the reader on it: `Ok(Ok(None))` for `null`, a
+/// What a field's value gives as a key: the key, `None` for `null`, or a
 /// dead letter's code and reason for a type that cannot key state.
-#[allow(
-    clippy::type_complexity,
-    reason = "a reader's error around a record's verdict"
-)]
-fn field_value<'a>(
-    json: &mut jiter::Jiter<'a>,
-    field: &str,
-) -> jiter::JiterResult<Result<Option<Cow<'a, [u8]>>, (&'static str, String)>> {
+type FieldKey<'a> = Result<Option<Cow<'a, [u8]>>, (&'static str, String)>;
+
+/// The field's value, the reader on it (the reader's error: not JSON).
+fn field_value<'a>(json: &mut jiter::Jiter<'a>, field: &str) -> jiter::JiterResult<FieldKey<'a>> {
     let peek = json.peek()?;
     Ok(match peek {
         jiter::Peek::String => Ok(Some(Cow::Owned(json.known_str()?.as_bytes().to_vec()))),

@@ -639,10 +639,7 @@ mod tests {
         let out = &written[0];
         let origins: Vec<(i64, u32)> = (0..out.records.len())
             .map(|index| {
-                let header = (out.headers_of(index).iter())
-                    .find(|h| h.key == crate::engine::origin::HEADER)
-                    .expect("an origin header");
-                let origin = crate::engine::origin::Origin::decode(&header.value).expect("valid");
+                let origin = aggregate::origin_of(out, index).expect("an origin header");
                 (origin.offset, origin.index)
             })
             .collect();
@@ -748,12 +745,7 @@ mod tests {
             .map(|i| out.record(i).key.expect("keyed"))
             .collect();
         assert_eq!(keys, [&b"books"[..], b"games", b"7", b"books"]);
-        let origin_of = |index: usize| {
-            let header = (out.headers_of(index).iter())
-                .find(|h| h.key == crate::engine::origin::HEADER)
-                .expect("an origin header");
-            crate::engine::origin::Origin::decode(&header.value).expect("valid")
-        };
+        let origin_of = |index| aggregate::origin_of(out, index).expect("an origin header");
         assert_eq!((origin_of(3).partition, origin_of(3).offset), (2, 44));
         assert_eq!(
             out.headers_of(3)[0].key,
