@@ -798,3 +798,26 @@ fn partitions_added_to_the_source_get_their_changelog_partitions() -> Result<()>
     println!("a source grown from 2 to 4 partitions: {sessions} sessions equal the oracle");
     Ok(())
 }
+
+#[test]
+fn a_group_is_never_caught_up_on_a_topic_that_does_not_exist() -> Result<()> {
+    // A topic the broker does not know has no partitions, so nothing is
+    // behind on it: the progress must be an error, or a test waiting for a
+    // misnamed topic would pass before the pipeline has done anything.
+    let run = Scenario::new("progress", 3)?;
+    let (stack, names) = (&run.stack, &run.names);
+    let missing = format!("{}.missing", names.events);
+    let error = progress(stack, &names.group(), &missing)
+        .err()
+        .context("the progress on a missing topic is an error")?;
+    ensure!(
+        format!("{error:#}").contains("Unknown topic"),
+        "the error names the cause: {error:#}"
+    );
+    let (committed, ends) = progress(stack, &names.group(), &names.events)?;
+    ensure!(
+        committed == [None, None, None] && ends == [0, 0, 0],
+        "a new topic's three partitions, nothing committed: {committed:?}, {ends:?}"
+    );
+    Ok(())
+}

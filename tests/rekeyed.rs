@@ -39,7 +39,7 @@ fn sales_per_category_are_summed_through_the_repartition_topic() -> Result<()> {
         .expect("generator")?;
     ensure!(counts.events == 40_000);
     let group = run.names.group();
-    let second = format!("{group}.category-sales");
+    let second = format!("{group}.sales");
     for (group, topic) in [
         (group.clone(), run.names.events.clone()),
         (second.clone(), format!("{second}.repartition")),

@@ -170,9 +170,20 @@ pub fn group_progress<C: ConsumerContext>(
     timeout: Duration,
 ) -> rdkafka::error::KafkaResult<Vec<PartitionProgress>> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let partitions = metadata.topics().first().map_or(0, |t| {
-        i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)
-    });
+    // A topic the broker does not (yet) know comes back with an error or
+    // without partitions: an error, never an empty and so "caught up" list.
+    let partitions = match metadata.topics().first() {
+        Some(found) if found.error().is_none() && !found.partitions().is_empty() => {
+            i32::try_from(found.partitions().len()).unwrap_or(i32::MAX)
+        }
+        found => {
+            return Err(KafkaError::MetadataFetch(
+                found
+                    .and_then(|t| t.error())
+                    .map_or(RDKafkaErrorCode::UnknownTopicOrPartition, Into::into),
+            ));
+        }
+    };
     let mut list = rdkafka::TopicPartitionList::new();
     for partition in 0..partitions {
         list.add_partition(topic, partition);
