@@ -16,10 +16,13 @@
 //!   consume-and-produce of the same records.
 //! - [`rekey`]: the demo's aggregation re-keyed by `session_id` through
 //!   Kafka against the same read directly.
+//! - [`categories`]: the re-keyed category aggregation against the Kafka
+//!   Streams peer's `groupBy` on the category.
 //! - [`soak`]: the stock pipeline at a fixed rate for a long time, a fault
 //!   every few minutes: lag, memory over time, and exactness at the end.
 //! - [`events`]: the e-commerce event stream the benchmarks run on.
 
+mod categories;
 mod events;
 mod freshness;
 mod isolation;
@@ -69,6 +72,8 @@ enum Command {
     Stateless(stateless::Args),
     /// The demo re-keyed by `session_id` through Kafka against read directly.
     Rekey(rekey::Args),
+    /// The re-keyed category aggregation against Kafka Streams' `groupBy`.
+    Categories(categories::Args),
     /// The aggregation-only pipeline over plaintext and over SASL_SSL, side by side.
     Secured(secured::Args),
     /// `weir run` with the stock plugins compiled in, not in Wasm (the
@@ -100,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         Command::Secured(args) => secured::run(&args),
         Command::Stateless(args) => stateless::run(&args),
         Command::Rekey(args) => rekey::run(&args),
+        Command::Categories(args) => categories::run(&args),
         Command::Isolation(args) => isolation::run(&args),
         Command::WeirNative(args) => Ok(weir::engine::run_with(
             args.run.plans()?,

@@ -77,7 +77,7 @@ pub(crate) struct Figures {
     /// Peak resident memory, MiB (`None`: measured in this process).
     pub(crate) peak_mib: Option<f64>,
     /// p99 freshness at half this run's rate (`None`: not measured).
-    freshness_p99: Option<Duration>,
+    pub(crate) freshness_p99: Option<Duration>,
 }
 
 /// Runs the race and prints the table.
@@ -768,7 +768,7 @@ pub(crate) fn measure(
 }
 
 /// User and system CPU seconds of process `pid` so far (all its threads).
-fn cpu_seconds(pid: u32, ticks: f64) -> Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32, ticks: f64) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces), from field 3.
     let after = stat.rsplit_once(')').context("a /proc stat line")?.1;
@@ -779,7 +779,7 @@ fn cpu_seconds(pid: u32, ticks: f64) -> Result<f64> {
 }
 
 /// Peak resident memory of process `pid`, MiB.
-fn peak_mib(pid: u32) -> Result<f64> {
+pub(crate) fn peak_mib(pid: u32) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()
@@ -800,9 +800,9 @@ pub(crate) fn clock_ticks() -> Result<f64> {
 }
 
 /// Builds the Kafka Streams peer's jar with Maven; returns its path.
-fn build_peer() -> Result<PathBuf> {
+pub(crate) fn build_peer() -> Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/kafka-streams");
-    let jar = root.join("target/session-stats-streams.jar");
+    let jar = root.join("target/streams-peer.jar");
     if jar.is_file() {
         return Ok(jar);
     }

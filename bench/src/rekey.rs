@@ -140,7 +140,7 @@ fn weir_run(
 }
 
 /// `weir run PIPELINE`, this build's, as its own process.
-fn spawn(
+pub(crate) fn spawn(
     stack: &Stack,
     dir: &std::path::Path,
     pipeline: &std::path::Path,

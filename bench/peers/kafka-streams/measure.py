@@ -9,7 +9,7 @@ committed", the event rate over the latter, and the CPU time the peer and
 the whole machine spent until then (to spot other load), then stops the
 peer with SIGTERM and waits for it to close.
 
-    measure.py --jar target/session-stats-streams.jar -- \
+    measure.py --jar target/streams-peer.jar -- \
         --bootstrap 127.0.0.1:9092 --input IN --output OUT --application-id ID
 
 Needs confluent-kafka (the Python under ~/.cache/weir/python has it).
@@ -57,7 +57,7 @@ def machine_busy_seconds():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jar", default="target/session-stats-streams.jar")
+    parser.add_argument("--jar", default="target/streams-peer.jar")
     parser.add_argument("--java", default="java")
     parser.add_argument("--jvm-arg", action="append", default=[], help="extra JVM option (repeatable)")
     parser.add_argument("--timeout", type=float, default=600)

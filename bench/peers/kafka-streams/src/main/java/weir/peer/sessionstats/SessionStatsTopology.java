@@ -21,7 +21,7 @@ import org.slf4j.LoggerFactory;
  * session), folded into a persistent, changelogged RocksDB store, and the
  * updated rows are written to the output topic as JSON keyed by session id.
  */
-final class SessionStatsTopology {
+public final class SessionStatsTopology {
     private SessionStatsTopology() {}
 
     /** The state store; its changelog topic is {@code <application-id>-session-stats-store-changelog}. */
@@ -30,9 +30,9 @@ final class SessionStatsTopology {
     private static final Logger LOG = LoggerFactory.getLogger(SessionStatsTopology.class);
 
     /** Input records skipped because they are not session events (or have no key). */
-    static final AtomicLong SKIPPED = new AtomicLong();
+    public static final AtomicLong SKIPPED = new AtomicLong();
 
-    static Topology build(String input, String output, Properties config) {
+    public static Topology build(String input, String output, Properties config) {
         StreamsBuilder builder = new StreamsBuilder();
         builder.stream(input, Consumed.with(Serdes.String(), Serdes.ByteArray()))
                 .flatMapValues((sessionId, value) -> {

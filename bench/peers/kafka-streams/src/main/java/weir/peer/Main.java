@@ -1,4 +1,4 @@
-package weir.peer.sessionstats;
+package weir.peer;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -6,6 +6,7 @@ import java.util.List;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.streams.CloseOptions;
@@ -15,19 +16,28 @@ import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import weir.peer.categorysales.Catalog;
+import weir.peer.categorysales.CategorySalesTopology;
+import weir.peer.sessionstats.SessionStatsTopology;
 
-/** Command line, configuration and lifecycle of the peer. */
+/** Command line, configuration and lifecycle of the peer (either topology). */
 public final class Main {
     private Main() {}
 
     private static final Logger LOG = LoggerFactory.getLogger(Main.class);
 
     private static final String USAGE = String.join("\n",
-            "usage: java -jar session-stats-streams.jar --bootstrap HOST:PORT --input TOPIC --output TOPIC",
-            "           --application-id ID [--threads N] [--guarantee exactly_once_v2|at_least_once]",
+            "usage: java -jar streams-peer.jar --bootstrap HOST:PORT --input TOPIC --output TOPIC",
+            "           --application-id ID [--topology session-stats|category-sales] [--catalog JDBC_URL]",
+            "           [--threads N] [--guarantee exactly_once_v2|at_least_once]",
             "           [--commit-interval-ms MS] [--state-dir DIR] [--cache-max-bytes BYTES]",
             "           [--instance-id NAME] [--set KEY=VALUE]...",
             "",
+            "  --topology            session-stats (default): per session, keyed as the input is;",
+            "                        category-sales: purchases' items summed per product category,",
+            "                        grouped by the category through a repartition topic",
+            "  --catalog             category-sales: a PostgreSQL JDBC URL whose `products` table",
+            "                        (product_id, category) is read once at start",
             "  --threads             stream threads (default 2)",
             "  --guarantee           processing guarantee (default exactly_once_v2)",
             "  --commit-interval-ms  commit (and cache flush) interval (default 1000)",
@@ -46,6 +56,8 @@ public final class Main {
         String input;
         String output;
         String applicationId;
+        String topology = "session-stats";
+        String catalog;
         int threads = 2;
         String guarantee = StreamsConfig.EXACTLY_ONCE_V2;
         long commitIntervalMs = 1000;
@@ -85,6 +97,15 @@ public final class Main {
                         break;
                     case "--application-id":
                         a.applicationId = value;
+                        break;
+                    case "--topology":
+                        if (!value.equals("session-stats") && !value.equals("category-sales")) {
+                            throw new IllegalArgumentException("--topology must be session-stats or category-sales");
+                        }
+                        a.topology = value;
+                        break;
+                    case "--catalog":
+                        a.catalog = value;
                         break;
                     case "--threads":
                         a.threads = Integer.parseInt(value);
@@ -128,6 +149,9 @@ public final class Main {
                 if (required[1] == null || required[1].isEmpty()) {
                     throw new IllegalArgumentException(required[0] + " is required");
                 }
+            }
+            if (a.topology.equals("category-sales") && a.catalog == null) {
+                throw new IllegalArgumentException("--topology category-sales needs --catalog");
             }
             return a;
         }
@@ -178,7 +202,24 @@ public final class Main {
             return;
         }
         Properties config = config(args);
-        Topology topology = SessionStatsTopology.build(args.input, args.output, config);
+        Topology topology;
+        AtomicLong skipped;
+        if (args.topology.equals("category-sales")) {
+            Catalog catalog;
+            try {
+                catalog = Catalog.load(args.catalog);
+            } catch (java.sql.SQLException e) {
+                System.err.println("error: cannot read the catalog: " + e.getMessage());
+                System.exit(2);
+                return;
+            }
+            System.err.printf("streams-peer: %d products in the catalog%n", catalog.size());
+            topology = CategorySalesTopology.build(args.input, args.output, catalog, config);
+            skipped = CategorySalesTopology.SKIPPED;
+        } else {
+            topology = SessionStatsTopology.build(args.input, args.output, config);
+            skipped = SessionStatsTopology.SKIPPED;
+        }
         KafkaStreams streams = new KafkaStreams(topology, config);
 
         CountDownLatch stopped = new CountDownLatch(1);
@@ -205,15 +246,15 @@ public final class Main {
             sun.misc.Signal.handle(new sun.misc.Signal(signal), s -> stopped.countDown());
         }
         // Any other way out of the JVM still closes (and so commits) first.
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> closeAndReport(streams), "shutdown"));
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> closeAndReport(streams, skipped), "shutdown"));
 
-        System.err.printf("session-stats-streams: %s -> %s, application.id=%s, threads=%d, guarantee=%s, commit.interval.ms=%d%n",
-                args.input, args.output, args.applicationId, args.threads, args.guarantee, args.commitIntervalMs);
+        System.err.printf("streams-peer: %s: %s -> %s, application.id=%s, threads=%d, guarantee=%s, commit.interval.ms=%d%n",
+                args.topology, args.input, args.output, args.applicationId, args.threads, args.guarantee, args.commitIntervalMs);
         streams.start();
         stopped.await();
         // A signal, or the application failed on its own (then exit non-zero).
         // The shutdown hook finds it closed already.
-        boolean clean = closeAndReport(streams);
+        boolean clean = closeAndReport(streams, skipped);
         System.exit(failed.get() ? 1 : clean ? 0 : 3);
     }
 
@@ -221,7 +262,7 @@ public final class Main {
     private static boolean closed;
 
     /** Closes (committing what was processed) once; true if it closed within the timeout. */
-    private static boolean closeAndReport(KafkaStreams streams) {
+    private static boolean closeAndReport(KafkaStreams streams, AtomicLong skipped) {
         synchronized (CLOSE_LOCK) {
             if (closed) {
                 return true;
@@ -233,8 +274,8 @@ public final class Main {
         boolean clean = streams.close(CloseOptions
                 .groupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP)
                 .withTimeout(Duration.ofSeconds(60)));
-        System.err.printf("session-stats-streams: closed%s; skipped %d input records that were not session events%n",
-                clean ? "" : " (timed out)", SessionStatsTopology.SKIPPED.get());
+        System.err.printf("streams-peer: closed%s; skipped %d input records the topology could not read%n",
+                clean ? "" : " (timed out)", skipped.get());
         return clean;
     }
 }
