@@ -108,6 +108,12 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
                 .unwrap_or_default(),
             plan.dead_letter_topic,
         );
+        if plan.source.format == weir::pipeline::Format::Avro {
+            println!(
+                "  the source's values are Avro in the Confluent wire format: each read with \
+                 its writer's schema, fetched by id from the schema registry"
+            );
+        }
         if let Some(repartition) = plan.repartition() {
             println!("  {repartition}");
         }

@@ -99,6 +99,9 @@ pub enum TopologyError {
     /// The PostgreSQL sink could not start.
     #[error(transparent)]
     Postgres(#[from] PostgresError),
+    /// An Avro source has no usable schema registry client.
+    #[error("the source reads Avro, whose schemas come from the registry: {0}")]
+    Registry(#[source] crate::sink::registry::RegistryError),
     /// A Kafka client could not be made.
     #[error("{what}: {source}")]
     Client {

@@ -13,7 +13,7 @@ use super::error::RunError;
 use super::topology::{self, Shared};
 use crate::admin::Admin;
 use crate::connect::check::Needs;
-use crate::pipeline::{LookupFrom, PipelinePlan};
+use crate::pipeline::{Format, LookupFrom, PipelinePlan};
 use crate::plugin::{NativeStages, Runtime, RuntimeOptions};
 
 /// Runs every pipeline of `plans` until `stop` is raised, then shuts them
@@ -59,6 +59,16 @@ pub fn run_with(
         .enable_all()
         .build()
         .map_err(RunError::AsyncRuntime)?;
+    // An Avro length cannot exceed the value that holds it: a hostile one
+    // is refused before anything is allocated for it (the bound is
+    // process-wide; the largest value any Avro source takes).
+    if let Some(largest) = (plans.iter())
+        .filter(|plan| plan.source.format == Format::Avro)
+        .map(|plan| plan.source.max_record_bytes)
+        .max()
+    {
+        apache_avro::max_allocation_bytes(largest);
+    }
     tokio.block_on(async {
         crate::connect::check::check(&config.services(), needs(&plans)).await?;
         let admin = Arc::new(Admin::new(
@@ -112,7 +122,9 @@ fn needs(plans: &[PipelinePlan]) -> Needs {
                     .iter()
                     .any(|lookup| matches!(lookup.from, LookupFrom::Query(_)))
         }),
-        registry: plans.iter().any(|plan| plan.sinks.kafka.is_some()),
+        registry: plans
+            .iter()
+            .any(|plan| plan.sinks.kafka.is_some() || plan.source.format == Format::Avro),
     }
 }
 

@@ -73,6 +73,10 @@ pub enum Format {
     Json,
     /// Any bytes, passed to the plugins as they are.
     Bytes,
+    /// Avro in the Confluent wire format (a zero byte, the writer's schema
+    /// id, the datum), decoded with the writer's schema from the schema
+    /// registry into the JSON the plugins read.
+    Avro,
 }
 
 /// Batching.

@@ -14,6 +14,7 @@
 
 use std::fmt;
 
+use super::config::Format;
 use super::names::{Name, TopicName};
 use super::plan::{KafkaSinkPlan, PipelinePlan, SinksPlan, SourcePlan};
 
@@ -118,6 +119,12 @@ impl PipelinePlan {
         second.source = SourcePlan {
             topic: repartition.topic,
             group: repartition.group,
+            // The first hop writes what its stages read: an Avro source's
+            // values as JSON.
+            format: match second.source.format {
+                Format::Avro => Format::Json,
+                format => format,
+            },
             ..second.source
         };
         second

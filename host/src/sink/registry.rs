@@ -160,4 +160,55 @@ impl RegistryClient {
         })?;
         Ok(is_compatible)
     }
+
+    /// The schema registered as `id` (`GET /schemas/ids/{id}`), with its
+    /// type; `Ok(None)` when the registry has no schema by that id.
+    pub async fn schema_by_id(&self, id: u32) -> Result<Option<SchemaById>, RegistryError> {
+        let unreachable = |message: String| RegistryError::Unreachable {
+            url: self.url.clone(),
+            message,
+        };
+        let response = self
+            .access
+            .authorize(self.http.get(format!("{}/schemas/ids/{id}", self.url)))
+            .send()
+            .await
+            .map_err(|e| unreachable(format!("cannot fetch schema {id}: {}", e.without_url())))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status.is_server_error() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(unreachable(format!(
+                "fetching schema {id} failed ({status}): {body}"
+            )));
+        }
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(RegistryError::Http {
+                url: self.url.clone(),
+                message: format!("fetching schema {id} was refused ({status}): {body}"),
+            });
+        }
+        let found: SchemaById = response.json().await.map_err(|e| RegistryError::Http {
+            url: self.url.clone(),
+            message: format!("unexpected answer fetching schema {id}: {e}"),
+        })?;
+        Ok(Some(found))
+    }
+}
+
+/// A schema as the registry holds it under an id.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchemaById {
+    /// Its text.
+    pub schema: String,
+    /// `AVRO` (the registry leaves it out for Avro), `JSON` or `PROTOBUF`.
+    #[serde(rename = "schemaType", default = "avro")]
+    pub schema_type: String,
+}
+
+fn avro() -> String {
+    "AVRO".to_owned()
 }

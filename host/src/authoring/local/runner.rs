@@ -8,9 +8,8 @@ use std::sync::Arc;
 use anyhow::bail;
 
 use super::json::{hex, json_text, row_json, text};
-use crate::engine::chain::{Aggregating, Chain, End, Stage};
+use crate::engine::chain::{Aggregating, Chain, End, Stage, Values};
 use crate::engine::state::KeyedState;
-use crate::pipeline::config::Format;
 use crate::plugin::{
     Batch, BatchExt, Plugin, PluginKind, StageContext, Value, Verdict, Worker, read,
 };
@@ -77,7 +76,7 @@ impl Runner {
                 state_version,
             ))),
             // Test input goes to the plugin as it is, checked by no source.
-            Format::Bytes,
+            Values::Bytes,
         );
         Ok(Self::Aggregator {
             chain: Box::new(chain),

@@ -3,6 +3,7 @@
 
 use super::keys::{key_of, key_of_field, not_a_json_object};
 use super::stage::{Counts, Stage};
+use super::values::AvroValues;
 use super::{Rekey, Tally, index_u32};
 use crate::engine::origin::{self, Origin};
 use crate::plugin::{
@@ -90,6 +91,48 @@ impl<'s> InFlight<'s> {
         });
         self.current = Some(source.select(&self.origin));
         self.parsed = Some(checked.select(&self.origin));
+    }
+
+    /// Decodes an `avro` source's values into the JSON the stages read;
+    /// those that cannot be read become dead letters (carrying the value as
+    /// it arrived) before any stage.
+    pub(super) fn decode_avro(
+        &mut self,
+        avro: &mut AvroValues,
+        reader: &Reader,
+        dead: &mut Vec<DeadLetter>,
+    ) {
+        let source = self.source;
+        let mut decoded = BatchBuilder::with_capacity(source.records.len(), source.data.len() * 2);
+        let mut json = Vec::new();
+        self.origin.retain(|&index| {
+            let record = source.record(index as usize);
+            json.clear();
+            match avro.to_json(record.value, &mut json) {
+                Ok(()) => {
+                    decoded.push(RecordRef {
+                        value: &json,
+                        ..record
+                    });
+                    for header in source.headers_of(index as usize) {
+                        decoded.header(&header.key, &header.value);
+                    }
+                    true
+                }
+                Err(unreadable) => {
+                    dead.push(DeadLetter::malformed(
+                        record,
+                        "source",
+                        unreadable.code,
+                        unreadable.message,
+                    ));
+                    false
+                }
+            }
+        });
+        let decoded = decoded.build();
+        self.parsed = Some(reader.parse(&decoded));
+        self.current = Some(decoded);
     }
 
     /// Runs `stage` (a filter or a transform) over the batch, which then

@@ -10,7 +10,6 @@ use self::aggregate::Aggregated;
 use self::flight::InFlight;
 use self::stage::Counts;
 use super::state::{Folded, KeyedState};
-use crate::pipeline::config::Format;
 use crate::plugin::{Batch, BatchBuilder, Group, PluginKind, Reader, no_fields};
 use crate::sink::RowSchema;
 use crate::sink::{DeadLetter, Kind};
@@ -19,9 +18,11 @@ mod aggregate;
 mod flight;
 mod keys;
 mod stage;
+mod values;
 
 pub use self::keys::check_key;
 pub use self::stage::Stage;
+pub use self::values::{AvroValues, Unreadable, Values};
 
 /// On probation, a batch in which the new version rejects more than half
 /// of the records, and at least this many, counts as a failure.
@@ -64,9 +65,10 @@ pub struct Chain {
     end: End,
     /// Every field the stages read: each record is parsed once for all of them.
     reader: Reader,
-    /// The source's format: `json` values are checked by the chain's one
-    /// parse of each record (the parse that finds the stages' fields).
-    format: Format,
+    /// How the source's values are read: `json` values are checked by the
+    /// chain's one parse of each record (the parse that finds the stages'
+    /// fields), `avro` values decoded into JSON first.
+    values: Values,
     /// What reached the end of an [`End::Emit`] chain since the last
     /// [`Chain::take_emitted`].
     emitted: Vec<Batch>,
@@ -223,14 +225,14 @@ impl End {
 
 impl Chain {
     /// A chain of `stages` (filters and transforms) ending in `end`, over
-    /// records of `format`.
-    pub fn new(stages: Vec<Stage>, end: End, format: Format) -> Self {
+    /// values read as `values` says.
+    pub fn new(stages: Vec<Stage>, end: End, values: Values) -> Self {
         debug_assert!(stages.iter().all(|s| s.kind != PluginKind::Aggregator));
         let mut chain = Self {
             stages,
             end,
             reader: Reader::default(),
-            format,
+            values,
             emitted: Vec::new(),
         };
         chain.read_fields();
@@ -354,8 +356,10 @@ impl Chain {
         let dead_before = dead.len();
         let mut tally = Tally::default();
         let mut flight = InFlight::new(source);
-        if self.format == Format::Json {
-            flight.check_json(&self.reader, dead);
+        match &mut self.values {
+            Values::Json => flight.check_json(&self.reader, dead),
+            Values::Avro(avro) => flight.decode_avro(avro, &self.reader, dead),
+            Values::Bytes => {}
         }
         let mut counts = vec![Counts::default(); self.stages.len()];
         for (stage, counts) in self.stages.iter_mut().zip(&mut counts) {
@@ -493,9 +497,85 @@ mod tests {
     }
 
     #[test]
+    fn an_avro_source_reaches_the_stages_as_json_and_what_cannot_be_read_is_dead_lettered() {
+        let schema = r#"{"type":"record","name":"Mark","fields":[
+            {"name":"mark","type":"string"},{"name":"n","type":"long"}]}"#;
+        let parsed = apache_avro::Schema::parse_str(schema).unwrap();
+        let framed = |id: u32, mark: &str, n: i64| {
+            let mut record = apache_avro::types::Record::new(&parsed).unwrap();
+            record.put("mark", mark);
+            record.put("n", n);
+            let mut value = vec![0];
+            value.extend_from_slice(&id.to_be_bytes());
+            value.extend(apache_avro::to_avro_datum(&parsed, record).unwrap());
+            value
+        };
+        let tokio = tokio::runtime::Runtime::new().unwrap();
+        let registry =
+            crate::sink::registry::RegistryClient::new(&crate::connect::RegistryAccess::local())
+                .unwrap();
+        let unknown = Unreadable {
+            code: "unknown-schema",
+            message: "schema id 9 is not in the registry".to_owned(),
+        };
+        let avro = AvroValues::with_schemas(
+            Arc::new(registry),
+            tokio.handle().clone(),
+            [
+                (5, values::usable(5, schema).map(Arc::new)),
+                (9, Err(unknown)),
+            ],
+        );
+        let filter = Stage::native("test", "keep", PluginKind::Filter, Box::new(KeepMarked));
+        let mut chain = Chain::new(vec![filter], End::Emit, Values::Avro(Box::new(avro)));
+        let (kept, dropped, unknown) = (
+            framed(5, "keep", 1),
+            framed(5, "drop", 2),
+            framed(9, "keep", 3),
+        );
+        let mut builder = BatchBuilder::default();
+        for (offset, value) in [&kept, &dropped, &b"{\"keep\": 1}".to_vec(), &unknown]
+            .into_iter()
+            .enumerate()
+        {
+            builder.push(RecordRef {
+                key: Some(b"k"),
+                value,
+                timestamp: 1_000,
+                partition: 0,
+                offset: offset as i64,
+            });
+            builder.header("trace", format!("t-{offset}").as_bytes());
+        }
+        let source = builder.build();
+        let (mut state, mut dead) = (KeyedState::new(0), Vec::new());
+
+        let tally = chain.process(&source, &mut state, &mut dead);
+
+        assert_eq!((tally.emitted, tally.dropped, tally.dead), (1, 1, 2));
+        let letters: Vec<_> = dead
+            .iter()
+            .map(|letter| (letter.offset, letter.stage.as_str(), letter.code.as_str()))
+            .collect();
+        assert_eq!(
+            letters,
+            [(2, "source", "not-avro"), (3, "source", "unknown-schema")]
+        );
+        // A dead letter carries the value as it arrived.
+        assert_eq!(dead[1].value, unknown);
+        let emitted = chain.take_emitted();
+        let out = emitted[0].record(0);
+        assert_eq!(
+            (out.offset, std::str::from_utf8(out.value).unwrap()),
+            (0, r#"{"mark":"keep","n":1}"#)
+        );
+        assert_eq!(emitted[0].headers_of(0)[0].value, b"t-0");
+    }
+
+    #[test]
     fn a_chain_without_an_aggregator_emits_what_its_last_stage_passed_on() {
         let filter = Stage::native("test", "keep", PluginKind::Filter, Box::new(KeepMarked));
-        let mut chain = Chain::new(vec![filter], End::Emit, Format::Json);
+        let mut chain = Chain::new(vec![filter], End::Emit, Values::Json);
         let mut builder = BatchBuilder::default();
         builder.push(record(Some("a"), r#"{"keep": 1}"#, 0, 10));
         builder.header("trace", b"t-1");
@@ -621,7 +701,7 @@ mod tests {
         };
         let split = Stage::native("test", "items", PluginKind::Transform, Box::new(PerItem));
         // A `bytes` source: values are not checked as JSON before the stages.
-        let mut first = Chain::new(vec![split], End::Repartition(rekey), Format::Bytes);
+        let mut first = Chain::new(vec![split], End::Repartition(rekey), Values::Bytes);
         let mut builder = BatchBuilder::default();
         let orders = [
             r#"{"items": [{"category": "books"}, {"category": "books"}, {"category": "games"}]}"#,
@@ -683,7 +763,7 @@ mod tests {
         Chain::new(
             Vec::new(),
             End::Aggregate(Box::new(aggregating)),
-            Format::Json,
+            Values::Json,
         )
     }
 
@@ -714,7 +794,7 @@ mod tests {
             field: "category".to_owned(),
             stage: "per-category".to_owned(),
         };
-        let mut first = Chain::new(Vec::new(), End::Repartition(rekey), Format::Json);
+        let mut first = Chain::new(Vec::new(), End::Repartition(rekey), Values::Json);
         let mut builder = BatchBuilder::default();
         let values = [
             r#"{"category": "books"}"#,

@@ -30,7 +30,7 @@ use futures::future::BoxFuture;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::chain::{Aggregating, Chain, End, Stage};
+use super::chain::{Aggregating, Chain, End, Stage, Values};
 use super::changelog::Stored;
 use super::clock::Clock;
 use super::deliver::{Committed, Delivery, DeliveryError, Offsets, Ownership, Pending};
@@ -38,7 +38,6 @@ use super::shard::{Chunk, Flush, Handover, Shard, ShardError, ShardSettings};
 use super::state::KeyBudget;
 use super::stats::Stats;
 use super::swap::{AggregatorVersion, Instances, Order, Reports};
-use crate::pipeline::Format;
 use crate::plugin::{
     Batch, BatchBuilder, BatchExt, Failure, Fields, Group, GroupResult, PluginKind, RecordRef,
     StageCode, Value,

@@ -54,7 +54,7 @@ pub(super) fn start(
                     Arc::clone(&running.shape.schema),
                     running.version,
                 ))),
-                Format::Json,
+                Values::Json,
             );
             let settings = ShardSettings {
                 id,

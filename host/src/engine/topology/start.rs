@@ -10,7 +10,7 @@ use tokio::task::JoinHandle as TaskHandle;
 use tracing::Instrument;
 
 use super::pipeline::{Shared, Stages};
-use crate::engine::chain::{Aggregating, Chain, End, Rekey, Stage};
+use crate::engine::chain::{Aggregating, AvroValues, Chain, End, Rekey, Stage, Values};
 use crate::engine::clock::SystemClock;
 use crate::engine::config::RunConfig;
 use crate::engine::deliver::{Committed, Ownership};
@@ -21,9 +21,10 @@ use crate::engine::source::{self, SourceContext, SourceSettings};
 use crate::engine::state::KeyBudget;
 use crate::engine::stats::Stats;
 use crate::engine::swap::{self, AggregatorVersion, Swapper};
-use crate::pipeline::{DEFAULT_MAX_KEYS, Hop, PipelinePlan, StageLoadError};
+use crate::pipeline::{DEFAULT_MAX_KEYS, Format, Hop, PipelinePlan, StageLoadError};
 use crate::plugin::NativeStages;
 use crate::sink::Sinks;
+use crate::sink::registry::RegistryClient;
 
 /// What the shards are made of.
 pub(super) struct ShardParts<'a> {
@@ -60,7 +61,7 @@ pub(super) fn spawn_shards(
     let max_keys = (aggregator.and_then(|stage| stage.max_keys)).unwrap_or(DEFAULT_MAX_KEYS);
     let keys = Arc::new(KeyBudget::new(max_keys));
     for id in 0..parts.count {
-        let chain = chain(plan, shared.natives, &parts)?;
+        let chain = chain(plan, shared.natives, &parts, values(plan, shared.config)?)?;
         let (input, inputs) = std::sync::mpsc::sync_channel(2);
         let (flushes, delivery) = tokio::sync::mpsc::channel(2);
         let settings = ShardSettings {
@@ -99,12 +100,30 @@ pub(super) fn spawn_shards(
     Ok(shards)
 }
 
+/// How one shard reads the source's values (an Avro source's decoder
+/// fetches schemas from the registry, each shard its own cache).
+fn values(plan: &PipelinePlan, config: &RunConfig) -> Result<Values, TopologyError> {
+    Ok(match plan.source.format {
+        Format::Json => Values::Json,
+        Format::Bytes => Values::Bytes,
+        Format::Avro => {
+            let registry =
+                RegistryClient::new(&config.registry).map_err(TopologyError::Registry)?;
+            Values::Avro(Box::new(AvroValues::new(
+                Arc::new(registry),
+                tokio::runtime::Handle::current(),
+            )))
+        }
+    })
+}
+
 /// One shard's chain: an instance of every stage's plugin (or its native
 /// code, in benchmarks).
 pub(super) fn chain(
     plan: &PipelinePlan,
     natives: &NativeStages,
     parts: &ShardParts<'_>,
+    values: Values,
 ) -> Result<Chain, TopologyError> {
     let loaded = parts.stages;
     let mut stages = Vec::with_capacity(loaded.plugins.len());
@@ -142,7 +161,7 @@ pub(super) fn chain(
         }),
         (None, Hop::Whole | Hop::Second { .. }) => End::Emit,
     };
-    Ok(Chain::new(stages, end, plan.source.format))
+    Ok(Chain::new(stages, end, values))
 }
 
 /// The source's consumer, shared with delivery (commits) and the monitor
