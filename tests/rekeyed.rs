@@ -18,7 +18,9 @@ use serde_json::Value as Json;
 use sqlx::PgPool;
 use weir::sink::registry::RegistryClient;
 use weir_tests::oracle::{differences_in, load_raw, read_topic};
-use weir_tests::pipeline::{Scenario, generated_events, stock_pipeline, terminate, wait_caught_up};
+use weir_tests::pipeline::{
+    Scenario, generated_events, progress, stock_pipeline, terminate, wait_caught_up,
+};
 
 #[test]
 fn sales_per_category_are_summed_through_the_repartition_topic() -> Result<()> {
@@ -40,7 +42,7 @@ fn sales_per_category_are_summed_through_the_repartition_topic() -> Result<()> {
         &raw,
         &read_topic(&run.stack, &run.names.events)?,
     ))?;
-    let (categories, lines) = equal_to_oracle(&run, &pool, &raw, &table)?;
+    let (categories, lines) = equal_to_oracle(&run, &pool, &raw, &table, CATALOG_CATEGORY)?;
     println!(
         "{lines} items of {} events: {categories} categories equal the SQL oracle",
         counts.events
@@ -75,7 +77,7 @@ fn event_v2() -> String {
     )
 }
 
-// Both tests write the catalog of seed 7 (the same rows: they may run at once).
+// Every test here writes the catalog of seed 7 (the same rows: they may run at once).
 #[test]
 fn sales_per_category_from_an_avro_topic_equal_sql_over_the_same_events() -> Result<()> {
     let run = Scenario::new("avro-categories", 4)?;
@@ -139,7 +141,7 @@ fn sales_per_category_from_an_avro_topic_equal_sql_over_the_same_events() -> Res
         .map(|(index, event)| (index as i64, event.to_string()))
         .collect();
     run.tokio.block_on(load_raw(&pool, &raw, &as_json))?;
-    let (categories, lines) = equal_to_oracle(&run, &pool, &raw, &table)?;
+    let (categories, lines) = equal_to_oracle(&run, &pool, &raw, &table, CATALOG_CATEGORY)?;
 
     let letters = dead_letters(&run, hostile.len())?;
     for (key, _, code) in &hostile {
@@ -165,26 +167,124 @@ fn sales_per_category_from_an_avro_topic_equal_sql_over_the_same_events() -> Res
     Ok(())
 }
 
+#[test]
+fn a_product_recategorised_in_postgresql_counts_under_its_new_category_after_the_refresh()
+-> Result<()> {
+    const REFRESH: Duration = Duration::from_secs(1);
+    let run = Scenario::new("recategorised", 4)?;
+    run.write_catalog("7")?;
+    let pool = run.pool()?;
+    // The pipeline's own catalog (the shared one stays as other tests read it).
+    let (catalog, before) = (
+        format!("{}_products", run.names.table),
+        format!("{}_before", run.names.table),
+    );
+    let execute = |sql: String| -> Result<u64> {
+        let done = run.tokio.block_on(sqlx::query(&sql).execute(&pool))?;
+        Ok(done.rows_affected())
+    };
+    execute(format!(
+        "CREATE TABLE {catalog} AS SELECT product_id, category FROM products"
+    ))?;
+    execute(format!("CREATE TABLE {before} AS TABLE {catalog}"))?;
+    let (pipeline, table) = category_pipeline_with(
+        &run,
+        "json",
+        vec![(
+            "query = \"SELECT product_id, category FROM products\"",
+            format!(
+                "query = \"SELECT product_id, category FROM {catalog}\"\nrefresh = \"{}s\"",
+                REFRESH.as_secs()
+            ),
+        )],
+    )?;
+    let mut weir = run.spawn_weir(&pipeline, "weir.log", &[])?;
+    let generate = || -> Result<()> {
+        let counts = run
+            .start_generator("7", 20_000, 0, 500)
+            .join()
+            .expect("generator")?;
+        ensure!(counts.events == 20_000);
+        Ok(())
+    };
+    generate()?;
+    caught_up(&run, &mut weir)?;
+    let (_, boundary) = progress(&run.stack, &run.names.group(), &run.names.events)?;
+    let moved = execute(format!(
+        "UPDATE {catalog} SET category = 'outdoor' WHERE category = 'sports'"
+    ))?;
+    ensure!(moved > 0, "the catalog has sports products");
+    // The documented delay: the next refresh (at most REFRESH later) and
+    // its query; the same events again are processed after it.
+    std::thread::sleep(REFRESH * 3);
+    generate()?;
+    run_to_end(&run, &mut weir)?;
+
+    let raw = format!("{}_raw", run.names.table);
+    run.tokio.block_on(load_raw(
+        &pool,
+        &raw,
+        &read_topic(&run.stack, &run.names.events)?,
+    ))?;
+    // Events before the boundary (their partition's offset below it) were
+    // enriched with the catalog as it was, the others with the new one.
+    let before_boundary = boundary
+        .iter()
+        .enumerate()
+        .map(|(partition, end)| {
+            format!("(r.line / 1000000000000 = {partition} AND r.line % 1000000000000 < {end})")
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let category = format!(
+        "CASE WHEN {before_boundary} \
+         THEN (SELECT p.category FROM {before} p WHERE p.product_id = item->>'product_id') \
+         ELSE (SELECT p.category FROM {catalog} p WHERE p.product_id = item->>'product_id') END"
+    );
+    let (categories, lines) = equal_to_oracle(&run, &pool, &raw, &table, &category)?;
+    let outdoor = run.scalar::<i64>(
+        &pool,
+        &format!("SELECT coalesce(sum(\"ORDER_LINES\"), 0)::bigint FROM {table} WHERE \"CATEGORY\" = 'outdoor'"),
+    )?;
+    ensure!(outdoor > 0, "items were sold under the new category");
+    println!(
+        "{moved} products moved from sports to outdoor between two runs of 20 000 events: \
+         {lines} items in {categories} categories equal the SQL oracle ({outdoor} under outdoor)"
+    );
+    Ok(())
+}
+
 /// `pipelines/category-sales.toml` for `run`, reading values as `format`;
 /// the file and its table.
 fn category_pipeline(run: &Scenario, format: &str) -> Result<(PathBuf, String)> {
+    category_pipeline_with(run, format, Vec::new())
+}
+
+/// [`category_pipeline`] with more of its lines rewritten.
+fn category_pipeline_with(
+    run: &Scenario,
+    format: &str,
+    more: Vec<(&str, String)>,
+) -> Result<(PathBuf, String)> {
     let table = format!("{}_sales", run.names.table);
+    let mut rewrites = vec![
+        (
+            "name = \"category-sales\"",
+            format!("name = \"{}\"", run.names.pipeline),
+        ),
+        (
+            "topic = \"ecommerce.events\"",
+            format!("topic = \"{}\"", run.names.events),
+        ),
+        ("format = \"json\"", format!("format = \"{format}\"")),
+        ("table = \"category_sales\"", format!("table = \"{table}\"")),
+    ];
+    rewrites.extend(more);
     let pipeline = stock_pipeline(
         &run.dir,
         "category-sales",
         &run.names.pipeline,
-        &[
-            (
-                "name = \"category-sales\"",
-                format!("name = \"{}\"", run.names.pipeline),
-            ),
-            (
-                "topic = \"ecommerce.events\"",
-                format!("topic = \"{}\"", run.names.events),
-            ),
-            ("format = \"json\"", format!("format = \"{format}\"")),
-            ("table = \"category_sales\"", format!("table = \"{table}\"")),
-        ],
+        &rewrites,
         "",
     )?;
     Ok((pipeline, table))
@@ -192,6 +292,13 @@ fn category_pipeline(run: &Scenario, format: &str) -> Result<(PathBuf, String)> 
 
 /// Waits until both hops have committed everything, then stops weir.
 fn run_to_end(run: &Scenario, weir: &mut std::process::Child) -> Result<()> {
+    caught_up(run, weir)?;
+    ensure!(terminate(weir)?.success(), "weir stops cleanly");
+    Ok(())
+}
+
+/// Waits until both hops have committed everything.
+fn caught_up(run: &Scenario, weir: &mut std::process::Child) -> Result<()> {
     let group = run.names.group();
     let second = format!("{group}.sales");
     for (group, topic) in [
@@ -201,25 +308,35 @@ fn run_to_end(run: &Scenario, weir: &mut std::process::Child) -> Result<()> {
         wait_caught_up(&run.stack, &group, &topic, weir, Duration::from_secs(300))
             .with_context(|| format!("weir's log ends:\n{}", run.log_tail("weir.log", 12)))?;
     }
-    ensure!(terminate(weir)?.success(), "weir stops cleanly");
     Ok(())
 }
 
-/// Compares `table` with SQL over the events in `raw`: every item of every
-/// purchase, its category from the catalog table, summed per category in
-/// exact decimals. Returns the categories and the items.
-fn equal_to_oracle(run: &Scenario, pool: &PgPool, raw: &str, table: &str) -> Result<(i64, i64)> {
+/// The category of an item (`item`, of event `r`) in the oracle: the
+/// catalog table's.
+const CATALOG_CATEGORY: &str =
+    "(SELECT p.category FROM products p WHERE p.product_id = item->>'product_id')";
+
+/// Compares `table` with SQL over the events in `raw` (`line`, `data`):
+/// every item of every purchase, its category given by the SQL expression
+/// `category` (NULL: uncategorised), summed per category in exact decimals.
+/// Returns the categories and the items.
+fn equal_to_oracle(
+    run: &Scenario,
+    pool: &PgPool,
+    raw: &str,
+    table: &str,
+    category: &str,
+) -> Result<(i64, i64)> {
     let oracle = format!("{raw}_oracle");
     run.tokio.block_on(async {
         sqlx::query(&format!(
             "CREATE TABLE {oracle} AS \
-             SELECT coalesce(p.category, 'uncategorised') AS \"CATEGORY\", \
+             SELECT coalesce({category}, 'uncategorised') AS \"CATEGORY\", \
                     sum((item->>'quantity')::bigint) AS \"UNITS_SOLD\", \
                     (sum(round((item->>'price')::numeric * 100) * (item->>'quantity')::bigint) / 100)::float8 AS \"REVENUE\", \
                     count(*) AS \"ORDER_LINES\" \
              FROM {raw} r \
              CROSS JOIN LATERAL jsonb_array_elements(r.data->'items') AS item \
-             LEFT JOIN products p ON p.product_id = item->>'product_id' \
              WHERE r.data->>'event_type' = 'purchase' \
              GROUP BY 1"
         ))

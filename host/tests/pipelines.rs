@@ -13,11 +13,13 @@ fn fixtures() -> PathBuf {
     common::manifest_dir().join("tests/pipelines/invalid")
 }
 
-/// A folder holding a `plugin.wasm`, so fixtures fail only for their own reason.
+/// A folder holding a `plugin.wasm` and a lookup file `rows.jsonl`, so
+/// fixtures fail only for their own reason.
 fn plugin_folder() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("weir-pipelines-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp folder");
     std::fs::write(dir.join("plugin.wasm"), b"").expect("plugin file");
+    std::fs::write(dir.join("rows.jsonl"), "{\"user_id\": \"u1\"}\n").expect("lookup file");
     dir
 }
 

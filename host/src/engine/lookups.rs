@@ -1,17 +1,25 @@
-//! Lookup tables: reference data the host loads once at start — rows of a
+//! Lookup tables: reference data the host loads at start — rows of a
 //! PostgreSQL query or of a JSON Lines file — keyed by one column and handed
-//! to the stages that name them.
+//! to the stages that name them. A query table with a `refresh` is read
+//! again on that schedule, its rows replaced at once ([`refresh`]): a record
+//! is enriched with the rows as they were at the last refresh before its
+//! batch ran.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::pipeline::{LookupFrom, LookupPlan};
+use crate::plugin::LiveTable;
 
-/// Every table of a pipeline: name -> key -> row (a JSON object as text).
-pub type Tables = HashMap<String, HashMap<String, String>>;
+/// Every table of a pipeline: name -> its rows (key -> a JSON object as text).
+pub type Tables = HashMap<String, Arc<LiveTable>>;
 
 /// A lookup table could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -79,49 +87,121 @@ pub async fn load(
     let mut tables = Tables::new();
     let mut pool = None;
     for lookup in lookups {
-        let name = lookup.name.as_str();
-        let database = |what| {
-            move |source| LookupError::Database {
-                table: name.to_owned(),
-                what,
-                source,
-            }
-        };
-        let rows: Vec<Map<String, Value>> = match &lookup.from {
-            LookupFrom::Query(query) => {
-                if pool.is_none() {
-                    pool = Some(
-                        PgPoolOptions::new()
-                            .max_connections(1)
-                            .connect_with(at.options())
-                            .await
-                            .map_err(database("cannot connect to PostgreSQL"))?,
-                    );
-                }
-                let pool = pool.as_ref().expect("connected above");
-                // PostgreSQL turns each row into a JSON object itself, whatever the column types.
-                let wrapped = format!(
-                    "SELECT row_to_json(t)::text FROM ({}) AS t",
-                    query.trim().trim_end_matches(';')
-                );
-                let texts: Vec<String> = sqlx::query_scalar(&wrapped)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(database("the query failed"))?;
-                texts
-                    .iter()
-                    .map(|text| serde_json::from_str(text))
-                    .collect::<Result<_, _>>()
-                    .map_err(|source| LookupError::Row {
-                        table: name.to_owned(),
-                        source,
-                    })?
-            }
-            LookupFrom::File(path) => read_file(name, path)?,
-        };
-        tables.insert(name.to_owned(), keyed(name, &lookup.key, rows));
+        let rows = read(lookup, &mut pool, at).await?;
+        tables.insert(lookup.name.to_string(), Arc::new(LiveTable::new(rows)));
+    }
+    if let Some(pool) = pool {
+        pool.close().await;
     }
     Ok(tables)
+}
+
+/// Reads every table of `lookups` that has a `refresh` again on its
+/// schedule, replacing its rows in `tables` at once, until `stop` is
+/// raised. A read that fails (PostgreSQL down, a query that now fails)
+/// keeps the rows the table has, says so, and is tried at the next tick.
+pub async fn refresh(
+    lookups: Vec<LookupPlan>,
+    tables: Tables,
+    at: crate::connect::Database,
+    stop: Arc<AtomicBool>,
+) {
+    let mut due: Vec<(LookupPlan, Duration, Instant)> = (lookups.into_iter())
+        .filter_map(|lookup| {
+            let every = lookup.refresh?;
+            Some((lookup, every, Instant::now() + every))
+        })
+        .collect();
+    let mut pool = None;
+    while !stop.load(Ordering::Relaxed) {
+        let next = due.iter().map(|(_, _, at)| *at).min();
+        let Some(next) = next else { return };
+        // Woken at least every second to see `stop`.
+        tokio::time::sleep_until(next.min(Instant::now() + Duration::from_secs(1)).into()).await;
+        for (lookup, every, at_time) in &mut due {
+            if Instant::now() < *at_time {
+                continue;
+            }
+            *at_time = Instant::now() + *every;
+            let Some(table) = tables.get(lookup.name.as_str()) else {
+                continue;
+            };
+            let started = Instant::now();
+            match read(lookup, &mut pool, &at).await {
+                Ok(rows) => {
+                    let before = table.len();
+                    let after = rows.len();
+                    table.replace(rows);
+                    tracing::debug!(
+                        table = %lookup.name,
+                        rows = after,
+                        before,
+                        took = ?started.elapsed(),
+                        "Lookup table refreshed."
+                    );
+                }
+                Err(error) => {
+                    // A connection that failed is made anew next time.
+                    pool = None;
+                    tracing::warn!(
+                        table = %lookup.name,
+                        rows = table.len(),
+                        "Cannot refresh the lookup table; its rows stay as they were: {error}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The rows of `lookup`, keyed; a query runs on `pool`, connected to `at`
+/// the first time.
+async fn read(
+    lookup: &LookupPlan,
+    pool: &mut Option<PgPool>,
+    at: &crate::connect::Database,
+) -> Result<HashMap<String, String>, LookupError> {
+    let name = lookup.name.as_str();
+    let database = |what| {
+        move |source| LookupError::Database {
+            table: name.to_owned(),
+            what,
+            source,
+        }
+    };
+    let rows: Vec<Map<String, Value>> = match &lookup.from {
+        LookupFrom::Query(query) => {
+            if pool.is_none() {
+                *pool = Some(
+                    PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(at.options())
+                        .await
+                        .map_err(database("cannot connect to PostgreSQL"))?,
+                );
+            }
+            let pool = pool.as_ref().expect("connected above");
+            // PostgreSQL turns each row into a JSON object itself, whatever the column types.
+            let wrapped = format!(
+                "SELECT row_to_json(t)::text FROM ({}) AS t",
+                query.trim().trim_end_matches(';')
+            );
+            let texts: Vec<String> = sqlx::query_scalar(&wrapped)
+                .fetch_all(pool)
+                .await
+                .map_err(database("the query failed"))?;
+            texts
+                .iter()
+                .map(|text| serde_json::from_str(text))
+                .collect::<Result<_, _>>()
+                .map_err(|source| LookupError::Row {
+                    table: name.to_owned(),
+                    source,
+                })?
+        }
+        LookupFrom::File(path) => read_file(name, path)?,
+    };
+    Ok(keyed(name, &lookup.key, rows))
 }
 
 /// A lookup table from a JSON Lines file of objects, keyed by column `key`.
@@ -220,9 +300,9 @@ mod tests {
             .unwrap();
         let users = &tables["users"];
         assert_eq!(users.len(), 2, "the keyless row is left out");
-        let row: Value = serde_json::from_str(&users["u1"]).unwrap();
+        let row: Value = serde_json::from_str(&users.get("u1").unwrap()).unwrap();
         assert_eq!(row["segment"], "vip");
-        let row: Value = serde_json::from_str(&users["7"]).unwrap();
+        let row: Value = serde_json::from_str(&users.get("7").unwrap()).unwrap();
         assert_eq!(row["segment"], "new", "numbers are looked up as text");
 
         std::fs::write(dir.join("users.jsonl"), "{\"id\": \"u1\"}\nnot json\n").unwrap();

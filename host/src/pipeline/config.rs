@@ -115,6 +115,9 @@ pub struct LookupConfig {
     pub file: Option<Spanned<PathBuf>>,
     /// The column (or JSON field) rows are keyed by.
     pub key: Spanned<String>,
+    /// How often a `query` table is read again (never, if left out).
+    #[serde(default, with = "humantime_serde")]
+    pub refresh: Option<Duration>,
 }
 
 /// One stage: a plugin and what it is given.

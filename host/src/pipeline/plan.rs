@@ -65,6 +65,9 @@ pub struct LookupPlan {
     pub from: LookupFrom,
     /// The column (or JSON field) rows are keyed by.
     pub key: String,
+    /// How often the table is read again, replacing its rows (`None`: read
+    /// once, at start).
+    pub refresh: Option<Duration>,
 }
 
 /// Where a lookup table's rows come from.

@@ -4,25 +4,65 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use super::capabilities::Capabilities;
 use super::limits::StageLimits;
 
-/// Read-only reference data for enrichment: table -> key -> row (a JSON
-/// object as text), loaded by the host and shared by every instance.
+/// One lookup table's rows: key -> row (a JSON object as text). The host
+/// may replace them all at once while stages read (a refreshed table):
+/// a reader sees the old rows or the new ones, never a mix.
+#[derive(Debug, Default)]
+pub struct LiveTable(ArcSwap<HashMap<String, String>>);
+
+impl LiveTable {
+    /// A table holding `rows`.
+    pub fn new(rows: HashMap<String, String>) -> Self {
+        Self(ArcSwap::from_pointee(rows))
+    }
+
+    /// The row with key `key`, as the table is now.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.0.load().get(key).cloned()
+    }
+
+    /// Replaces every row.
+    pub fn replace(&self, rows: HashMap<String, String>) {
+        self.0.store(Arc::new(rows));
+    }
+
+    /// How many rows it holds now.
+    pub fn len(&self) -> usize {
+        self.0.load().len()
+    }
+
+    /// True when it holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reference data for enrichment: table -> key -> row, loaded by the host
+/// and shared by every instance (read-only to plugins).
 #[derive(Debug, Default, Clone)]
 pub struct LookupTables {
-    tables: HashMap<String, HashMap<String, String>>,
+    tables: HashMap<String, Arc<LiveTable>>,
 }
 
 impl LookupTables {
-    /// Adds (or replaces) a table.
+    /// Adds (or replaces) a table of fixed rows.
     pub fn insert(&mut self, table: impl Into<String>, rows: HashMap<String, String>) {
+        self.share(table, Arc::new(LiveTable::new(rows)));
+    }
+
+    /// Adds (or replaces) a table whose rows the host may replace.
+    pub fn share(&mut self, table: impl Into<String>, rows: Arc<LiveTable>) {
         self.tables.insert(table.into(), rows);
     }
 
     /// The row of `table` with key `key`.
-    pub fn get(&self, table: &str, key: &str) -> Option<&str> {
-        self.tables.get(table)?.get(key).map(String::as_str)
+    pub fn get(&self, table: &str, key: &str) -> Option<String> {
+        self.tables.get(table)?.get(key)
     }
 
     /// True when the stage has a table of that name.

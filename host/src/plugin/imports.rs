@@ -212,7 +212,7 @@ impl lookup::Host for HostState {
                 "Plugin asked for a lookup table the stage does not have."
             );
         }
-        lookups.get(&table, &key).map(str::to_owned)
+        lookups.get(&table, &key)
     }
 }
 

@@ -36,7 +36,7 @@ pub use bindings::aggregating::Group;
 pub use bindings::types::{Batch, Fields, PluginError, Value};
 pub use capabilities::{Capabilities, Capability};
 pub use code::{NativeStage, NativeStages, StageCode};
-pub use context::{LookupTables, MetricNames, StageContext};
+pub use context::{LiveTable, LookupTables, MetricNames, StageContext};
 pub use error::{Failure, LoadError};
 pub use fields::{FieldsExt, Parsed, Reader, no_fields, read};
 pub use limits::StageLimits;

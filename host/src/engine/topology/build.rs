@@ -41,23 +41,24 @@ pub(super) async fn load_plugins(
 }
 
 /// Each stage's context: its configuration, limits and lookup tables
-/// (loaded now, retried while PostgreSQL does not answer).
+/// (loaded now, retried while PostgreSQL does not answer); and the tables,
+/// which [`lookups::refresh`] keeps fresh.
 pub(super) async fn stage_contexts(
     plan: &PipelinePlan,
     shared: &Shared<'_>,
-) -> Result<Vec<Arc<StageContext>>, TopologyError> {
+) -> Result<(Vec<Arc<StageContext>>, lookups::Tables), TopologyError> {
     let tables = until_reachable(&shared.stop, "loading the lookup tables", || async {
         Ok(lookups::load(&plan.lookups, &shared.config.database).await?)
     })
     .await?;
-    Ok(plan
+    let contexts = plan
         .stages
         .iter()
         .map(|stage| {
             let mut lookups = LookupTables::default();
             for table in &stage.lookups {
                 let rows = tables.get(table.as_str()).cloned().unwrap_or_default();
-                lookups.insert(table.to_string(), rows);
+                lookups.share(table.to_string(), rows);
             }
             Arc::new(StageContext {
                 pipeline: plan.name.to_string(),
@@ -69,7 +70,8 @@ pub(super) async fn stage_contexts(
                 capabilities: stage.capabilities,
             })
         })
-        .collect())
+        .collect();
+    Ok((contexts, tables))
 }
 
 /// The aggregator, when the last stage is one, says what its rows look

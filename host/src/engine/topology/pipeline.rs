@@ -16,6 +16,7 @@ use crate::engine::changelog;
 use crate::engine::config::RunConfig;
 use crate::engine::deliver::{self, Committed, Ownership};
 use crate::engine::error::TopologyError;
+use crate::engine::lookups;
 use crate::engine::monitor;
 use crate::engine::reachable::until_reachable;
 use crate::engine::repartition;
@@ -59,9 +60,10 @@ pub(super) struct Running {
 /// everything in flight is written, and stops it.
 pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyError> {
     let started = Instant::now();
+    let (contexts, tables) = stage_contexts(&plan, &shared).await?;
     let stages = Stages {
         plugins: load_plugins(&plan, &shared.runtime).await?,
-        contexts: stage_contexts(&plan, &shared).await?,
+        contexts,
     };
     let aggregator = probe_aggregator(&stages).await?;
     if let Hop::Second { source_topic, .. } = &plan.hop {
@@ -135,6 +137,14 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
         "Pipeline running."
     );
     tasks.push(start_monitor(&plan, shared.config, &consumer, &stats, live));
+    if plan.lookups.iter().any(|lookup| lookup.refresh.is_some()) {
+        tasks.push(tokio::spawn(lookups::refresh(
+            plan.lookups.clone(),
+            tables,
+            shared.config.database.clone(),
+            Arc::clone(&shared.stop),
+        )));
+    }
     if let Hop::Second { .. } = plan.hop {
         tasks.push(tokio::spawn(repartition::purge(
             shared.config.kafka.clone(),

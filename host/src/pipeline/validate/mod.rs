@@ -266,10 +266,30 @@ impl Checker<'_> {
                 "name the column rows are looked up by",
             );
         }
+        let refresh = match (lookup.refresh, &from) {
+            (Some(every), _) if every.is_zero() => {
+                self.error(
+                    &lookup.name,
+                    format!("lookup table `{table}` has a `refresh` of zero"),
+                    "give how often to read it again, such as `30s`, or leave `refresh` out to read it once",
+                );
+                None
+            }
+            (Some(_), Some(LookupFrom::File(_))) => {
+                self.error(
+                    &lookup.name,
+                    format!("lookup table `{table}` is a file, read once: `refresh` is for `query` tables"),
+                    "leave `refresh` out, or load the rows into PostgreSQL and use `query`",
+                );
+                None
+            }
+            (refresh, _) => Some(refresh),
+        };
         Some(LookupPlan {
             name: name?,
             from: from?,
             key: (!key.trim().is_empty()).then(|| key.clone())?,
+            refresh: refresh?,
         })
     }
 
