@@ -116,7 +116,7 @@ struct Tables<'a>(&'a LookupTables);
 
 impl catalog_enrich::Lookup for Tables<'_> {
     fn row(&self, table: &str, key: &str) -> Option<Map<String, Json>> {
-        serde_json::from_str(self.0.get(table, key)?).ok()
+        serde_json::from_str(&self.0.get(table, key)?).ok()
     }
 }
 

@@ -90,7 +90,7 @@ struct NativeLookup(LookupTables);
 
 impl catalog_enrich::Lookup for NativeLookup {
     fn row(&self, table: &str, key: &str) -> Option<Map<String, Json>> {
-        serde_json::from_str(self.0.get(table, key)?).ok()
+        serde_json::from_str(&self.0.get(table, key)?).ok()
     }
 }
 
