@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use weir_tests::oracle::check_run;
+use weir_tests::categories::{CATALOG_CATEGORY, category_pipeline, equal_to_oracle};
+use weir_tests::oracle::{check_run, load_raw, read_topic};
 use weir_tests::pipeline::{
     Scenario, count_per_key, demo_pipeline, progress, replace_setting, terminate, wait_caught_up,
 };
@@ -55,14 +56,16 @@ impl Draw {
     }
 }
 
-/// Waits until the sessions table changes (a flush reached PostgreSQL; its
-/// changelog write and offset commit come right after), for at most `limit`.
-fn wait_for_a_flush(run: &Scenario, pool: &sqlx::PgPool, limit: Duration) -> Result<bool> {
-    let query = format!(
-        "SELECT coalesce(sum(\"EVENTS_COUNT\"), 0)::BIGINT FROM {}",
-        run.names.table
-    );
-    let total = |pool: &sqlx::PgPool| run.scalar::<i64>(pool, &query);
+/// Waits until the answer to `probe` changes (a flush reached PostgreSQL;
+/// its changelog write and offset commit come right after), for at most
+/// `limit`.
+fn wait_for_a_flush(
+    run: &Scenario,
+    pool: &sqlx::PgPool,
+    probe: &str,
+    limit: Duration,
+) -> Result<bool> {
+    let total = |pool: &sqlx::PgPool| run.scalar::<i64>(pool, probe);
     let started = Instant::now();
     let Ok(before) = total(pool) else {
         return Ok(false); // no table yet
@@ -83,13 +86,59 @@ fn kill_9(child: &mut Child) -> Result<()> {
     Ok(())
 }
 
+/// What a fault test's pipeline writes, and how it is checked at the end.
+enum Output {
+    /// The demo's `sessions` table and Avro topic, against the SQL oracle.
+    Sessions,
+    /// The category example's table, against SQL over the input and the catalog.
+    CategorySales(String),
+}
+
+impl Output {
+    /// A query whose answer changes with every flush the sinks take.
+    fn flush_probe(&self, run: &Scenario) -> String {
+        match self {
+            Self::Sessions => format!(
+                "SELECT coalesce(sum(\"EVENTS_COUNT\"), 0)::BIGINT FROM {}",
+                run.names.table
+            ),
+            Self::CategorySales(table) => {
+                format!("SELECT coalesce(sum(\"ORDER_LINES\"), 0)::BIGINT FROM {table}")
+            }
+        }
+    }
+
+    /// Compares the sinks with the oracle over every event of the input.
+    fn check(&self, run: &Scenario, counts: &weir::generate::Counts) -> Result<()> {
+        match self {
+            Self::Sessions => {
+                let sessions = check_run(&run.stack, &run.tokio, &run.names)?;
+                ensure!(sessions as u64 == counts.sessions);
+            }
+            Self::CategorySales(table) => {
+                let pool = run.pool()?;
+                let raw = format!("{}_raw", run.names.table);
+                run.tokio.block_on(load_raw(
+                    &pool,
+                    &raw,
+                    &read_topic(&run.stack, &run.names.events)?,
+                ))?;
+                let (categories, lines) =
+                    equal_to_oracle(run, &pool, &raw, table, CATALOG_CATEGORY)?;
+                println!("{lines} items in {categories} categories equal the SQL oracle");
+            }
+        }
+        Ok(())
+    }
+}
+
 #[test]
 fn weir_killed_with_sigkill_at_random_moments_counts_every_event_exactly_once() -> Result<()> {
     let _serial = one_at_a_time();
     let run = Scenario::new("chaos", 4)?;
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
-    killed_at_random(&run, &pipeline, 6, &[])
+    killed_at_random(&run, &pipeline, 6, &[], &Output::Sessions)
 }
 
 #[test]
@@ -99,7 +148,23 @@ fn a_pipeline_rekeyed_through_kafka_counts_every_event_once_through_sigkill() ->
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
     let second = rekey_by_session(&run, &pipeline)?;
-    killed_at_random(&run, &pipeline, 5, &second)
+    killed_at_random(&run, &pipeline, 5, &second, &Output::Sessions)
+}
+
+#[test]
+fn sales_per_category_stay_exact_through_sigkill_at_random_moments() -> Result<()> {
+    let _serial = one_at_a_time();
+    let run = Scenario::new("categories-chaos", 4)?;
+    run.write_catalog(SEED)?;
+    let (pipeline, table) = category_pipeline(&run, "json")?;
+    let second = category_second_hop(&run);
+    killed_at_random(&run, &pipeline, 5, &second, &Output::CategorySales(table))
+}
+
+/// The category example's second hop: its group and topic.
+fn category_second_hop(run: &Scenario) -> Vec<(String, String)> {
+    let second = format!("{}.sales", run.names.group());
+    vec![(second.clone(), format!("{second}.repartition"))]
 }
 
 /// Events sent under a Kafka key other than their `session_id` (page views
@@ -171,6 +236,7 @@ fn killed_at_random(
     pipeline: &std::path::Path,
     kills: usize,
     then: &[(String, String)],
+    output: &Output,
 ) -> Result<()> {
     let pool = run.pool()?;
     let events = 200_000;
@@ -201,7 +267,8 @@ fn killed_at_random(
         std::thread::sleep(pause);
         // Every other kill lands right after the sinks took a flush, before
         // its changelog write and offset commit have finished.
-        let mid_flush = kill % 2 == 0 && wait_for_a_flush(run, &pool, Duration::from_secs(3))?;
+        let mid_flush = kill % 2 == 0
+            && wait_for_a_flush(run, &pool, &output.flush_probe(run), Duration::from_secs(3))?;
         kill_9(&mut weir)?;
         println!(
             "kill -9 #{kill} at {:.1?}{}",
@@ -246,9 +313,7 @@ fn killed_at_random(
         "the last instance: {} records aggregated, {} skipped as already in the restored state",
         stopped["aggregated"], stopped["replayed"]
     );
-    let sessions = check_run(&run.stack, &run.tokio, &run.names)?;
-    ensure!(sessions as u64 == counts.sessions);
-    Ok(())
+    output.check(run, &counts)
 }
 
 /// The `fields.partitions` of every `message` line in `log`.
@@ -273,7 +338,7 @@ fn instances_share_partitions_and_take_over_from_a_killed_one() -> Result<()> {
     let run = Scenario::new("scale", 6)?;
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
-    shared_and_taken_over(&run, &pipeline, &[])
+    shared_and_taken_over(&run, &pipeline, &[], &Output::Sessions)
 }
 
 #[test]
@@ -283,7 +348,18 @@ fn instances_of_a_rekeyed_pipeline_share_both_hops_and_take_over_from_a_killed_o
     run.write_catalog(SEED)?;
     let pipeline = demo_pipeline(&run.dir, &run.names, "")?;
     let second = rekey_by_session(&run, &pipeline)?;
-    shared_and_taken_over(&run, &pipeline, &second)
+    shared_and_taken_over(&run, &pipeline, &second, &Output::Sessions)
+}
+
+#[test]
+fn instances_summing_sales_per_category_share_both_hops_and_take_over_from_a_killed_one()
+-> Result<()> {
+    let _serial = one_at_a_time();
+    let run = Scenario::new("categories-rescale", 6)?;
+    run.write_catalog(SEED)?;
+    let (pipeline, table) = category_pipeline(&run, "json")?;
+    let second = category_second_hop(&run);
+    shared_and_taken_over(&run, &pipeline, &second, &Output::CategorySales(table))
 }
 
 /// Keys the demo `pipeline` by the `session_id` field (through the
@@ -307,6 +383,7 @@ fn shared_and_taken_over(
     run: &Scenario,
     pipeline: &std::path::Path,
     then: &[(String, String)],
+    output: &Output,
 ) -> Result<()> {
     let events = 200_000;
     let generator = run.start_generator(SEED, events, 5_000, 200);
@@ -362,9 +439,7 @@ fn shared_and_taken_over(
         b_assigned.len() > b_before_kill,
         "b took over partitions of a after the kill: {b_assigned:?} ({b_before_kill} before)"
     );
-    let sessions = check_run(&run.stack, &run.tokio, &run.names)?;
-    ensure!(sessions as u64 == counts.sessions);
-    Ok(())
+    output.check(run, &counts)
 }
 
 /// How long the pipeline of `names` takes to commit everything that was

@@ -5,7 +5,6 @@
 //! from a topic of Confluent-framed Avro written under two versions of its
 //! schema (`format = "avro"`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -15,12 +14,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::Value as Json;
-use sqlx::PgPool;
 use weir::sink::registry::RegistryClient;
-use weir_tests::oracle::{differences_in, load_raw, read_topic};
-use weir_tests::pipeline::{
-    Scenario, generated_events, progress, stock_pipeline, terminate, wait_caught_up,
+use weir_tests::categories::{
+    CATALOG_CATEGORY, by_boundary, category_pipeline, category_pipeline_with, caught_up,
+    equal_to_oracle, run_to_end,
 };
+use weir_tests::oracle::{load_raw, read_topic};
+use weir_tests::pipeline::{Scenario, generated_events, progress};
 
 #[test]
 fn sales_per_category_are_summed_through_the_repartition_topic() -> Result<()> {
@@ -226,21 +226,9 @@ fn a_product_recategorised_in_postgresql_counts_under_its_new_category_after_the
         &raw,
         &read_topic(&run.stack, &run.names.events)?,
     ))?;
-    // Events before the boundary (their partition's offset below it) were
-    // enriched with the catalog as it was, the others with the new one.
-    let before_boundary = boundary
-        .iter()
-        .enumerate()
-        .map(|(partition, end)| {
-            format!("(r.line / 1000000000000 = {partition} AND r.line % 1000000000000 < {end})")
-        })
-        .collect::<Vec<_>>()
-        .join(" OR ");
-    let category = format!(
-        "CASE WHEN {before_boundary} \
-         THEN (SELECT p.category FROM {before} p WHERE p.product_id = item->>'product_id') \
-         ELSE (SELECT p.category FROM {catalog} p WHERE p.product_id = item->>'product_id') END"
-    );
+    // Events before the boundary were enriched with the catalog as it was,
+    // the others with the new one.
+    let category = by_boundary(&boundary, &before, &catalog);
     let (categories, lines) = equal_to_oracle(&run, &pool, &raw, &table, &category)?;
     let outdoor = run.scalar::<i64>(
         &pool,
@@ -254,114 +242,153 @@ fn a_product_recategorised_in_postgresql_counts_under_its_new_category_after_the
     Ok(())
 }
 
-/// `pipelines/category-sales.toml` for `run`, reading values as `format`;
-/// the file and its table.
-fn category_pipeline(run: &Scenario, format: &str) -> Result<(PathBuf, String)> {
-    category_pipeline_with(run, format, Vec::new())
-}
-
-/// [`category_pipeline`] with more of its lines rewritten.
-fn category_pipeline_with(
-    run: &Scenario,
-    format: &str,
-    more: Vec<(&str, String)>,
-) -> Result<(PathBuf, String)> {
-    let table = format!("{}_sales", run.names.table);
-    let mut rewrites = vec![
-        (
-            "name = \"category-sales\"",
-            format!("name = \"{}\"", run.names.pipeline),
-        ),
-        (
-            "topic = \"ecommerce.events\"",
-            format!("topic = \"{}\"", run.names.events),
-        ),
-        ("format = \"json\"", format!("format = \"{format}\"")),
-        ("table = \"category_sales\"", format!("table = \"{table}\"")),
-    ];
-    rewrites.extend(more);
-    let pipeline = stock_pipeline(
-        &run.dir,
-        "category-sales",
-        &run.names.pipeline,
-        &rewrites,
-        "",
-    )?;
-    Ok((pipeline, table))
-}
-
-/// Waits until both hops have committed everything, then stops weir.
-fn run_to_end(run: &Scenario, weir: &mut std::process::Child) -> Result<()> {
-    caught_up(run, weir)?;
-    ensure!(terminate(weir)?.success(), "weir stops cleanly");
-    Ok(())
-}
-
-/// Waits until both hops have committed everything.
-fn caught_up(run: &Scenario, weir: &mut std::process::Child) -> Result<()> {
-    let group = run.names.group();
-    let second = format!("{group}.sales");
-    for (group, topic) in [
-        (group.clone(), run.names.events.clone()),
-        (second.clone(), format!("{second}.repartition")),
-    ] {
-        wait_caught_up(&run.stack, &group, &topic, weir, Duration::from_secs(300))
-            .with_context(|| format!("weir's log ends:\n{}", run.log_tail("weir.log", 12)))?;
-    }
-    Ok(())
-}
-
-/// The category of an item (`item`, of event `r`) in the oracle: the
-/// catalog table's.
-const CATALOG_CATEGORY: &str =
-    "(SELECT p.category FROM products p WHERE p.product_id = item->>'product_id')";
-
-/// Compares `table` with SQL over the events in `raw` (`line`, `data`):
-/// every item of every purchase, its category given by the SQL expression
-/// `category` (NULL: uncategorised), summed per category in exact decimals.
-/// Returns the categories and the items.
-fn equal_to_oracle(
-    run: &Scenario,
-    pool: &PgPool,
-    raw: &str,
-    table: &str,
-    category: &str,
-) -> Result<(i64, i64)> {
-    let oracle = format!("{raw}_oracle");
-    run.tokio.block_on(async {
-        sqlx::query(&format!(
-            "CREATE TABLE {oracle} AS \
-             SELECT coalesce({category}, 'uncategorised') AS \"CATEGORY\", \
-                    sum((item->>'quantity')::bigint) AS \"UNITS_SOLD\", \
-                    (sum(round((item->>'price')::numeric * 100) * (item->>'quantity')::bigint) / 100)::float8 AS \"REVENUE\", \
-                    count(*) AS \"ORDER_LINES\" \
-             FROM {raw} r \
-             CROSS JOIN LATERAL jsonb_array_elements(r.data->'items') AS item \
-             WHERE r.data->>'event_type' = 'purchase' \
-             GROUP BY 1"
+#[test]
+fn a_product_recategorised_on_a_lookup_topic_counts_under_its_new_category_soon_after() -> Result<()>
+{
+    let run = Scenario::new("catalog-topic", 4)?;
+    run.write_catalog("7")?;
+    let pool = run.pool()?;
+    let execute = |sql: String| -> Result<u64> {
+        let done = run.tokio.block_on(sqlx::query(&sql).execute(&pool))?;
+        Ok(done.rows_affected())
+    };
+    // The catalog as a compacted topic, keyed by product, and as it was.
+    let before = format!("{}_before", run.names.table);
+    execute(format!(
+        "CREATE TABLE {before} AS SELECT product_id, category FROM products"
+    ))?;
+    let topic = format!("{}.products", run.names.events);
+    run.tokio
+        .block_on(weir::kafka::ensure_topics(
+            &weir::kafka::Connection::new(&run.stack.bootstrap),
+            std::slice::from_ref(&topic),
+            2,
+            &[("cleanup.policy", "compact")],
         ))
-        .execute(pool)
-        .await
-    })?;
-    let categories = run.scalar::<i64>(pool, &format!("SELECT count(*) FROM {oracle}"))?;
-    let lines = run.scalar::<i64>(
-        pool,
-        &format!("SELECT sum(\"ORDER_LINES\")::bigint FROM {oracle}"),
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let rows: Vec<(String, String)> = run.tokio.block_on(
+        sqlx::query_as(&format!(
+            "SELECT product_id, json_build_object('product_id', product_id, 'category', category)::text \
+             FROM {before}"
+        ))
+        .fetch_all(&pool),
     )?;
-    ensure!(
-        categories > 3 && lines > 300,
-        "the input has sales: {categories} categories, {lines} items"
+    let producer: ThreadedProducer<DefaultProducerContext> = run
+        .stack
+        .kafka_client()
+        .set("enable.idempotence", "true")
+        .create()?;
+    let send = |key: &str, value: Option<&str>| -> Result<()> {
+        let mut record = BaseRecord::<str, str>::to(&topic).key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        producer.send(record).map_err(|(error, _)| error)?;
+        producer.flush(Duration::from_secs(30))?;
+        Ok(())
+    };
+    for (product, row) in &rows {
+        send(product, Some(row))?;
+    }
+    let (pipeline, table) = category_pipeline_with(
+        &run,
+        "json",
+        vec![
+            (
+                "query = \"SELECT product_id, category FROM products\"",
+                format!("topic = \"{topic}\""),
+            ),
+            ("key = \"product_id\"", String::new()),
+        ],
+    )?;
+    let mut weir = run.spawn_weir(&pipeline, "weir.log", &[])?;
+    let generate = || -> Result<()> {
+        let counts = run
+            .start_generator("7", 20_000, 0, 500)
+            .join()
+            .expect("generator")?;
+        ensure!(counts.events == 20_000);
+        Ok(())
+    };
+    generate()?;
+    caught_up(&run, &mut weir)?;
+    let (_, boundary) = progress(&run.stack, &run.names.group(), &run.names.events)?;
+    // Every sports product moves to outdoor; one home product leaves the
+    // catalog (a tombstone).
+    let after = format!("{}_after", run.names.table);
+    execute(format!("CREATE TABLE {after} AS TABLE {before}"))?;
+    execute(format!(
+        "UPDATE {after} SET category = 'outdoor' WHERE category = 'sports'"
+    ))?;
+    let gone: String = run.scalar(
+        &pool,
+        &format!("SELECT min(product_id) FROM {before} WHERE category = 'home'"),
+    )?;
+    execute(format!("DELETE FROM {after} WHERE product_id = '{gone}'"))?;
+    let moved: Vec<(String, String)> = run.tokio.block_on(
+        sqlx::query_as(&format!(
+            "SELECT product_id, json_build_object('product_id', product_id, 'category', category)::text \
+             FROM {after} WHERE category = 'outdoor'"
+        ))
+        .fetch_all(&pool),
+    )?;
+    for (product, row) in &moved {
+        send(product, Some(row))?;
+    }
+    send(&gone, None)?;
+    // The documented delay: a topic's records reach the table within a
+    // second of being written.
+    std::thread::sleep(Duration::from_secs(2));
+    generate()?;
+    run_to_end(&run, &mut weir)?;
+
+    let raw = format!("{}_raw", run.names.table);
+    run.tokio.block_on(load_raw(
+        &pool,
+        &raw,
+        &read_topic(&run.stack, &run.names.events)?,
+    ))?;
+    let category = by_boundary(&boundary, &before, &after);
+    let (categories, lines) = equal_to_oracle(&run, &pool, &raw, &table, &category)?;
+    println!(
+        "{} products moved to outdoor and one deleted on the lookup topic between two runs of \
+         20 000 events: {lines} items in {categories} categories equal the SQL oracle",
+        moved.len()
     );
-    let columns = "\"CATEGORY\", \"UNITS_SOLD\", \"REVENUE\", \"ORDER_LINES\"";
-    let (different, samples) = run
-        .tokio
-        .block_on(differences_in(pool, table, &oracle, columns))?;
+    Ok(())
+}
+
+#[test]
+fn a_lookup_topic_that_does_not_exist_stops_the_start_with_its_name() -> Result<()> {
+    let run = Scenario::new("no-catalog-topic", 1)?;
+    let missing = format!("{}.no-such-products", run.names.events);
+    let (pipeline, _) = category_pipeline_with(
+        &run,
+        "json",
+        vec![
+            (
+                "query = \"SELECT product_id, category FROM products\"",
+                format!("topic = \"{missing}\""),
+            ),
+            ("key = \"product_id\"", String::new()),
+        ],
+    )?;
+    let mut weir = run.spawn_weir(&pipeline, "weir.log", &[])?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = weir.try_wait()? {
+            break status;
+        }
+        ensure!(std::time::Instant::now() < deadline, "weir still runs");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    ensure!(!status.success(), "weir fails");
+    let log = run.log_tail("weir.log", 5);
     ensure!(
-        different == 0,
-        "{different} rows differ between `{table}` and the oracle; first ones:\n{}",
-        samples.join("\n")
+        log.contains(&format!("topic `{missing}` does not exist")),
+        "the error names the topic:\n{log}"
     );
-    Ok((categories, lines))
+    Ok(())
 }
 
 /// `event` in the Confluent wire format under schema `id`.

@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod avro;
+pub mod categories;
 pub mod grafana;
 pub mod oracle;
 pub mod pipeline;

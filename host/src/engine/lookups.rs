@@ -15,8 +15,11 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
+use crate::kafka::Connection;
 use crate::pipeline::{LookupFrom, LookupPlan};
 use crate::plugin::LiveTable;
+
+mod topic;
 
 /// Every table of a pipeline: name -> its rows (key -> a JSON object as text).
 pub type Tables = HashMap<String, Arc<LiveTable>>;
@@ -52,6 +55,14 @@ pub enum LookupError {
         /// Why.
         source: std::io::Error,
     },
+    /// A lookup topic could not be read.
+    #[error("lookup table `{table}`: {message}")]
+    Topic {
+        /// The table.
+        table: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A line of the file is not a JSON object.
     #[error("lookup table `{table}`: {}:{line}: not a JSON object: {source}", path.display())]
     Line {
@@ -79,61 +90,139 @@ impl LookupError {
     }
 }
 
-/// Loads `lookups`; queries run on the database `at`.
+/// The tables of a pipeline, loaded, and where each topic table's reading
+/// stopped (its followers go on from there).
+#[derive(Debug)]
+pub struct Loaded {
+    /// Every table.
+    pub tables: Tables,
+    /// The topic tables.
+    pub topics: Vec<TopicStart>,
+}
+
+/// Where a topic table's first reading stopped.
+#[derive(Debug)]
+pub struct TopicStart {
+    /// The table.
+    pub table: String,
+    /// Its topic.
+    pub topic: String,
+    /// The offset reached on each partition.
+    pub positions: topic::Positions,
+}
+
+/// Loads `lookups`: queries run on the database `at`, topics are read from
+/// their start to their end on `kafka`.
 pub async fn load(
     lookups: &[LookupPlan],
     at: &crate::connect::Database,
-) -> Result<Tables, LookupError> {
-    let mut tables = Tables::new();
+    kafka: &Connection,
+) -> Result<Loaded, LookupError> {
+    let mut loaded = Loaded {
+        tables: Tables::new(),
+        topics: Vec::new(),
+    };
     let mut pool = None;
     for lookup in lookups {
-        let rows = read(lookup, &mut pool, at).await?;
-        tables.insert(lookup.name.to_string(), Arc::new(LiveTable::new(rows)));
+        let name = lookup.name.to_string();
+        let rows = match &lookup.from {
+            LookupFrom::Query { sql, key } => read_query(&name, sql, key, &mut pool, at).await?,
+            LookupFrom::File { path, key } => keyed(&name, key, read_file(&name, path)?),
+            LookupFrom::Topic(topic) => {
+                let topic = topic.to_string();
+                let (kafka, table, read) = (kafka.clone(), name.clone(), topic.clone());
+                let (rows, positions) =
+                    tokio::task::spawn_blocking(move || topic::read(&table, &read, &kafka))
+                        .await
+                        .map_err(|error| LookupError::Topic {
+                            table: name.clone(),
+                            message: error.to_string(),
+                        })??;
+                loaded.topics.push(TopicStart {
+                    table: name.clone(),
+                    topic,
+                    positions,
+                });
+                rows
+            }
+        };
+        loaded.tables.insert(name, Arc::new(LiveTable::new(rows)));
     }
     if let Some(pool) = pool {
         pool.close().await;
     }
-    Ok(tables)
+    Ok(loaded)
 }
 
-/// Reads every table of `lookups` that has a `refresh` again on its
-/// schedule, replacing its rows in `tables` at once, until `stop` is
-/// raised. A read that fails (PostgreSQL down, a query that now fails)
-/// keeps the rows the table has, says so, and is tried at the next tick.
-pub async fn refresh(
+/// Keeps `loaded`'s tables fresh until `stop` is raised: follows every
+/// topic table (a thread each, from where its reading stopped), and reads
+/// every query table that has a `refresh` again on its schedule, replacing
+/// its rows at once. A read that fails (PostgreSQL down, a query that now
+/// fails) keeps the rows the table has, says so, and is tried at the next
+/// tick.
+pub async fn keep_fresh(
     lookups: Vec<LookupPlan>,
-    tables: Tables,
-    at: crate::connect::Database,
+    loaded: Loaded,
+    (at, kafka): (crate::connect::Database, Connection),
     stop: Arc<AtomicBool>,
 ) {
-    let mut due: Vec<(LookupPlan, Duration, Instant)> = (lookups.into_iter())
+    let tables = loaded.tables;
+    for TopicStart {
+        table,
+        topic,
+        positions,
+    } in loaded.topics
+    {
+        let Some(rows) = tables.get(&table).cloned() else {
+            continue;
+        };
+        let (kafka, stop) = (kafka.clone(), Arc::clone(&stop));
+        let spawned = std::thread::Builder::new()
+            .name(format!("weir-lookup-{table}"))
+            .spawn(move || topic::follow(&table, &topic, &positions, &kafka, &rows, &stop));
+        if let Err(error) = spawned {
+            tracing::error!("Cannot start the thread that follows a lookup topic: {error}");
+        }
+    }
+    let mut due: Vec<(String, String, String, Duration, Instant)> = (lookups.into_iter())
         .filter_map(|lookup| {
             let every = lookup.refresh?;
-            Some((lookup, every, Instant::now() + every))
+            let LookupFrom::Query { sql, key } = lookup.from else {
+                return None;
+            };
+            Some((
+                lookup.name.to_string(),
+                sql,
+                key,
+                every,
+                Instant::now() + every,
+            ))
         })
         .collect();
     let mut pool = None;
-    while !stop.load(Ordering::Relaxed) {
-        let next = due.iter().map(|(_, _, at)| *at).min();
-        let Some(next) = next else { return };
+    while !stop.load(Ordering::Relaxed) && !due.is_empty() {
+        let next = due
+            .iter()
+            .map(|due| due.4)
+            .min()
+            .unwrap_or_else(Instant::now);
         // Woken at least every second to see `stop`.
         tokio::time::sleep_until(next.min(Instant::now() + Duration::from_secs(1)).into()).await;
-        for (lookup, every, at_time) in &mut due {
+        for (name, sql, key, every, at_time) in &mut due {
             if Instant::now() < *at_time {
                 continue;
             }
             *at_time = Instant::now() + *every;
-            let Some(table) = tables.get(lookup.name.as_str()) else {
+            let Some(table) = tables.get(name.as_str()) else {
                 continue;
             };
             let started = Instant::now();
-            match read(lookup, &mut pool, &at).await {
+            match read_query(name, sql, key, &mut pool, &at).await {
                 Ok(rows) => {
-                    let before = table.len();
-                    let after = rows.len();
+                    let (before, after) = (table.len(), rows.len());
                     table.replace(rows);
                     tracing::debug!(
-                        table = %lookup.name,
+                        table = %name,
                         rows = after,
                         before,
                         took = ?started.elapsed(),
@@ -144,7 +233,7 @@ pub async fn refresh(
                     // A connection that failed is made anew next time.
                     pool = None;
                     tracing::warn!(
-                        table = %lookup.name,
+                        table = %name,
                         rows = table.len(),
                         "Cannot refresh the lookup table; its rows stay as they were: {error}"
                     );
@@ -154,14 +243,15 @@ pub async fn refresh(
     }
 }
 
-/// The rows of `lookup`, keyed; a query runs on `pool`, connected to `at`
-/// the first time.
-async fn read(
-    lookup: &LookupPlan,
+/// The rows of query `sql`, keyed by column `key`; the query runs on
+/// `pool`, connected to `at` the first time.
+async fn read_query(
+    name: &str,
+    sql: &str,
+    key: &str,
     pool: &mut Option<PgPool>,
     at: &crate::connect::Database,
 ) -> Result<HashMap<String, String>, LookupError> {
-    let name = lookup.name.as_str();
     let database = |what| {
         move |source| LookupError::Database {
             table: name.to_owned(),
@@ -169,39 +259,34 @@ async fn read(
             source,
         }
     };
-    let rows: Vec<Map<String, Value>> = match &lookup.from {
-        LookupFrom::Query(query) => {
-            if pool.is_none() {
-                *pool = Some(
-                    PgPoolOptions::new()
-                        .max_connections(1)
-                        .connect_with(at.options())
-                        .await
-                        .map_err(database("cannot connect to PostgreSQL"))?,
-                );
-            }
-            let pool = pool.as_ref().expect("connected above");
-            // PostgreSQL turns each row into a JSON object itself, whatever the column types.
-            let wrapped = format!(
-                "SELECT row_to_json(t)::text FROM ({}) AS t",
-                query.trim().trim_end_matches(';')
-            );
-            let texts: Vec<String> = sqlx::query_scalar(&wrapped)
-                .fetch_all(pool)
+    if pool.is_none() {
+        *pool = Some(
+            PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(at.options())
                 .await
-                .map_err(database("the query failed"))?;
-            texts
-                .iter()
-                .map(|text| serde_json::from_str(text))
-                .collect::<Result<_, _>>()
-                .map_err(|source| LookupError::Row {
-                    table: name.to_owned(),
-                    source,
-                })?
-        }
-        LookupFrom::File(path) => read_file(name, path)?,
-    };
-    Ok(keyed(name, &lookup.key, rows))
+                .map_err(database("cannot connect to PostgreSQL"))?,
+        );
+    }
+    let pool = pool.as_ref().expect("connected above");
+    // PostgreSQL turns each row into a JSON object itself, whatever the column types.
+    let wrapped = format!(
+        "SELECT row_to_json(t)::text FROM ({}) AS t",
+        sql.trim().trim_end_matches(';')
+    );
+    let texts: Vec<String> = sqlx::query_scalar(&wrapped)
+        .fetch_all(pool)
+        .await
+        .map_err(database("the query failed"))?;
+    let rows = texts
+        .iter()
+        .map(|text| serde_json::from_str(text))
+        .collect::<Result<_, _>>()
+        .map_err(|source| LookupError::Row {
+            table: name.to_owned(),
+            source,
+        })?;
+    Ok(keyed(name, key, rows))
 }
 
 /// A lookup table from a JSON Lines file of objects, keyed by column `key`.
@@ -294,10 +379,16 @@ mod tests {
             &dir,
             "[[lookups]]\nname = \"users\"\nfile = \"users.jsonl\"\nkey = \"id\"\n",
         );
-        // No query, so no database is needed: the URL is never used.
-        let tables = load(&pipeline.lookups, &crate::connect::Database::local())
-            .await
-            .unwrap();
+        // No query and no topic: neither the database nor Kafka is used.
+        let kafka = Connection::new("127.0.0.1:9092");
+        let tables = load(
+            &pipeline.lookups,
+            &crate::connect::Database::local(),
+            &kafka,
+        )
+        .await
+        .unwrap()
+        .tables;
         let users = &tables["users"];
         assert_eq!(users.len(), 2, "the keyless row is left out");
         let row: Value = serde_json::from_str(&users.get("u1").unwrap()).unwrap();
@@ -306,9 +397,13 @@ mod tests {
         assert_eq!(row["segment"], "new", "numbers are looked up as text");
 
         std::fs::write(dir.join("users.jsonl"), "{\"id\": \"u1\"}\nnot json\n").unwrap();
-        let error = load(&pipeline.lookups, &crate::connect::Database::local())
-            .await
-            .unwrap_err();
+        let error = load(
+            &pipeline.lookups,
+            &crate::connect::Database::local(),
+            &kafka,
+        )
+        .await
+        .unwrap_err();
         assert!(
             format!("{error:#}").contains("users.jsonl:2: not a JSON object"),
             "{error:#}"

@@ -120,7 +120,7 @@ fn needs(plans: &[PipelinePlan]) -> Needs {
                 || plan
                     .lookups
                     .iter()
-                    .any(|lookup| matches!(lookup.from, LookupFrom::Query(_)))
+                    .any(|lookup| matches!(lookup.from, LookupFrom::Query { .. }))
         }),
         registry: plans
             .iter()

@@ -103,7 +103,8 @@ impl Default for BatchConfig {
     }
 }
 
-/// A lookup table: rows keyed by one column, from PostgreSQL or a file.
+/// A lookup table: rows keyed by one column, from PostgreSQL, a file, or
+/// a (compacted) Kafka topic.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LookupConfig {
@@ -113,8 +114,10 @@ pub struct LookupConfig {
     pub query: Option<Spanned<String>>,
     /// A JSON Lines file (relative to the pipeline file).
     pub file: Option<Spanned<PathBuf>>,
-    /// The column (or JSON field) rows are keyed by.
-    pub key: Spanned<String>,
+    /// A topic whose records are the rows, keyed by their Kafka key.
+    pub topic: Option<Spanned<String>>,
+    /// The column (or JSON field) rows are keyed by (`query` and `file`).
+    pub key: Option<Spanned<String>>,
     /// How often a `query` table is read again (never, if left out).
     #[serde(default, with = "humantime_serde")]
     pub refresh: Option<Duration>,

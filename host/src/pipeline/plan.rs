@@ -63,8 +63,6 @@ pub struct LookupPlan {
     pub name: Name,
     /// Where its rows come from.
     pub from: LookupFrom,
-    /// The column (or JSON field) rows are keyed by.
-    pub key: String,
     /// How often the table is read again, replacing its rows (`None`: read
     /// once, at start).
     pub refresh: Option<Duration>,
@@ -73,10 +71,26 @@ pub struct LookupPlan {
 /// Where a lookup table's rows come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LookupFrom {
-    /// A query against the pipeline's PostgreSQL database.
-    Query(String),
-    /// A JSON Lines file (resolved against the pipeline file's folder).
-    File(PathBuf),
+    /// A query against the pipeline's PostgreSQL database, its rows keyed
+    /// by column `key`.
+    Query {
+        /// The SELECT.
+        sql: String,
+        /// The key column.
+        key: String,
+    },
+    /// A JSON Lines file (resolved against the pipeline file's folder),
+    /// its rows keyed by field `key`.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The key field.
+        key: String,
+    },
+    /// A topic (compacted, as a table's changelog is): each record a row
+    /// keyed by its Kafka key, a record without a value deleting its key;
+    /// read to its end at start, then followed.
+    Topic(TopicName),
 }
 
 /// One stage.

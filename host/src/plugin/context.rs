@@ -31,6 +31,14 @@ impl LiveTable {
         self.0.store(Arc::new(rows));
     }
 
+    /// Changes some rows: `change` edits a copy, which then replaces the
+    /// rows at once. For one writer at a time.
+    pub fn update(&self, change: impl FnOnce(&mut HashMap<String, String>)) {
+        let mut rows = HashMap::clone(&self.0.load());
+        change(&mut rows);
+        self.0.store(Arc::new(rows));
+    }
+
     /// How many rows it holds now.
     pub fn len(&self) -> usize {
         self.0.load().len()

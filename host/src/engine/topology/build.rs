@@ -42,15 +42,17 @@ pub(super) async fn load_plugins(
 
 /// Each stage's context: its configuration, limits and lookup tables
 /// (loaded now, retried while PostgreSQL does not answer); and the tables,
-/// which [`lookups::refresh`] keeps fresh.
+/// which [`lookups::keep_fresh`] keeps fresh.
 pub(super) async fn stage_contexts(
     plan: &PipelinePlan,
     shared: &Shared<'_>,
-) -> Result<(Vec<Arc<StageContext>>, lookups::Tables), TopologyError> {
-    let tables = until_reachable(&shared.stop, "loading the lookup tables", || async {
-        Ok(lookups::load(&plan.lookups, &shared.config.database).await?)
+) -> Result<(Vec<Arc<StageContext>>, lookups::Loaded), TopologyError> {
+    let loaded = until_reachable(&shared.stop, "loading the lookup tables", || async {
+        let config = shared.config;
+        Ok(lookups::load(&plan.lookups, &config.database, &config.kafka).await?)
     })
     .await?;
+    let tables = &loaded.tables;
     let contexts = plan
         .stages
         .iter()
@@ -71,7 +73,7 @@ pub(super) async fn stage_contexts(
             })
         })
         .collect();
-    Ok((contexts, tables))
+    Ok((contexts, loaded))
 }
 
 /// The aggregator, when the last stage is one, says what its rows look

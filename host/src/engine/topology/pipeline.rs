@@ -60,7 +60,7 @@ pub(super) struct Running {
 /// everything in flight is written, and stops it.
 pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyError> {
     let started = Instant::now();
-    let (contexts, tables) = stage_contexts(&plan, &shared).await?;
+    let (contexts, loaded) = stage_contexts(&plan, &shared).await?;
     let stages = Stages {
         plugins: load_plugins(&plan, &shared.runtime).await?,
         contexts,
@@ -137,14 +137,12 @@ pub async fn run(plan: PipelinePlan, shared: Shared<'_>) -> Result<(), TopologyE
         "Pipeline running."
     );
     tasks.push(start_monitor(&plan, shared.config, &consumer, &stats, live));
-    if plan.lookups.iter().any(|lookup| lookup.refresh.is_some()) {
-        tasks.push(tokio::spawn(lookups::refresh(
-            plan.lookups.clone(),
-            tables,
-            shared.config.database.clone(),
-            Arc::clone(&shared.stop),
-        )));
-    }
+    tasks.push(tokio::spawn(lookups::keep_fresh(
+        plan.lookups.clone(),
+        loaded,
+        (shared.config.database.clone(), shared.config.kafka.clone()),
+        Arc::clone(&shared.stop),
+    )));
     if let Hop::Second { .. } = plan.hop {
         tasks.push(tokio::spawn(repartition::purge(
             shared.config.kafka.clone(),

@@ -218,24 +218,9 @@ impl Checker<'_> {
             );
             name = None;
         }
-        let from = match (&lookup.query, &lookup.file) {
-            (Some(_), Some(file)) => {
-                self.error(
-                    file,
-                    format!("lookup table `{table}` has both `query` and `file`"),
-                    "keep one: `query` reads PostgreSQL, `file` reads JSON Lines",
-                );
-                None
-            }
-            (None, None) => {
-                self.error(
-                    &lookup.name,
-                    format!("lookup table `{table}` has neither `query` nor `file`"),
-                    "add `query = \"SELECT ...\"` (PostgreSQL) or `file = \"rows.jsonl\"`",
-                );
-                None
-            }
-            (Some(query), None) if query.get_ref().trim().is_empty() => {
+        let key = self.lookup_key(lookup, table);
+        let from = match (&lookup.query, &lookup.file, &lookup.topic) {
+            (Some(query), None, None) if query.get_ref().trim().is_empty() => {
                 self.error(
                     query,
                     "the query is empty".into(),
@@ -243,29 +228,55 @@ impl Checker<'_> {
                 );
                 None
             }
-            (Some(query), None) => Some(LookupFrom::Query(query.get_ref().clone())),
-            (None, Some(file)) => {
+            (Some(query), None, None) => key.map(|key| LookupFrom::Query {
+                sql: query.get_ref().clone(),
+                key,
+            }),
+            (None, Some(file), None) => {
                 let path = self.base_dir.join(file.get_ref());
-                if path.is_file() {
-                    Some(LookupFrom::File(path))
-                } else {
+                if !path.is_file() {
                     self.error(
                         file,
                         format!("lookup file `{}` does not exist", file.get_ref().display()),
                         "paths are relative to the pipeline file's folder",
                     );
-                    None
                 }
+                key.filter(|_| path.is_file())
+                    .map(|key| LookupFrom::File { path, key })
+            }
+            (None, None, Some(topic)) => self.topic(topic, "lookup topic").map(LookupFrom::Topic),
+            (None, None, None) => {
+                self.error(
+                    &lookup.name,
+                    format!("lookup table `{table}` has no `query`, `file` or `topic`"),
+                    "add `query = \"SELECT ...\"` (PostgreSQL), `file = \"rows.jsonl\"` or `topic = \"...\"` (Kafka)",
+                );
+                None
+            }
+            (query, file, topic) => {
+                let given: Vec<&str> = [
+                    ("`query`", query.is_some()),
+                    ("`file`", file.is_some()),
+                    ("`topic`", topic.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(name, given)| given.then_some(name))
+                .collect();
+                // Pointed at the second source named.
+                let at = file
+                    .as_ref()
+                    .filter(|_| query.is_some())
+                    .map(Spanned::span)
+                    .or(topic.as_ref().map(Spanned::span));
+                let error = self.report.at(
+                    at,
+                    format!("lookup table `{table}` has {}", given.join(" and ")),
+                    Some("keep one: `query` reads PostgreSQL, `file` reads JSON Lines, `topic` reads Kafka".to_owned()),
+                );
+                self.errors.push(error);
+                None
             }
         };
-        let key = lookup.key.get_ref();
-        if key.trim().is_empty() {
-            self.error(
-                &lookup.key,
-                "the key column is empty".into(),
-                "name the column rows are looked up by",
-            );
-        }
         let refresh = match (lookup.refresh, &from) {
             (Some(every), _) if every.is_zero() => {
                 self.error(
@@ -275,11 +286,11 @@ impl Checker<'_> {
                 );
                 None
             }
-            (Some(_), Some(LookupFrom::File(_))) => {
+            (Some(_), Some(LookupFrom::File { .. } | LookupFrom::Topic(_))) => {
                 self.error(
                     &lookup.name,
-                    format!("lookup table `{table}` is a file, read once: `refresh` is for `query` tables"),
-                    "leave `refresh` out, or load the rows into PostgreSQL and use `query`",
+                    format!("lookup table `{table}` is a file or a topic: `refresh` is for `query` tables"),
+                    "leave `refresh` out: a file is read once, a topic followed as it is written",
                 );
                 None
             }
@@ -288,9 +299,41 @@ impl Checker<'_> {
         Some(LookupPlan {
             name: name?,
             from: from?,
-            key: (!key.trim().is_empty()).then(|| key.clone())?,
             refresh: refresh?,
         })
+    }
+
+    /// The key column of a `query` or `file` table; a `topic` table is
+    /// keyed by its records' Kafka keys and names none.
+    fn lookup_key(&mut self, lookup: &LookupConfig, table: &str) -> Option<String> {
+        match (&lookup.key, &lookup.topic) {
+            (Some(key), Some(_)) => {
+                self.error(
+                    key,
+                    format!("lookup table `{table}` reads a topic: its rows are keyed by their Kafka keys"),
+                    "leave `key` out",
+                );
+                None
+            }
+            (None, Some(_)) => None,
+            (None, None) => {
+                self.error(
+                    &lookup.name,
+                    format!("lookup table `{table}` has no `key`"),
+                    "name the column rows are looked up by: `key = \"...\"`",
+                );
+                None
+            }
+            (Some(key), None) if key.get_ref().trim().is_empty() => {
+                self.error(
+                    key,
+                    "the key column is empty".into(),
+                    "name the column rows are looked up by",
+                );
+                None
+            }
+            (Some(key), None) => Some(key.get_ref().clone()),
+        }
     }
 
     fn stages(&mut self, stages: &[StageConfig], tables: &HashSet<&str>) -> Option<Vec<StagePlan>> {
