@@ -38,7 +38,7 @@ pub struct Needs {
     pub kafka: bool,
     /// PostgreSQL (a sink, or a lookup query).
     pub database: bool,
-    /// The schema registry (the Kafka sink's Avro).
+    /// The schema registry (the Kafka sink's Avro, an Avro source's schemas).
     pub registry: bool,
 }
 
