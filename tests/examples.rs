@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use weir_tests::oracle::{load_raw, read_topic};
 use weir_tests::pipeline::{Scenario, stock_pipeline, terminate, wait_caught_up};
 
 /// Example name, its plugin folder's component name, and its table.
@@ -82,12 +81,7 @@ fn the_example_aggregations_run_from_their_pipeline_files() -> Result<()> {
     ensure!(terminate(&mut weir)?.success(), "weir stops cleanly");
 
     let pool = run.pool()?;
-    let raw = format!("{}_raw", run.names.table);
-    run.tokio.block_on(load_raw(
-        &pool,
-        &raw,
-        &read_topic(stack, &run.names.events)?,
-    ))?;
+    let raw = run.load_input(&pool)?;
     let sessions = run.scalar::<f64>(
         &pool,
         &format!("SELECT count(DISTINCT data->>'session_id')::float8 FROM {raw}"),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use weir_tests::categories::{CATALOG_CATEGORY, category_pipeline, equal_to_oracle};
-use weir_tests::oracle::{check_run, load_raw, read_topic};
+use weir_tests::oracle::check_run;
 use weir_tests::pipeline::{
     Scenario, count_per_key, demo_pipeline, progress, replace_setting, terminate, wait_caught_up,
 };
@@ -117,12 +117,7 @@ impl Output {
             }
             Self::CategorySales(table) => {
                 let pool = run.pool()?;
-                let raw = format!("{}_raw", run.names.table);
-                run.tokio.block_on(load_raw(
-                    &pool,
-                    &raw,
-                    &read_topic(&run.stack, &run.names.events)?,
-                ))?;
+                let raw = run.load_input(&pool)?;
                 let (categories, lines) =
                     equal_to_oracle(run, &pool, &raw, table, CATALOG_CATEGORY)?;
                 println!("{lines} items in {categories} categories equal the SQL oracle");

@@ -5,6 +5,7 @@
 //! from a topic of Confluent-framed Avro written under two versions of its
 //! schema (`format = "avro"`).
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -19,7 +20,7 @@ use weir_tests::categories::{
     CATALOG_CATEGORY, by_boundary, category_pipeline, category_pipeline_with, caught_up,
     equal_to_oracle, run_to_end,
 };
-use weir_tests::oracle::{load_raw, read_topic};
+use weir_tests::oracle::load_raw;
 use weir_tests::pipeline::{Scenario, generated_events, progress};
 
 #[test]
@@ -36,12 +37,7 @@ fn sales_per_category_are_summed_through_the_repartition_topic() -> Result<()> {
     run_to_end(&run, &mut weir)?;
 
     let pool = run.pool()?;
-    let raw = format!("{}_raw", run.names.table);
-    run.tokio.block_on(load_raw(
-        &pool,
-        &raw,
-        &read_topic(&run.stack, &run.names.events)?,
-    ))?;
+    let raw = run.load_input(&pool)?;
     let (categories, lines) = equal_to_oracle(&run, &pool, &raw, &table, CATALOG_CATEGORY)?;
     println!(
         "{lines} items of {} events: {categories} categories equal the SQL oracle",
@@ -198,38 +194,21 @@ fn a_product_recategorised_in_postgresql_counts_under_its_new_category_after_the
             ),
         )],
     )?;
-    let mut weir = run.spawn_weir(&pipeline, "weir.log", &[])?;
-    let generate = || -> Result<()> {
-        let counts = run
-            .start_generator("7", 20_000, 0, 500)
-            .join()
-            .expect("generator")?;
-        ensure!(counts.events == 20_000);
-        Ok(())
-    };
-    generate()?;
-    caught_up(&run, &mut weir)?;
-    let (_, boundary) = progress(&run.stack, &run.names.group(), &run.names.events)?;
-    let moved = execute(format!(
-        "UPDATE {catalog} SET category = 'outdoor' WHERE category = 'sports'"
-    ))?;
-    ensure!(moved > 0, "the catalog has sports products");
     // The documented delay: the next refresh (at most REFRESH later) and
-    // its query; the same events again are processed after it.
-    std::thread::sleep(REFRESH * 3);
-    generate()?;
-    run_to_end(&run, &mut weir)?;
-
-    let raw = format!("{}_raw", run.names.table);
-    run.tokio.block_on(load_raw(
-        &pool,
-        &raw,
-        &read_topic(&run.stack, &run.names.events)?,
-    ))?;
-    // Events before the boundary were enriched with the catalog as it was,
-    // the others with the new one.
-    let category = by_boundary(&boundary, &before, &catalog);
-    let (categories, lines) = equal_to_oracle(&run, &pool, &raw, &table, &category)?;
+    // its query.
+    let (moved, (categories, lines)) = around_a_change(
+        &run,
+        (&pipeline, &table),
+        (&before, &catalog),
+        REFRESH * 3,
+        || {
+            let moved = execute(format!(
+                "UPDATE {catalog} SET category = 'outdoor' WHERE category = 'sports'"
+            ))?;
+            ensure!(moved > 0, "the catalog has sports products");
+            Ok(moved)
+        },
+    )?;
     let outdoor = run.scalar::<i64>(
         &pool,
         &format!("SELECT coalesce(sum(\"ORDER_LINES\"), 0)::bigint FROM {table} WHERE \"CATEGORY\" = 'outdoor'"),
@@ -301,18 +280,6 @@ fn a_product_recategorised_on_a_lookup_topic_counts_under_its_new_category_soon_
             ("key = \"product_id\"", String::new()),
         ],
     )?;
-    let mut weir = run.spawn_weir(&pipeline, "weir.log", &[])?;
-    let generate = || -> Result<()> {
-        let counts = run
-            .start_generator("7", 20_000, 0, 500)
-            .join()
-            .expect("generator")?;
-        ensure!(counts.events == 20_000);
-        Ok(())
-    };
-    generate()?;
-    caught_up(&run, &mut weir)?;
-    let (_, boundary) = progress(&run.stack, &run.names.group(), &run.names.events)?;
     // Every sports product moves to outdoor; one home product leaves the
     // catalog (a tombstone).
     let after = format!("{}_after", run.names.table);
@@ -332,30 +299,64 @@ fn a_product_recategorised_on_a_lookup_topic_counts_under_its_new_category_soon_
         ))
         .fetch_all(&pool),
     )?;
-    for (product, row) in &moved {
-        send(product, Some(row))?;
-    }
-    send(&gone, None)?;
     // The documented delay: a topic's records reach the table within a
     // second of being written.
-    std::thread::sleep(Duration::from_secs(2));
-    generate()?;
-    run_to_end(&run, &mut weir)?;
-
-    let raw = format!("{}_raw", run.names.table);
-    run.tokio.block_on(load_raw(
-        &pool,
-        &raw,
-        &read_topic(&run.stack, &run.names.events)?,
-    ))?;
-    let category = by_boundary(&boundary, &before, &after);
-    let (categories, lines) = equal_to_oracle(&run, &pool, &raw, &table, &category)?;
+    let ((), (categories, lines)) = around_a_change(
+        &run,
+        (&pipeline, &table),
+        (&before, &after),
+        Duration::from_secs(2),
+        || {
+            for (product, row) in &moved {
+                send(product, Some(row))?;
+            }
+            send(&gone, None)
+        },
+    )?;
     println!(
         "{} products moved to outdoor and one deleted on the lookup topic between two runs of \
          20 000 events: {lines} items in {categories} categories equal the SQL oracle",
         moved.len()
     );
     Ok(())
+}
+
+/// The category example (`pipeline`, writing `table`) over the same
+/// 20 000 events twice, the catalog changed by `change` between the two
+/// and `delay` (the documented one) waited after it: the table against SQL
+/// that gives the first run's items their category from catalog table
+/// `before` and the second run's from `after`. What `change` returned, and
+/// the categories and items.
+fn around_a_change<T>(
+    run: &Scenario,
+    (pipeline, table): (&Path, &str),
+    (before, after): (&str, &str),
+    delay: Duration,
+    change: impl FnOnce() -> Result<T>,
+) -> Result<(T, (i64, i64))> {
+    let mut weir = run.spawn_weir(pipeline, "weir.log", &[])?;
+    let generate = || -> Result<()> {
+        let counts = run
+            .start_generator("7", 20_000, 0, 500)
+            .join()
+            .expect("generator")?;
+        ensure!(counts.events == 20_000);
+        Ok(())
+    };
+    generate()?;
+    caught_up(run, &mut weir)?;
+    let (_, boundary) = progress(&run.stack, &run.names.group(), &run.names.events)?;
+    let changed = change()?;
+    std::thread::sleep(delay);
+    generate()?;
+    run_to_end(run, &mut weir)?;
+    let pool = run.pool()?;
+    let raw = run.load_input(&pool)?;
+    let category = by_boundary(&boundary, before, after);
+    Ok((
+        changed,
+        equal_to_oracle(run, &pool, &raw, table, &category)?,
+    ))
 }
 
 #[test]

@@ -658,6 +658,16 @@ impl Scenario {
         self.tokio.block_on(self.stack.pool(2))
     }
 
+    /// Every record of the input topic loaded into a new table
+    /// `<table>_raw` ([`crate::oracle::load_raw`]); its name.
+    pub fn load_input(&self, pool: &sqlx::PgPool) -> Result<String> {
+        let raw = format!("{}_raw", self.names.table);
+        let events = crate::oracle::read_topic(&self.stack, &self.names.events)?;
+        self.tokio
+            .block_on(crate::oracle::load_raw(pool, &raw, &events))?;
+        Ok(raw)
+    }
+
     /// The one value `sql` selects.
     pub fn scalar<T>(&self, pool: &sqlx::PgPool, sql: &str) -> Result<T>
     where

@@ -72,6 +72,10 @@ type Fetched = Result<Arc<Schema>, Unreadable>;
 /// How long "no schema with this id" is believed.
 const ASK_AGAIN: Duration = Duration::from_secs(10);
 
+/// The most ids a shard remembers as unknown: values naming random ids
+/// (hostile, or not Avro at all) would otherwise grow the cache without end.
+const MAX_UNKNOWN: usize = 10_000;
+
 /// Decodes Avro values with their writers' schemas, each fetched from the
 /// registry the first time its id is seen.
 pub struct AvroValues {
@@ -130,11 +134,10 @@ impl AvroValues {
     /// not answer, the shard waits and tries again: its records are not
     /// the ones at fault.
     fn schema(&mut self, id: u32) -> Fetched {
-        if let Some((fetched, at)) = self.schemas.get(&id) {
-            let unknown = matches!(fetched, Err(unreadable) if unreadable.code == "unknown-schema");
-            if !unknown || at.elapsed() < ASK_AGAIN {
-                return fetched.clone();
-            }
+        if let Some((fetched, at)) = self.schemas.get(&id)
+            && (!is_unknown(fetched) || at.elapsed() < ASK_AGAIN)
+        {
+            return fetched.clone();
         }
         let started = Instant::now();
         let mut warned: Option<Instant> = None;
@@ -172,9 +175,20 @@ impl AvroValues {
                 unreadable.message
             );
         }
+        if is_unknown(&fetched) {
+            let unknown = self.schemas.values().filter(|(f, _)| is_unknown(f)).count();
+            if unknown >= MAX_UNKNOWN {
+                self.schemas.retain(|_, (f, _)| !is_unknown(f));
+            }
+        }
         self.schemas.insert(id, (fetched.clone(), Instant::now()));
         fetched
     }
+}
+
+/// True for "the registry has no schema with this id".
+fn is_unknown(fetched: &Fetched) -> bool {
+    matches!(fetched, Err(unreadable) if unreadable.code == "unknown-schema")
 }
 
 /// Schema `id`'s text as a schema weir can decode with: parsed, with no
