@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use sqlx::postgres::PgPoolOptions;
 use weir_tests::oracle::{check_avro, differences, load_raw, oracle_query};
 use weir_tests::pipeline::{
-    Scenario, demo_pipeline, generated_events, progress, terminate, wait_caught_up,
+    Scenario, demo_pipeline, generated_events, progress, read_dead_letters, terminate,
+    wait_caught_up,
 };
 use weir_tests::raw::{self, Raw};
 
@@ -353,13 +352,6 @@ fn corpus(session: &str, event: &serde_json::Value) -> Vec<Hostile> {
         .collect()
 }
 
-/// A dead letter as read back: key, value and headers.
-struct Letter {
-    key: Option<Vec<u8>>,
-    value: Vec<u8>,
-    headers: std::collections::HashMap<String, String>,
-}
-
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -467,41 +459,7 @@ fn every_kind_of_hostile_record_is_counted_or_dead_lettered_and_the_rest_equals_
         .iter()
         .filter(|h| h.expect != Expect::Counted)
         .count();
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap)
-        .set("group.id", weir_tests::unique("dlq_reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    reader.subscribe(&[&names.dead_letters()])?;
-    let mut letters = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while letters.len() < expected_letters && Instant::now() < deadline {
-        if let Some(message) = reader.poll(Duration::from_millis(500)) {
-            let message = message?;
-            let headers = message
-                .headers()
-                .map(|list| {
-                    list.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            letters.push(Letter {
-                key: message.key().map(<[u8]>::to_vec),
-                value: message.payload().unwrap_or_default().to_vec(),
-                headers,
-            });
-        }
-    }
-    ensure!(
-        reader.poll(Duration::from_secs(2)).is_none(),
-        "more dead letters than hostile records"
-    );
+    let letters = read_dead_letters(stack, &names.dead_letters(), expected_letters)?;
     ensure!(
         letters.len() == expected_letters,
         "{} of {expected_letters} dead letters arrived",

@@ -11,8 +11,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use apache_avro::Schema;
 use apache_avro::types::Value as Avro;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::Value as Json;
 use weir::sink::registry::RegistryClient;
@@ -21,7 +19,7 @@ use weir_tests::categories::{
     equal_to_oracle, run_to_end,
 };
 use weir_tests::oracle::load_raw;
-use weir_tests::pipeline::{Scenario, generated_events, progress};
+use weir_tests::pipeline::{Scenario, generated_events, progress, read_dead_letters};
 
 #[test]
 fn sales_per_category_are_summed_through_the_repartition_topic() -> Result<()> {
@@ -139,18 +137,18 @@ fn sales_per_category_from_an_avro_topic_equal_sql_over_the_same_events() -> Res
     run.tokio.block_on(load_raw(&pool, &raw, &as_json))?;
     let (categories, lines) = equal_to_oracle(&run, &pool, &raw, &table, CATALOG_CATEGORY)?;
 
-    let letters = dead_letters(&run, hostile.len())?;
+    let letters = read_dead_letters(stack, &run.names.dead_letters(), hostile.len())?;
     for (key, _, code) in &hostile {
         let key = format!("hostile-{key}");
-        let found = letters
+        let letter = letters
             .iter()
-            .find(|(letter, _)| *letter == key)
+            .find(|letter| letter.key.as_deref() == Some(key.as_bytes()))
             .with_context(|| format!("no dead letter for {key}: {letters:?}"))?;
-        ensure!(
-            found.1 == *code,
-            "{key}: {} where {code} was expected",
-            found.1
-        );
+        let found = letter
+            .headers
+            .get("weir.error.code")
+            .map_or("", String::as_str);
+        ensure!(found == *code, "{key}: {found} where {code} was expected");
     }
     println!(
         "{lines} items of {} Avro events (schema ids {} and {}): {categories} categories equal \
@@ -313,9 +311,22 @@ fn a_product_recategorised_on_a_lookup_topic_counts_under_its_new_category_soon_
             send(&gone, None)
         },
     )?;
+    // The tombstone counted: the deleted product sold after it, as uncategorised.
+    let uncategorised = run.scalar::<i64>(
+        &pool,
+        &format!(
+            "SELECT coalesce(sum(\"ORDER_LINES\"), 0)::bigint FROM {table} \
+             WHERE \"CATEGORY\" = 'uncategorised'"
+        ),
+    )?;
+    ensure!(
+        uncategorised > 0,
+        "items of the deleted product were sold after its tombstone"
+    );
     println!(
         "{} products moved to outdoor and one deleted on the lookup topic between two runs of \
-         20 000 events: {lines} items in {categories} categories equal the SQL oracle",
+         20 000 events: {lines} items in {categories} categories equal the SQL oracle \
+         ({uncategorised} uncategorised)",
         moved.len()
     );
     Ok(())
@@ -422,37 +433,4 @@ fn avro(schema: &Schema, json: &Json) -> Result<Avro> {
         Schema::Long => Avro::Long(json.as_i64().context("an integer")?),
         other => bail!("no conversion to {other:?}"),
     })
-}
-
-/// The first `count` dead letters of the scenario's pipeline: each key
-/// and its `weir.error.code`.
-fn dead_letters(run: &Scenario, count: usize) -> Result<Vec<(String, String)>> {
-    let reader: BaseConsumer = run
-        .stack
-        .kafka_client()
-        .set("group.id", weir_tests::unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    reader.subscribe(&[&run.names.dead_letters()])?;
-    let mut letters = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while letters.len() < count && std::time::Instant::now() < deadline {
-        let Some(message) = reader.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message?;
-        let code = (message.headers().into_iter())
-            .flat_map(|headers| headers.iter())
-            .find(|header| header.key == "weir.error.code")
-            .and_then(|header| header.value)
-            .map(|value| String::from_utf8_lossy(value).into_owned())
-            .unwrap_or_default();
-        let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-        letters.push((key, code));
-    }
-    ensure!(
-        reader.poll(Duration::from_secs(2)).is_none(),
-        "more dead letters than expected: {letters:?}"
-    );
-    Ok(letters)
 }

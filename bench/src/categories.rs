@@ -14,10 +14,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -203,17 +203,9 @@ impl Contest<'_> {
         let output = format!("{id}.rows");
         self.tokio
             .block_on(create_topic(self.stack, &output, self.partitions))?;
-        let state = std::env::temp_dir().join(id);
-        let mut child = Command::new("java")
-            .arg("-jar")
-            .arg(jar)
+        let mut child = crate::race::peer(jar, self.stack, id, (self.input, &output))
             .args(["--topology", "category-sales", "--catalog"])
             .arg(jdbc_url(&self.stack.database_url)?)
-            .args(["--bootstrap", &self.stack.bootstrap])
-            .args(["--input", self.input, "--output", &output])
-            .args(["--application-id", id, "--threads", "2"])
-            .arg("--state-dir")
-            .arg(&state)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.join(format!("{id}.log")))?)
             .spawn()
@@ -221,7 +213,7 @@ impl Contest<'_> {
         let mut rows = LastRows::new(self.stack, &output)?;
         let result = self.time(&mut child, id, || Ok(&rows.read()? == self.expected));
         let stopped = terminate(&mut child);
-        std::fs::remove_dir_all(&state).ok();
+        std::fs::remove_dir_all(std::env::temp_dir().join(id)).ok();
         let figures = result?;
         stopped?;
         Ok(figures)
@@ -237,36 +229,17 @@ impl Contest<'_> {
         mut complete: impl FnMut() -> Result<bool>,
     ) -> Result<Figures> {
         let pid = child.id();
-        let reader: BaseConsumer = self.stack.kafka_client().set("group.id", group).create()?;
-        let committed = || -> Result<i64> {
-            let progress =
-                weir::kafka::group_progress(&reader, self.input, Duration::from_secs(10))?;
-            Ok(progress.iter().map(|p| p.committed.unwrap_or(0)).sum())
-        };
-        let deadline = Instant::now() + Duration::from_secs(900);
-        let mut alive = || matches!(child.try_wait(), Ok(None));
-        let (started, before, cpu_before) = loop {
-            let done = committed()?;
-            if done > 0 {
-                break (Instant::now(), done, cpu_seconds(pid, self.ticks)?);
-            }
-            ensure!(
-                alive() && Instant::now() < deadline,
-                "{group} committed nothing"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while !complete()? {
-            if !alive() || Instant::now() > deadline {
-                bail!("{group} did not complete its results");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let cpu = cpu_seconds(pid, self.ticks)? - cpu_before;
-        let counted = (self.events as f64) - before as f64;
+        let timed = crate::pipeline::time_from_first_commit(
+            self.stack,
+            (group, self.input),
+            || matches!(child.try_wait(), Ok(None)),
+            || cpu_seconds(pid, self.ticks),
+            |_| complete(),
+        )?;
+        let cpu = cpu_seconds(pid, self.ticks)? - timed.first;
+        let counted = (self.events as f64) - timed.at_start as f64;
         Ok(Figures {
-            events_per_second: counted / seconds,
+            events_per_second: counted / timed.seconds,
             cpu_per_million: cpu / (counted / 1e6),
             peak_mib: Some(peak_mib(pid)?),
             freshness_p99: None,

@@ -222,17 +222,45 @@ pub fn run_to_end(
 /// Waits until `group` has committed `events` records of `topic`, timing
 /// from its first commit: the seconds from then, the records committed
 /// since, and what `at_first_commit` returned then. Fails when `alive` says
-/// the contestant stopped, or after 15 minutes. One client asks for the
-/// offsets every 20 ms (a new client per look would load the machine being
-/// measured).
+/// the contestant stopped, or after 15 minutes.
 pub fn time_commits<T>(
     stack: &Stack,
     group: &str,
     topic: &str,
     events: u64,
-    mut alive: impl FnMut() -> bool,
+    alive: impl FnMut() -> bool,
     at_first_commit: impl FnOnce() -> Result<T>,
 ) -> Result<(f64, i64, T)> {
+    let timed = time_from_first_commit(stack, (group, topic), alive, at_first_commit, |done| {
+        Ok(done as u64 >= events)
+    })?;
+    Ok((timed.seconds, timed.at_end - timed.at_start, timed.first))
+}
+
+/// A span timed by [`time_from_first_commit`].
+pub struct Timed<T> {
+    /// Seconds from the first commit until done.
+    pub seconds: f64,
+    /// Records the group had committed at its first commit.
+    pub at_start: i64,
+    /// Records it had committed when done.
+    pub at_end: i64,
+    /// What `at_first_commit` returned.
+    pub first: T,
+}
+
+/// Times `group` reading `topic` from its first commit until `done` (given
+/// the records committed so far) says the contestant is done. Fails when
+/// `alive` says the contestant stopped, or after 15 minutes. One client
+/// asks for the offsets every 20 ms (a new client per look would load the
+/// machine being measured).
+pub fn time_from_first_commit<T>(
+    stack: &Stack,
+    (group, topic): (&str, &str),
+    mut alive: impl FnMut() -> bool,
+    at_first_commit: impl FnOnce() -> Result<T>,
+    mut done: impl FnMut(i64) -> Result<bool>,
+) -> Result<Timed<T>> {
     let reader: BaseConsumer = stack.kafka_client().set("group.id", group).create()?;
     let committed = || -> Result<i64> {
         let progress = weir::kafka::group_progress(&reader, topic, Duration::from_secs(10))?;
@@ -242,23 +270,28 @@ pub fn time_commits<T>(
     let (started, at_start) = loop {
         // A topic the contestant has just made (a repartition topic) may
         // not have its leaders yet: asked again until the first commit.
-        let done = match committed() {
-            Ok(done) if done > 0 => break (Instant::now(), done),
+        let committed = match committed() {
+            Ok(committed) if committed > 0 => break (Instant::now(), committed),
             other => other,
         };
         if !alive() || Instant::now() > deadline {
-            bail!("{group} committed nothing ({done:?})");
+            bail!("{group} committed nothing ({committed:?})");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let first = at_first_commit()?;
     loop {
-        let done = committed()?;
-        if done as u64 >= events {
-            return Ok((started.elapsed().as_secs_f64(), done - at_start, first));
+        let at_end = committed()?;
+        if done(at_end)? {
+            return Ok(Timed {
+                seconds: started.elapsed().as_secs_f64(),
+                at_start,
+                at_end,
+                first,
+            });
         }
         if !alive() || Instant::now() > deadline {
-            bail!("{group} stopped at {done} of {events} events");
+            bail!("{group} stopped at {at_end} records committed, not done");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -715,26 +715,34 @@ fn spawn_streams(race: &Race<'_>, input: &str, id: &str) -> Result<(Child, Strin
     let output = format!("{id}.rows");
     race.tokio
         .block_on(create_topic(stack, &output, race.partitions))?;
-    let state = std::env::temp_dir().join(id);
-    let child = Command::new("java")
+    let child = peer(
+        race.jar.context("the race has no peer jar")?,
+        stack,
+        id,
+        (input, &output),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .context("cannot start `java` for the Kafka Streams peer")?;
+    Ok((child, output))
+}
+
+/// The Kafka Streams peer (`jar`) as application `id` on `stack`, reading
+/// `input` and writing `output`, two stream threads, its state in a folder
+/// named after `id` in the temporary folder: the command, to which a
+/// caller adds a topology.
+pub(crate) fn peer(jar: &Path, stack: &Stack, id: &str, (input, output): (&str, &str)) -> Command {
+    let mut command = Command::new("java");
+    command
         .arg("-jar")
-        .arg(race.jar.context("the race has no peer jar")?)
-        .args([
-            "--bootstrap",
-            &stack.bootstrap,
-            "--input",
-            input,
-            "--output",
-            &output,
-        ])
+        .arg(jar)
+        .args(["--bootstrap", &stack.bootstrap])
+        .args(["--input", input, "--output", output])
         .args(["--application-id", id, "--threads", "2"])
         .arg("--state-dir")
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start `java` for the Kafka Streams peer")?;
-    Ok((child, output))
+        .arg(std::env::temp_dir().join(id));
+    command
 }
 
 /// Times `child` (consuming `topic` as `group`) from its first commit until

@@ -15,6 +15,7 @@ use clap::Parser;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use weir::engine::RunConfig;
 use weir::generate::GenerateArgs;
@@ -710,4 +711,51 @@ pub fn terminate(child: &mut std::process::Child) -> Result<std::process::ExitSt
         bail!("kill -TERM {} failed", child.id());
     }
     Ok(child.wait()?)
+}
+
+/// A record of a dead-letter topic: its key, its value, its headers (as text).
+#[derive(Debug)]
+pub struct Letter {
+    /// The Kafka key.
+    pub key: Option<Vec<u8>>,
+    /// The value.
+    pub value: Vec<u8>,
+    /// Each header, its value as (lossy) UTF-8.
+    pub headers: HashMap<String, String>,
+}
+
+/// The first `count` records of dead-letter topic `topic`, waiting up to a
+/// minute for them; fails when more arrive within two seconds after.
+pub fn read_dead_letters(stack: &Stack, topic: &str, count: usize) -> Result<Vec<Letter>> {
+    let reader: BaseConsumer = stack
+        .kafka_client()
+        .set("group.id", unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    reader.subscribe(&[topic])?;
+    let mut letters = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while letters.len() < count && Instant::now() < deadline {
+        let Some(message) = reader.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message?;
+        let headers = (message.headers().into_iter())
+            .flat_map(|headers| headers.iter())
+            .map(|header| {
+                let value = String::from_utf8_lossy(header.value.unwrap_or_default());
+                (header.key.to_owned(), value.into_owned())
+            })
+            .collect();
+        letters.push(Letter {
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+    }
+    ensure!(
+        reader.poll(Duration::from_secs(2)).is_none(),
+        "more dead letters than the {count} expected"
+    );
+    Ok(letters)
 }

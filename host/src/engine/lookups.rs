@@ -184,38 +184,44 @@ pub async fn keep_fresh(
             tracing::error!("Cannot start the thread that follows a lookup topic: {error}");
         }
     }
-    let mut due: Vec<(String, String, String, Duration, Instant)> = (lookups.into_iter())
+    let mut due: Vec<Refreshed> = (lookups.into_iter())
         .filter_map(|lookup| {
             let every = lookup.refresh?;
             let LookupFrom::Query { sql, key } = lookup.from else {
                 return None;
             };
-            Some((
-                lookup.name.to_string(),
+            Some(Refreshed {
+                table: Arc::clone(tables.get(lookup.name.as_str())?),
+                name: lookup.name.to_string(),
                 sql,
                 key,
                 every,
-                Instant::now() + every,
-            ))
+                next: Instant::now() + every,
+            })
         })
         .collect();
     let mut pool = None;
     while !stop.load(Ordering::Relaxed) && !due.is_empty() {
         let next = due
             .iter()
-            .map(|due| due.4)
+            .map(|due| due.next)
             .min()
             .unwrap_or_else(Instant::now);
         // Woken at least every second to see `stop`.
         tokio::time::sleep_until(next.min(Instant::now() + Duration::from_secs(1)).into()).await;
-        for (name, sql, key, every, at_time) in &mut due {
-            if Instant::now() < *at_time {
+        for Refreshed {
+            name,
+            sql,
+            key,
+            every,
+            next,
+            table,
+        } in &mut due
+        {
+            if Instant::now() < *next {
                 continue;
             }
-            *at_time = Instant::now() + *every;
-            let Some(table) = tables.get(name.as_str()) else {
-                continue;
-            };
+            *next = Instant::now() + *every;
             let started = Instant::now();
             match read_query(name, sql, key, &mut pool, &at).await {
                 Ok(rows) => {
@@ -241,6 +247,16 @@ pub async fn keep_fresh(
             }
         }
     }
+}
+
+/// A query table read again every `every`, next at `next`.
+struct Refreshed {
+    name: String,
+    sql: String,
+    key: String,
+    every: Duration,
+    next: Instant,
+    table: Arc<LiveTable>,
 }
 
 /// The rows of query `sql`, keyed by column `key`; the query runs on

@@ -66,42 +66,13 @@ impl RegistryClient {
         if let Some(id) = self.ids.lock().expect("registry cache").get(&cache_key) {
             return Ok(*id);
         }
-        let error = |message: String| RegistryError::Http {
-            url: self.url.clone(),
-            message,
+        let what = format!("registering under `{subject}`");
+        let request = self
+            .http
+            .post(format!("{}/subjects/{subject}/versions", self.url));
+        let Some(Registered { id }) = self.ask(with_schema(request, schema), &what).await? else {
+            return Err(self.refused(&what, reqwest::StatusCode::NOT_FOUND, String::new()));
         };
-        let response = self
-            .access
-            .authorize(
-                self.http
-                    .post(format!("{}/subjects/{subject}/versions", self.url)),
-            )
-            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-            .json(&serde_json::json!({ "schema": schema }))
-            .send()
-            .await
-            .map_err(|e| RegistryError::Unreachable {
-                url: self.url.clone(),
-                message: format!("cannot register under `{subject}`: {}", e.without_url()),
-            })?;
-        let status = response.status();
-        if status.is_server_error() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(RegistryError::Unreachable {
-                url: self.url.clone(),
-                message: format!("registering under `{subject}` failed ({status}): {body}"),
-            });
-        }
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(error(format!(
-                "registering under `{subject}` was refused ({status}): {body}"
-            )));
-        }
-        let Registered { id } = response
-            .json()
-            .await
-            .map_err(|e| error(format!("unexpected answer registering `{subject}`: {e}")))?;
         self.ids
             .lock()
             .expect("registry cache")
@@ -110,93 +81,81 @@ impl RegistryClient {
     }
 
     /// Whether the registry's compatibility rules for `subject` accept
-    /// `schema` as its next version (a subject with no version accepts anything).
+    /// `schema` as its next version (a subject with no version accepts
+    /// anything). An unparsable or invalid schema is refused.
     pub async fn is_compatible(&self, subject: &str, schema: &str) -> Result<bool, RegistryError> {
-        let unreachable = |message: String| RegistryError::Unreachable {
-            url: self.url.clone(),
-            message,
-        };
-        let response = self
-            .access
-            .authorize(self.http.post(format!(
-                "{}/compatibility/subjects/{subject}/versions/latest",
-                self.url
-            )))
-            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-            .json(&serde_json::json!({ "schema": schema }))
-            .send()
-            .await
-            .map_err(|e| {
-                unreachable(format!(
-                    "cannot check compatibility under `{subject}`: {}",
-                    e.without_url()
-                ))
-            })?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(true);
-        }
-        if status.is_server_error() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(unreachable(format!(
-                "checking compatibility under `{subject}` failed ({status}): {body}"
-            )));
-        }
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            // An unparsable or invalid schema is refused with a client error.
-            return Err(RegistryError::Http {
-                url: self.url.clone(),
-                message: format!("the schema was refused under `{subject}` ({status}): {body}"),
-            });
-        }
         #[derive(Deserialize)]
         struct Answer {
             is_compatible: bool,
         }
-        let Answer { is_compatible } = response.json().await.map_err(|e| RegistryError::Http {
-            url: self.url.clone(),
-            message: format!("unexpected answer checking `{subject}`: {e}"),
-        })?;
-        Ok(is_compatible)
+        let request = self.http.post(format!(
+            "{}/compatibility/subjects/{subject}/versions/latest",
+            self.url
+        ));
+        let what = format!("checking compatibility under `{subject}`");
+        let answer: Option<Answer> = self.ask(with_schema(request, schema), &what).await?;
+        Ok(answer.is_none_or(|answer| answer.is_compatible))
     }
 
     /// The schema registered as `id` (`GET /schemas/ids/{id}`), with its
     /// type; `Ok(None)` when the registry has no schema by that id.
     pub async fn schema_by_id(&self, id: u32) -> Result<Option<SchemaById>, RegistryError> {
+        let request = self.http.get(format!("{}/schemas/ids/{id}", self.url));
+        self.ask(request, &format!("fetching schema {id}")).await
+    }
+
+    /// Sends `request` (with weir's credentials) and reads its JSON answer;
+    /// `Ok(None)` for a 404. No answer, or a server error, is
+    /// [`RegistryError::Unreachable`] (worth trying again); any other
+    /// refusal or an unexpected answer is [`RegistryError::Http`]. `what`
+    /// names the request in errors.
+    async fn ask<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<Option<T>, RegistryError> {
         let unreachable = |message: String| RegistryError::Unreachable {
             url: self.url.clone(),
             message,
         };
         let response = self
             .access
-            .authorize(self.http.get(format!("{}/schemas/ids/{id}", self.url)))
+            .authorize(request)
             .send()
             .await
-            .map_err(|e| unreachable(format!("cannot fetch schema {id}: {}", e.without_url())))?;
+            .map_err(|e| unreachable(format!("{what}: no answer: {}", e.without_url())))?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if status.is_server_error() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(unreachable(format!(
-                "fetching schema {id} failed ({status}): {body}"
-            )));
-        }
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            return Err(RegistryError::Http {
-                url: self.url.clone(),
-                message: format!("fetching schema {id} was refused ({status}): {body}"),
-            });
+            if status.is_server_error() {
+                return Err(unreachable(format!("{what} failed ({status}): {body}")));
+            }
+            return Err(self.refused(what, status, body));
         }
-        let found: SchemaById = response.json().await.map_err(|e| RegistryError::Http {
+        let answer = response.json().await.map_err(|e| RegistryError::Http {
             url: self.url.clone(),
-            message: format!("unexpected answer fetching schema {id}: {e}"),
+            message: format!("{what}: unexpected answer: {e}"),
         })?;
-        Ok(Some(found))
+        Ok(Some(answer))
     }
+
+    /// The registry refused request `what`.
+    fn refused(&self, what: &str, status: reqwest::StatusCode, body: String) -> RegistryError {
+        RegistryError::Http {
+            url: self.url.clone(),
+            message: format!("{what} was refused ({status}): {body}"),
+        }
+    }
+}
+
+/// `request` carrying `schema` as the registry takes one.
+fn with_schema(request: reqwest::RequestBuilder, schema: &str) -> reqwest::RequestBuilder {
+    request
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .json(&serde_json::json!({ "schema": schema }))
 }
 
 /// A schema as the registry holds it under an id.

@@ -21,7 +21,6 @@ use apache_avro::Schema;
 use apache_avro::schema::Name;
 use apache_avro::types::Value as Avro;
 
-use crate::pipeline::Format;
 use crate::sink::registry::{RegistryClient, RegistryError};
 
 /// How a chain reads its source's values.
@@ -32,17 +31,6 @@ pub enum Values {
     Bytes,
     /// Avro in the Confluent wire format, decoded into JSON.
     Avro(Box<AvroValues>),
-}
-
-impl Values {
-    /// The source format this reads.
-    pub fn format(&self) -> Format {
-        match self {
-            Self::Json => Format::Json,
-            Self::Bytes => Format::Bytes,
-            Self::Avro(_) => Format::Avro,
-        }
-    }
 }
 
 /// Why a value cannot be read: a dead letter's reason code and message.

@@ -14,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Map, Value};
 
 use super::LookupError;
-use crate::kafka::Connection;
+use crate::kafka::{Connection, TopicsError, partition_count};
 use crate::plugin::LiveTable;
 
 /// Where a reading stands: the next offset on each partition.
@@ -38,24 +38,17 @@ pub(super) fn read(
         table: table.to_owned(),
         message,
     };
+    let partitions = partition_count(kafka, topic).map_err(|error| match error {
+        TopicsError::Missing { .. } => failed(format!(
+            "topic `{topic}` does not exist; create it (compacted, keyed by the lookup key) first"
+        )),
+        other => failed(other.to_string()),
+    })?;
     let consumer: BaseConsumer = kafka
         .restore_consumer()
         .create()
         .map_err(|error| failed(format!("cannot make a Kafka client: {error}")))?;
     let timeout = Duration::from_secs(15);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|error| failed(format!("cannot reach Kafka: {error}")))?;
-    let partitions = match metadata.topics().first() {
-        Some(found) if found.error().is_none() && !found.partitions().is_empty() => {
-            found.partitions().len()
-        }
-        _ => {
-            return Err(failed(format!(
-                "topic `{topic}` does not exist; create it (compacted, keyed by the lookup key) first"
-            )));
-        }
-    };
     let mut ends = Vec::with_capacity(partitions);
     let mut list = TopicPartitionList::new();
     for partition in 0..i32::try_from(partitions).unwrap_or(i32::MAX) {

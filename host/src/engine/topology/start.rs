@@ -60,8 +60,9 @@ pub(super) fn spawn_shards(
     let aggregator = plan.last_stage().filter(|_| parts.aggregator.is_some());
     let max_keys = (aggregator.and_then(|stage| stage.max_keys)).unwrap_or(DEFAULT_MAX_KEYS);
     let keys = Arc::new(KeyBudget::new(max_keys));
+    let values = values(plan, shared.config)?;
     for id in 0..parts.count {
-        let chain = chain(plan, shared.natives, &parts, values(plan, shared.config)?)?;
+        let chain = chain(plan, shared.natives, &parts, values())?;
         let (input, inputs) = std::sync::mpsc::sync_channel(2);
         let (flushes, delivery) = tokio::sync::mpsc::channel(2);
         let settings = ShardSettings {
@@ -100,19 +101,24 @@ pub(super) fn spawn_shards(
     Ok(shards)
 }
 
-/// How one shard reads the source's values (an Avro source's decoder
-/// fetches schemas from the registry, each shard its own cache).
-fn values(plan: &PipelinePlan, config: &RunConfig) -> Result<Values, TopologyError> {
+/// How each shard reads the source's values: a maker of one shard's
+/// [`Values`]. An Avro source's shards share one registry client, each
+/// keeping its own cache of schemas (no lock on the per-record path).
+fn values(
+    plan: &PipelinePlan,
+    config: &RunConfig,
+) -> Result<Box<dyn Fn() -> Values>, TopologyError> {
     Ok(match plan.source.format {
-        Format::Json => Values::Json,
-        Format::Bytes => Values::Bytes,
+        Format::Json => Box::new(|| Values::Json),
+        Format::Bytes => Box::new(|| Values::Bytes),
         Format::Avro => {
             let registry =
                 RegistryClient::new(&config.registry).map_err(TopologyError::Registry)?;
-            Values::Avro(Box::new(AvroValues::new(
-                Arc::new(registry),
-                tokio::runtime::Handle::current(),
-            )))
+            let (registry, tokio) = (Arc::new(registry), tokio::runtime::Handle::current());
+            Box::new(move || {
+                let avro = AvroValues::new(Arc::clone(&registry), tokio.clone());
+                Values::Avro(Box::new(avro))
+            })
         }
     })
 }
